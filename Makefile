@@ -1,0 +1,32 @@
+# Two targets matter to a newcomer: `make start` and `make test`.  Both build the
+# virtualenv on first use, so a fresh clone needs nothing else.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: start test lint unit clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+## Start the daemon on config.example.yaml (Ctrl-C drains and stops it).
+start: $(STAMP)
+	$(BIN)/chamberlain start --config config.example.yaml
+
+## Lint, type-check, then the whole test suite.
+test: lint unit
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+unit: $(STAMP)
+	$(BIN)/pytest
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,177 @@
+"""The Dispatcher actor: decides which queued jobs run now, and hands them to Runners.
+
+It never scans the table and never polls.  It claims jobs from the JobStore only
+when something changed (jobs were enqueued, a job finished, a retry fell due) and
+then sleeps until the next message or until the earliest future ``run_at`` the
+claim reported.  Its books (which jobs are in flight) can always be rebuilt from
+the store, which is exactly what a restarted Dispatcher does.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping
+
+import attrs
+import trio
+
+from chamberlain.actors.mailbox import ReplyTo, call
+from chamberlain.actors.messages import (
+    Claim,
+    ClaimResult,
+    DispatcherRequest,
+    DispatcherStatistics,
+    Drain,
+    JobStoreRequest,
+    Released,
+    Run,
+    RunnerRequest,
+    RunningJobs,
+    Statistics,
+    Wake,
+)
+
+log = logging.getLogger("chamberlain.dispatcher")
+
+
+# -- decisions -------------------------------------------------------------------------
+
+
+@attrs.define(eq=False)
+class Books:
+    """Which jobs are in flight, and the room left under each limit.  Pure logic."""
+
+    max_workers: int
+    parallelism: Mapping[str, int]
+    inflight: dict[str, str] = attrs.field(factory=dict)  # job id -> plugin
+
+    def capacity(self) -> tuple[dict[str, int], int]:
+        """Room per plugin and in all; a claim asks for no more than this."""
+        per_plugin = Counter(self.inflight.values())
+        room = {p: n - per_plugin[p] for p, n in self.parallelism.items() if n > per_plugin[p]}
+        return room, max(0, self.max_workers - len(self.inflight))
+
+    def started(self, job_id: str, plugin: str) -> None:
+        """Count a claimed job as in flight."""
+        self.inflight[job_id] = plugin
+
+    def released(self, job_id: str) -> bool:
+        """Stop counting a job; False when it was not counted (a stale report)."""
+        return self.inflight.pop(job_id, None) is not None
+
+
+# -- the actor -------------------------------------------------------------------------
+
+
+@attrs.define(eq=False)
+class Dispatcher:
+    """FIFO, due-time aware dispatch under ``max_workers`` and per-plugin parallelism."""
+
+    store: trio.MemorySendChannel[JobStoreRequest]
+    runners: Mapping[str, trio.MemorySendChannel[RunnerRequest]]
+    max_workers: int
+    parallelism: Mapping[str, int]
+    now: Callable[[], float] = time.time
+    _books: Books | None = attrs.field(default=None, init=False)
+    _draining: list[ReplyTo[None]] | None = attrs.field(default=None, init=False)
+    claims: int = attrs.field(default=0, init=False)
+
+    async def run(
+        self,
+        mailbox: trio.MemoryReceiveChannel[DispatcherRequest],
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Rebuild the books from the store, then dispatch until cancelled."""
+        books = Books(max_workers=self.max_workers, parallelism=self.parallelism)
+        for job in await call(self.store, lambda r: RunningJobs(reply=r)):
+            if job.plugin in self.parallelism:
+                books.started(job.id, job.plugin)
+        self._books = books
+        task_status.started()
+        claim_needed = True
+        next_due: float | None = None
+        while True:
+            if claim_needed and self._draining is None:
+                next_due = await self._claim(books)
+                claim_needed = False
+            deadline = math.inf
+            if next_due is not None:
+                deadline = trio.current_time() + max(0.0, next_due - self.now())
+            message: DispatcherRequest | None = None
+            with trio.move_on_at(deadline):
+                message = await mailbox.receive()
+            if message is None:  # a future job fell due
+                claim_needed = True
+                continue
+            claim_needed |= self._handle(message, books)
+            # Take everything else already waiting before claiming once for all.
+            while True:
+                try:
+                    claim_needed |= self._handle(mailbox.receive_nowait(), books)
+                except trio.WouldBlock:
+                    break
+
+    def _handle(self, message: DispatcherRequest, books: Books) -> bool:
+        """Apply one message; True when it may have made room or work."""
+        match message:
+            case Wake():
+                return True
+            case Released(job_id=job_id):
+                books.released(job_id)
+                self._answer_drain(books)
+                return True
+            case Drain(reply=reply):
+                if self._draining is None:
+                    self._draining = []
+                    log.info(
+                        "draining: no new jobs start; %d in flight",
+                        len(books.inflight),
+                        extra={"component": "dispatcher"},
+                    )
+                self._draining.append(reply)
+                self._answer_drain(books)
+                return False
+            case Statistics(reply=reply):
+                reply.send(self.statistics())
+                return False
+        raise TypeError(f"unknown message {message!r}")
+
+    def _answer_drain(self, books: Books) -> None:
+        if self._draining and not books.inflight:
+            for reply in self._draining:
+                reply.send(None)
+            self._draining.clear()
+
+    async def _claim(self, books: Books) -> float | None:
+        room, limit = books.capacity()
+        if limit == 0 or not room:
+            # Nothing can start; a Released message will bring us back.  We still
+            # want to know when future jobs fall due, but a full house makes that moot.
+            return None
+        result: ClaimResult = await call(
+            self.store, lambda r: Claim(capacity=room, limit=limit, reply=r)
+        )
+        self.claims += 1
+        for claimed in result.jobs:
+            job = claimed.job
+            books.started(job.id, job.plugin)
+            # The runner's mailbox holds up to its parallelism, and we never have more
+            # than that in flight for it, so this cannot block.
+            self.runners[job.plugin].send_nowait(Run(claimed=claimed))
+        return result.next_due
+
+    def statistics(self) -> DispatcherStatistics:
+        """A snapshot of the books."""
+        books = self._books
+        inflight = books.inflight if books else {}
+        return DispatcherStatistics(
+            running=len(inflight),
+            running_by_plugin=dict(Counter(inflight.values())),
+            max_workers=self.max_workers,
+            draining=self._draining is not None,
+            claims=self.claims,
+        )

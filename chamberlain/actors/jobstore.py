@@ -1,0 +1,227 @@
+"""The JobStore actor: sole owner of the database connection.
+
+Requests arrive on one mailbox.  The actor takes the first, then everything else
+already waiting (up to :data:`MAX_BATCH`), and runs the lot in one transaction in a
+worker thread: one thread hop and one commit (one fsync) for the whole group.  Each
+request runs inside its own savepoint, so a request that fails is undone and
+answered with its error while its neighbours still commit.  Answers go out only
+after the commit, which is what makes "202 Accepted" mean "durable".
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+import attrs
+import trio
+
+from chamberlain.actors.mailbox import ReplyTo
+from chamberlain.actors.messages import (
+    Claim,
+    ClaimResult,
+    Enqueue,
+    GetJob,
+    JobStoreRequest,
+    ListJobs,
+    QueueDepth,
+    RecoverOrphans,
+    RunningJobs,
+    Settle,
+    WaitJob,
+)
+from chamberlain.model import Job
+from chamberlain.retry import settle
+from chamberlain.store.sqlite import SqliteStore
+
+log = logging.getLogger("chamberlain.jobstore")
+
+T = TypeVar("T")
+
+MAX_BATCH = 512
+#: How often terminal jobs past ``service.job_retention`` are deleted.
+PRUNE_INTERVAL = 3600.0
+
+
+# -- the actor -------------------------------------------------------------------------
+
+
+@attrs.define(eq=False)
+class JobStore:
+    """Owns the :class:`SqliteStore`; see the module docstring for the batching."""
+
+    path: str
+    #: Rung (without blocking) after a commit that made jobs runnable.
+    wake_dispatcher: Callable[[], None]
+    dedupe_ttl: float = 86400.0
+    job_retention: float = 30 * 86400.0
+    now: Callable[[], float] = time.time
+    #: Run SQL in a worker thread so an fsync never stalls the event loop.  Off only
+    #: for tests on trio's autojump clock, which would jump ahead while a thread works.
+    offload: bool = True
+    _store: SqliteStore | None = attrs.field(default=None, init=False)
+    _waiters: dict[str, list[ReplyTo[Job | None]]] = attrs.field(factory=dict, init=False)
+    _limiter: trio.CapacityLimiter = attrs.field(
+        factory=lambda: trio.CapacityLimiter(1), init=False
+    )
+    batches: int = attrs.field(default=0, init=False)
+    requests: int = attrs.field(default=0, init=False)
+
+    async def run(
+        self,
+        mailbox: trio.MemoryReceiveChannel[JobStoreRequest],
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Open the database, recover orphans, then serve requests until cancelled."""
+        store = await self._call(SqliteStore, self.path)
+        self._store = store
+        try:
+            orphans = await self._in_thread(self._recover_all)
+            for job in orphans:
+                log.warning(
+                    "job found running at start-up: now %s (%s)",
+                    job.status.value,
+                    job.last_error,
+                    extra={"component": "jobstore", "job_id": job.id, "plugin": job.plugin},
+                )
+            if orphans:
+                self.wake_dispatcher()
+            task_status.started()
+            next_prune = trio.current_time()
+            while True:
+                first: JobStoreRequest | None = None
+                with trio.move_on_at(next_prune):
+                    first = await mailbox.receive()
+                if first is None:
+                    pruned = await self._in_thread(self._prune)
+                    if pruned:
+                        log.info("pruned %d old jobs", pruned, extra={"component": "jobstore"})
+                    next_prune = trio.current_time() + PRUNE_INTERVAL
+                    continue
+                batch = [first]
+                while len(batch) < MAX_BATCH:
+                    try:
+                        batch.append(mailbox.receive_nowait())
+                    except trio.WouldBlock:
+                        break
+                await self._serve(batch)
+        finally:
+            self._store = None
+            # Closing is quick (a WAL checkpoint); shield it so a cancelled daemon
+            # still leaves a tidy file, but never wait on it forever.
+            with trio.move_on_after(10) as cleanup:
+                cleanup.shield = True
+                await self._call(store.close)
+
+    # -- internals -----------------------------------------------------------------
+
+    async def _in_thread(self, fn: Callable[[SqliteStore, float], Any]) -> Any:
+        """Run ``fn(store, now)`` in one transaction on the worker thread."""
+        store = self._store
+        assert store is not None
+        # Read the clock here, not in the thread: the clock may be trio's.
+        now = self.now()
+
+        def transaction() -> Any:
+            store.begin()
+            try:
+                value = fn(store, now)
+                store.commit()
+            except BaseException:
+                store.rollback()
+                raise
+            return value
+
+        return await self._call(transaction)
+
+    async def _call(self, fn: Callable[..., T], *args: Any) -> T:
+        if not self.offload:
+            return fn(*args)
+        return await trio.to_thread.run_sync(fn, *args, limiter=self._limiter)
+
+    def _recover_all(self, store: SqliteStore, now: float) -> list[Job]:
+        return store.recover_orphans(now=now)
+
+    def _prune(self, store: SqliteStore, now: float) -> int:
+        return store.prune(older_than=now - self.job_retention)
+
+    async def _serve(self, batch: list[JobStoreRequest]) -> None:
+        results = await self._in_thread(lambda store, now: self._execute(store, batch, now))
+        self.batches += 1
+        self.requests += len(batch)
+        wake = False
+        for request, result in zip(batch, results, strict=True):
+            if isinstance(result, Exception):
+                log.error(
+                    "request %s failed",
+                    type(request).__name__,
+                    exc_info=result,
+                    extra={"component": "jobstore"},
+                )
+                request.reply.fail(result)
+                continue
+            if isinstance(request, WaitJob):
+                job = result
+                if job is None or job.status.terminal:
+                    request.reply.send(job)
+                else:
+                    self._waiters.setdefault(job.id, []).append(request.reply)
+                continue
+            request.reply.send(result)  # type: ignore[arg-type]
+            if isinstance(request, Enqueue | RecoverOrphans):
+                wake = True
+            elif isinstance(request, Settle) and result is not None:
+                self._settled(result)
+        if wake:
+            self.wake_dispatcher()
+
+    def _settled(self, job: Job) -> None:
+        if job.status.terminal:
+            for reply in self._waiters.pop(job.id, ()):
+                reply.send(job)
+
+    def _execute(self, store: SqliteStore, batch: list[JobStoreRequest], now: float) -> list[Any]:
+        """Run every request of a batch in the open transaction (worker thread)."""
+        results: list[Any] = []
+        for request in batch:
+            store.savepoint()
+            try:
+                results.append(self._apply(store, request, now))
+            except Exception as exc:
+                store.undo()
+                results.append(exc)
+            else:
+                store.release()
+        return results
+
+    def _apply(self, store: SqliteStore, request: JobStoreRequest, now: float) -> Any:
+        match request:
+            case Enqueue(jobs=jobs):
+                return tuple(
+                    store.enqueue(j, now=now, dedupe_ttl=self.dedupe_ttl) for j in jobs
+                )
+            case Claim(capacity=capacity, limit=limit):
+                claimed, next_due = store.claim(capacity, limit, now=now)
+                return ClaimResult(jobs=tuple(claimed), next_due=next_due)
+            case Settle(job_id=job_id, attempt=attempt, outcome=outcome, policy=policy):
+                job = store.get_job(job_id)
+                if job is None or job.attempt != attempt:
+                    return None
+                state = store.get_states([job.plugin]).get(job.plugin, {})
+                settlement = settle(job, outcome, now=now, policy=policy, state=state)
+                return store.settle(job_id, attempt, settlement, now=now)
+            case RecoverOrphans(plugin=plugin):
+                return tuple(store.recover_orphans(now=now, plugin=plugin))
+            case GetJob(job_id=job_id) | WaitJob(job_id=job_id):
+                return store.get_job(job_id)
+            case ListJobs(filter=flt):
+                jobs, total = store.list_jobs(flt)
+                return tuple(jobs), total
+            case QueueDepth():
+                return store.queue_depth()
+            case RunningJobs():
+                return tuple(store.running_jobs())
+        raise TypeError(f"unknown request {request!r}")

@@ -1,0 +1,172 @@
+"""The messages actors exchange: one place that reads as the tree's protocol.
+
+Every message is a frozen record.  A request that needs an answer carries its own
+:class:`~chamberlain.actors.mailbox.ReplyTo`; notifications carry none.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import attrs
+
+from chamberlain.actors.mailbox import ReplyTo
+from chamberlain.model import Job, NewJob
+from chamberlain.plugins.protocol import Outcome, TerminationReason
+from chamberlain.retry import RetryPolicy
+from chamberlain.store.sqlite import Claimed, Enqueued, JobFilter
+
+# -- to the JobStore --------------------------------------------------------------------------
+
+
+@attrs.frozen(kw_only=True)
+class Enqueue:
+    """Create jobs; answered once they are committed."""
+
+    jobs: tuple[NewJob, ...]
+    reply: ReplyTo[tuple[Enqueued, ...]]
+
+
+@attrs.frozen(kw_only=True)
+class ClaimResult:
+    """Jobs now marked running, and when the next future job falls due."""
+
+    jobs: tuple[Claimed, ...]
+    next_due: float | None
+
+
+@attrs.frozen(kw_only=True)
+class Claim:
+    """Mark due jobs running: at most ``limit`` in all and ``capacity[p]`` of plugin p."""
+
+    capacity: Mapping[str, int]
+    limit: int
+    reply: ReplyTo[ClaimResult]
+
+
+@attrs.frozen(kw_only=True)
+class Settle:
+    """Record the outcome of an attempt; answered with the job, or None if stale."""
+
+    job_id: str
+    attempt: int
+    outcome: Outcome
+    policy: RetryPolicy
+    reply: ReplyTo[Job | None]
+
+
+@attrs.frozen(kw_only=True)
+class RecoverOrphans:
+    """Settle the plugin's jobs marked running with no process behind them."""
+
+    plugin: str
+    reply: ReplyTo[tuple[Job, ...]]
+
+
+@attrs.frozen(kw_only=True)
+class GetJob:
+    """One job by id (None when unknown)."""
+
+    job_id: str
+    reply: ReplyTo[Job | None]
+
+
+@attrs.frozen(kw_only=True)
+class ListJobs:
+    """Jobs matching a filter, newest first, with the total count."""
+
+    filter: JobFilter
+    reply: ReplyTo[tuple[tuple[Job, ...], int]]
+
+
+@attrs.frozen(kw_only=True)
+class QueueDepth:
+    """How many jobs are queued."""
+
+    reply: ReplyTo[int]
+
+
+@attrs.frozen(kw_only=True)
+class RunningJobs:
+    """Every job marked running (the Dispatcher rebuilds its books from this)."""
+
+    reply: ReplyTo[tuple[Job, ...]]
+
+
+@attrs.frozen(kw_only=True)
+class WaitJob:
+    """Answered with the job once it is terminal (at once if it already is)."""
+
+    job_id: str
+    reply: ReplyTo[Job | None]
+
+
+JobStoreRequest = (
+    Enqueue | Claim | Settle | RecoverOrphans | GetJob | ListJobs | QueueDepth | RunningJobs | WaitJob
+)
+
+
+# -- to the Dispatcher --------------------------------------------------------------------------
+
+
+@attrs.frozen(kw_only=True)
+class Wake:
+    """Something may have become runnable; claim again."""
+
+
+@attrs.frozen(kw_only=True)
+class Released:
+    """A runner is done with a job (settled, or recovered as an orphan)."""
+
+    job_id: str
+
+
+@attrs.frozen(kw_only=True)
+class Drain:
+    """Stop starting jobs; answered once no job is in flight."""
+
+    reply: ReplyTo[None]
+
+
+@attrs.frozen(kw_only=True)
+class DispatcherStatistics:
+    """What the Dispatcher is doing, for health endpoints."""
+
+    running: int
+    running_by_plugin: Mapping[str, int]
+    max_workers: int
+    draining: bool
+    claims: int
+
+
+@attrs.frozen(kw_only=True)
+class Statistics:
+    """Ask for :class:`DispatcherStatistics`."""
+
+    reply: ReplyTo[DispatcherStatistics]
+
+
+DispatcherRequest = Wake | Released | Drain | Statistics
+
+
+@attrs.frozen(kw_only=True)
+class Run:
+    """Runner message: run this claimed job."""
+
+    claimed: Claimed
+
+
+# -- to a Runner ------------------------------------------------------------------------
+
+
+@attrs.frozen(kw_only=True)
+class Terminate:
+    """Stop running jobs for ``reason``: one job, or all of them when ``job_id`` is None."""
+
+    reason: TerminationReason
+    job_id: str | None = None
+
+
+RunnerRequest = Run | Terminate
+
+

@@ -1,0 +1,253 @@
+"""The root of the actor tree: builds it, owns signals, and shuts it down in order.
+
+::
+
+    root (rest_for_one)
+     ├─ jobstore
+     ├─ runners (one_for_one): one Runner per plugin
+     ├─ dispatcher
+     └─ web
+
+Mailboxes are created here, before any actor starts, and outlive every restart, so
+an actor's address stays valid while it is restarted.  rest_for_one in this order
+means a JobStore crash restarts everything that depends on it, while a web crash
+restarts only the web server.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import signal
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+import attrs
+import trio
+
+from chamberlain.actors.dispatcher import Dispatcher
+from chamberlain.actors.gateway import Gateway, Lifecycle, Phase
+from chamberlain.actors.jobstore import JobStore
+from chamberlain.actors.mailbox import call
+from chamberlain.actors.messages import (
+    DispatcherRequest,
+    Drain,
+    JobStoreRequest,
+    RunnerRequest,
+    Terminate,
+    Wake,
+)
+from chamberlain.actors.runner import Runner
+from chamberlain.config import Config
+from chamberlain.plugins.binding import BoundPlugin
+from chamberlain.plugins.process import Limits, run_plugin
+from chamberlain.plugins.protocol import ProcessResult, TerminationReason
+from chamberlain.supervision import ChildSpec, Restart, Strategy, Supervisor
+
+log = logging.getLogger("chamberlain.root")
+
+#: Mailbox sizes.  Bounded, so a flood of requests slows its senders, not the actor.
+STORE_MAILBOX = 1024
+DISPATCHER_MAILBOX = 1024
+
+
+@attrs.define(eq=False)
+class Daemon:
+    """One daemon: its actors, their mailboxes and supervisors.
+
+    ``web_app`` builds the ASGI app from the gateway; leave it None for a daemon
+    without HTTP (``chamberlain run``).
+    """
+
+    config: Config
+    plugins: Mapping[str, BoundPlugin]
+    state_path: str
+    limits: Limits = attrs.field(factory=Limits)
+    serve_web: bool = True
+    #: Off for a foreground ``chamberlain run`` and for tests: Ctrl-C stays Python's.
+    handle_signals: bool = True
+    now: Callable[[], float] = time.time
+    #: Runs plugin processes; tests pass a fake to drive the tree on a mock clock.
+    execute: Callable[..., Awaitable[ProcessResult]] = run_plugin
+    #: See :attr:`JobStore.offload`.
+    store_offload: bool = True
+    lifecycle: Lifecycle = attrs.field(factory=Lifecycle)
+    #: Filled in once the web server is listening.
+    urls: list[str] = attrs.field(factory=list, init=False)
+    gateway: Gateway = attrs.field(init=False)
+    root: Supervisor = attrs.field(init=False)
+    runners: dict[str, Runner] = attrs.field(factory=dict, init=False)
+    _store_tx: trio.MemorySendChannel[JobStoreRequest] = attrs.field(init=False)
+    _dispatcher_tx: trio.MemorySendChannel[DispatcherRequest] = attrs.field(init=False)
+    _runner_tx: dict[str, trio.MemorySendChannel[RunnerRequest]] = attrs.field(
+        factory=dict, init=False
+    )
+    _cancel: trio.CancelScope | None = attrs.field(default=None, init=False)
+    _stopping: bool = attrs.field(default=False, init=False)
+
+    def __attrs_post_init__(self) -> None:
+        service = self.config.service
+        store_tx, store_rx = trio.open_memory_channel[JobStoreRequest](STORE_MAILBOX)
+        disp_tx, disp_rx = trio.open_memory_channel[DispatcherRequest](DISPATCHER_MAILBOX)
+        self._store_tx, self._dispatcher_tx = store_tx, disp_tx
+
+        jobstore = JobStore(
+            path=self.state_path,
+            wake_dispatcher=self._wake_dispatcher,
+            dedupe_ttl=service.dedupe_ttl,
+            job_retention=service.job_retention,
+            now=self.now,
+            offload=self.store_offload,
+        )
+        runner_specs: list[ChildSpec] = []
+        for name, plugin in sorted(self.plugins.items()):
+            tx, rx = trio.open_memory_channel[RunnerRequest](plugin.parallelism)
+            self._runner_tx[name] = tx
+            runner = Runner(
+                plugin=plugin,
+                store=store_tx,
+                dispatcher=disp_tx,
+                limits=self.limits,
+                now=self.now,
+                execute=self.execute,
+            )
+            self.runners[name] = runner
+            runner_specs.append(ChildSpec(id=name, start=functools.partial(runner.run, rx)))
+        runners = Supervisor(
+            name="runners",
+            children=runner_specs,
+            strategy=Strategy.ONE_FOR_ONE,
+            intensity=10,
+            period=30.0,
+        )
+        dispatcher = Dispatcher(
+            store=store_tx,
+            runners=self._runner_tx,
+            max_workers=service.max_workers,
+            parallelism={n: p.parallelism for n, p in self.plugins.items()},
+            now=self.now,
+        )
+        self.gateway = Gateway(
+            store=store_tx,
+            dispatcher=disp_tx,
+            plugins=self.plugins,
+            lifecycle=self.lifecycle,
+            supervisor_statistics=lambda: self.root.statistics(),
+            timeout=self.config.api.request_timeout,
+        )
+        children = [
+            ChildSpec(id="jobstore", start=functools.partial(jobstore.run, store_rx)),
+            ChildSpec(id="runners", start=runners.run, statistics=runners.statistics),
+            ChildSpec(id="dispatcher", start=functools.partial(dispatcher.run, disp_rx)),
+        ]
+        if self.serve_web:
+            children.append(ChildSpec(id="web", start=self._serve_web))
+        self.root = Supervisor(
+            name="root",
+            children=children,
+            strategy=Strategy.REST_FOR_ONE,
+            intensity=5,
+            period=60.0,
+        )
+
+    def _wake_dispatcher(self) -> None:
+        try:
+            self._dispatcher_tx.send_nowait(Wake())
+        except trio.WouldBlock:
+            pass  # a full mailbox will wake the Dispatcher anyway
+
+    async def _serve_web(self, *, task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED) -> None:
+        from chamberlain.web.app import create_app
+        from chamberlain.web.serve import serve_api
+
+        app = create_app(self.gateway, self.config.api)
+
+        async def ready(*, task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED) -> None:
+            await serve_api(app, self.config.api, task_status=task_status)
+
+        async with trio.open_nursery() as nursery:
+            self.urls = list(await nursery.start(ready))
+            task_status.started(self.urls)
+
+    async def run(
+        self,
+        *,
+        task_status: trio.TaskStatus[Daemon] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Run until stopped by :meth:`shutdown`, a signal, or a supervisor giving up.
+
+        The first SIGINT/SIGTERM drains (see :meth:`shutdown`); a second one cancels
+        everything at once.
+        """
+        async with trio.open_nursery() as nursery:
+            self._cancel = nursery.cancel_scope
+            if self.handle_signals:
+                await nursery.start(self._watch_signals)
+            await nursery.start(self._run_root)
+            self.lifecycle.phase = Phase.READY
+            log.info(
+                "ready: %d plugins, max_workers %d%s",
+                len(self.plugins),
+                self.config.service.max_workers,
+                f", listening on {', '.join(self.urls)}" if self.urls else "",
+                extra={"component": "root", "urls": self.urls},
+            )
+            task_status.started(self)
+
+    async def _run_root(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        await self.root.run(task_status=task_status)
+        # The tree stopped in order: nothing else is left to do.
+        assert self._cancel is not None
+        self._cancel.cancel()
+
+    async def _watch_signals(
+        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            task_status.started()
+            async with trio.open_nursery() as nursery:
+                async for signum in signals:
+                    name = signal.Signals(signum).name
+                    if not self._stopping:
+                        log.info("%s received: draining", name, extra={"component": "root"})
+                        nursery.start_soon(self.shutdown)
+                    else:
+                        log.warning(
+                            "%s received again: stopping at once", name, extra={"component": "root"}
+                        )
+                        assert self._cancel is not None
+                        self._cancel.cancel()
+
+    async def shutdown(self) -> None:
+        """Drain and stop: the sequence a first SIGTERM starts.
+
+        1. Stop accepting work (``/ready`` answers 503, triggers 503).
+        2. Start no new jobs; let running ones finish within ``shutdown_grace``.
+        3. Past the grace, terminate their process groups (SIGTERM, then SIGKILL);
+           those jobs go back to the queue for the next start.
+        4. Stop the actors in reverse start order (web first, JobStore last, which
+           checkpoints the database).
+        """
+        if self._stopping:
+            return
+        self._stopping = True
+        self.lifecycle.phase = Phase.DRAINING
+        grace = self.config.service.shutdown_grace
+        drained = False
+        with trio.move_on_after(grace):
+            await call(self._dispatcher_tx, lambda r: Drain(reply=r))
+            drained = True
+        if not drained:
+            log.warning(
+                "shutdown grace of %gs is over: terminating running jobs",
+                grace,
+                extra={"component": "root"},
+            )
+            for tx in self._runner_tx.values():
+                with trio.move_on_after(1.0):
+                    await tx.send(Terminate(reason=TerminationReason.SHUTDOWN))
+            with trio.move_on_after(self.limits.kill_grace + 5.0):
+                await call(self._dispatcher_tx, lambda r: Drain(reply=r))
+        await self.root.stop()
+        log.info("stopped", extra={"component": "root"})

@@ -1,0 +1,173 @@
+"""The Runner actor: one per plugin, it runs that plugin's jobs as processes.
+
+Each job gets its own task in the Runner's nursery; the process work (spawn, capped
+reads, timeouts, killing the process group) lives in
+:mod:`chamberlain.plugins.process` and the verdict in
+:func:`chamberlain.plugins.protocol.decide_outcome`.  The Runner glues them to the
+JobStore (record the outcome) and the Dispatcher (free the slot).
+
+A restarted Runner first settles its plugin's jobs still marked running: their
+processes died with the previous incarnation.  A ``Run`` message for one of those
+exact attempts may still sit in the mailbox (sent just before the crash); it is
+dropped, because the job was already requeued and will be claimed afresh.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+
+import attrs
+import trio
+
+from chamberlain.actors.mailbox import call
+from chamberlain.actors.messages import (
+    DispatcherRequest,
+    JobStoreRequest,
+    RecoverOrphans,
+    Released,
+    Run,
+    RunnerRequest,
+    Settle,
+    Terminate,
+)
+from chamberlain.model import Job
+from chamberlain.plugins.binding import BoundPlugin
+from chamberlain.plugins.process import Limits, ProcessControl, run_plugin
+from chamberlain.plugins.protocol import (
+    Outcome,
+    OutcomeKind,
+    ProcessResult,
+    decide_outcome,
+    encode_request,
+)
+
+log = logging.getLogger("chamberlain.runner")
+
+
+@attrs.define(eq=False)
+class Runner:
+    """Runs one plugin's jobs; see the module docstring."""
+
+    plugin: BoundPlugin
+    store: trio.MemorySendChannel[JobStoreRequest]
+    dispatcher: trio.MemorySendChannel[DispatcherRequest]
+    limits: Limits = attrs.field(factory=Limits)
+    now: Callable[[], float] = time.time
+    #: Runs one plugin process; tests swap in a fake to exercise the actor alone.
+    execute: Callable[..., Awaitable[ProcessResult]] = run_plugin
+    _controls: dict[str, ProcessControl] = attrs.field(factory=dict, init=False)
+    #: Attempts recovered as orphans whose Run message may still arrive.
+    _stale: set[tuple[str, int]] = attrs.field(factory=set, init=False)
+
+    async def run(
+        self,
+        mailbox: trio.MemoryReceiveChannel[RunnerRequest],
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Settle orphans of a previous incarnation, then run jobs until cancelled."""
+        name = self.plugin.name
+        orphans = await call(self.store, lambda r: RecoverOrphans(plugin=name, reply=r))
+        for job in orphans:
+            # recover_orphan keeps the attempt number, so the stale Run carries it too.
+            self._stale.add((job.id, job.attempt))
+            log.warning(
+                "job's runner restarted while it ran: now %s",
+                job.status.value,
+                extra=self._extra(job.id),
+            )
+            await self.dispatcher.send(Released(job_id=job.id))
+        async with trio.open_nursery() as nursery:
+            task_status.started()
+            async for message in mailbox:
+                match message:
+                    case Run(claimed=claimed):
+                        key = (claimed.job.id, claimed.job.attempt)
+                        if key in self._stale:
+                            self._stale.discard(key)
+                            continue
+                        nursery.start_soon(self._execute, claimed.job, claimed.state)
+                    case Terminate(reason=reason, job_id=job_id):
+                        for jid, control in list(self._controls.items()):
+                            if job_id is None or jid == job_id:
+                                control.terminate(reason)
+
+    def running(self) -> int:
+        """How many of this plugin's processes are alive now."""
+        return len(self._controls)
+
+    def _extra(self, job_id: str) -> dict[str, str]:
+        return {"component": "runner", "plugin": self.plugin.name, "job_id": job_id}
+
+    async def _execute(self, job: Job, state: object) -> None:
+        plugin = self.plugin
+        timeout = job.timeout or plugin.timeout_for(job.command)
+        control = ProcessControl()
+        self._controls[job.id] = control
+        extra = self._extra(job.id)
+        log.info(
+            "started %s (attempt %d/%d)", job.command, job.attempt, job.max_attempts, extra=extra
+        )
+        try:
+            request = encode_request(
+                job_id=job.id,
+                command=job.command,
+                config=plugin.settings.config,
+                state=state if isinstance(state, dict) else {},
+                context=job.context,
+                payload=job.payload,
+                event=job.event,
+                deadline_at=datetime.now(UTC) + timedelta(seconds=timeout),
+            )
+            result = await self.execute(
+                entrypoint=plugin.manifest.entrypoint,
+                cwd=plugin.manifest.directory,
+                request=request,
+                timeout=timeout,
+                limits=self.limits,
+                control=control,
+            )
+            outcome = decide_outcome(result)
+        except Exception as exc:
+            # A fault of ours, not the plugin's: fail this job (retryably) and keep
+            # the plugin's other jobs running.
+            log.exception("internal error while running the job", extra=extra)
+            outcome = Outcome(
+                kind=OutcomeKind.FAILED,
+                retryable=True,
+                error=f"internal error: {type(exc).__name__}: {exc}",
+                response=None,
+                raw_output=None,
+                exit_code=None,
+                signal=None,
+                stderr_tail="",
+            )
+        finally:
+            del self._controls[job.id]
+        settled = await call(
+            self.store,
+            lambda r: Settle(
+                job_id=job.id,
+                attempt=job.attempt,
+                outcome=outcome,
+                policy=plugin.retry_policy,
+                reply=r,
+            ),
+        )
+        if settled is None:
+            log.warning("outcome of a superseded attempt ignored", extra=extra)
+        else:
+            level = logging.INFO if outcome.kind is OutcomeKind.SUCCEEDED else logging.WARNING
+            log.log(
+                level,
+                "attempt %d finished: %s -> job %s%s",
+                job.attempt,
+                outcome.kind.value,
+                settled.status.value,
+                f" ({outcome.error})" if outcome.error else "",
+                extra=extra,
+            )
+        await self.dispatcher.send(Released(job_id=job.id))

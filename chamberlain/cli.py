@@ -1,0 +1,210 @@
+"""The ``chamberlain`` command line.
+
+``chamberlain start --config PATH``
+    Run the daemon in the foreground (systemd, a terminal, a container).
+``chamberlain run PLUGIN COMMAND [--payload JSON]``
+    Run one job through the same Runner and print its record as JSON; exit 0 only
+    when it succeeded.  Uses a throwaway in-memory store.
+``chamberlain check --config PATH``
+    Validate the config and the plugins it names, then exit.
+
+Exit codes: 0 success; 1 runtime failure (another daemon holds the state, a
+supervisor gave up, a ``run`` job that did not succeed); 78 (EX_CONFIG) for a bad
+config, so ``RestartPreventExitStatus=78`` stops systemd from looping on it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from chamberlain import jsonlog
+from chamberlain.actors.root import Daemon
+from chamberlain.config import Config, ConfigError, load_config, parse_config
+from chamberlain.model import NewJob
+from chamberlain.plugins.binding import BoundPlugin, bind_plugins
+from chamberlain.plugins.registry import discover
+from chamberlain.store.lock import AlreadyRunning, InstanceLock
+from chamberlain.supervision import SupervisorGaveUp
+
+log = logging.getLogger("chamberlain.cli")
+
+EXIT_FAILURE = 1
+EXIT_CONFIG = 78
+
+
+def _load(config_path: str | None) -> tuple[Config, dict[str, BoundPlugin]]:
+    if config_path is None:
+        config = parse_config({}, base_dir=Path.cwd())
+    else:
+        config = load_config(config_path)
+    discovery = discover(config.plugin_roots)
+    for skipped in discovery.skipped:
+        log.warning(
+            "plugin skipped: %s: %s",
+            skipped.path,
+            skipped.reason,
+            extra={"component": "plugins", "path": str(skipped.path)},
+        )
+    return config, bind_plugins(config, discovery)
+
+
+def _gave_up(exc: BaseException) -> SupervisorGaveUp | None:
+    """Find a SupervisorGaveUp, possibly wrapped in exception groups."""
+    if isinstance(exc, SupervisorGaveUp):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            found = _gave_up(inner)
+            if found is not None:
+                return found
+    return None
+
+
+def cmd_start(args: argparse.Namespace) -> int:
+    """Run the daemon until a signal stops it."""
+    config, plugins = _load(args.config)
+    state = config.state.path
+    lock = InstanceLock(state)
+    try:
+        lock.acquire()
+    except AlreadyRunning as exc:
+        log.error("%s", exc, extra={"component": "root"})
+        print(f"chamberlain: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    try:
+        daemon = Daemon(config=config, plugins=plugins, state_path=str(state))
+        log.info(
+            "starting %s with state %s",
+            config.service.name,
+            state,
+            extra={"component": "root", "plugins": sorted(plugins)},
+        )
+        trio.run(daemon.run)
+    except BaseException as exc:
+        gave_up = _gave_up(exc)
+        if gave_up is None:
+            raise
+        log.critical(
+            "%s; exiting", gave_up, exc_info=gave_up, extra={"component": "root"}
+        )
+        return EXIT_FAILURE
+    finally:
+        lock.release()
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Run one job in the foreground and print its record."""
+    config, plugins = _load(args.config)
+    plugin = plugins.get(args.plugin)
+    if plugin is None:
+        print(f"chamberlain: unknown plugin {args.plugin!r}", file=sys.stderr)
+        return EXIT_FAILURE
+    if plugin.command(args.command) is None:
+        known = ", ".join(c.name for c in plugin.manifest.commands)
+        print(
+            f"chamberlain: plugin {args.plugin!r} has no command {args.command!r} (has: {known})",
+            file=sys.stderr,
+        )
+        return EXIT_FAILURE
+    try:
+        payload = json.loads(args.payload)
+    except json.JSONDecodeError as exc:
+        print(f"chamberlain: --payload is not valid JSON: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    if not isinstance(payload, dict):
+        print("chamberlain: --payload must be a JSON object", file=sys.stderr)
+        return EXIT_FAILURE
+    event = None
+    if args.command == "handle":
+        event = {"type": "cli.run", "payload": payload, "source": "cli"}
+    job = NewJob(
+        plugin=args.plugin,
+        command=args.command,
+        payload=payload,
+        event=event,
+        submitted_by="cli",
+        max_attempts=args.attempts,
+        timeout=args.timeout,
+    )
+    daemon = Daemon(
+        config=config,
+        plugins=plugins,
+        state_path=":memory:",
+        serve_web=False,
+        handle_signals=False,
+    )
+
+    async def main() -> dict[str, Any]:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(daemon.run)
+            await daemon.gateway.enqueue([job])
+            done = await daemon.gateway.wait_job(job.id, timeout=math.inf)
+            await daemon.shutdown()
+        assert done is not None
+        return done.to_json()
+
+    record = trio.run(main)
+    print(json.dumps(record, indent=2, ensure_ascii=False))
+    return 0 if record["status"] == "succeeded" else EXIT_FAILURE
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """Validate config and plugins, print what would run."""
+    config, plugins = _load(args.config)
+    for name, plugin in sorted(plugins.items()):
+        commands = ", ".join(c.name for c in plugin.manifest.commands)
+        print(f"{name} {plugin.manifest.version}: {commands} (parallelism {plugin.parallelism})")
+    print(f"config OK: {len(plugins)} plugins, state {config.state.path}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (public so the docs and tests can inspect it)."""
+    parser = argparse.ArgumentParser(prog="chamberlain", description=__doc__.split("\n")[0])
+    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    sub = parser.add_subparsers(dest="cmd", required=True)
+
+    start = sub.add_parser("start", help="run the daemon in the foreground")
+    start.add_argument("--config", "-c", required=True, help="path to the YAML config")
+    start.set_defaults(func=cmd_start)
+
+    run = sub.add_parser("run", help="run one job in the foreground and print its record")
+    run.add_argument("plugin")
+    run.add_argument("command")
+    run.add_argument("--payload", default="{}", help="the job's payload, a JSON object")
+    run.add_argument("--config", "-c", help="path to the YAML config (default: built-in defaults)")
+    run.add_argument("--attempts", type=int, default=1, help="attempts before giving up")
+    run.add_argument("--timeout", type=float, default=None, help="seconds before the job is stopped")
+    run.set_defaults(func=cmd_run)
+
+    check = sub.add_parser("check", help="validate the config and plugins")
+    check.add_argument("--config", "-c", required=True)
+    check.set_defaults(func=cmd_check)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script."""
+    args = build_parser().parse_args(argv)
+    jsonlog.configure(args.log_level.upper())
+    try:
+        code: int = args.func(args)
+    except ConfigError as exc:
+        log.error("%s", exc, extra={"component": "config", "problems": list(exc.problems)})
+        print(f"chamberlain: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

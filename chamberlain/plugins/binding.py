@@ -1,0 +1,107 @@
+"""Joining what was discovered on disk with what the operator configured.
+
+A manifest says what a plugin *is*; the ``plugins.<name>`` config says how this
+daemon runs it.  :func:`bind_plugins` joins the two once at start-up, so every later
+question ("how long may ``poll`` run?", "how many in parallel?") has one answer.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+
+import attrs
+
+from chamberlain.config import Config, ConfigError, PluginConfig
+from chamberlain.plugins.manifest import CommandSpec, Manifest
+from chamberlain.plugins.registry import Discovery
+from chamberlain.retry import RetryPolicy
+
+log = logging.getLogger("chamberlain.plugins")
+
+#: Per-command timeouts when the config names none, in seconds.
+DEFAULT_TIMEOUTS: Mapping[str, float] = {"poll": 60.0, "handle": 120.0, "health": 10.0, "init": 30.0}
+DEFAULT_TIMEOUT = 60.0
+
+
+@attrs.frozen(kw_only=True)
+class BoundPlugin:
+    """A discovered plugin with its effective settings."""
+
+    manifest: Manifest
+    settings: PluginConfig
+    #: How many of its jobs may run at once.
+    parallelism: int
+
+    @property
+    def name(self) -> str:
+        """The plugin's name."""
+        return self.manifest.name
+
+    def command(self, name: str) -> CommandSpec | None:
+        """The manifest's declaration of ``name``, or None if it has no such command."""
+        return self.manifest.command(name)
+
+    def timeout_for(self, command: str) -> float:
+        """The longest a ``command`` job may run before it is stopped."""
+        return self.settings.timeouts.get(
+            command, DEFAULT_TIMEOUTS.get(command, DEFAULT_TIMEOUT)
+        )
+
+    @property
+    def retry_policy(self) -> RetryPolicy:
+        """How failed attempts of this plugin's jobs are spaced."""
+        retry = self.settings.retry
+        return RetryPolicy(backoff_base=retry.backoff_base, backoff_max=retry.backoff_max)
+
+    @property
+    def max_attempts(self) -> int:
+        """Attempts a job gets unless its trigger asks for fewer or more."""
+        return self.settings.retry.max_attempts
+
+
+def bind_plugins(config: Config, discovery: Discovery) -> dict[str, BoundPlugin]:
+    """Join config and discovery into the plugins this daemon will run.
+
+    A ``plugins:`` entry naming a plugin that was not discovered is a configuration
+    error (most likely a typo, which would otherwise silently do nothing).  Plugins
+    that are disabled, or whose manifest requires config keys the operator did not
+    set, are left out with a log line: one bad plugin never stops the daemon.
+    """
+    missing = sorted(set(config.plugins) - set(discovery.plugins))
+    if missing:
+        roots = ", ".join(str(r) for r in config.plugin_roots)
+        raise ConfigError(
+            tuple(
+                f"plugins.{name}: no plugin named {name!r} was found under the plugin"
+                f" roots ({roots})"
+                for name in missing
+            ),
+            source=config.source,
+        )
+    bound: dict[str, BoundPlugin] = {}
+    for name, manifest in sorted(discovery.plugins.items()):
+        settings = config.plugins.get(name, PluginConfig())
+        extra = {"component": "plugins", "plugin": name}
+        if not settings.enabled:
+            log.info("plugin %s is disabled in the config; not loaded", name, extra=extra)
+            continue
+        absent = [k for k in manifest.config_keys_required if k not in settings.config]
+        if absent:
+            log.warning(
+                "plugin %s skipped: its manifest requires config keys %s, missing from"
+                " plugins.%s.config",
+                name,
+                ", ".join(absent),
+                name,
+                extra=extra,
+            )
+            continue
+        if settings.parallelism is not None:
+            parallelism = settings.parallelism
+        elif not manifest.concurrency_safe:
+            parallelism = 1
+        else:
+            parallelism = config.service.max_workers
+        bound[name] = BoundPlugin(manifest=manifest, settings=settings, parallelism=parallelism)
+    return bound

@@ -1,0 +1,457 @@
+"""Running one plugin process: the trio I/O edge of the plugin protocol.
+
+`run_plugin` spawns the entrypoint as the leader of a new process group, feeds it the
+request, drains stdout and stderr within fixed memory bounds, enforces the timeout,
+and makes sure that when it returns (or is cancelled) nothing of that process group
+is left alive: no process outlives its job. It returns a `ProcessResult` of raw
+observations; interpreting them is `chamberlain.plugins.protocol.decide_outcome`'s job.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import os
+import signal
+import subprocess
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+import attrs
+import trio
+
+from .protocol import ProcessResult, TerminationReason
+
+__all__ = ["STDERR_LINE_MAX", "Limits", "ProcessControl", "run_plugin"]
+
+logger = logging.getLogger("chamberlain.plugins")
+
+#: Longest stderr line passed to ``on_stderr_line``; longer lines arrive in pieces so
+#: a plugin printing one endless line cannot make us buffer without bound.
+STDERR_LINE_MAX = 4096
+
+_READ_SIZE = 64 * 1024
+
+# How long a cancelled run may spend reaping its SIGKILLed process. A process that is
+# not gone by then is stuck in the kernel (uninterruptible sleep); waiting longer
+# would only hold up the cancellation, so we log it and move on.
+_REAP_TIMEOUT = 5.0
+
+
+@attrs.frozen(kw_only=True)
+class Limits:
+    """Resource bounds for one run.
+
+    ``linger`` is how long to keep reading after the plugin process itself has exited
+    and its group has been killed: long enough to collect output already in the pipes,
+    short enough that a descendant that escaped the group (``setsid``) and holds the
+    pipes open cannot keep the job alive.
+    """
+
+    stdout_max: int = 10 * 1024 * 1024
+    stderr_max: int = 64 * 1024
+    kill_grace: float = 5.0
+    linger: float = 2.0
+
+
+@attrs.define(eq=False)
+class ProcessControl:
+    """A handle that lets the owner of a run stop it, and see which process it is.
+
+    Create one per run and pass it to `run_plugin`. `terminate` may be called at any
+    time from the trio thread, even before the process is spawned (then it is never
+    spawned). ``pid`` is set once the process exists; it is also the process group id.
+    """
+
+    pid: int | None = None
+    _reason: TerminationReason | None = attrs.field(default=None, init=False)
+    _requested: trio.Event = attrs.field(factory=trio.Event, init=False)
+
+    @property
+    def reason(self) -> TerminationReason | None:
+        """The reason of the first `terminate` call, or ``None``."""
+        return self._reason
+
+    def terminate(self, reason: TerminationReason) -> None:
+        """Stop the run: SIGTERM to the process group, then SIGKILL after the grace.
+
+        Idempotent; the first reason wins, so a timeout that fires while a
+        cancellation is already under way does not relabel the job.
+        """
+        if self._reason is None:
+            self._reason = reason
+            self._requested.set()
+
+    async def _wait_requested(self) -> None:
+        await self._requested.wait()
+
+
+async def run_plugin(
+    *,
+    entrypoint: Path,
+    cwd: Path,
+    request: bytes,
+    # Not a trio-style deadline (ASYNC109): expiry is an outcome to report, reached
+    # through a graceful SIGTERM/SIGKILL sequence, not an exception for the caller.
+    timeout: float,  # noqa: ASYNC109
+    env: Mapping[str, str] | None = None,
+    limits: Limits = Limits(),
+    control: ProcessControl | None = None,
+    on_stderr_line: Callable[[str], None] | None = None,
+    plugin: str | None = None,
+) -> ProcessResult:
+    """Run ``entrypoint`` once with ``request`` on its stdin and collect what it does.
+
+    The process runs in a new session (its own process group) with ``cwd`` as working
+    directory and ``env`` (default: this process's environment) plus
+    ``PYTHONUNBUFFERED=1``. After ``timeout`` seconds, or when ``control.terminate``
+    is called, the group gets SIGTERM and, ``limits.kill_grace`` seconds later,
+    SIGKILL. As soon as the plugin process exits, whatever remains of its group is
+    SIGKILLed. ``on_stderr_line`` is called with each stderr line as it arrives.
+    ``plugin`` names the plugin in log records (default: the entrypoint's directory).
+
+    Never raises for anything the plugin does; a spawn failure is reported in
+    ``ProcessResult.spawn_error``. If the caller is cancelled, the group is killed and
+    the process reaped before `trio.Cancelled` propagates.
+    """
+    control = control if control is not None else ProcessControl()
+    log_extra = {"component": "plugins", "plugin": plugin or entrypoint.parent.name}
+    started_at = trio.current_time()
+
+    def result(
+        *,
+        exit_code: int | None = None,
+        signal_number: int | None = None,
+        stdout: bytes = b"",
+        stdout_overflow: bool = False,
+        stderr_tail: bytes = b"",
+        stderr_truncated: bool = False,
+        terminated: TerminationReason | None = None,
+        spawn_error: str | None = None,
+        spawn_errno: int | None = None,
+    ) -> ProcessResult:
+        return ProcessResult(
+            exit_code=exit_code,
+            signal=signal_number,
+            stdout=stdout,
+            stdout_overflow=stdout_overflow,
+            stderr_tail=stderr_tail,
+            stderr_truncated=stderr_truncated,
+            terminated=terminated,
+            spawn_error=spawn_error,
+            spawn_errno=spawn_errno,
+            timeout=timeout,
+            duration=trio.current_time() - started_at,
+        )
+
+    if control.reason is not None:
+        return result(terminated=control.reason)
+
+    child_env = dict(os.environ if env is None else env)
+    child_env["PYTHONUNBUFFERED"] = "1"
+    try:
+        process = await trio.lowlevel.open_process(
+            [str(entrypoint)],
+            cwd=cwd,
+            env=child_env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
+    except OSError as exc:
+        logger.warning("cannot start %s: %s", entrypoint, exc, extra=log_extra)
+        return result(spawn_error=_describe_spawn_error(exc, entrypoint), spawn_errno=exc.errno)
+
+    run = _Run(
+        process=process,
+        control=control,
+        limits=limits,
+        on_stderr_line=on_stderr_line,
+        log_extra=log_extra,
+    )
+    control.pid = process.pid
+    try:
+        await run.supervise(request, timeout)
+    finally:
+        run.kill_group()
+        if process.returncode is None:
+            await run.reap_after_cancel()
+        run.close_pipes()
+
+    returncode = process.returncode
+    return result(
+        exit_code=returncode if returncode is not None and returncode >= 0 else None,
+        signal_number=-returncode if returncode is not None and returncode < 0 else None,
+        stdout=bytes(run.stdout),
+        stdout_overflow=run.stdout_overflow,
+        stderr_tail=run.stderr.tail(),
+        stderr_truncated=run.stderr.truncated,
+        terminated=run.terminated,
+    )
+
+
+def _describe_spawn_error(exc: OSError, entrypoint: Path) -> str:
+    message = f"{exc.strerror or exc}: {entrypoint}"
+    # ENOENT for an entrypoint that exists means the "#!" interpreter is missing;
+    # say so, since "No such file or directory" next to an existing path baffles.
+    if isinstance(exc, FileNotFoundError) and entrypoint.is_file():
+        message += " (its #! interpreter was not found)"
+    return message
+
+
+@attrs.define(eq=False)
+class _Run:
+    """The mutable state of one run, shared by its reader, writer and watchdog tasks."""
+
+    process: trio.Process
+    control: ProcessControl
+    limits: Limits
+    on_stderr_line: Callable[[str], None] | None
+    log_extra: Mapping[str, str]
+    stdout: bytearray = attrs.field(factory=bytearray)
+    stdout_overflow: bool = False
+    stderr: _TailBuffer = attrs.field(init=False)
+    terminated: TerminationReason | None = None
+    _stderr_lines: _LineSplitter = attrs.field(init=False)
+    _exited: trio.Event = attrs.field(factory=trio.Event)
+
+    def __attrs_post_init__(self) -> None:
+        self.stderr = _TailBuffer(self.limits.stderr_max)
+        self._stderr_lines = _LineSplitter(STDERR_LINE_MAX)
+
+    @property
+    def pgid(self) -> int:
+        # start_new_session makes the child a session and group leader: pgid == pid.
+        return self.process.pid
+
+    async def supervise(self, request: bytes, time_limit: float) -> None:
+        """Run the I/O tasks and the watchdog until the process exits and pipes drain."""
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._feed_stdin, request)
+            stdout_done = trio.Event()
+            stderr_done = trio.Event()
+            nursery.start_soon(self._drain_stdout, stdout_done)
+            nursery.start_soon(self._drain_stderr, stderr_done)
+            watchdog_scope = trio.CancelScope()
+            nursery.start_soon(self._watchdog, time_limit, watchdog_scope)
+
+            await self.process.wait()
+            # Snapshot now: a terminate() after the plugin exited by itself changes
+            # nothing about how it ended.
+            self.terminated = self.control.reason
+            self._exited.set()
+            watchdog_scope.cancel()
+            # The leader is gone; anything still in its group is a leftover child
+            # that would otherwise keep the pipes (and so the job) open.
+            self.kill_group()
+
+            with trio.move_on_after(self.limits.linger) as linger_scope:
+                await stdout_done.wait()
+                await stderr_done.wait()
+            if linger_scope.cancelled_caught:
+                logger.warning(
+                    "plugin exited but its output pipes stayed open for %gs "
+                    "(a descendant left its process group?); returning what was read",
+                    self.limits.linger,
+                    extra=self.log_extra,
+                )
+            nursery.cancel_scope.cancel()
+
+    async def _watchdog(self, time_limit: float, scope: trio.CancelScope) -> None:
+        with scope:
+            with trio.move_on_after(time_limit):
+                await self.control._wait_requested()
+            self.control.terminate(TerminationReason.TIMEOUT)
+            reason = self.control.reason
+            logger.info(
+                "stopping plugin process %d (%s)",
+                self.pgid,
+                reason.value if reason is not None else "?",
+                extra=self.log_extra,
+            )
+            self._signal_group(signal.SIGTERM)
+            with trio.move_on_after(self.limits.kill_grace):
+                await self._exited.wait()
+            self._signal_group(signal.SIGKILL)
+
+    async def _feed_stdin(self, request: bytes) -> None:
+        stdin = self.process.stdin
+        assert stdin is not None
+        try:
+            await stdin.send_all(request)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            # The plugin exited or closed stdin without reading it all: its answer
+            # (or lack of one) is what matters, not our write.
+            pass
+        finally:
+            _close_quietly(stdin)
+
+    async def _drain_stdout(self, done: trio.Event) -> None:
+        stream = self.process.stdout
+        assert stream is not None
+        cap = self.limits.stdout_max
+        try:
+            while True:
+                chunk = await stream.receive_some(_READ_SIZE)
+                if not chunk:
+                    return
+                room = cap - len(self.stdout)
+                if len(chunk) > room:
+                    self.stdout += chunk[:room]
+                    self.stdout_overflow = True
+                    logger.warning(
+                        "plugin stdout exceeded %d bytes; stopping it", cap, extra=self.log_extra
+                    )
+                    self.control.terminate(TerminationReason.STDOUT_OVERFLOW)
+                    # Closing our end turns the plugin's next write into EPIPE/SIGPIPE
+                    # instead of a full pipe it would block on until SIGKILL.
+                    _close_quietly(stream)
+                    return
+                self.stdout += chunk
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            return
+        finally:
+            done.set()
+
+    async def _drain_stderr(self, done: trio.Event) -> None:
+        stream = self.process.stderr
+        assert stream is not None
+        try:
+            while True:
+                chunk = await stream.receive_some(_READ_SIZE)
+                if not chunk:
+                    break
+                self.stderr.append(chunk)
+                self._emit_lines(self._stderr_lines.feed(chunk))
+            self._emit_lines(self._stderr_lines.flush())
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            return
+        finally:
+            done.set()
+
+    def _emit_lines(self, lines: list[bytes]) -> None:
+        callback = self.on_stderr_line
+        if callback is None:
+            return
+        for line in lines:
+            try:
+                callback(line.decode("utf-8", errors="replace"))
+            except Exception:
+                # A broken observer must not fail the job; one traceback is enough,
+                # so stop forwarding rather than log once per line.
+                logger.exception(
+                    "on_stderr_line callback failed; no more stderr lines will be forwarded",
+                    extra=self.log_extra,
+                )
+                self.on_stderr_line = None
+                return
+
+    def _signal_group(self, sig: signal.Signals) -> None:
+        try:
+            os.killpg(self.pgid, sig)
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            # The group id was recycled by someone else's processes; ours are gone.
+            pass
+
+    def kill_group(self) -> None:
+        """SIGKILL everything left in the plugin's process group (idempotent)."""
+        self._signal_group(signal.SIGKILL)
+
+    async def reap_after_cancel(self) -> None:
+        """Reap the SIGKILLed process despite a cancellation, within a time limit."""
+        with trio.move_on_after(_REAP_TIMEOUT, shield=True) as scope:
+            await self.process.wait()
+        if scope.cancelled_caught:
+            logger.error(
+                "plugin process %d did not exit %gs after SIGKILL; leaving it unreaped",
+                self.pgid,
+                _REAP_TIMEOUT,
+                extra=self.log_extra,
+            )
+
+    def close_pipes(self) -> None:
+        """Close our ends of all three pipes."""
+        for stream in (self.process.stdin, self.process.stdout, self.process.stderr):
+            if stream is not None:
+                _close_quietly(stream)
+
+
+class _TailBuffer:
+    """Keeps the last ``limit`` bytes of a stream, as a deque of chunks."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._chunks: collections.deque[bytes | bytearray] = collections.deque()
+        self._size = 0
+        self.truncated = False
+
+    def append(self, chunk: bytes | bytearray) -> None:
+        self._chunks.append(chunk)
+        self._size += len(chunk)
+        # Drop whole chunks only while what remains still covers the limit; the final
+        # trim to an exact byte count happens once, in tail().
+        while self._chunks and self._size - len(self._chunks[0]) >= self._limit:
+            self._size -= len(self._chunks.popleft())
+            self.truncated = True
+
+    def tail(self) -> bytes:
+        data = b"".join(self._chunks)
+        if len(data) > self._limit:
+            self.truncated = True
+            data = data[len(data) - self._limit :] if self._limit > 0 else b""
+        return data
+
+
+class _LineSplitter:
+    """Splits a byte stream into lines of at most ``max_line`` bytes, without newlines."""
+
+    def __init__(self, max_line: int) -> None:
+        self._max_line = max_line
+        self._pending = bytearray()
+
+    def feed(self, chunk: bytes | bytearray) -> list[bytes]:
+        self._pending += chunk
+        lines: list[bytes] = []
+        while True:
+            newline = self._pending.find(b"\n", 0, self._max_line + 1)
+            if newline >= 0:
+                lines.append(_strip_cr(bytes(self._pending[:newline])))
+                del self._pending[: newline + 1]
+            elif len(self._pending) > self._max_line:
+                cut = _utf8_boundary(self._pending, self._max_line)
+                lines.append(bytes(self._pending[:cut]))
+                del self._pending[:cut]
+            else:
+                return lines
+
+    def flush(self) -> list[bytes]:
+        if not self._pending:
+            return []
+        line = _strip_cr(bytes(self._pending))
+        self._pending.clear()
+        return [line]
+
+
+def _strip_cr(line: bytes) -> bytes:
+    return line[:-1] if line.endswith(b"\r") else line
+
+
+def _utf8_boundary(data: bytearray, limit: int) -> int:
+    """Largest cut <= limit that does not split a UTF-8 sequence (if one is nearby)."""
+    cut = limit
+    # Continuation bytes look like 0b10xxxxxx; a sequence is at most 4 bytes long.
+    while cut > limit - 3 and cut > 0 and (data[cut] & 0xC0) == 0x80:
+        cut -= 1
+    return cut if cut > 0 else limit
+
+
+def _close_quietly(stream: trio.abc.AsyncResource) -> None:
+    close = getattr(stream, "close", None)
+    if close is not None:
+        try:
+            close()
+        except OSError:
+            pass

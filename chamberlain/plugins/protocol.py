@@ -1,0 +1,438 @@
+"""Ductile protocol v2: request encoding, response decoding and the outcome matrix.
+
+Everything here is pure: bytes and records in, bytes and records out. The process
+edge (`chamberlain.plugins.process`) gathers a `ProcessResult`; `decide_outcome` turns
+it into an `Outcome` the job layer can act on. Keeping the decision out of the I/O
+code is what lets every row of the matrix be tested without spawning anything.
+"""
+
+from __future__ import annotations
+
+import enum
+import errno
+import json
+import signal as signal_module
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import attrs
+
+__all__ = [
+    "EXIT_CONFIG",
+    "PROTOCOL_VERSION",
+    "RAW_OUTPUT_MAX",
+    "Outcome",
+    "OutcomeKind",
+    "ProcessResult",
+    "Response",
+    "TerminationReason",
+    "decide_outcome",
+    "decode_response",
+    "encode_request",
+]
+
+PROTOCOL_VERSION = 2
+
+#: ``EX_CONFIG`` from sysexits.h: the plugin says it is misconfigured, so running it
+#: again without a configuration change cannot help.
+EXIT_CONFIG = 78
+
+#: How much of an unusable stdout is kept on the job record for diagnosis.
+RAW_OUTPUT_MAX = 64 * 1024
+
+_STDERR_HINT_MAX = 200
+
+# Spawn failures that can go away by themselves; anything else (missing file or
+# interpreter, permissions, bad executable format) needs a human.
+_TRANSIENT_SPAWN_ERRNOS = frozenset(
+    {errno.EAGAIN, errno.ENOMEM, errno.EMFILE, errno.ENFILE, errno.EINTR, errno.ETXTBSY}
+)
+
+
+def encode_request(
+    *,
+    job_id: str,
+    command: str,
+    config: Mapping[str, Any],
+    state: Mapping[str, Any],
+    context: Mapping[str, Any],
+    payload: Mapping[str, Any] | None,
+    event: Mapping[str, Any] | None,
+    deadline_at: datetime,
+    workspace_dir: str | None = None,
+) -> bytes:
+    """Encode one request as a single compact JSON line, ready for the plugin's stdin.
+
+    ``payload``, ``event`` and ``workspace_dir`` are included only when given, so a
+    plugin can tell "no event" from "an empty event". ``deadline_at`` must be
+    timezone-aware; it is sent as RFC 3339 UTC with a ``Z`` suffix.
+    """
+    request: dict[str, Any] = {
+        "protocol": PROTOCOL_VERSION,
+        "job_id": job_id,
+        "command": command,
+        "config": dict(config),
+        "state": dict(state),
+        "context": dict(context),
+    }
+    if payload is not None:
+        request["payload"] = dict(payload)
+    if event is not None:
+        request["event"] = dict(event)
+    request["deadline_at"] = format_timestamp(deadline_at)
+    if workspace_dir is not None:
+        request["workspace_dir"] = workspace_dir
+    text = json.dumps(request, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return text.encode("utf-8") + b"\n"
+
+
+def format_timestamp(moment: datetime) -> str:
+    """Format an aware datetime as RFC 3339 UTC with millisecond precision and ``Z``."""
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise ValueError("timestamps sent to plugins must be timezone-aware")
+    utc = moment.astimezone(UTC)
+    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+
+
+@attrs.frozen(kw_only=True)
+class Response:
+    """A plugin's answer, once its envelope has been validated."""
+
+    status: Literal["ok", "error"]
+    result: Any = None
+    error: str | None = None
+    retry: bool = True
+    events: tuple[Mapping[str, Any], ...] = ()
+    state_updates: Mapping[str, Any] = attrs.field(factory=dict)
+    logs: tuple[Mapping[str, Any], ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        """Return the response as plain JSON-ready data, for storing on the job."""
+        return {
+            "status": self.status,
+            "result": self.result,
+            "error": self.error,
+            "retry": self.retry,
+            "events": [dict(event) for event in self.events],
+            "state_updates": dict(self.state_updates),
+            "logs": [dict(entry) for entry in self.logs],
+        }
+
+
+def decode_response(stdout: bytes) -> Response | str:
+    """Parse a plugin's stdout into a `Response`, or explain why it is not one.
+
+    Lenient where Ductile is: surrounding whitespace is fine, and if the whole output
+    is not JSON but its last non-empty line is a JSON object, that line is the answer
+    (plugins often print progress before answering). Strict about the envelope:
+    ``status`` is ``"ok"`` or ``"error"``; ``error`` a string; ``retry`` a boolean;
+    ``events`` a list of objects with a string ``type``; ``state_updates`` an object;
+    ``logs`` a list of objects. ``null`` counts as absent. Unknown keys are ignored.
+    """
+    # Invalid UTF-8 becomes U+FFFD rather than a failure, as in Go's encoding/json.
+    text = stdout.decode("utf-8", errors="replace").strip().lstrip("\ufeff")
+    if not text:
+        return "empty output"
+    try:
+        document = json.loads(text)
+    except ValueError:
+        document = _last_line_object(text)
+        if document is None:
+            return "not JSON"
+    if not isinstance(document, dict):
+        return f"not a JSON object (got {_json_kind(document)})"
+    return _envelope(document)
+
+
+def _last_line_object(text: str) -> dict[str, Any] | None:
+    lines = [line for line in text.splitlines() if line.strip()]
+    if len(lines) < 2:
+        return None
+    try:
+        candidate = json.loads(lines[-1])
+    except ValueError:
+        return None
+    return candidate if isinstance(candidate, dict) else None
+
+
+def _envelope(document: dict[str, Any]) -> Response | str:
+    status = document.get("status")
+    if status not in ("ok", "error"):
+        return f"status must be 'ok' or 'error', got {_short_repr(status)}"
+
+    error = document.get("error")
+    if error is not None and not isinstance(error, str):
+        return f"error must be a string, got {_json_kind(error)}"
+
+    retry = document.get("retry")
+    if retry is None:
+        retry = True
+    elif not isinstance(retry, bool):
+        return f"retry must be a boolean, got {_json_kind(retry)}"
+
+    events = document.get("events")
+    if events is None:
+        events = []
+    if not isinstance(events, list):
+        return f"events must be a list, got {_json_kind(events)}"
+    for index, event in enumerate(events):
+        if not isinstance(event, dict):
+            return f"events[{index}] must be an object, got {_json_kind(event)}"
+        if not isinstance(event.get("type"), str) or not event["type"]:
+            return f"events[{index}] must have a non-empty string 'type'"
+
+    state_updates = document.get("state_updates")
+    if state_updates is None:
+        state_updates = {}
+    if not isinstance(state_updates, dict):
+        return f"state_updates must be an object, got {_json_kind(state_updates)}"
+
+    logs = document.get("logs")
+    if logs is None:
+        logs = []
+    if not isinstance(logs, list):
+        return f"logs must be a list, got {_json_kind(logs)}"
+    for index, entry in enumerate(logs):
+        if not isinstance(entry, dict):
+            return f"logs[{index}] must be an object, got {_json_kind(entry)}"
+
+    return Response(
+        status=status,
+        result=document.get("result"),
+        error=error,
+        retry=retry,
+        events=tuple(events),
+        state_updates=state_updates,
+        logs=tuple(logs),
+    )
+
+
+class TerminationReason(enum.Enum):
+    """Why the daemon stopped a plugin before it finished on its own."""
+
+    TIMEOUT = "timeout"
+    CANCELLED = "cancelled"
+    SHUTDOWN = "shutdown"
+    STDOUT_OVERFLOW = "stdout_overflow"
+
+
+@attrs.frozen(kw_only=True)
+class ProcessResult:
+    """Everything observed about one plugin run, with no interpretation yet.
+
+    ``exit_code`` is ``None`` when the process was killed by a signal (then ``signal``
+    is set) or never started (then ``spawn_error`` is set, with ``spawn_errno`` when
+    the OS gave one). ``terminated`` is set only when the daemon asked the process to
+    stop before it had exited by itself. ``timeout`` is the limit the run had, so
+    messages can quote it.
+    """
+
+    exit_code: int | None
+    signal: int | None
+    stdout: bytes
+    stdout_overflow: bool
+    stderr_tail: bytes
+    stderr_truncated: bool
+    terminated: TerminationReason | None
+    spawn_error: str | None = None
+    spawn_errno: int | None = None
+    timeout: float | None = None
+    duration: float
+
+
+class OutcomeKind(enum.Enum):
+    """How a run ended, in job-status terms."""
+
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    TIMED_OUT = "timed_out"
+    CANCELLED = "cancelled"
+    #: Stopped by daemon shutdown: the job goes back to the queue, it did not fail.
+    INTERRUPTED = "interrupted"
+
+
+@attrs.frozen(kw_only=True)
+class Outcome:
+    """The verdict on one run.
+
+    ``response`` is set only when the plugin's answer counts: a successful run, or a
+    run where the plugin itself reported an error. A run the daemon stopped keeps its
+    stdout only as ``raw_output``, so nothing it said (events, state updates) is
+    applied by accident. ``raw_output`` is the decoded stdout, capped at
+    `RAW_OUTPUT_MAX`, whenever there is no counted response and stdout was not empty.
+    """
+
+    kind: OutcomeKind
+    retryable: bool
+    error: str | None
+    response: Response | None
+    raw_output: str | None
+    exit_code: int | None
+    signal: int | None
+    stderr_tail: str
+
+
+def decide_outcome(result: ProcessResult) -> Outcome:
+    """Apply the outcome matrix to one run. Rows are checked in this order:
+
+    ==============================  ===========  =========  ==============================
+    condition                       kind         retryable  error
+    ==============================  ===========  =========  ==============================
+    spawn failed                    failed       transient  ``failed to start plugin: …``
+                                                 errno only
+    terminated: timeout             timed_out    yes        ``timed out after Ns``
+    terminated: cancelled           cancelled    no         ``cancelled``
+    terminated: shutdown            interrupted  yes        ``interrupted by shutdown``
+    stdout over its cap             failed       yes        ``stdout exceeded … cap``
+    valid response, status ok       succeeded    no         —  (exit code/signal ignored)
+    valid response, status error    failed       unless     the plugin's error
+                                                 retry is
+                                                 false or
+                                                 exit 78
+    killed by a signal              failed       yes        ``killed by signal SIGSEGV (11)``
+    exit code 78                    failed       no         ``plugin reported a
+                                                            configuration error …``
+    anything else                   failed       yes        ``invalid response: … (exit
+                                                            code N)``
+    ==============================  ===========  =========  ==============================
+
+    Errors without a valid response end with the last stderr line, when there is one.
+    """
+    stderr_text = result.stderr_tail.decode("utf-8", errors="replace")
+    raw = _raw_output(result.stdout)
+
+    def verdict(
+        kind: OutcomeKind,
+        *,
+        retryable: bool,
+        error: str | None,
+        response: Response | None = None,
+        raw_output: str | None = raw,
+    ) -> Outcome:
+        return Outcome(
+            kind=kind,
+            retryable=retryable,
+            error=error,
+            response=response,
+            raw_output=raw_output,
+            exit_code=result.exit_code,
+            signal=result.signal,
+            stderr_tail=stderr_text,
+        )
+
+    if result.spawn_error is not None:
+        return verdict(
+            OutcomeKind.FAILED,
+            retryable=result.spawn_errno in _TRANSIENT_SPAWN_ERRNOS,
+            error=f"failed to start plugin: {result.spawn_error}",
+        )
+
+    if result.terminated is TerminationReason.TIMEOUT:
+        limit = result.timeout if result.timeout is not None else result.duration
+        return verdict(
+            OutcomeKind.TIMED_OUT, retryable=True, error=f"timed out after {_seconds(limit)}"
+        )
+    if result.terminated is TerminationReason.CANCELLED:
+        return verdict(OutcomeKind.CANCELLED, retryable=False, error="cancelled")
+    if result.terminated is TerminationReason.SHUTDOWN:
+        return verdict(OutcomeKind.INTERRUPTED, retryable=True, error="interrupted by shutdown")
+    if result.stdout_overflow or result.terminated is TerminationReason.STDOUT_OVERFLOW:
+        return verdict(
+            OutcomeKind.FAILED,
+            retryable=True,
+            error=f"stdout exceeded {_size(len(result.stdout))} cap",
+        )
+
+    decoded = decode_response(result.stdout)
+    if isinstance(decoded, Response):
+        if decoded.status == "ok":
+            return verdict(
+                OutcomeKind.SUCCEEDED,
+                retryable=False,
+                error=None,
+                response=decoded,
+                raw_output=None,
+            )
+        return verdict(
+            OutcomeKind.FAILED,
+            retryable=decoded.retry and result.exit_code != EXIT_CONFIG,
+            error=decoded.error or "plugin reported an error",
+            response=decoded,
+            raw_output=None,
+        )
+
+    hint = _stderr_hint(stderr_text)
+    if result.signal is not None:
+        return verdict(
+            OutcomeKind.FAILED,
+            retryable=True,
+            error=f"killed by signal {_signal_name(result.signal)}{hint}",
+        )
+    if result.exit_code == EXIT_CONFIG:
+        return verdict(
+            OutcomeKind.FAILED,
+            retryable=False,
+            error=f"plugin reported a configuration error (exit code {EXIT_CONFIG}){hint}",
+        )
+    return verdict(
+        OutcomeKind.FAILED,
+        retryable=True,
+        error=f"invalid response: {decoded} (exit code {result.exit_code}){hint}",
+    )
+
+
+def _raw_output(stdout: bytes) -> str | None:
+    if not stdout:
+        return None
+    return stdout[:RAW_OUTPUT_MAX].decode("utf-8", errors="replace")
+
+
+def _stderr_hint(stderr_text: str) -> str:
+    for line in reversed(stderr_text.splitlines()):
+        line = line.strip()
+        if line:
+            if len(line) > _STDERR_HINT_MAX:
+                line = line[: _STDERR_HINT_MAX - 1] + "…"
+            return f": {line}"
+    return ""
+
+
+def _signal_name(number: int) -> str:
+    try:
+        name = signal_module.Signals(number).name
+    except ValueError:
+        return f"{number}"
+    return f"{name} ({number})"
+
+
+def _seconds(value: float) -> str:
+    return f"{value:g}s"
+
+
+def _size(count: int) -> str:
+    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if count >= scale and count % scale == 0:
+            return f"{count // scale} {unit}"
+    return f"{count} bytes"
+
+
+def _json_kind(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
+
+
+def _short_repr(value: object) -> str:
+    text = json.dumps(value, ensure_ascii=False) if value is not None else "nothing"
+    return text if len(text) <= 40 else text[:39] + "…"

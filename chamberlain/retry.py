@@ -1,0 +1,170 @@
+"""What happens to a job after an attempt: the retry policy as plain arithmetic.
+
+The JobStore applies a :class:`Settlement` inside the transaction that records the
+attempt, so the decision and its effect are one atomic step.  Nothing here does I/O,
+which is what lets the tests cover every branch without a process or a database.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+
+from chamberlain.model import Job, JobStatus
+from chamberlain.plugins.protocol import Outcome, OutcomeKind
+
+#: Plugin state is handed to the plugin on every request; keep it small enough that
+#: this stays cheap.
+STATE_MAX_BYTES = 1024 * 1024
+
+
+@attrs.frozen(kw_only=True)
+class RetryPolicy:
+    """How a plugin's failed attempts are spaced out."""
+
+    backoff_base: float = 30.0
+    backoff_max: float = 3600.0
+    #: Jitter is up to this fraction of the delay, so retries of jobs that failed
+    #: together do not all hit the same flaky service at the same instant.
+    jitter: float = 0.1
+
+    def delay(self, attempt: int, rng: random.Random | None = None) -> float:
+        """Seconds to wait after failed attempt number ``attempt`` (1-based).
+
+        ``base * 2**(attempt-1)``, capped at ``backoff_max``, plus jitter.
+        """
+        exponent = max(0, attempt - 1)
+        # Cap the exponent before computing: 2**1000 is fine for ints but not floats.
+        raw = self.backoff_base * (2.0 ** min(exponent, 60))
+        delay = min(self.backoff_max, raw)
+        spread = delay * self.jitter
+        return delay + (rng or random).uniform(0.0, spread) if spread > 0 else delay
+
+
+@attrs.frozen(kw_only=True)
+class Settlement:
+    """The effect of one finished attempt on its job row (and on plugin state)."""
+
+    status: JobStatus
+    run_at: float | None = None
+    last_error: str | None = None
+    result: Any = None
+    #: Added to the row's attempt count; -1 gives an interrupted attempt back.
+    attempt_delta: int = 0
+    completed: bool = False
+    #: The plugin's whole new state, or None when the state does not change.
+    new_state: Mapping[str, Any] | None = None
+
+
+def _result_of(outcome: Outcome) -> Any:
+    if outcome.response is not None:
+        return outcome.response.to_json()
+    return outcome.raw_output
+
+
+def merge_state(
+    current: Mapping[str, Any], updates: Mapping[str, Any]
+) -> tuple[dict[str, Any], int]:
+    """Shallow-merge ``updates`` into ``current``; return the state and its JSON size."""
+    merged = {**current, **updates}
+    return merged, len(json.dumps(merged, separators=(",", ":")).encode())
+
+
+def settle(
+    job: Job,
+    outcome: Outcome,
+    *,
+    now: float,
+    policy: RetryPolicy,
+    state: Mapping[str, Any],
+    rng: random.Random | None = None,
+) -> Settlement:
+    """Decide the job's next status from the outcome of its attempt.
+
+    ``job.attempt`` is the attempt that just ran (claiming increments it).  Rules:
+
+    * succeeded: terminal; ``state_updates`` are merged into the plugin's state,
+      unless the result would exceed :data:`STATE_MAX_BYTES`, which fails the job
+      (not retried: the same answer would overflow again).
+    * failed and retryable with attempts left: back to queued after a backoff.
+    * failed and retryable with none left: ``dead``.
+    * failed and not retryable (``retry: false``, exit code 78, spawn errors): failed.
+    * timed out: terminal ``timed_out``.  A plugin that hung once is likely to hang
+      again, and each retry would hold a worker for the whole timeout.
+    * cancelled: terminal.
+    * interrupted by shutdown: queued again at once, and the attempt is given back
+      because the plugin never had its full chance.
+    """
+    result = _result_of(outcome)
+    kind = outcome.kind
+    if kind is OutcomeKind.SUCCEEDED:
+        updates = outcome.response.state_updates if outcome.response else {}
+        if updates:
+            merged, size = merge_state(state, updates)
+            if size > STATE_MAX_BYTES:
+                return Settlement(
+                    status=JobStatus.FAILED,
+                    completed=True,
+                    result=result,
+                    last_error=(
+                        f"state_updates rejected: plugin state would be {size} bytes,"
+                        f" over the {STATE_MAX_BYTES} byte cap"
+                    ),
+                )
+            return Settlement(
+                status=JobStatus.SUCCEEDED, completed=True, result=result, new_state=merged
+            )
+        return Settlement(status=JobStatus.SUCCEEDED, completed=True, result=result)
+    if kind is OutcomeKind.INTERRUPTED:
+        return Settlement(
+            status=JobStatus.QUEUED,
+            run_at=now,
+            attempt_delta=-1,
+            last_error=outcome.error or "interrupted by shutdown",
+            result=result,
+        )
+    if kind is OutcomeKind.CANCELLED:
+        return Settlement(
+            status=JobStatus.CANCELLED,
+            completed=True,
+            result=result,
+            last_error=outcome.error or "cancelled",
+        )
+    if kind is OutcomeKind.TIMED_OUT:
+        return Settlement(
+            status=JobStatus.TIMED_OUT, completed=True, result=result, last_error=outcome.error
+        )
+    # FAILED
+    if not outcome.retryable:
+        return Settlement(
+            status=JobStatus.FAILED, completed=True, result=result, last_error=outcome.error
+        )
+    if job.attempt >= job.max_attempts:
+        return Settlement(
+            status=JobStatus.DEAD,
+            completed=True,
+            result=result,
+            last_error=f"{outcome.error} (gave up after {job.attempt} attempts)",
+        )
+    return Settlement(
+        status=JobStatus.QUEUED,
+        run_at=now + policy.delay(job.attempt, rng),
+        result=result,
+        last_error=outcome.error,
+    )
+
+
+def recover_orphan(job: Job, *, now: float) -> Settlement:
+    """A job found ``running`` with no process behind it (the daemon or its runner died).
+
+    The attempt counts, since the plugin may have done part of its work; requeue it
+    if attempts remain, otherwise it is ``dead``.
+    """
+    error = f"interrupted: the daemon stopped during attempt {job.attempt}"
+    if job.attempt >= job.max_attempts:
+        return Settlement(status=JobStatus.DEAD, completed=True, last_error=error)
+    return Settlement(status=JobStatus.QUEUED, run_at=now, last_error=error)

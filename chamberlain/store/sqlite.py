@@ -1,0 +1,479 @@
+"""The embedded SQLite store: schema, migrations and every query the daemon runs.
+
+This module is synchronous on purpose.  Only the JobStore actor calls it, from one
+worker thread at a time, and it groups many requests into one transaction; keeping
+SQL out of the async layer keeps both easy to read and to test.
+
+Durability: WAL journal with ``synchronous=FULL``, so a job acknowledged to a client
+survives a crash of the daemon *and* of the machine.  Group commit (one transaction
+for everything waiting) is what keeps that affordable.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from chamberlain.model import TERMINAL_STATUSES, Job, JobStatus, NewJob
+from chamberlain.retry import Settlement, recover_orphan
+
+_JOB_COLUMNS = (
+    "seq, id, plugin, command, payload, event, context, status, attempt, max_attempts,"
+    " submitted_by, timeout, dedupe_key, created_at, started_at, completed_at, run_at,"
+    " last_error, result, parent_job_id, source_event_id"
+)
+
+#: Each entry moves the schema one version forward; never edit a released one.
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE jobs (
+        seq             INTEGER PRIMARY KEY,
+        id              TEXT NOT NULL UNIQUE,
+        plugin          TEXT NOT NULL,
+        command         TEXT NOT NULL,
+        payload         TEXT NOT NULL,
+        event           TEXT,
+        context         TEXT NOT NULL,
+        status          TEXT NOT NULL,
+        attempt         INTEGER NOT NULL DEFAULT 0,
+        max_attempts    INTEGER NOT NULL,
+        submitted_by    TEXT NOT NULL,
+        timeout         REAL,
+        dedupe_key      TEXT,
+        created_at      REAL NOT NULL,
+        started_at      REAL,
+        completed_at    REAL,
+        run_at          REAL NOT NULL,
+        last_error      TEXT,
+        result          TEXT,
+        parent_job_id   TEXT,
+        source_event_id TEXT
+    );
+    -- The claim query: ready jobs of one plugin in due order.
+    CREATE INDEX jobs_ready ON jobs (plugin, run_at, seq) WHERE status = 'queued';
+    -- The next due instant, and the queue depth.
+    CREATE INDEX jobs_due ON jobs (run_at) WHERE status = 'queued';
+    CREATE INDEX jobs_running ON jobs (plugin) WHERE status = 'running';
+    -- Listing newest first, filtered by status or plugin.
+    CREATE INDEX jobs_status_seq ON jobs (status, seq);
+    CREATE INDEX jobs_plugin_seq ON jobs (plugin, seq);
+    CREATE INDEX jobs_dedupe ON jobs (dedupe_key, plugin, command) WHERE dedupe_key IS NOT NULL;
+    CREATE INDEX jobs_completed ON jobs (completed_at) WHERE completed_at IS NOT NULL;
+    CREATE TABLE plugin_state (
+        plugin     TEXT PRIMARY KEY,
+        state      TEXT NOT NULL,
+        updated_at REAL NOT NULL
+    );
+    """,
+)
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def _loads(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
+
+
+def _row_to_job(row: Sequence[Any]) -> Job:
+    return Job(
+        seq=row[0],
+        id=row[1],
+        plugin=row[2],
+        command=row[3],
+        payload=json.loads(row[4]),
+        event=_loads(row[5]),
+        context=json.loads(row[6]),
+        status=JobStatus(row[7]),
+        attempt=row[8],
+        max_attempts=row[9],
+        submitted_by=row[10],
+        timeout=row[11],
+        dedupe_key=row[12],
+        created_at=row[13],
+        started_at=row[14],
+        completed_at=row[15],
+        run_at=row[16],
+        last_error=row[17],
+        result=_loads(row[18]),
+        parent_job_id=row[19],
+        source_event_id=row[20],
+    )
+
+
+@attrs.frozen(kw_only=True)
+class JobFilter:
+    """Filters for listing jobs; every field narrows the result."""
+
+    statuses: tuple[JobStatus, ...] = ()
+    plugin: str | None = None
+    command: str | None = None
+    submitted_by: str | None = None
+    since: float | None = None
+    until: float | None = None
+    limit: int = 50
+    offset: int = 0
+
+
+@attrs.frozen(kw_only=True)
+class Enqueued:
+    """The answer to one enqueue: the job, and whether it already existed."""
+
+    job: Job
+    duplicate: bool = False
+
+
+@attrs.frozen(kw_only=True)
+class Claimed:
+    """A job handed to a runner, with its plugin's state as of the claim."""
+
+    job: Job
+    state: Mapping[str, Any]
+
+
+class SqliteStore:
+    """Every query the daemon needs, on one connection.  Not thread-safe: one caller."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = str(path)
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        # isolation_level=None: we issue BEGIN/COMMIT ourselves, so a group of
+        # requests shares one transaction.  check_same_thread=False because the
+        # JobStore hops through a worker-thread pool; it never uses two at once.
+        self.conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self.conn.execute("PRAGMA journal_mode=WAL")
+        self.conn.execute("PRAGMA synchronous=FULL")
+        self.conn.execute("PRAGMA foreign_keys=ON")
+        self.conn.execute("PRAGMA busy_timeout=5000")
+        self.migrate()
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    def migrate(self) -> int:
+        """Bring the schema to the newest version; return that version."""
+        c = self.conn
+        c.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations"
+            " (version INTEGER PRIMARY KEY, applied_at REAL NOT NULL)"
+        )
+        (current,) = c.execute("SELECT COALESCE(MAX(version), 0) FROM schema_migrations").fetchone()
+        if current > len(MIGRATIONS):
+            raise RuntimeError(
+                f"database {self.path} has schema version {current}, newer than this"
+                f" chamberlain understands ({len(MIGRATIONS)}); upgrade chamberlain"
+            )
+        for version in range(current + 1, len(MIGRATIONS) + 1):
+            c.execute("BEGIN IMMEDIATE")
+            try:
+                for statement in MIGRATIONS[version - 1].split(";"):
+                    if statement.strip():
+                        c.execute(statement)
+                c.execute(
+                    "INSERT INTO schema_migrations (version, applied_at)"
+                    " VALUES (?, strftime('%s','now'))",
+                    (version,),
+                )
+                c.execute("COMMIT")
+            except BaseException:
+                c.execute("ROLLBACK")
+                raise
+        return len(MIGRATIONS)
+
+    def close(self) -> None:
+        """Checkpoint the WAL and close, so a clean stop leaves one tidy file."""
+        try:
+            self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        finally:
+            self.conn.close()
+
+    # -- transactions ----------------------------------------------------------------
+
+    def begin(self) -> None:
+        """Start a write transaction (taken at once, so it cannot fail half-way)."""
+        self.conn.execute("BEGIN IMMEDIATE")
+
+    def commit(self) -> None:
+        """Commit the open transaction."""
+        self.conn.execute("COMMIT")
+
+    def rollback(self) -> None:
+        """Abandon the open transaction, if any."""
+        if self.conn.in_transaction:
+            self.conn.execute("ROLLBACK")
+
+    def savepoint(self) -> None:
+        """Mark a point to undo one request's work without losing the others'."""
+        self.conn.execute("SAVEPOINT request")
+
+    def release(self) -> None:
+        """Keep the work since the savepoint."""
+        self.conn.execute("RELEASE request")
+
+    def undo(self) -> None:
+        """Undo the work since the savepoint."""
+        self.conn.execute("ROLLBACK TO request")
+        self.conn.execute("RELEASE request")
+
+    # -- jobs --------------------------------------------------------------------------
+
+    def enqueue(self, new: NewJob, *, now: float, dedupe_ttl: float) -> Enqueued:
+        """Insert a queued job, unless its dedupe key names one that stands.
+
+        A key stands while a job with it (same plugin and command) is queued or
+        running, or succeeded within ``dedupe_ttl``.
+        """
+        if new.dedupe_key is not None:
+            row = self.conn.execute(
+                f"SELECT {_JOB_COLUMNS} FROM jobs"
+                " WHERE dedupe_key = ? AND plugin = ? AND command = ?"
+                " AND (status IN ('queued', 'running')"
+                "      OR (status = 'succeeded' AND completed_at >= ?))"
+                " ORDER BY seq DESC LIMIT 1",
+                (new.dedupe_key, new.plugin, new.command, now - dedupe_ttl),
+            ).fetchone()
+            if row is not None:
+                return Enqueued(job=_row_to_job(row), duplicate=True)
+        cur = self.conn.execute(
+            "INSERT INTO jobs (id, plugin, command, payload, event, context, status,"
+            " attempt, max_attempts, submitted_by, timeout, dedupe_key, created_at,"
+            " run_at, parent_job_id, source_event_id)"
+            " VALUES (?, ?, ?, ?, ?, ?, 'queued', 0, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                new.id,
+                new.plugin,
+                new.command,
+                _dumps(dict(new.payload)),
+                None if new.event is None else _dumps(dict(new.event)),
+                _dumps(dict(new.context)),
+                new.max_attempts,
+                new.submitted_by,
+                new.timeout,
+                new.dedupe_key,
+                now,
+                now,
+                new.parent_job_id,
+                new.source_event_id,
+            ),
+        )
+        return Enqueued(
+            job=Job(
+                seq=cur.lastrowid or 0,
+                id=new.id,
+                plugin=new.plugin,
+                command=new.command,
+                payload=new.payload,
+                event=new.event,
+                context=new.context,
+                status=JobStatus.QUEUED,
+                attempt=0,
+                max_attempts=new.max_attempts,
+                submitted_by=new.submitted_by,
+                timeout=new.timeout,
+                dedupe_key=new.dedupe_key,
+                created_at=now,
+                started_at=None,
+                completed_at=None,
+                run_at=now,
+                last_error=None,
+                result=None,
+                parent_job_id=new.parent_job_id,
+                source_event_id=new.source_event_id,
+            )
+        )
+
+    def get_job(self, job_id: str) -> Job | None:
+        """One job by id, or None."""
+        row = self.conn.execute(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        return None if row is None else _row_to_job(row)
+
+    def list_jobs(self, flt: JobFilter) -> tuple[list[Job], int]:
+        """Jobs matching ``flt``, newest first, and how many match in all."""
+        where: list[str] = []
+        args: list[Any] = []
+        if flt.statuses:
+            where.append(f"status IN ({','.join('?' * len(flt.statuses))})")
+            args.extend(s.value for s in flt.statuses)
+        for column, value in (
+            ("plugin", flt.plugin),
+            ("command", flt.command),
+            ("submitted_by", flt.submitted_by),
+        ):
+            if value is not None:
+                where.append(f"{column} = ?")
+                args.append(value)
+        if flt.since is not None:
+            where.append("created_at >= ?")
+            args.append(flt.since)
+        if flt.until is not None:
+            where.append("created_at < ?")
+            args.append(flt.until)
+        clause = f" WHERE {' AND '.join(where)}" if where else ""
+        rows = self.conn.execute(
+            f"SELECT {_JOB_COLUMNS} FROM jobs{clause} ORDER BY seq DESC LIMIT ? OFFSET ?",
+            (*args, flt.limit, flt.offset),
+        ).fetchall()
+        (total,) = self.conn.execute(f"SELECT COUNT(*) FROM jobs{clause}", args).fetchone()
+        return [_row_to_job(r) for r in rows], total
+
+    def queue_depth(self) -> int:
+        """Jobs waiting to run, due or not."""
+        (n,) = self.conn.execute("SELECT COUNT(*) FROM jobs WHERE status = 'queued'").fetchone()
+        return int(n)
+
+    def running_jobs(self) -> list[Job]:
+        """Jobs marked running."""
+        rows = self.conn.execute(
+            f"SELECT {_JOB_COLUMNS} FROM jobs WHERE status = 'running' ORDER BY seq"
+        ).fetchall()
+        return [_row_to_job(r) for r in rows]
+
+    def claim(
+        self, capacity: Mapping[str, int], limit: int, *, now: float
+    ) -> tuple[list[Claimed], float | None]:
+        """Mark up to ``limit`` due jobs running, at most ``capacity[p]`` of plugin p.
+
+        Returns the claimed jobs in due order, and the earliest ``run_at`` of the jobs
+        still queued for the future (None when there are none), so the caller can
+        sleep exactly until then instead of polling.
+        """
+        candidates: list[Job] = []
+        if limit > 0:
+            for plugin, room in capacity.items():
+                if room <= 0:
+                    continue
+                rows = self.conn.execute(
+                    f"SELECT {_JOB_COLUMNS} FROM jobs"
+                    " WHERE status = 'queued' AND plugin = ? AND run_at <= ?"
+                    " ORDER BY run_at, seq LIMIT ?",
+                    (plugin, now, min(room, limit)),
+                ).fetchall()
+                candidates.extend(_row_to_job(r) for r in rows)
+        candidates.sort(key=lambda j: (j.run_at, j.seq))
+        chosen = candidates[:limit]
+        states = self.get_states({j.plugin for j in chosen})
+        claimed: list[Claimed] = []
+        for job in chosen:
+            self.conn.execute(
+                "UPDATE jobs SET status = 'running', attempt = attempt + 1, started_at = ?,"
+                " completed_at = NULL WHERE seq = ?",
+                (now, job.seq),
+            )
+            claimed.append(
+                Claimed(
+                    job=attrs.evolve(
+                        job,
+                        status=JobStatus.RUNNING,
+                        attempt=job.attempt + 1,
+                        started_at=now,
+                        completed_at=None,
+                    ),
+                    state=states.get(job.plugin, {}),
+                )
+            )
+        (next_due,) = self.conn.execute(
+            "SELECT MIN(run_at) FROM jobs WHERE status = 'queued' AND run_at > ?", (now,)
+        ).fetchone()
+        return claimed, next_due
+
+    def settle(self, job_id: str, attempt: int, settlement: Settlement, *, now: float) -> Job | None:
+        """Record the end of an attempt; None when the attempt is no longer current.
+
+        The ``attempt`` guard makes a late report from a superseded attempt (say, one
+        recovered as an orphan meanwhile) a no-op instead of a second result.
+        """
+        s = settlement
+        row = self.conn.execute(
+            f"UPDATE jobs SET status = ?, attempt = attempt + ?,"
+            " run_at = COALESCE(?, run_at), last_error = ?, result = ?,"
+            " completed_at = ?"
+            " WHERE id = ? AND status = 'running' AND attempt = ?"
+            f" RETURNING {_JOB_COLUMNS}",
+            (
+                s.status.value,
+                s.attempt_delta,
+                s.run_at,
+                s.last_error,
+                None if s.result is None else _dumps(s.result),
+                now if s.completed else None,
+                job_id,
+                attempt,
+            ),
+        ).fetchone()
+        if row is None:
+            return None
+        job = _row_to_job(row)
+        if s.new_state is not None:
+            self.put_state(job.plugin, s.new_state, now=now)
+        return job
+
+    def cancel_queued(self, job_id: str, *, now: float, reason: str) -> Job | None:
+        """Cancel a job that has not started; None when it is not queued."""
+        row = self.conn.execute(
+            "UPDATE jobs SET status = 'cancelled', completed_at = ?, last_error = ?"
+            f" WHERE id = ? AND status = 'queued' RETURNING {_JOB_COLUMNS}",
+            (now, reason, job_id),
+        ).fetchone()
+        return None if row is None else _row_to_job(row)
+
+    def prune(self, *, older_than: float, batch: int = 5000) -> int:
+        """Delete up to ``batch`` terminal jobs completed before ``older_than``."""
+        statuses = tuple(s.value for s in TERMINAL_STATUSES)
+        cur = self.conn.execute(
+            "DELETE FROM jobs WHERE seq IN (SELECT seq FROM jobs WHERE completed_at < ?"
+            f" AND status IN ({','.join('?' * len(statuses))}) LIMIT ?)",
+            (older_than, *statuses, batch),
+        )
+        return cur.rowcount
+
+    # -- plugin state ----------------------------------------------------------------
+
+    def get_states(self, plugins: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """The stored state of each named plugin that has one."""
+        names = list(plugins)
+        if not names:
+            return {}
+        rows = self.conn.execute(
+            f"SELECT plugin, state FROM plugin_state WHERE plugin IN ({','.join('?' * len(names))})",
+            names,
+        ).fetchall()
+        return {plugin: json.loads(state) for plugin, state in rows}
+
+    def put_state(self, plugin: str, state: Mapping[str, Any], *, now: float) -> None:
+        """Replace a plugin's whole state."""
+        self.conn.execute(
+            "INSERT INTO plugin_state (plugin, state, updated_at) VALUES (?, ?, ?)"
+            " ON CONFLICT (plugin) DO UPDATE SET state = excluded.state,"
+            " updated_at = excluded.updated_at",
+            (plugin, _dumps(dict(state)), now),
+        )
+
+    # -- recovery ----------------------------------------------------------------------
+
+    def recover_orphans(self, *, now: float, plugin: str | None = None) -> list[Job]:
+        """Settle jobs marked running that no process is running any more.
+
+        Called when the JobStore starts (after a crash every running row is an
+        orphan) and when a runner restarts (for its plugin only).
+        """
+        if plugin is None:
+            orphans = self.running_jobs()
+        else:
+            rows = self.conn.execute(
+                f"SELECT {_JOB_COLUMNS} FROM jobs WHERE status = 'running' AND plugin = ?"
+                " ORDER BY seq",
+                (plugin,),
+            ).fetchall()
+            orphans = [_row_to_job(r) for r in rows]
+        settled: list[Job] = []
+        for job in orphans:
+            done = self.settle(job.id, job.attempt, recover_orphan(job, now=now), now=now)
+            if done is not None:
+                settled.append(done)
+        return settled

@@ -1,0 +1,22 @@
+"""OTP-style supervision of trio tasks.
+
+A :class:`Supervisor` starts a fixed list of children (described by :class:`ChildSpec`)
+in order, restarts them by their :class:`Restart` type and its :class:`Strategy`, backs
+off exponentially between restarts, and gives up with :class:`SupervisorGaveUp` when
+restarts come too fast. :meth:`Supervisor.statistics` reports the whole tree.
+"""
+
+from ._exceptions import SupervisorGaveUp
+from ._spec import ChildSpec, Restart, Strategy
+from ._statistics import ChildStatistics, SupervisorStatistics
+from ._supervisor import Supervisor
+
+__all__ = [
+    "ChildSpec",
+    "ChildStatistics",
+    "Restart",
+    "Strategy",
+    "Supervisor",
+    "SupervisorGaveUp",
+    "SupervisorStatistics",
+]

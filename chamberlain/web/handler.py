@@ -1,0 +1,81 @@
+"""What a route handler receives and returns.
+
+Handlers take a :class:`Call` (the parsed request plus the daemon's handles) and
+return a :class:`Reply` (a JSON body, a status, headers).  They never touch Quart's
+request globals, so they read like plain functions and the app alone owns the
+translation to and from HTTP.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from types import MappingProxyType
+from typing import Any
+
+import attrs
+
+from chamberlain.actors.gateway import Gateway
+from chamberlain.config import ApiConfig
+from chamberlain.plugins.manifest import CommandType
+from chamberlain.web.auth import Access, ByCommand, Identity, TokenTable, authorize
+
+_EMPTY: Mapping[str, str] = MappingProxyType({})
+
+
+@attrs.frozen(kw_only=True)
+class Site:
+    """Everything shared by all requests of one app."""
+
+    gateway: Gateway
+    api: ApiConfig
+    tokens: TokenTable
+    #: The OpenAPI document, generated once from the route table the app serves.
+    openapi: Mapping[str, Any]
+
+
+@attrs.frozen(kw_only=True)
+class Call:
+    """One request, as a handler sees it."""
+
+    site: Site
+    access: Access
+    #: The authenticated caller; None only on public routes.
+    identity: Identity | None
+    #: Path parameters by name (``plugin``, ``job_id`` ...).
+    path: Mapping[str, str]
+    #: Query parameters, every value of each; already checked against the route's.
+    query: Mapping[str, Sequence[str]]
+    request_id: str
+    #: Reads the whole body, enforcing ``api.max_body_size`` (413) while reading.
+    read_body: Callable[[], Awaitable[bytes]]
+
+    @property
+    def gateway(self) -> Gateway:
+        """The daemon."""
+        return self.site.gateway
+
+    def require(self, scope: str, *, action: str) -> Identity:
+        """The caller, once it is known to hold ``scope``; 403 otherwise."""
+        if self.identity is None:
+            # A public route asking for a scope is a bug in the route table.
+            raise RuntimeError(f"scope {scope!r} checked on a route without authentication")
+        authorize(self.identity, scope, action=action)
+        return self.identity
+
+    def require_command(self, kind: CommandType, *, action: str) -> Identity:
+        """The caller, once it may trigger a command of type ``kind``; 403 otherwise."""
+        if not isinstance(self.access, ByCommand):
+            raise RuntimeError("command scopes checked on a route that does not trigger commands")
+        return self.require(self.access.scope_for(kind), action=action)
+
+
+@attrs.frozen
+class Reply:
+    """A handler's answer: a JSON-serialisable body, its status and extra headers."""
+
+    body: Any
+    status: int = 200
+    headers: Mapping[str, str] = _EMPTY
+
+
+Handler = Callable[[Call], Awaitable[Reply]]

@@ -1,0 +1,210 @@
+"""``GET /job/{job_id}`` and ``GET /jobs``: reading jobs back.
+
+:func:`parse_job_filter` turns the query string into a :class:`JobFilter` and is
+strict on purpose: a misspelt filter that was silently ignored would list every job
+and look like an answer.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+
+from chamberlain.model import JobStatus
+from chamberlain.store.sqlite import JobFilter
+from chamberlain.web.errors import bad_request, not_found
+from chamberlain.web.handler import Call, Reply
+from chamberlain.web.spec import Param
+
+DEFAULT_LIMIT = 50
+MAX_LIMIT = 500
+
+_STATUS_VALUES = tuple(s.value for s in JobStatus)
+
+#: The query parameters of ``GET /jobs``; the route table and the parser share them.
+LIST_PARAMS: tuple[Param, ...] = (
+    Param(
+        name="status",
+        location="query",
+        description=(
+            "Only jobs in these statuses: comma-separated, and/or repeated"
+            f" ({', '.join(_STATUS_VALUES)})."
+        ),
+        schema={"type": "string", "examples": ["queued,running"]},
+        repeatable=True,
+    ),
+    Param(name="plugin", location="query", description="Only jobs of this plugin."),
+    Param(name="command", location="query", description="Only jobs of this command."),
+    Param(
+        name="submitted_by",
+        location="query",
+        description="Only jobs submitted by this origin (``token:<name>``, ``api_key`` ...).",
+    ),
+    Param(
+        name="since",
+        location="query",
+        description="Only jobs created at or after this instant (RFC 3339).",
+        schema={"type": "string", "format": "date-time"},
+    ),
+    Param(
+        name="until",
+        location="query",
+        description="Only jobs created before this instant (RFC 3339).",
+        schema={"type": "string", "format": "date-time"},
+    ),
+    Param(
+        name="limit",
+        location="query",
+        description=f"Page size, 1 to {MAX_LIMIT}.",
+        schema={"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT},
+    ),
+    Param(
+        name="offset",
+        location="query",
+        description="Jobs to skip, for paging.",
+        schema={"type": "integer", "minimum": 0, "default": 0},
+    ),
+)
+
+JOB_ID_PARAM = Param(
+    name="job_id",
+    location="path",
+    description="The job's id, as returned by the trigger.",
+    required=True,
+)
+
+# RFC 3339 date-time: full date, full time, mandatory offset.  ``fromisoformat``
+# alone would also take a bare date or a naive time, which are not instants.
+_RFC3339 = re.compile(
+    r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(?:\.(\d+))?(?:[Zz]|[+-]\d{2}:\d{2})"
+)
+_INT = re.compile(r"[0-9]+")
+
+
+def parse_rfc3339(text: str) -> float:
+    """Epoch seconds of an RFC 3339 date-time; raises ValueError otherwise."""
+    match = _RFC3339.fullmatch(text)
+    if match is None:
+        raise ValueError(f"{text!r} is not an RFC 3339 date-time such as 2024-05-01T12:00:00Z")
+    normal = text.upper().replace("Z", "+00:00")
+    fraction = match.group(1)
+    if fraction is not None and len(fraction) > 6:
+        # Python reads at most microseconds; finer digits cannot change the result.
+        normal = normal.replace("." + fraction.upper(), "." + fraction[:6], 1)
+    try:
+        return datetime.fromisoformat(normal).timestamp()
+    except ValueError:
+        raise ValueError(f"{text!r} is not a valid date-time") from None
+
+
+def _single(query: Mapping[str, Sequence[str]], name: str) -> str | None:
+    values = query.get(name)
+    if not values:
+        return None
+    if len(values) > 1:
+        raise bad_request(f"query parameter {name!r} given more than once")
+    value = values[0]
+    if value == "":
+        raise bad_request(f"query parameter {name!r} is empty")
+    return value
+
+
+def _int(query: Mapping[str, Sequence[str]], name: str, default: int, lo: int, hi: int) -> int:
+    text = _single(query, name)
+    if text is None:
+        return default
+    if not _INT.fullmatch(text) or not lo <= int(text) <= hi:
+        bounds = f"from {lo} to {hi}" if hi < 2**63 else f"of at least {lo}"
+        raise bad_request(f"query parameter {name!r} must be an integer {bounds}, got {text!r}")
+    return int(text)
+
+
+def _statuses(values: Sequence[str]) -> tuple[JobStatus, ...]:
+    found: list[JobStatus] = []
+    for value in values:
+        for part in value.split(","):
+            name = part.strip()
+            try:
+                status = JobStatus(name)
+            except ValueError:
+                raise bad_request(
+                    f"unknown status {name!r}; expected one of: {', '.join(_STATUS_VALUES)}"
+                ) from None
+            if status not in found:
+                found.append(status)
+    return tuple(found)
+
+
+def _instant(query: Mapping[str, Sequence[str]], name: str) -> float | None:
+    text = _single(query, name)
+    if text is None:
+        return None
+    try:
+        return parse_rfc3339(text)
+    except ValueError as exc:
+        raise bad_request(f"query parameter {name!r}: {exc}") from None
+
+
+def parse_job_filter(query: Mapping[str, Sequence[str]]) -> JobFilter:
+    """The :class:`JobFilter` a ``GET /jobs`` query string asks for.
+
+    Raises a 400 :class:`~chamberlain.web.errors.ApiError` for unknown parameters,
+    unknown statuses, non-RFC 3339 instants, ``since`` after ``until``, and limits or
+    offsets out of range.
+    """
+    known = {p.name for p in LIST_PARAMS}
+    unknown = sorted(set(query) - known)
+    if unknown:
+        raise bad_request(
+            f"unknown query parameter {unknown[0]!r}; expected: {', '.join(sorted(known))}"
+        )
+    since = _instant(query, "since")
+    until = _instant(query, "until")
+    if since is not None and until is not None and since > until:
+        raise bad_request("query parameter 'since' is later than 'until'")
+    return JobFilter(
+        statuses=_statuses(query.get("status", ())),
+        plugin=_single(query, "plugin"),
+        command=_single(query, "command"),
+        submitted_by=_single(query, "submitted_by"),
+        since=since,
+        until=until,
+        limit=_int(query, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT),
+        offset=_int(query, "offset", 0, 0, 2**63 - 1),
+    )
+
+
+async def get_job(call: Call) -> Reply:
+    """``GET /job/{job_id}``: one job, or 404."""
+    job_id = call.path["job_id"]
+    job = await call.gateway.get_job(job_id)
+    if job is None:
+        raise not_found(f"unknown job {job_id!r}")
+    return Reply(job.to_json())
+
+
+async def list_jobs(call: Call) -> Reply:
+    """``GET /jobs``: a page of jobs, newest first, with the number matching in all."""
+    flt = parse_job_filter(call.query)
+    jobs, total = await call.gateway.list_jobs(flt)
+    return Reply(
+        {
+            "jobs": [job.to_json() for job in jobs],
+            "total": total,
+            "limit": flt.limit,
+            "offset": flt.offset,
+        }
+    )
+
+
+__all__ = [
+    "DEFAULT_LIMIT",
+    "JOB_ID_PARAM",
+    "LIST_PARAMS",
+    "MAX_LIMIT",
+    "get_job",
+    "list_jobs",
+    "parse_job_filter",
+    "parse_rfc3339",
+]

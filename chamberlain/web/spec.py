@@ -1,0 +1,105 @@
+"""What a route is: one record holding everything the app and the docs need.
+
+The app builds its URL rules, authentication and query checks from these records,
+and :mod:`chamberlain.web.openapi` builds the API description from the very same
+ones, so the two cannot disagree.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any, Literal
+
+import attrs
+
+from chamberlain.web.auth import Access, Public
+from chamberlain.web.handler import Handler
+
+_PATH_PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+Location = Literal["path", "query"]
+
+
+@attrs.frozen(kw_only=True)
+class Param:
+    """A path or query parameter."""
+
+    name: str
+    location: Location
+    description: str
+    schema: Mapping[str, Any] = attrs.field(factory=lambda: {"type": "string"})
+    required: bool = False
+    #: A query parameter that may be given more than once.
+    repeatable: bool = False
+
+
+@attrs.frozen(kw_only=True)
+class BodySpec:
+    """A JSON request body: ``schema`` names a component schema."""
+
+    schema: str
+    description: str
+    required: bool = False
+
+
+@attrs.frozen(kw_only=True)
+class ResponseSpec:
+    """One documented answer: ``schema`` names a component schema (None: no body)."""
+
+    status: int
+    description: str
+    schema: str | None = "Error"
+    #: Response headers worth documenting, name -> description.
+    headers: Mapping[str, str] = attrs.field(factory=dict)
+
+
+def _check_path(route: Route, attribute: attrs.Attribute[Any], value: str) -> None:
+    if not value.startswith("/"):
+        raise ValueError(f"route {route.operation_id}: path must start with '/': {value!r}")
+
+
+@attrs.frozen(kw_only=True)
+class Route:
+    """One method on one path, with its handler, access rule and documentation."""
+
+    operation_id: str
+    method: str
+    #: An OpenAPI path template: ``/job/{job_id}``.
+    path: str = attrs.field(validator=_check_path)
+    handler: Handler = attrs.field(eq=False)
+    access: Access
+    summary: str
+    description: str = ""
+    tag: str
+    params: tuple[Param, ...] = ()
+    body: BodySpec | None = None
+    responses: tuple[ResponseSpec, ...]
+
+    def __attrs_post_init__(self) -> None:
+        declared = {p.name for p in self.params if p.location == "path"}
+        if declared != set(self.path_names):
+            raise ValueError(
+                f"route {self.operation_id}: path parameters {sorted(self.path_names)} in"
+                f" {self.path!r} do not match the declared ones {sorted(declared)}"
+            )
+
+    @property
+    def path_names(self) -> tuple[str, ...]:
+        """Names of the path's parameters, in order."""
+        return tuple(_PATH_PARAM.findall(self.path))
+
+    @property
+    def rule(self) -> str:
+        """The path as a Quart URL rule: ``/job/<job_id>``."""
+        return _PATH_PARAM.sub(r"<\1>", self.path)
+
+    @property
+    def public(self) -> bool:
+        """True when the route answers without a token."""
+        return isinstance(self.access, Public)
+
+    @property
+    def query_params(self) -> Mapping[str, Param]:
+        """The query parameters this route accepts, by name."""
+        return {p.name: p for p in self.params if p.location == "query"}

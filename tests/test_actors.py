@@ -1,0 +1,463 @@
+"""The actor tree on a mock clock, with fake plugin processes.
+
+The logic lives in the actors, not in the processes, so these tests swap
+``run_plugin`` for a fake that follows instructions in the job's payload and
+records what it saw.  Time is trio's MockClock with autojump: a job that "runs"
+for an hour takes no real time.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import attrs
+import pytest
+import trio
+
+from chamberlain.actors.dispatcher import Dispatcher
+from chamberlain.actors.jobstore import JobStore
+from chamberlain.actors.root import Daemon
+from chamberlain.actors.runner import Runner
+from chamberlain.config import parse_config
+from chamberlain.model import Job, JobStatus, NewJob
+from chamberlain.plugins.binding import BoundPlugin, bind_plugins
+from chamberlain.plugins.manifest import CommandSpec, CommandType, Manifest
+from chamberlain.plugins.process import Limits, ProcessControl
+from chamberlain.plugins.protocol import ProcessResult, TerminationReason
+from chamberlain.plugins.registry import Discovery
+from chamberlain.supervision import SupervisorGaveUp
+
+EPOCH = 1_700_000_000.0
+
+
+def clock_now() -> float:
+    """Wall time that follows the mock clock, so backoffs elapse on autojump."""
+    return EPOCH + trio.current_time()
+
+
+@attrs.define
+class FakePlugins:
+    """Stands in for plugin processes; behaviour comes from the payload.
+
+    payload keys: ``sleep`` (seconds), ``fail_until`` (fail retryably while the
+    attempt number is below it), ``fatal`` (fail with retry: false).
+    """
+
+    running: Counter[str] = attrs.field(factory=Counter)
+    peak: Counter[str] = attrs.field(factory=Counter)
+    peak_total: int = 0
+    attempts: Counter[str] = attrs.field(factory=Counter)
+    started_at: dict[str, list[float]] = attrs.field(factory=dict)
+    requests: list[dict[str, Any]] = attrs.field(factory=list)
+
+    async def execute(
+        self,
+        *,
+        entrypoint: Path,
+        cwd: Path,
+        request: bytes,
+        timeout: float,
+        limits: Limits,
+        control: ProcessControl,
+    ) -> ProcessResult:
+        req = json.loads(request)
+        self.requests.append(req)
+        job_id, payload = req["job_id"], req.get("payload") or {}
+        plugin = cwd.name
+        self.attempts[job_id] += 1
+        self.started_at.setdefault(job_id, []).append(trio.current_time())
+        self.running[plugin] += 1
+        self.peak[plugin] = max(self.peak[plugin], self.running[plugin])
+        self.peak_total = max(self.peak_total, sum(self.running.values()))
+        start = trio.current_time()
+        try:
+            terminated = None
+            with trio.move_on_after(min(float(payload.get("sleep", 0)), timeout)):
+                await control._wait_requested()
+                terminated = control.reason
+            if terminated is None and float(payload.get("sleep", 0)) > timeout:
+                terminated = TerminationReason.TIMEOUT
+            if self.attempts[job_id] < int(payload.get("fail_until", 0)):
+                response: dict[str, Any] = {"status": "error", "error": "not yet"}
+            elif payload.get("fatal"):
+                response = {"status": "error", "error": "never", "retry": False}
+            else:
+                response = {"status": "ok", "result": {"attempt": self.attempts[job_id]}}
+            if "state_updates" in payload:
+                response["state_updates"] = payload["state_updates"]
+            return ProcessResult(
+                exit_code=0,
+                signal=None,
+                stdout=json.dumps(response).encode(),
+                stdout_overflow=False,
+                stderr_tail=b"",
+                stderr_truncated=False,
+                terminated=terminated,
+                timeout=timeout,
+                duration=trio.current_time() - start,
+            )
+        finally:
+            self.running[plugin] -= 1
+
+
+def fake_plugin(tmp_path: Path, name: str, *, concurrency_safe: bool = True) -> Manifest:
+    directory = tmp_path / name
+    directory.mkdir(exist_ok=True)
+    return Manifest(
+        name=name,
+        version="1",
+        protocol=2,
+        entrypoint=Path("/bin/true"),
+        directory=directory,
+        concurrency_safe=concurrency_safe,
+        commands=(
+            CommandSpec(name="poll", type=CommandType.READ),
+            CommandSpec(name="handle", type=CommandType.WRITE),
+        ),
+    )
+
+
+def make_daemon(
+    tmp_path: Path,
+    fake: FakePlugins,
+    *,
+    config: dict[str, Any] | None = None,
+    manifests: tuple[Manifest, ...] = (),
+) -> Daemon:
+    base = {"service": {"max_workers": 3}, "api": {"enabled": False}}
+    cfg = parse_config({**base, **(config or {})}, base_dir=tmp_path)
+    found = manifests or (fake_plugin(tmp_path, "a"), fake_plugin(tmp_path, "b"))
+    plugins = bind_plugins(cfg, Discovery(plugins={m.name: m for m in found}, skipped=()))
+    return Daemon(
+        config=cfg,
+        plugins=plugins,
+        state_path=str(tmp_path / "state.db"),
+        serve_web=False,
+        handle_signals=False,
+        # Autojump would move the clock on while a worker thread runs SQL.
+        store_offload=False,
+        now=clock_now,
+        execute=fake.execute,
+    )
+
+
+async def submit(daemon: Daemon, *jobs: NewJob) -> list[str]:
+    enqueued = await daemon.gateway.enqueue(jobs)
+    return [e.job.id for e in enqueued]
+
+
+async def finish(daemon: Daemon, ids: list[str], timeout: float = 3600) -> list[Job]:
+    done = []
+    for jid in ids:
+        job = await daemon.gateway.wait_job(jid, timeout=timeout)
+        assert job is not None
+        done.append(job)
+    return done
+
+
+async def test_jobs_run_within_worker_and_parallelism_limits(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    fake = FakePlugins()
+    daemon = make_daemon(tmp_path, fake, config={"plugins": {"a": {"parallelism": 2}}})
+    async with trio.open_nursery() as nursery:
+        await nursery.start(daemon.run)
+        ids = await submit(
+            daemon,
+            *(NewJob(plugin="a", command="poll", payload={"sleep": 10}) for _ in range(10)),
+            *(NewJob(plugin="b", command="poll", payload={"sleep": 10}) for _ in range(10)),
+        )
+        jobs = await finish(daemon, ids)
+        await daemon.shutdown()
+    assert all(j.status is JobStatus.SUCCEEDED for j in jobs)
+    assert fake.peak["a"] == 2
+    assert fake.peak_total == 3
+
+
+async def test_not_concurrency_safe_runs_one_at_a_time(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    fake = FakePlugins()
+    daemon = make_daemon(
+        tmp_path, fake, manifests=(fake_plugin(tmp_path, "solo", concurrency_safe=False),)
+    )
+    async with trio.open_nursery() as nursery:
+        await nursery.start(daemon.run)
+        ids = await submit(
+            daemon, *(NewJob(plugin="solo", command="poll", payload={"sleep": 1}) for _ in range(5))
+        )
+        await finish(daemon, ids)
+        await daemon.shutdown()
+    assert fake.peak["solo"] == 1
+
+
+async def test_fifo_order_within_a_plugin(tmp_path: Path, autojump_clock: trio.abc.Clock) -> None:
+    fake = FakePlugins()
+    daemon = make_daemon(tmp_path, fake, config={"plugins": {"a": {"parallelism": 1}}})
+    async with trio.open_nursery() as nursery:
+        await nursery.start(daemon.run)
+        ids = await submit(
+            daemon, *(NewJob(plugin="a", command="poll", payload={"sleep": 1}) for _ in range(6))
+        )
+        await finish(daemon, ids)
+        await daemon.shutdown()
+    assert [r["job_id"] for r in fake.requests] == ids
+
+
+async def test_retries_back_off_exponentially_then_succeed(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    fake = FakePlugins()
+    daemon = make_daemon(
+        tmp_path, fake, config={"plugins": {"a": {"retry": {"max_attempts": 4, "backoff_base": "10s"}}}}
+    )
+    async with trio.open_nursery() as nursery:
+        await nursery.start(daemon.run)
+        (jid,) = await submit(daemon, NewJob(plugin="a", command="poll", payload={"fail_until": 3}, max_attempts=4))
+        (job,) = await finish(daemon, [jid])
+        await daemon.shutdown()
+    assert job.status is JobStatus.SUCCEEDED
+    assert job.attempt == 3
+    t = fake.started_at[jid]
+    # base * 2**(n-1) plus up to 10% jitter
+    assert 10 <= t[1] - t[0] <= 11.5
+    assert 20 <= t[2] - t[1] <= 22.5
+
+
+async def test_exhausted_retries_make_a_dead_job_and_fatal_fails_once(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    fake = FakePlugins()
+    daemon = make_daemon(tmp_path, fake, config={"plugins": {"a": {"retry": {"backoff_base": "1s"}}}})
+    async with trio.open_nursery() as nursery:
+        await nursery.start(daemon.run)
+        dead, fatal = await submit(
+            daemon,
+            NewJob(plugin="a", command="poll", payload={"fail_until": 99}, max_attempts=3),
+            NewJob(plugin="a", command="poll", payload={"fatal": True}, max_attempts=3),
+        )
+        jobs = await finish(daemon, [dead, fatal])
+        await daemon.shutdown()
+    assert [j.status for j in jobs] == [JobStatus.DEAD, JobStatus.FAILED]
+    assert fake.attempts[dead] == 3
+    assert fake.attempts[fatal] == 1
+    assert jobs[0].last_error is not None and "gave up after 3 attempts" in jobs[0].last_error
+
+
+async def test_timeout_from_the_trigger_is_applied(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    fake = FakePlugins()
+    daemon = make_daemon(tmp_path, fake)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(daemon.run)
+        (jid,) = await submit(daemon, NewJob(plugin="a", command="poll", payload={"sleep": 50}, timeout=5))
+        (job,) = await finish(daemon, [jid])
+        await daemon.shutdown()
+    assert job.status is JobStatus.TIMED_OUT
+
+
+async def test_plugin_state_is_merged_and_passed_back(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    fake = FakePlugins()
+    daemon = make_daemon(tmp_path, fake, config={"plugins": {"a": {"parallelism": 1}}})
+    async with trio.open_nursery() as nursery:
+        await nursery.start(daemon.run)
+        for updates in ({"x": 1, "y": 1}, {"y": 2}, {}):
+            ids = await submit(daemon, NewJob(plugin="a", command="poll", payload={"state_updates": updates}))
+            await finish(daemon, ids)
+        await daemon.shutdown()
+    assert [r["state"] for r in fake.requests] == [{}, {"x": 1, "y": 1}, {"x": 1, "y": 2}]
+
+
+async def test_the_request_carries_config_payload_and_event(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    fake = FakePlugins()
+    daemon = make_daemon(tmp_path, fake, config={"plugins": {"a": {"config": {"token": "t"}}}})
+    event = {"type": "api.trigger", "payload": {"n": 1}}
+    async with trio.open_nursery() as nursery:
+        await nursery.start(daemon.run)
+        ids = await submit(
+            daemon,
+            NewJob(plugin="a", command="poll", payload={"n": 1}),
+            NewJob(plugin="a", command="handle", payload={"n": 1}, event=event),
+        )
+        await finish(daemon, ids)
+        await daemon.shutdown()
+    poll, handle = sorted(fake.requests, key=lambda r: r["command"] != "poll")
+    assert poll["protocol"] == 2
+    assert poll["config"] == {"token": "t"}
+    assert poll["payload"] == {"n": 1}
+    assert "event" not in poll
+    assert handle["event"] == event
+    assert poll["deadline_at"].endswith("Z")
+
+
+async def test_a_crashing_dispatcher_is_restarted_and_no_job_is_lost(
+    tmp_path: Path, autojump_clock: trio.abc.Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake = FakePlugins()
+    daemon = make_daemon(tmp_path, fake)
+    original = Dispatcher._handle
+    crashes = 0
+
+    def flaky(self: Dispatcher, message: Any, books: Any) -> bool:
+        nonlocal crashes
+        if type(message).__name__ == "Released" and crashes < 2:
+            crashes += 1
+            raise RuntimeError("injected dispatcher fault")
+        return original(self, message, books)
+
+    monkeypatch.setattr(Dispatcher, "_handle", flaky)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(daemon.run)
+        ids = await submit(
+            daemon, *(NewJob(plugin="a", command="poll", payload={"sleep": 2}) for _ in range(12))
+        )
+        jobs = await finish(daemon, ids)
+        stats = daemon.root.statistics()
+        await daemon.shutdown()
+    assert all(j.status is JobStatus.SUCCEEDED for j in jobs)
+    assert stats.restart_counts()["root/dispatcher"] == 2
+    # Nothing ran twice: a restarted dispatcher rebuilds its books from the store.
+    assert set(fake.attempts.values()) == {1}
+
+
+async def test_a_crashing_runner_requeues_its_jobs(
+    tmp_path: Path, autojump_clock: trio.abc.Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake = FakePlugins()
+    daemon = make_daemon(tmp_path, fake)
+    original = Runner._execute
+    crashed = False
+
+    async def crash_once(self: Runner, job: Job, state: object) -> None:
+        nonlocal crashed
+        if not crashed and job.payload.get("crash"):
+            crashed = True
+            await trio.sleep(1)  # let its sibling start, so the crash has a victim
+            raise RuntimeError("injected runner fault")
+        await original(self, job, state)
+
+    monkeypatch.setattr(Runner, "_execute", crash_once)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(daemon.run)
+        victim, crasher = await submit(
+            daemon,
+            NewJob(plugin="a", command="poll", payload={"sleep": 30}),
+            NewJob(plugin="a", command="poll", payload={"crash": True}),
+        )
+        jobs = await finish(daemon, [victim, crasher])
+        stats = daemon.root.statistics()
+        await daemon.shutdown()
+    assert [j.status for j in jobs] == [JobStatus.SUCCEEDED, JobStatus.SUCCEEDED]
+    # Both were running when the runner died: recovered, and the attempt counted.
+    assert [j.attempt for j in jobs] == [2, 2]
+    assert stats.restart_counts()["root/runners/a"] == 1
+
+
+async def test_a_crashing_jobstore_restarts_the_rest(
+    tmp_path: Path, autojump_clock: trio.abc.Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake = FakePlugins()
+    daemon = make_daemon(tmp_path, fake)
+    original = JobStore._serve
+    crashed = False
+
+    async def crash_on_settle(self: JobStore, batch: list[Any]) -> None:
+        nonlocal crashed
+        if not crashed and any(type(r).__name__ == "Settle" for r in batch):
+            crashed = True
+            raise RuntimeError("injected store fault")
+        await original(self, batch)
+
+    monkeypatch.setattr(JobStore, "_serve", crash_on_settle)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(daemon.run)
+        ids = await submit(
+            daemon, *(NewJob(plugin="a", command="poll", payload={"sleep": 1}) for _ in range(4))
+        )
+        jobs = await finish(daemon, ids)
+        stats = daemon.root.statistics()
+        await daemon.shutdown()
+    assert all(j.status is JobStatus.SUCCEEDED for j in jobs)
+    counts = stats.restart_counts()
+    assert counts["root/jobstore"] == 1
+
+
+async def test_past_the_intensity_budget_the_daemon_gives_up(
+    tmp_path: Path, autojump_clock: trio.abc.Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake = FakePlugins()
+    daemon = make_daemon(tmp_path, fake)
+
+    def always(self: Dispatcher, message: Any, books: Any) -> bool:
+        raise RuntimeError("injected permanent fault")
+
+    monkeypatch.setattr(Dispatcher, "_handle", always)
+    with pytest.raises(BaseExceptionGroup) as info:  # noqa: PT012
+        async with trio.open_nursery() as nursery:
+            await nursery.start(daemon.run)
+            await submit(daemon, NewJob(plugin="a", command="poll"))
+            for _ in range(20):
+                await submit(daemon, NewJob(plugin="a", command="poll"))
+                await trio.sleep(1)
+    assert info.group_contains(SupervisorGaveUp)
+
+
+async def test_shutdown_lets_short_jobs_finish_and_requeues_long_ones(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    fake = FakePlugins()
+    daemon = make_daemon(tmp_path, fake, config={"service": {"max_workers": 3, "shutdown_grace": "10s"}})
+    async with trio.open_nursery() as nursery:
+        await nursery.start(daemon.run)
+        short, long = await submit(
+            daemon,
+            NewJob(plugin="a", command="poll", payload={"sleep": 5}),
+            NewJob(plugin="a", command="poll", payload={"sleep": 500}),
+        )
+        await trio.sleep(1)
+        began = trio.current_time()
+        await daemon.shutdown()
+        took = trio.current_time() - began
+    assert 10 <= took < 20
+    # Reopen the store to see what the next start will find.
+    from chamberlain.store.sqlite import SqliteStore
+
+    store = SqliteStore(tmp_path / "state.db")
+    s, lg = store.get_job(short), store.get_job(long)
+    store.close()
+    assert s is not None and s.status is JobStatus.SUCCEEDED
+    assert lg is not None and lg.status is JobStatus.QUEUED
+    assert lg.attempt == 0  # the interrupted attempt was given back
+    assert lg.last_error == "interrupted by shutdown"
+
+
+async def test_draining_daemon_reports_it(tmp_path: Path, autojump_clock: trio.abc.Clock) -> None:
+    fake = FakePlugins()
+    daemon = make_daemon(tmp_path, fake)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(daemon.run)
+        assert daemon.lifecycle.accepting
+        health = await daemon.gateway.health()
+        assert health.plugins_loaded == 2
+        assert health.max_workers == 3
+        await daemon.shutdown()
+    assert not daemon.lifecycle.accepting
+
+
+def test_bound_plugin_defaults(tmp_path: Path) -> None:
+    cfg = parse_config({"plugins": {"a": {"timeouts": {"poll": "5s"}}}}, base_dir=tmp_path)
+    plugins = bind_plugins(cfg, Discovery(plugins={"a": fake_plugin(tmp_path, "a")}, skipped=()))
+    a: BoundPlugin = plugins["a"]
+    assert a.timeout_for("poll") == 5.0
+    assert a.timeout_for("handle") == 120.0
+    assert a.timeout_for("health") == 10.0
+    assert a.timeout_for("init") == 30.0
+    assert a.timeout_for("other") == 60.0
