@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -28,7 +27,7 @@ import trio
 
 from chamberlain import jsonlog
 from chamberlain.actors.root import Daemon
-from chamberlain.config import Config, ConfigError, load_config, parse_config
+from chamberlain.config import IN_MEMORY, Config, ConfigError, load_config, parse_config
 from chamberlain.model import NewJob
 from chamberlain.plugins.binding import BoundPlugin, bind_plugins
 from chamberlain.plugins.registry import discover
@@ -73,9 +72,11 @@ def cmd_start(args: argparse.Namespace) -> int:
     """Run the daemon until a signal stops it."""
     config, plugins = _load(args.config)
     state = config.state.path
-    lock = InstanceLock(state)
+    # An in-memory store is private to this process: nothing to guard.
+    lock = InstanceLock(state) if state != IN_MEMORY else None
     try:
-        lock.acquire()
+        if lock is not None:
+            lock.acquire()
     except AlreadyRunning as exc:
         log.error("%s", exc, extra={"component": "root"})
         print(f"chamberlain: {exc}", file=sys.stderr)
@@ -93,12 +94,11 @@ def cmd_start(args: argparse.Namespace) -> int:
         gave_up = _gave_up(exc)
         if gave_up is None:
             raise
-        log.critical(
-            "%s; exiting", gave_up, exc_info=gave_up, extra={"component": "root"}
-        )
+        log.critical("%s; exiting", gave_up, exc_info=gave_up, extra={"component": "root"})
         return EXIT_FAILURE
     finally:
-        lock.release()
+        if lock is not None:
+            lock.release()
     return 0
 
 
@@ -148,7 +148,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         async with trio.open_nursery() as nursery:
             await nursery.start(daemon.run)
             await daemon.gateway.enqueue([job])
-            done = await daemon.gateway.wait_job(job.id, timeout=math.inf)
+            done = await daemon.gateway.wait_job(job.id)
             await daemon.shutdown()
         assert done is not None
         return done.to_json()
@@ -171,7 +171,9 @@ def cmd_check(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (public so the docs and tests can inspect it)."""
     parser = argparse.ArgumentParser(prog="chamberlain", description=__doc__.split("\n")[0])
-    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    parser.add_argument(
+        "--log-level", default="info", choices=["debug", "info", "warning", "error"]
+    )
     sub = parser.add_subparsers(dest="cmd", required=True)
 
     start = sub.add_parser("start", help="run the daemon in the foreground")
@@ -184,7 +186,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--payload", default="{}", help="the job's payload, a JSON object")
     run.add_argument("--config", "-c", help="path to the YAML config (default: built-in defaults)")
     run.add_argument("--attempts", type=int, default=1, help="attempts before giving up")
-    run.add_argument("--timeout", type=float, default=None, help="seconds before the job is stopped")
+    run.add_argument(
+        "--timeout", type=float, default=None, help="seconds before the job is stopped"
+    )
     run.set_defaults(func=cmd_run)
 
     check = sub.add_parser("check", help="validate the config and plugins")

@@ -49,9 +49,7 @@ def rfc3339(ts: float | None) -> str | None:
     """Render epoch seconds as RFC 3339 in UTC with millisecond precision."""
     if ts is None:
         return None
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace(
-        "+00:00", "Z"
-    )
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 @attrs.frozen(kw_only=True)

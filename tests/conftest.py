@@ -127,9 +127,7 @@ def base_config(tmp_path: Path) -> dict[str, Any]:
 
 
 @pytest.fixture
-async def daemon(
-    tmp_path: Path, nursery: trio.Nursery
-) -> AsyncIterator[DaemonFactory]:
+async def daemon(tmp_path: Path, nursery: trio.Nursery) -> AsyncIterator[DaemonFactory]:
     """Start real daemons: ``d = await daemon(config_extra, ready=True)``.
 
     Every daemon started is SIGKILLed at the end of the test if still alive.
@@ -143,7 +141,9 @@ async def daemon(
         config: dict[str, Any] | None = None,
         env: dict[str, str] | None = None,
     ) -> DaemonProcess:
-        cfg = config if config is not None else deep_merge(base_config(tmp_path), config_extra or {})
+        cfg = (
+            config if config is not None else deep_merge(base_config(tmp_path), config_extra or {})
+        )
         config_path = tmp_path / f"config-{len(started)}.yaml"
         config_path.write_text(yaml.safe_dump(cfg))
         proc = await trio.lowlevel.open_process(
@@ -153,9 +153,7 @@ async def daemon(
             stderr=subprocess.PIPE,
             env={**os.environ, **(env or {})},
         )
-        d = DaemonProcess(
-            proc=proc, config_path=config_path, state_path=Path(cfg["state"]["path"])
-        )
+        d = DaemonProcess(proc=proc, config_path=config_path, state_path=Path(cfg["state"]["path"]))
         started.append(d)
         nursery.start_soon(d.pump)
         if wait_ready:

@@ -149,10 +149,11 @@ async def submit(daemon: Daemon, *jobs: NewJob) -> list[str]:
     return [e.job.id for e in enqueued]
 
 
-async def finish(daemon: Daemon, ids: list[str], timeout: float = 3600) -> list[Job]:
+async def finish(daemon: Daemon, ids: list[str]) -> list[Job]:
     done = []
     for jid in ids:
-        job = await daemon.gateway.wait_job(jid, timeout=timeout)
+        with trio.fail_after(3600):
+            job = await daemon.gateway.wait_job(jid)
         assert job is not None
         done.append(job)
     return done
@@ -212,11 +213,15 @@ async def test_retries_back_off_exponentially_then_succeed(
 ) -> None:
     fake = FakePlugins()
     daemon = make_daemon(
-        tmp_path, fake, config={"plugins": {"a": {"retry": {"max_attempts": 4, "backoff_base": "10s"}}}}
+        tmp_path,
+        fake,
+        config={"plugins": {"a": {"retry": {"max_attempts": 4, "backoff_base": "10s"}}}},
     )
     async with trio.open_nursery() as nursery:
         await nursery.start(daemon.run)
-        (jid,) = await submit(daemon, NewJob(plugin="a", command="poll", payload={"fail_until": 3}, max_attempts=4))
+        (jid,) = await submit(
+            daemon, NewJob(plugin="a", command="poll", payload={"fail_until": 3}, max_attempts=4)
+        )
         (job,) = await finish(daemon, [jid])
         await daemon.shutdown()
     assert job.status is JobStatus.SUCCEEDED
@@ -231,7 +236,9 @@ async def test_exhausted_retries_make_a_dead_job_and_fatal_fails_once(
     tmp_path: Path, autojump_clock: trio.abc.Clock
 ) -> None:
     fake = FakePlugins()
-    daemon = make_daemon(tmp_path, fake, config={"plugins": {"a": {"retry": {"backoff_base": "1s"}}}})
+    daemon = make_daemon(
+        tmp_path, fake, config={"plugins": {"a": {"retry": {"backoff_base": "1s"}}}}
+    )
     async with trio.open_nursery() as nursery:
         await nursery.start(daemon.run)
         dead, fatal = await submit(
@@ -254,7 +261,9 @@ async def test_timeout_from_the_trigger_is_applied(
     daemon = make_daemon(tmp_path, fake)
     async with trio.open_nursery() as nursery:
         await nursery.start(daemon.run)
-        (jid,) = await submit(daemon, NewJob(plugin="a", command="poll", payload={"sleep": 50}, timeout=5))
+        (jid,) = await submit(
+            daemon, NewJob(plugin="a", command="poll", payload={"sleep": 50}, timeout=5)
+        )
         (job,) = await finish(daemon, [jid])
         await daemon.shutdown()
     assert job.status is JobStatus.TIMED_OUT
@@ -268,7 +277,9 @@ async def test_plugin_state_is_merged_and_passed_back(
     async with trio.open_nursery() as nursery:
         await nursery.start(daemon.run)
         for updates in ({"x": 1, "y": 1}, {"y": 2}, {}):
-            ids = await submit(daemon, NewJob(plugin="a", command="poll", payload={"state_updates": updates}))
+            ids = await submit(
+                daemon, NewJob(plugin="a", command="poll", payload={"state_updates": updates})
+            )
             await finish(daemon, ids)
         await daemon.shutdown()
     assert [r["state"] for r in fake.requests] == [{}, {"x": 1, "y": 1}, {"x": 1, "y": 2}]
@@ -414,7 +425,9 @@ async def test_shutdown_lets_short_jobs_finish_and_requeues_long_ones(
     tmp_path: Path, autojump_clock: trio.abc.Clock
 ) -> None:
     fake = FakePlugins()
-    daemon = make_daemon(tmp_path, fake, config={"service": {"max_workers": 3, "shutdown_grace": "10s"}})
+    daemon = make_daemon(
+        tmp_path, fake, config={"service": {"max_workers": 3, "shutdown_grace": "10s"}}
+    )
     async with trio.open_nursery() as nursery:
         await nursery.start(daemon.run)
         short, long = await submit(

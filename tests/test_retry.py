@@ -41,7 +41,11 @@ def make_job(**changes: object) -> Job:
 
 
 def outcome(
-    kind: OutcomeKind, *, retryable: bool = True, error: str | None = None, response: Response | None = None
+    kind: OutcomeKind,
+    *,
+    retryable: bool = True,
+    error: str | None = None,
+    response: Response | None = None,
 ) -> Outcome:
     return Outcome(
         kind=kind,
@@ -78,7 +82,13 @@ def test_huge_attempt_numbers_do_not_overflow() -> None:
 
 def test_success_is_terminal_and_merges_state() -> None:
     resp = Response(status="ok", result="done", state_updates={"cursor": 5})
-    s = settle(make_job(), outcome(OutcomeKind.SUCCEEDED, response=resp), now=NOW, policy=POLICY, state={"a": 1, "cursor": 1})
+    s = settle(
+        make_job(),
+        outcome(OutcomeKind.SUCCEEDED, response=resp),
+        now=NOW,
+        policy=POLICY,
+        state={"a": 1, "cursor": 1},
+    )
     assert s.status is JobStatus.SUCCEEDED
     assert s.completed
     assert s.new_state == {"a": 1, "cursor": 5}
@@ -87,20 +97,34 @@ def test_success_is_terminal_and_merges_state() -> None:
 
 def test_success_without_updates_leaves_state_alone() -> None:
     resp = Response(status="ok", result="done")
-    s = settle(make_job(), outcome(OutcomeKind.SUCCEEDED, response=resp), now=NOW, policy=POLICY, state={"a": 1})
+    s = settle(
+        make_job(),
+        outcome(OutcomeKind.SUCCEEDED, response=resp),
+        now=NOW,
+        policy=POLICY,
+        state={"a": 1},
+    )
     assert s.new_state is None
 
 
 def test_state_over_the_cap_fails_the_job() -> None:
     resp = Response(status="ok", state_updates={"blob": "x" * STATE_MAX_BYTES})
-    s = settle(make_job(), outcome(OutcomeKind.SUCCEEDED, response=resp), now=NOW, policy=POLICY, state={})
+    s = settle(
+        make_job(), outcome(OutcomeKind.SUCCEEDED, response=resp), now=NOW, policy=POLICY, state={}
+    )
     assert s.status is JobStatus.FAILED
     assert s.new_state is None
     assert "state_updates rejected" in (s.last_error or "")
 
 
 def test_retryable_failure_requeues_after_backoff() -> None:
-    s = settle(make_job(attempt=2), outcome(OutcomeKind.FAILED, error="boom"), now=NOW, policy=POLICY, state={})
+    s = settle(
+        make_job(attempt=2),
+        outcome(OutcomeKind.FAILED, error="boom"),
+        now=NOW,
+        policy=POLICY,
+        state={},
+    )
     assert s.status is JobStatus.QUEUED
     assert s.run_at == NOW + 60.0
     assert s.last_error == "boom"
@@ -108,31 +132,57 @@ def test_retryable_failure_requeues_after_backoff() -> None:
 
 
 def test_retryable_failure_on_last_attempt_is_dead() -> None:
-    s = settle(make_job(attempt=3), outcome(OutcomeKind.FAILED, error="boom"), now=NOW, policy=POLICY, state={})
+    s = settle(
+        make_job(attempt=3),
+        outcome(OutcomeKind.FAILED, error="boom"),
+        now=NOW,
+        policy=POLICY,
+        state={},
+    )
     assert s.status is JobStatus.DEAD
     assert s.completed
     assert "gave up after 3 attempts" in (s.last_error or "")
 
 
 def test_non_retryable_failure_is_failed_at_once() -> None:
-    s = settle(make_job(attempt=1), outcome(OutcomeKind.FAILED, retryable=False, error="bad config"), now=NOW, policy=POLICY, state={})
+    s = settle(
+        make_job(attempt=1),
+        outcome(OutcomeKind.FAILED, retryable=False, error="bad config"),
+        now=NOW,
+        policy=POLICY,
+        state={},
+    )
     assert s.status is JobStatus.FAILED
     assert s.completed
 
 
 def test_timeout_is_terminal() -> None:
-    s = settle(make_job(attempt=1), outcome(OutcomeKind.TIMED_OUT, error="timed out after 1s"), now=NOW, policy=POLICY, state={})
+    s = settle(
+        make_job(attempt=1),
+        outcome(OutcomeKind.TIMED_OUT, error="timed out after 1s"),
+        now=NOW,
+        policy=POLICY,
+        state={},
+    )
     assert s.status is JobStatus.TIMED_OUT
     assert s.completed
 
 
 def test_cancelled_is_terminal() -> None:
-    s = settle(make_job(), outcome(OutcomeKind.CANCELLED, retryable=False), now=NOW, policy=POLICY, state={})
+    s = settle(
+        make_job(),
+        outcome(OutcomeKind.CANCELLED, retryable=False),
+        now=NOW,
+        policy=POLICY,
+        state={},
+    )
     assert s.status is JobStatus.CANCELLED
 
 
 def test_interrupted_requeues_now_and_gives_the_attempt_back() -> None:
-    s = settle(make_job(attempt=3), outcome(OutcomeKind.INTERRUPTED), now=NOW, policy=POLICY, state={})
+    s = settle(
+        make_job(attempt=3), outcome(OutcomeKind.INTERRUPTED), now=NOW, policy=POLICY, state={}
+    )
     assert s.status is JobStatus.QUEUED
     assert s.run_at == NOW
     assert s.attempt_delta == -1

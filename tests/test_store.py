@@ -100,7 +100,12 @@ def test_settle_guards_on_the_attempt(store: SqliteStore) -> None:
     stale = store.settle(jid, 7, Settlement(status=JobStatus.SUCCEEDED, completed=True), now=NOW)
     assert stale is None
     done = store.settle(
-        jid, 1, Settlement(status=JobStatus.SUCCEEDED, completed=True, result={"ok": 1}, new_state={"k": 1}), now=NOW + 1
+        jid,
+        1,
+        Settlement(
+            status=JobStatus.SUCCEEDED, completed=True, result={"ok": 1}, new_state={"k": 1}
+        ),
+        now=NOW + 1,
     )
     assert done is not None
     assert done.status is JobStatus.SUCCEEDED
@@ -108,7 +113,9 @@ def test_settle_guards_on_the_attempt(store: SqliteStore) -> None:
     assert done.result == {"ok": 1}
     assert store.get_states(["a"]) == {"a": {"k": 1}}
     # A second report for the same attempt changes nothing.
-    assert store.settle(jid, 1, Settlement(status=JobStatus.FAILED, completed=True), now=NOW) is None
+    assert (
+        store.settle(jid, 1, Settlement(status=JobStatus.FAILED, completed=True), now=NOW) is None
+    )
 
 
 def test_recover_orphans_requeues_or_kills(store: SqliteStore) -> None:
@@ -136,20 +143,30 @@ def test_recover_orphans_of_one_plugin_only(store: SqliteStore) -> None:
 def test_dedupe_while_queued_and_after_success(store: SqliteStore) -> None:
     first = NewJob(plugin="a", command="poll", dedupe_key="k")
     assert not store.enqueue(first, now=NOW, dedupe_ttl=100).duplicate
-    again = store.enqueue(NewJob(plugin="a", command="poll", dedupe_key="k"), now=NOW, dedupe_ttl=100)
+    again = store.enqueue(
+        NewJob(plugin="a", command="poll", dedupe_key="k"), now=NOW, dedupe_ttl=100
+    )
     assert again.duplicate and again.job.id == first.id
     # Another command is another target.
-    assert not store.enqueue(NewJob(plugin="a", command="handle", dedupe_key="k"), now=NOW, dedupe_ttl=100).duplicate
+    assert not store.enqueue(
+        NewJob(plugin="a", command="handle", dedupe_key="k"), now=NOW, dedupe_ttl=100
+    ).duplicate
     store.claim({"a": 1}, limit=1, now=NOW)
     store.settle(first.id, 1, Settlement(status=JobStatus.SUCCEEDED, completed=True), now=NOW)
-    within = store.enqueue(NewJob(plugin="a", command="poll", dedupe_key="k"), now=NOW + 50, dedupe_ttl=100)
+    within = store.enqueue(
+        NewJob(plugin="a", command="poll", dedupe_key="k"), now=NOW + 50, dedupe_ttl=100
+    )
     assert within.duplicate
-    after = store.enqueue(NewJob(plugin="a", command="poll", dedupe_key="k"), now=NOW + 101, dedupe_ttl=100)
+    after = store.enqueue(
+        NewJob(plugin="a", command="poll", dedupe_key="k"), now=NOW + 101, dedupe_ttl=100
+    )
     assert not after.duplicate
 
 
 def test_list_filters_newest_first_with_total(store: SqliteStore) -> None:
-    ids = [add(store, "a" if i % 2 else "b", now=NOW + i, submitted_by=f"s{i % 3}") for i in range(10)]
+    ids = [
+        add(store, "a" if i % 2 else "b", now=NOW + i, submitted_by=f"s{i % 3}") for i in range(10)
+    ]
     jobs, total = store.list_jobs(JobFilter(limit=3))
     assert total == 10
     assert [j.id for j in jobs] == ids[::-1][:3]

@@ -33,6 +33,7 @@ from chamberlain.actors.messages import (
     Statistics,
     Wake,
 )
+from chamberlain.model import Job
 
 log = logging.getLogger("chamberlain.dispatcher")
 
@@ -87,7 +88,8 @@ class Dispatcher:
     ) -> None:
         """Rebuild the books from the store, then dispatch until cancelled."""
         books = Books(max_workers=self.max_workers, parallelism=self.parallelism)
-        for job in await call(self.store, lambda r: RunningJobs(reply=r)):
+        running: tuple[Job, ...] = await call(self.store, lambda r: RunningJobs(reply=r))
+        for job in running:
             if job.plugin in self.parallelism:
                 books.started(job.id, job.plugin)
         self._books = books

@@ -91,19 +91,21 @@ class Gateway:
 
     async def get_job(self, job_id: str) -> Job | None:
         """One job, or None when unknown."""
-        return await call(self.store, lambda r: GetJob(job_id=job_id, reply=r), timeout=self.timeout)
+        return await call(
+            self.store, lambda r: GetJob(job_id=job_id, reply=r), timeout=self.timeout
+        )
 
     async def list_jobs(self, flt: JobFilter) -> tuple[tuple[Job, ...], int]:
         """Jobs matching ``flt``, newest first, and the total count."""
         return await call(self.store, lambda r: ListJobs(filter=flt, reply=r), timeout=self.timeout)
 
-    async def wait_job(self, job_id: str, timeout: float) -> Job | None:
-        """The job once it is terminal; raises ActorUnavailable if that takes too long."""
-        return await call(self.store, lambda r: WaitJob(job_id=job_id, reply=r), timeout=timeout)
+    async def wait_job(self, job_id: str) -> Job | None:
+        """The job once it is terminal (None if unknown).  Bound it with a cancel scope."""
+        return await call(self.store, lambda r: WaitJob(job_id=job_id, reply=r))
 
     async def health(self) -> Health:
         """Queue, workers and supervisor figures in one snapshot."""
-        depth = await call(self.store, lambda r: QueueDepth(reply=r), timeout=self.timeout)
+        depth: int = await call(self.store, lambda r: QueueDepth(reply=r), timeout=self.timeout)
         stats: DispatcherStatistics = await call(
             self.dispatcher, lambda r: Statistics(reply=r), timeout=self.timeout
         )

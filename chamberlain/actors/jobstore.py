@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import attrs
@@ -170,7 +170,7 @@ class JobStore:
                 else:
                     self._waiters.setdefault(job.id, []).append(request.reply)
                 continue
-            request.reply.send(result)  # type: ignore[arg-type]
+            request.reply.send(result)
             if isinstance(request, Enqueue | RecoverOrphans):
                 wake = True
             elif isinstance(request, Settle) and result is not None:
@@ -200,9 +200,7 @@ class JobStore:
     def _apply(self, store: SqliteStore, request: JobStoreRequest, now: float) -> Any:
         match request:
             case Enqueue(jobs=jobs):
-                return tuple(
-                    store.enqueue(j, now=now, dedupe_ttl=self.dedupe_ttl) for j in jobs
-                )
+                return tuple(store.enqueue(j, now=now, dedupe_ttl=self.dedupe_ttl) for j in jobs)
             case Claim(capacity=capacity, limit=limit):
                 claimed, next_due = store.claim(capacity, limit, now=now)
                 return ClaimResult(jobs=tuple(claimed), next_due=next_due)
@@ -218,8 +216,8 @@ class JobStore:
             case GetJob(job_id=job_id) | WaitJob(job_id=job_id):
                 return store.get_job(job_id)
             case ListJobs(filter=flt):
-                jobs, total = store.list_jobs(flt)
-                return tuple(jobs), total
+                found, total = store.list_jobs(flt)
+                return tuple(found), total
             case QueueDepth():
                 return store.queue_depth()
             case RunningJobs():

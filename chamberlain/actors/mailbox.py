@@ -61,7 +61,9 @@ async def call(
     mailbox: trio.MemorySendChannel[M],
     build: Callable[[ReplyTo[T]], M],
     *,
-    timeout: float | None = None,
+    # Not a plain deadline (ASYNC109): running out of time is an answer of its own,
+    # ActorUnavailable, which the web layer turns into a 503.
+    timeout: float | None = None,  # noqa: ASYNC109
 ) -> T:
     """Send the request ``build(reply_to)`` to ``mailbox`` and wait for its answer.
 

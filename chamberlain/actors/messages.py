@@ -102,7 +102,15 @@ class WaitJob:
 
 
 JobStoreRequest = (
-    Enqueue | Claim | Settle | RecoverOrphans | GetJob | ListJobs | QueueDepth | RunningJobs | WaitJob
+    Enqueue
+    | Claim
+    | Settle
+    | RecoverOrphans
+    | GetJob
+    | ListJobs
+    | QueueDepth
+    | RunningJobs
+    | WaitJob
 )
 
 
@@ -168,5 +176,3 @@ class Terminate:
 
 
 RunnerRequest = Run | Terminate
-
-

@@ -43,7 +43,7 @@ from chamberlain.config import Config
 from chamberlain.plugins.binding import BoundPlugin
 from chamberlain.plugins.process import Limits, run_plugin
 from chamberlain.plugins.protocol import ProcessResult, TerminationReason
-from chamberlain.supervision import ChildSpec, Restart, Strategy, Supervisor
+from chamberlain.supervision import ChildSpec, Strategy, Supervisor
 
 log = logging.getLogger("chamberlain.root")
 
@@ -157,7 +157,9 @@ class Daemon:
         except trio.WouldBlock:
             pass  # a full mailbox will wake the Dispatcher anyway
 
-    async def _serve_web(self, *, task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED) -> None:
+    async def _serve_web(
+        self, *, task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED
+    ) -> None:
         from chamberlain.web.app import create_app
         from chamberlain.web.serve import serve_api
 
@@ -195,7 +197,9 @@ class Daemon:
             )
             task_status.started(self)
 
-    async def _run_root(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    async def _run_root(
+        self, *, task_status: trio.TaskStatus[Supervisor] = trio.TASK_STATUS_IGNORED
+    ) -> None:
         await self.root.run(task_status=task_status)
         # The tree stopped in order: nothing else is left to do.
         assert self._cancel is not None

@@ -70,7 +70,9 @@ class Runner:
     ) -> None:
         """Settle orphans of a previous incarnation, then run jobs until cancelled."""
         name = self.plugin.name
-        orphans = await call(self.store, lambda r: RecoverOrphans(plugin=name, reply=r))
+        orphans: tuple[Job, ...] = await call(
+            self.store, lambda r: RecoverOrphans(plugin=name, reply=r)
+        )
         for job in orphans:
             # recover_orphan keeps the attempt number, so the stale Run carries it too.
             self._stale.add((job.id, job.attempt))
@@ -147,7 +149,7 @@ class Runner:
             )
         finally:
             del self._controls[job.id]
-        settled = await call(
+        settled: Job | None = await call(
             self.store,
             lambda r: Settle(
                 job_id=job.id,

@@ -20,7 +20,12 @@ from chamberlain.retry import RetryPolicy
 log = logging.getLogger("chamberlain.plugins")
 
 #: Per-command timeouts when the config names none, in seconds.
-DEFAULT_TIMEOUTS: Mapping[str, float] = {"poll": 60.0, "handle": 120.0, "health": 10.0, "init": 30.0}
+DEFAULT_TIMEOUTS: Mapping[str, float] = {
+    "poll": 60.0,
+    "handle": 120.0,
+    "health": 10.0,
+    "init": 30.0,
+}
 DEFAULT_TIMEOUT = 60.0
 
 
@@ -44,9 +49,7 @@ class BoundPlugin:
 
     def timeout_for(self, command: str) -> float:
         """The longest a ``command`` job may run before it is stopped."""
-        return self.settings.timeouts.get(
-            command, DEFAULT_TIMEOUTS.get(command, DEFAULT_TIMEOUT)
-        )
+        return self.settings.timeouts.get(command, DEFAULT_TIMEOUTS.get(command, DEFAULT_TIMEOUT))
 
     @property
     def retry_policy(self) -> RetryPolicy:

@@ -33,8 +33,9 @@ class InstanceLock:
         except BlockingIOError:
             holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
             os.close(fd)
+            database = self.path.with_suffix("")
             raise AlreadyRunning(
-                f"another chamberlain (pid {holder}) is already running on {self.path.with_suffix('')}"
+                f"another chamberlain (pid {holder}) is already running on {database}"
             ) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)

@@ -290,7 +290,9 @@ class SqliteStore:
 
     def get_job(self, job_id: str) -> Job | None:
         """One job by id, or None."""
-        row = self.conn.execute(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        row = self.conn.execute(
+            f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id = ?", (job_id,)
+        ).fetchone()
         return None if row is None else _row_to_job(row)
 
     def list_jobs(self, flt: JobFilter) -> tuple[list[Job], int]:
@@ -382,7 +384,9 @@ class SqliteStore:
         ).fetchone()
         return claimed, next_due
 
-    def settle(self, job_id: str, attempt: int, settlement: Settlement, *, now: float) -> Job | None:
+    def settle(
+        self, job_id: str, attempt: int, settlement: Settlement, *, now: float
+    ) -> Job | None:
         """Record the end of an attempt; None when the attempt is no longer current.
 
         The ``attempt`` guard makes a late report from a superseded attempt (say, one
@@ -439,8 +443,9 @@ class SqliteStore:
         names = list(plugins)
         if not names:
             return {}
+        marks = ",".join("?" * len(names))
         rows = self.conn.execute(
-            f"SELECT plugin, state FROM plugin_state WHERE plugin IN ({','.join('?' * len(names))})",
+            f"SELECT plugin, state FROM plugin_state WHERE plugin IN ({marks})",
             names,
         ).fetchall()
         return {plugin: json.loads(state) for plugin, state in rows}

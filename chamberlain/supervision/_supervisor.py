@@ -41,9 +41,10 @@ class _Exit:
 class _Child:
     """The supervisor's record of one child.
 
-    Only the supervising task changes it, except ``exit``, which the child's own task
-    sets when it ends: that is the whole of the child-to-supervisor protocol, and a
-    slot per child (rather than a queue) means reports cannot pile up.
+    Only the supervising task changes it, except that the child's own task marks it
+    running when it becomes ready and sets ``exit`` when it ends. ``exit`` is the whole
+    of the child-to-supervisor protocol; a slot per child (rather than a queue) means
+    reports cannot pile up.
     """
 
     spec: ChildSpec
@@ -78,15 +79,19 @@ class _ReadinessRelay:
     """The ``task_status`` a child sees: forwards ``started()`` and remembers the call.
 
     What a failure means depends on whether the child was ready: before, it is the
-    answer to ``nursery.start()``; after, it is a crash to report.
+    answer to ``nursery.start()``; after, it is a crash to report. ``on_ready`` runs in
+    the child's task, so statistics say "running" as soon as the child is, not only
+    once the supervising task has been scheduled again.
     """
 
     _task_status: trio.TaskStatus[object]
+    _on_ready: Callable[[], None]
     ready: bool = False
 
     def started(self, value: object = None) -> None:
         self._task_status.started(value)
         self.ready = True
+        self._on_ready()
 
 
 class _GiveUp(Exception):
@@ -328,8 +333,6 @@ class Supervisor:
             child.done,
             name=f"{self.name}/{child.spec.id}",
         )
-        child.state = _State.RUNNING
-        child.started_at = trio.current_time()
 
     async def _run_child(
         self,
@@ -346,7 +349,12 @@ class Supervisor:
         supervising task. Crashes after readiness are recorded in ``child.exit`` and
         never reach the nursery, which would cancel every sibling.
         """
-        relay = _ReadinessRelay(task_status)
+
+        def mark_running() -> None:
+            child.state = _State.RUNNING
+            child.started_at = trio.current_time()
+
+        relay = _ReadinessRelay(task_status, mark_running)
         crash: Exception | None = None
         try:
             with scope:

@@ -18,6 +18,7 @@ from chamberlain.actors.gateway import Gateway
 from chamberlain.config import ApiConfig
 from chamberlain.plugins.manifest import CommandType
 from chamberlain.web.auth import Access, ByCommand, Identity, TokenTable, authorize
+from chamberlain.web.errors import ApiError
 
 _EMPTY: Mapping[str, str] = MappingProxyType({})
 
@@ -46,6 +47,9 @@ class Call:
     #: Query parameters, every value of each; already checked against the route's.
     query: Mapping[str, Sequence[str]]
     request_id: str
+    #: What is wrong with the query string (a parameter the route does not take, a
+    #: repeated one), raised by :meth:`check_query` once authorization has passed.
+    query_error: ApiError | None = None
     #: Reads the whole body, enforcing ``api.max_body_size`` (413) while reading.
     read_body: Callable[[], Awaitable[bytes]]
 
@@ -53,6 +57,11 @@ class Call:
     def gateway(self) -> Gateway:
         """The daemon."""
         return self.site.gateway
+
+    def check_query(self) -> None:
+        """Raise the 400 for a query string the route does not accept, if any."""
+        if self.query_error is not None:
+            raise self.query_error
 
     def require(self, scope: str, *, action: str) -> Identity:
         """The caller, once it is known to hold ``scope``; 403 otherwise."""

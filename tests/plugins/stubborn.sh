@@ -1,8 +1,11 @@
 #!/bin/sh
 # Ignores SIGTERM, and its child catches SIGTERM and carries on: only SIGKILL to the
-# whole process group stops them. Writes the child's pid to ./child.pid.
+# whole process group stops them. The child writes its pid to ./child.pid.
+#
+# The child starts before the parent ignores TERM: a shell cannot trap a signal that
+# was already ignored when it started.
+sh -c 'trap "echo child: ignoring TERM >&2" TERM; echo $$ > child.pid; while :; do sleep 1; done' &
 trap '' TERM
-sh -c 'trap "echo child: ignoring TERM >&2" TERM; while :; do sleep 1; done' &
-echo $! > child.pid
+while [ ! -s child.pid ]; do sleep 0.01; done
 echo started >&2
 wait

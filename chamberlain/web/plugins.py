@@ -1,0 +1,65 @@
+"""``GET /plugins`` and ``GET /plugin/{name}``: what can be triggered, and how.
+
+Each command lists its type (which decides the scope needed to trigger it), its
+input schema and the longest it may run, so a client (or an LLM tool builder) can
+construct valid triggers without reading manifests.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from chamberlain.plugins.binding import BoundPlugin
+from chamberlain.web.errors import not_found
+from chamberlain.web.handler import Call, Reply
+from chamberlain.web.spec import Param
+
+NAME_PARAM = Param(name="name", location="path", description="The plugin's name.", required=True)
+
+
+def describe_plugin(plugin: BoundPlugin) -> dict[str, Any]:
+    """The public JSON description of one plugin."""
+    manifest = plugin.manifest
+    return {
+        "name": manifest.name,
+        "version": manifest.version,
+        "description": manifest.description,
+        "parallelism": plugin.parallelism,
+        "commands": [
+            {
+                "name": spec.name,
+                "type": spec.type.value,
+                "description": spec.description,
+                "input_schema": _plain(spec.input_schema),
+                "output_schema": _plain(spec.output_schema),
+                "timeout": plugin.timeout_for(spec.name),
+            }
+            for spec in manifest.commands
+        ],
+    }
+
+
+def _plain(value: Any) -> Any:
+    # Manifests may hold read-only mappings; JSON encoding wants dicts and lists.
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    if hasattr(value, "items"):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+async def list_plugins(call: Call) -> Reply:
+    """``GET /plugins``: every loaded plugin, by name."""
+    plugins = call.gateway.plugins
+    return Reply({"plugins": [describe_plugin(plugins[name]) for name in sorted(plugins)]})
+
+
+async def get_plugin(call: Call) -> Reply:
+    """``GET /plugin/{name}``: one plugin, or 404."""
+    name = call.path["name"]
+    plugin = call.gateway.plugins.get(name)
+    if plugin is None:
+        raise not_found(f"unknown plugin {name!r}")
+    return Reply(describe_plugin(plugin))

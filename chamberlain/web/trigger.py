@@ -1,0 +1,250 @@
+"""``POST /trigger/{plugin}/{command}``: turning a request into a durable job.
+
+The decisions are plain functions: :func:`parse_trigger_body` validates the body,
+:func:`build_job` makes the :class:`NewJob` (wrapping ``handle`` payloads in an
+``api.trigger`` event), and :func:`not_accepting` words the 503 of a daemon that
+is starting or draining.  :func:`trigger` strings them together around the one
+await that matters: the enqueue, which returns only once the job is committed.
+
+Check order: 401 (no valid token, before this module runs), 404 (unknown plugin or
+command), 403 (the token may not run this type of command), 400 (a query string),
+413/400 (the body), 503 (the daemon is not accepting work, or the store did not
+answer), then 202.  A request that is wrong is refused the same way whatever state
+the daemon is in.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+import uuid
+from collections.abc import Mapping
+from typing import Any, NoReturn
+
+import attrs
+
+from chamberlain.actors.gateway import Lifecycle, Phase
+from chamberlain.config import parse_duration
+from chamberlain.model import NewJob, rfc3339
+from chamberlain.web.errors import ApiError, bad_request, not_found, unavailable
+from chamberlain.web.handler import Call, Reply
+
+#: The command whose payload arrives wrapped in an event, as Ductile expects.
+HANDLE = "handle"
+EVENT_TYPE = "api.trigger"
+EVENT_SOURCE = "api"
+
+MAX_ATTEMPTS_LIMIT = 100
+DEDUPE_KEY_MAX = 200
+
+BODY_FIELDS = ("payload", "timeout", "max_attempts", "dedupe_key")
+
+
+@attrs.frozen(kw_only=True)
+class TriggerOptions:
+    """A validated trigger body.  None means "the plugin's default"."""
+
+    payload: Mapping[str, Any] = attrs.field(factory=dict)
+    timeout: float | None = None
+    max_attempts: int | None = None
+    dedupe_key: str | None = None
+
+
+def _reject_constant(name: str) -> NoReturn:
+    # NaN and Infinity are not JSON; Python accepts them unless told not to, and
+    # they would be stored as text no other JSON reader can parse.
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def decode_json_object(raw: bytes) -> dict[str, Any]:
+    """The JSON object in ``raw``; an empty body counts as ``{}``.  400 otherwise."""
+    if not raw.strip():
+        return {}
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise bad_request("request body is not valid UTF-8") from None
+    try:
+        data = json.loads(text, parse_constant=_reject_constant)
+    except ValueError as exc:
+        raise bad_request(f"malformed JSON in request body: {exc}") from None
+    if not isinstance(data, dict):
+        raise bad_request(f"request body must be a JSON object, not {_json_kind(data)}")
+    return data
+
+
+def _json_kind(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    return "an object"
+
+
+def _timeout(value: object, limit: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise bad_request(
+            f"timeout must be a number of seconds or a duration such as '30s', not {_json_kind(value)}"
+        )
+    try:
+        seconds = parse_duration(value)
+    except ValueError as exc:
+        raise bad_request(f"timeout: {exc}") from None
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise bad_request(f"timeout must be longer than zero, got {value!r}")
+    if seconds > limit:
+        raise bad_request(f"timeout {seconds:g}s is longer than this command's limit of {limit:g}s")
+    return seconds
+
+
+def _max_attempts(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise bad_request(f"max_attempts must be an integer, not {_json_kind(value)}")
+    if not 1 <= value <= MAX_ATTEMPTS_LIMIT:
+        raise bad_request(f"max_attempts must be from 1 to {MAX_ATTEMPTS_LIMIT}, got {value}")
+    return value
+
+
+def _dedupe_key(value: object) -> str:
+    if not isinstance(value, str):
+        raise bad_request(f"dedupe_key must be a string, not {_json_kind(value)}")
+    if not value.strip():
+        raise bad_request("dedupe_key must not be empty")
+    if len(value) > DEDUPE_KEY_MAX:
+        raise bad_request(f"dedupe_key is longer than {DEDUPE_KEY_MAX} characters")
+    return value
+
+
+def parse_trigger_body(raw: bytes, *, max_timeout: float) -> TriggerOptions:
+    """Validate a trigger body: ``{"payload": {...}, "timeout", "max_attempts", "dedupe_key"}``.
+
+    Every field is optional and an empty body is fine.  ``timeout`` may not exceed
+    ``max_timeout``, the command's configured limit.  Raises a 400
+    :class:`~chamberlain.web.errors.ApiError` for anything else, unknown fields
+    included: a misspelt option silently ignored would be worse than a refusal.
+    """
+    body = decode_json_object(raw)
+    unknown = sorted(set(body) - set(BODY_FIELDS))
+    if unknown:
+        raise bad_request(
+            f"unknown field {unknown[0]!r} in the request body; expected: {', '.join(BODY_FIELDS)}"
+        )
+    payload = body.get("payload", {})
+    if not isinstance(payload, dict):
+        raise bad_request(f"payload must be a JSON object, not {_json_kind(payload)}")
+    return TriggerOptions(
+        payload=payload,
+        timeout=_timeout(body["timeout"], max_timeout) if "timeout" in body else None,
+        max_attempts=_max_attempts(body["max_attempts"]) if "max_attempts" in body else None,
+        dedupe_key=_dedupe_key(body["dedupe_key"]) if "dedupe_key" in body else None,
+    )
+
+
+def trigger_event(payload: Mapping[str, Any], *, now: float, event_id: str) -> dict[str, Any]:
+    """The ``api.trigger`` event a ``handle`` job receives its payload in."""
+    return {
+        "type": EVENT_TYPE,
+        "payload": dict(payload),
+        "event_id": event_id,
+        "source": EVENT_SOURCE,
+        "timestamp": rfc3339(now),
+    }
+
+
+def build_job(
+    plugin: str,
+    command: str,
+    options: TriggerOptions,
+    *,
+    submitted_by: str,
+    default_max_attempts: int,
+    now: float,
+    event_id: str | None = None,
+) -> NewJob:
+    """The job a validated trigger creates."""
+    event = None
+    if command == HANDLE:
+        event = trigger_event(options.payload, now=now, event_id=event_id or str(uuid.uuid4()))
+    return NewJob(
+        plugin=plugin,
+        command=command,
+        payload=dict(options.payload),
+        event=event,
+        submitted_by=submitted_by,
+        max_attempts=(
+            default_max_attempts if options.max_attempts is None else options.max_attempts
+        ),
+        timeout=options.timeout,
+        dedupe_key=options.dedupe_key,
+    )
+
+
+def not_accepting(lifecycle: Lifecycle) -> ApiError | None:
+    """The 503 to answer while the daemon takes no new work; None when it does."""
+    if lifecycle.accepting:
+        return None
+    if lifecycle.phase is Phase.DRAINING:
+        return unavailable("chamberlain is draining (shutting down); not accepting new jobs")
+    return unavailable(
+        f"chamberlain is {lifecycle.phase.value}; not accepting jobs yet", retry_after=1
+    )
+
+
+async def trigger(call: Call) -> Reply:
+    """``POST /trigger/{plugin}/{command}``: enqueue a job; 202 once it is committed."""
+    plugin_name, command = call.path["plugin"], call.path["command"]
+    plugin = call.gateway.plugins.get(plugin_name)
+    if plugin is None:
+        raise not_found(f"unknown plugin {plugin_name!r}")
+    spec = plugin.command(command)
+    if spec is None:
+        known = ", ".join(c.name for c in plugin.manifest.commands)
+        raise not_found(f"plugin {plugin_name!r} has no command {command!r} (it has: {known})")
+    identity = call.require_command(
+        spec.type, action=f"run the {spec.type.value} command {plugin_name}/{command}"
+    )
+    call.check_query()
+    options = parse_trigger_body(await call.read_body(), max_timeout=plugin.timeout_for(command))
+    refusal = not_accepting(call.gateway.lifecycle)
+    if refusal is not None:
+        raise refusal
+    job = build_job(
+        plugin_name,
+        command,
+        options,
+        submitted_by=identity.submitted_by,
+        default_max_attempts=plugin.max_attempts,
+        now=time.time(),
+    )
+    (enqueued,) = await call.gateway.enqueue([job])
+    stored = enqueued.job
+    headers = {"Location": f"/job/{stored.id}"}
+    if enqueued.duplicate:
+        return Reply(
+            {
+                "job_id": stored.id,
+                "status": stored.status.value,
+                "plugin": stored.plugin,
+                "command": stored.command,
+                "duplicate": True,
+            },
+            200,
+            headers,
+        )
+    return Reply(
+        {
+            "job_id": stored.id,
+            "status": stored.status.value,
+            "plugin": stored.plugin,
+            "command": stored.command,
+        },
+        202,
+        headers,
+    )

@@ -1,0 +1,687 @@
+from __future__ import annotations
+
+import itertools
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import attrs
+import pytest
+import trio
+import trio.testing
+
+from chamberlain.supervision import (
+    ChildSpec,
+    Restart,
+    Strategy,
+    Supervisor,
+    SupervisorGaveUp,
+)
+from chamberlain.supervision._policy import (
+    RestartIntensity,
+    affected_siblings,
+    backoff_delay,
+    should_restart,
+    split_failure,
+)
+
+# Virtual seconds: on the autojump clock a test that waits for something that never
+# happens fails with TooSlowError at once instead of hanging.
+TIMEOUT = 600
+
+# What an actor does in one incarnation: "wait" until told (the default once the
+# script runs out), "crash" or "return" right after becoming ready, "fail-early"
+# (raise before calling started()), or a float: crash after that many seconds up.
+Step = str | float
+
+
+@attrs.define(eq=False)
+class World:
+    """A journal of what the actors did, and a way to wait for the journal to change."""
+
+    journal: list[str] = attrs.Factory(list)
+    _changed: trio.Event = attrs.Factory(trio.Event)
+
+    def note(self, entry: str) -> None:
+        self.journal.append(entry)
+        self._changed.set()
+        self._changed = trio.Event()
+
+    async def until(self, predicate: Callable[[], bool]) -> None:
+        while not predicate():
+            await self._changed.wait()
+
+    def actor(self, name: str, *script: Step, startup: float = 0.0, cleanup: float = 0.0) -> Actor:
+        return Actor(world=self, name=name, script=list(script), startup=startup, cleanup=cleanup)
+
+
+@attrs.define(eq=False, kw_only=True)
+class Actor:
+    """A child whose fate the test decides, and which keeps a record of its lives."""
+
+    world: World
+    name: str
+    script: list[Step]
+    # Seconds between being started and calling started().
+    startup: float = 0.0
+    # Seconds of shielded cleanup after being cancelled.
+    cleanup: float = 0.0
+    starts: list[float] = attrs.Factory(list)
+    ready_at: list[float] = attrs.Factory(list)
+    cancelled_at: list[float] = attrs.Factory(list)
+    alive: int = 0
+    _command: trio.Event = attrs.Factory(trio.Event)
+    _fate: str = "return"
+
+    @property
+    def incarnations(self) -> int:
+        return len(self.starts)
+
+    def crash(self) -> None:
+        self._fate = "crash"
+        self._command.set()
+
+    async def __call__(
+        self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        self.starts.append(trio.current_time())
+        self.world.note(f"start {self.name}")
+        step = self.script.pop(0) if self.script else "wait"
+        if self.startup:
+            await trio.sleep(self.startup)
+        if step == "fail-early":
+            raise ValueError(f"{self.name} cannot start")
+        command = self._command = trio.Event()
+        self.alive += 1
+        self.ready_at.append(trio.current_time())
+        task_status.started(self.incarnations)
+        self.world.note(f"ready {self.name}")
+        try:
+            if isinstance(step, float):
+                await trio.sleep(step)
+                raise ValueError(f"{self.name} boom")
+            if step == "crash":
+                raise ValueError(f"{self.name} boom")
+            if step == "return":
+                return
+            await command.wait()
+            if self._fate == "crash":
+                raise ValueError(f"{self.name} boom")
+        except trio.Cancelled:
+            self.cancelled_at.append(trio.current_time())
+            self.world.note(f"cancelled {self.name}")
+            with trio.CancelScope(shield=True):
+                await trio.sleep(self.cleanup)
+            raise
+        finally:
+            self.alive -= 1
+            self.world.note(f"end {self.name}")
+
+
+def spec(actor: Actor, **kwargs: Any) -> ChildSpec:
+    return ChildSpec(id=actor.name, start=actor, **kwargs)
+
+
+def nested(supervisor: Supervisor, **kwargs: Any) -> ChildSpec:
+    return ChildSpec(
+        id=supervisor.name, start=supervisor.run, statistics=supervisor.statistics, **kwargs
+    )
+
+
+@asynccontextmanager
+async def supervising(supervisor: Supervisor) -> AsyncIterator[None]:
+    """Run ``supervisor`` while the body runs, then stop it."""
+    with trio.fail_after(TIMEOUT):
+        async with trio.open_nursery() as nursery:
+            assert await nursery.start(supervisor.run) is supervisor
+            yield
+            await supervisor.stop()
+
+
+@pytest.fixture
+def world() -> World:
+    return World()
+
+
+# --- decisions, without any async -------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("consecutive", "expected"),
+    [(0, 0.0), (1, 0.1), (2, 0.2), (3, 0.4), (6, 3.2), (7, 5.0), (10**6, 5.0)],
+)
+def test_backoff_doubles_from_initial_up_to_maximum(consecutive: int, expected: float) -> None:
+    assert backoff_delay(consecutive, initial=0.1, maximum=5.0) == pytest.approx(expected)
+
+
+def test_intensity_gives_up_on_the_restart_beyond_the_limit_within_the_period() -> None:
+    window = RestartIntensity(intensity=3, period=5.0)
+    assert [window.record(t, "a") for t in (0.0, 1.0, 2.0)] == [False, False, False]
+    assert window.record(3.0, "a") is True
+    assert window.restarts == 4
+    assert window.only_child() == "a"
+
+
+def test_intensity_forgets_restarts_once_they_are_a_period_old() -> None:
+    window = RestartIntensity(intensity=2, period=5.0)
+    assert [window.record(t, "a") for t in (0.0, 1.0)] == [False, False]
+    # At 5.0 the restart at 0.0 has left the window; at 5.5 only 1.0 is still in it.
+    assert window.record(5.0, "b") is False
+    assert window.record(6.0, "a") is False
+    assert window.restarts == 2
+    assert window.record(6.5, "a") is True
+    assert window.only_child() is None
+
+
+def test_intensity_zero_gives_up_on_the_first_restart() -> None:
+    assert RestartIntensity(intensity=0, period=5.0).record(0.0, "a") is True
+
+
+@pytest.mark.parametrize(
+    ("restart", "crashed", "expected"),
+    [
+        (Restart.PERMANENT, False, True),
+        (Restart.PERMANENT, True, True),
+        (Restart.TRANSIENT, False, False),
+        (Restart.TRANSIENT, True, True),
+        (Restart.TEMPORARY, False, False),
+        (Restart.TEMPORARY, True, False),
+    ],
+)
+def test_restart_type_table(restart: Restart, crashed: bool, expected: bool) -> None:
+    assert should_restart(restart, crashed=crashed) is expected
+
+
+@pytest.mark.parametrize(
+    ("strategy", "expected"),
+    [
+        (Strategy.ONE_FOR_ONE, []),
+        (Strategy.ONE_FOR_ALL, [0, 2, 3]),
+        (Strategy.REST_FOR_ONE, [2, 3]),
+    ],
+)
+def test_strategy_picks_the_siblings_that_go_down(strategy: Strategy, expected: list[int]) -> None:
+    assert affected_siblings(strategy, 1, 4) == expected
+
+
+def test_split_failure_keeps_base_exceptions_out_of_crashes() -> None:
+    plain = ValueError("boom")
+    assert split_failure(plain) == (plain, None)
+    interrupt = KeyboardInterrupt()
+    assert split_failure(interrupt) == (None, interrupt)
+    only_errors = ExceptionGroup("errors", [ValueError("a"), KeyError("b")])
+    assert split_failure(only_errors) == (only_errors, None)
+
+    crash, escaping = split_failure(BaseExceptionGroup("mixed", [ValueError("a"), interrupt]))
+    assert isinstance(crash, ExceptionGroup)
+    assert isinstance(escaping, BaseExceptionGroup)
+    assert [type(e) for e in crash.exceptions] == [ValueError]
+    assert escaping.exceptions == (interrupt,)
+
+
+def test_specs_and_supervisors_reject_bad_configuration() -> None:
+    async def child(*, task_status: trio.TaskStatus[None]) -> None:
+        raise NotImplementedError
+
+    with pytest.raises(ValueError, match="'/'"):
+        ChildSpec(id="a/b", start=child)
+    with pytest.raises(ValueError, match="duplicate child ids: a"):
+        Supervisor(name="root", children=[ChildSpec(id="a", start=child)] * 2)
+    with pytest.raises(ValueError, match="backoff_max"):
+        Supervisor(name="root", children=[], backoff_initial=2.0, backoff_max=1.0)
+
+
+# --- starting and stopping ---------------------------------------------------------
+
+
+async def test_each_child_starts_only_after_the_previous_one_is_ready(
+    world: World, autojump_clock: trio.testing.MockClock
+) -> None:
+    a, b = world.actor("a", startup=1.0), world.actor("b", startup=2.0)
+    c = world.actor("c")
+    supervisor = Supervisor(name="root", children=[spec(a), spec(b), spec(c)])
+    async with supervising(supervisor):
+        assert world.journal == ["start a", "ready a", "start b", "ready b", "start c", "ready c"]
+        assert b.starts[0] - a.starts[0] == pytest.approx(1.0)
+        assert c.starts[0] - b.starts[0] == pytest.approx(2.0)
+        assert [child.state for child in supervisor.statistics().children] == ["running"] * 3
+
+
+async def test_stop_stops_children_one_at_a_time_in_reverse_start_order(
+    world: World, autojump_clock: trio.testing.MockClock
+) -> None:
+    a, b = world.actor("a", cleanup=1.0), world.actor("b", cleanup=3.0)
+    c = world.actor("c", cleanup=2.0)
+    supervisor = Supervisor(name="root", children=[spec(a), spec(b), spec(c)])
+    async with supervising(supervisor):
+        mark = len(world.journal)
+    assert world.journal[mark:] == [
+        "cancelled c",
+        "end c",
+        "cancelled b",
+        "end b",
+        "cancelled a",
+        "end a",
+    ]
+    # Each child is asked only once the one after it has finished its cleanup.
+    assert b.cancelled_at[0] - c.cancelled_at[0] == pytest.approx(2.0)
+    assert a.cancelled_at[0] - b.cancelled_at[0] == pytest.approx(3.0)
+    assert [child.state for child in supervisor.statistics().children] == ["stopped"] * 3
+
+
+async def test_stop_moves_on_after_the_shutdown_timeout_but_run_still_waits(
+    world: World, autojump_clock: trio.testing.MockClock
+) -> None:
+    a, b = world.actor("a"), world.actor("b", cleanup=10.0)
+    supervisor = Supervisor(name="root", children=[spec(a), spec(b, shutdown_timeout=2.0)])
+    with trio.fail_after(TIMEOUT):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(supervisor.run)
+            await supervisor.stop()
+            # stop() returns only once run() has, and run() outlives no child.
+            assert (a.alive, b.alive) == (0, 0)
+    assert a.cancelled_at[0] - b.cancelled_at[0] == pytest.approx(2.0)
+    assert world.journal[-3:] == ["cancelled a", "end a", "end b"]
+
+
+async def test_stop_is_idempotent_and_works_from_any_task(
+    world: World, autojump_clock: trio.testing.MockClock
+) -> None:
+    a = world.actor("a")
+    supervisor = Supervisor(name="root", children=[spec(a)])
+    await supervisor.stop()  # not running yet: nothing to do
+    with trio.fail_after(TIMEOUT):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(supervisor.run)
+            nursery.start_soon(supervisor.stop)
+            await supervisor.stop()
+            await supervisor.stop()
+    assert world.journal.count("cancelled a") == 1
+    assert a.alive == 0
+
+
+async def test_stop_while_children_are_still_starting_ends_the_run_normally(
+    world: World, autojump_clock: trio.testing.MockClock
+) -> None:
+    slow, never = world.actor("slow", startup=100.0), world.actor("never")
+    supervisor = Supervisor(name="root", children=[spec(slow), spec(never)])
+
+    async def stop_once_starting() -> None:
+        await world.until(lambda: slow.incarnations == 1)
+        await supervisor.stop()
+
+    with trio.fail_after(TIMEOUT):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(stop_once_starting)
+            assert await nursery.start(supervisor.run) is supervisor
+    assert trio.current_time() < 100.0
+    assert (slow.ready_at, never.incarnations) == ([], 0)
+
+
+async def test_run_refuses_to_run_twice_at_once(
+    world: World, autojump_clock: trio.testing.MockClock
+) -> None:
+    supervisor = Supervisor(name="root", children=[spec(world.actor("a"))])
+    async with supervising(supervisor):
+        with pytest.raises(RuntimeError, match="already running"):
+            await supervisor.run()
+
+
+# --- strategies --------------------------------------------------------------------
+
+
+async def test_one_for_one_restarts_only_the_crashed_child(
+    world: World, autojump_clock: trio.testing.MockClock
+) -> None:
+    a, b, c = world.actor("a"), world.actor("b"), world.actor("c")
+    supervisor = Supervisor(name="root", children=[spec(a), spec(b), spec(c)])
+    async with supervising(supervisor):
+        b.crash()
+        await world.until(lambda: b.incarnations == 2 and b.alive == 1)
+        assert (a.incarnations, c.incarnations) == (1, 1)
+        assert (a.alive, c.alive) == (1, 1)
+        assert "cancelled a" not in world.journal
+        assert "cancelled c" not in world.journal
+        assert supervisor.statistics().restart_counts() == {"root/a": 0, "root/b": 1, "root/c": 0}
+
+
+async def test_one_for_all_stops_the_others_in_reverse_then_restarts_all_in_order(
+    world: World, autojump_clock: trio.testing.MockClock
+) -> None:
+    a, b, c = world.actor("a"), world.actor("b"), world.actor("c")
+    supervisor = Supervisor(
+        name="root", strategy=Strategy.ONE_FOR_ALL, children=[spec(a), spec(b), spec(c)]
+    )
+    async with supervising(supervisor):
+        mark = len(world.journal)
+        b.crash()
+        await world.until(lambda: all(x.incarnations == 2 and x.alive for x in (a, b, c)))
+        assert world.journal[mark:] == [
+            "end b",
+            "cancelled c",
+            "end c",
+            "cancelled a",
+            "end a",
+            "start a",
+            "ready a",
+            "start b",
+            "ready b",
+            "start c",
+            "ready c",
+        ]
+        assert supervisor.statistics().restart_counts() == {"root/a": 1, "root/b": 1, "root/c": 1}
+
+
+async def test_rest_for_one_restarts_the_crashed_child_and_those_after_it(
+    world: World, autojump_clock: trio.testing.MockClock
+) -> None:
+    a, b, c, d = (world.actor(name) for name in "abcd")
+    supervisor = Supervisor(
+        name="root",
+        strategy=Strategy.REST_FOR_ONE,
+        children=[spec(a), spec(b), spec(c), spec(d)],
+    )
+    async with supervising(supervisor):
+        mark = len(world.journal)
+        b.crash()
+        await world.until(lambda: all(x.incarnations == 2 and x.alive for x in (b, c, d)))
+        assert world.journal[mark:] == [
+            "end b",
+            "cancelled d",
+            "end d",
+            "cancelled c",
+            "end c",
+            "start b",
+            "ready b",
+            "start c",
+            "ready c",
+            "start d",
+            "ready d",
+        ]
+        assert (a.incarnations, a.alive) == (1, 1)
+
+
+async def test_a_group_restart_leaves_temporary_and_finished_siblings_down(
+    world: World, autojump_clock: trio.testing.MockClock
+) -> None:
+    temporary, a = world.actor("t"), world.actor("a")
+    finished, last = world.actor("f", "return"), world.actor("z")
+    supervisor = Supervisor(
+        name="root",
+        strategy=Strategy.ONE_FOR_ALL,
+        children=[
+            spec(temporary, restart=Restart.TEMPORARY),
+            spec(a),
+            spec(finished, restart=Restart.TRANSIENT),
+            spec(last),
+        ],
+    )
+    async with supervising(supervisor):
+        a.crash()
+        # "z" is restarted last, so the whole group restart is over once it is up.
+        await world.until(lambda: last.incarnations == 2 and last.alive == 1)
+        states = {child.id: child.state for child in supervisor.statistics().children}
+        assert states == {"t": "stopped", "a": "running", "f": "exited", "z": "running"}
+        assert (temporary.incarnations, a.incarnations, finished.incarnations) == (1, 2, 1)
+        assert "cancelled t" in world.journal
+
+
+# --- restart types -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("restart", "step", "restarted"),
+    [
+        (Restart.PERMANENT, "return", True),
+        (Restart.PERMANENT, "crash", True),
+        (Restart.TRANSIENT, "return", False),
+        (Restart.TRANSIENT, "crash", True),
+        (Restart.TEMPORARY, "return", False),
+        (Restart.TEMPORARY, "crash", False),
+    ],
+)
+async def test_restart_type_decides_what_an_exit_leads_to(
+    world: World,
+    autojump_clock: trio.testing.MockClock,
+    restart: Restart,
+    step: str,
+    restarted: bool,
+) -> None:
+    a = world.actor("a", step)
+    supervisor = Supervisor(name="root", children=[spec(a, restart=restart)])
+    async with supervising(supervisor):
+        # Deliberately past every backoff: a restart that is coming has happened by now.
+        await trio.sleep(60)
+        (child,) = supervisor.statistics().children
+        assert a.incarnations == (2 if restarted else 1)
+        assert child.state == ("running" if restarted else "exited")
+        assert child.restarts == (1 if restarted else 0)
+        assert child.last_error == ("ValueError: a boom" if step == "crash" else None)
+
+
+# --- intensity and backoff ---------------------------------------------------------
+
+
+async def test_exceeding_the_intensity_gives_up_after_stopping_every_child(
+    world: World, autojump_clock: trio.testing.MockClock
+) -> None:
+    a, b, c = world.actor("a"), world.actor("b", *["crash"] * 10), world.actor("c")
+    supervisor = Supervisor(
+        name="root", children=[spec(a), spec(b), spec(c)], intensity=2, period=5.0
+    )
+    with trio.fail_after(TIMEOUT), pytest.raises(SupervisorGaveUp) as caught:
+        await supervisor.run()
+    error = caught.value
+    assert (error.supervisor, error.child_id, error.restarts, error.period) == ("root", "b", 3, 5.0)
+    assert str(error) == "supervisor 'root' gave up: child 'b' crashed 3 times within 5s"
+    assert isinstance(error.__cause__, ValueError)
+    assert str(error.__cause__) == "b boom"
+    assert b.incarnations == 3
+    assert world.journal[-4:] == ["cancelled c", "end c", "cancelled a", "end a"]
+    assert (a.alive, b.alive, c.alive) == (0, 0, 0)
+    assert [child.state for child in supervisor.statistics().children] == ["stopped"] * 3
+
+
+async def test_restarts_spread_wider_than_the_period_never_give_up(
+    world: World, autojump_clock: trio.testing.MockClock
+) -> None:
+    a = world.actor("a", *[6.0] * 5)
+    supervisor = Supervisor(name="root", children=[spec(a)], intensity=1, period=5.0)
+    async with supervising(supervisor):
+        await world.until(lambda: a.incarnations == 6 and a.alive == 1)
+        assert supervisor.statistics().children[0].restarts == 5
+
+
+async def test_the_same_restarts_closer_together_give_up(
+    world: World, autojump_clock: trio.testing.MockClock
+) -> None:
+    a = world.actor("a", *[1.0] * 5)
+    supervisor = Supervisor(name="root", children=[spec(a)], intensity=1, period=5.0)
+    with trio.fail_after(TIMEOUT), pytest.raises(SupervisorGaveUp):
+        await supervisor.run()
+    assert a.incarnations == 2
+
+
+async def test_backoff_doubles_and_resets_once_the_child_stayed_up_past_the_period(
+    world: World, autojump_clock: trio.testing.MockClock
+) -> None:
+    a = world.actor("a", *["crash"] * 5, 6.0, "crash")
+    supervisor = Supervisor(
+        name="root",
+        children=[spec(a)],
+        intensity=100,
+        period=5.0,
+        backoff_initial=0.1,
+        backoff_max=1.0,
+    )
+    async with supervising(supervisor):
+        await world.until(lambda: a.incarnations == 8 and a.alive == 1)
+    gaps = [later - earlier for earlier, later in itertools.pairwise(a.starts)]
+    # 0.1 doubling to the 1.0 cap; then 6s up (> period) and a restart after 0.1 again.
+    assert gaps == pytest.approx([0.1, 0.2, 0.4, 0.8, 1.0, 6.0 + 0.1, 0.2])
+
+
+async def test_failing_before_started_is_a_crash_and_later_children_wait(
+    world: World, autojump_clock: trio.testing.MockClock
+) -> None:
+    a, b = world.actor("a"), world.actor("b", "fail-early", "fail-early")
+    c = world.actor("c")
+    supervisor = Supervisor(name="root", children=[spec(a), spec(b), spec(c)])
+    async with supervising(supervisor):
+        assert (a.incarnations, b.incarnations, c.incarnations) == (1, 3, 1)
+        assert c.starts[0] >= b.ready_at[0]
+        child = supervisor.statistics().children[1]
+        assert (child.state, child.restarts) == ("running", 2)
+        assert child.last_error == "ValueError: b cannot start"
+
+
+async def test_a_child_that_can_never_start_makes_the_supervisor_give_up(
+    world: World, autojump_clock: trio.testing.MockClock
+) -> None:
+    a = world.actor("a", *["fail-early"] * 10)
+    supervisor = Supervisor(name="root", children=[spec(a)], intensity=3)
+    with trio.fail_after(TIMEOUT):
+        async with trio.open_nursery() as nursery:
+            # Raised out of nursery.start(): the supervisor never became ready.
+            with pytest.raises(SupervisorGaveUp, match="child 'a' crashed 4 times"):
+                await nursery.start(supervisor.run)
+    assert a.incarnations == 4
+
+
+# --- what is not a crash -----------------------------------------------------------
+
+
+async def test_cancelled_inside_a_childs_exception_group_is_not_swallowed(
+    world: World, autojump_clock: trio.testing.MockClock
+) -> None:
+    calls = 0
+
+    async def failing_cleanup() -> None:
+        try:
+            world.note("armed")
+            await trio.sleep_forever()
+        finally:
+            raise ValueError("cleanup failed")
+
+    async def grouped(*, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        nonlocal calls
+        calls += 1
+        task_status.started()
+        # Cancelling this nursery yields a group of Cancelled and ValueError.
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(trio.sleep_forever)
+            nursery.start_soon(failing_cleanup)
+
+    supervisor = Supervisor(name="root", children=[ChildSpec(id="grouped", start=grouped)])
+    with trio.fail_after(TIMEOUT):
+        with trio.CancelScope() as outer:
+            async with trio.open_nursery() as nursery:
+                await nursery.start(supervisor.run)
+                await world.until(lambda: "armed" in world.journal)
+                outer.cancel()
+    # Only cancellation came out (no ValueError group), and nothing was restarted.
+    assert outer.cancelled_caught
+    assert calls == 1
+    assert supervisor.statistics().children[0].restarts == 0
+
+
+class Fatal(BaseException):
+    pass
+
+
+async def test_base_exceptions_inside_a_group_propagate_instead_of_restarting(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    calls = 0
+
+    async def fatal(*, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        nonlocal calls
+        calls += 1
+        task_status.started()
+        raise BaseExceptionGroup("both", [ValueError("ordinary"), Fatal()])
+
+    supervisor = Supervisor(name="root", children=[ChildSpec(id="fatal", start=fatal)])
+    with trio.fail_after(TIMEOUT), pytest.RaisesGroup(Fatal, flatten_subgroups=True):
+        await supervisor.run()
+    assert calls == 1
+
+
+# --- statistics and logging --------------------------------------------------------
+
+
+async def test_statistics_count_restarts_per_child_and_nest(
+    world: World, autojump_clock: trio.testing.MockClock
+) -> None:
+    x, y, a = world.actor("x"), world.actor("y"), world.actor("a")
+    runners = Supervisor(name="runners", children=[spec(x), spec(y)])
+    root = Supervisor(name="root", children=[spec(a), nested(runners)])
+    async with supervising(root):
+        x.crash()
+        await world.until(lambda: x.incarnations == 2 and x.alive == 1)
+        x.crash()
+        await world.until(lambda: x.incarnations == 3 and x.alive == 1)
+        a.crash()
+        await world.until(lambda: a.incarnations == 2 and a.alive == 1)
+        stats = root.statistics()
+
+    assert stats.name == "root"
+    assert stats.restarts_total == 3
+    assert stats.restart_counts() == {
+        "root/a": 1,
+        "root/runners": 0,
+        "root/runners/x": 2,
+        "root/runners/y": 0,
+    }
+    a_stats, runners_stats = stats.children
+    assert (a_stats.state, a_stats.restarts) == ("running", 1)
+    assert a_stats.last_error == "ValueError: a boom"
+    assert a_stats.started_at == a.ready_at[-1]
+    assert runners_stats.children is not None
+    assert runners_stats.children.restarts_total == 2
+    x_stats, y_stats = runners_stats.children.children
+    assert (x_stats.restarts, x_stats.last_error) == (2, "ValueError: x boom")
+    assert (y_stats.restarts, y_stats.last_error) == (0, None)
+    assert [child.state for child in root.statistics().children] == ["stopped"] * 2
+
+
+async def test_a_nested_supervisor_that_gives_up_is_restarted_by_its_parent(
+    world: World, autojump_clock: trio.testing.MockClock
+) -> None:
+    x = world.actor("x", "crash")
+    runners = Supervisor(name="runners", children=[spec(x)], intensity=0)
+    root = Supervisor(name="root", children=[nested(runners)])
+    async with supervising(root):
+        await world.until(lambda: x.incarnations == 2 and x.alive == 1)
+        stats = root.statistics()
+    (runners_stats,) = stats.children
+    assert runners_stats.restarts == 1
+    assert runners_stats.last_error == (
+        "SupervisorGaveUp: supervisor 'runners' gave up: child 'x' crashed 1 time within 5s"
+    )
+    assert stats.restart_counts() == {"root/runners": 1, "root/runners/x": 0}
+
+
+async def test_crashes_restarts_and_giving_up_are_logged_with_context(
+    world: World, autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="chamberlain.supervision")
+    a = world.actor("a", "crash", "crash")
+    supervisor = Supervisor(name="root", children=[spec(a)], intensity=1)
+    with trio.fail_after(TIMEOUT), pytest.raises(SupervisorGaveUp):
+        await supervisor.run()
+
+    records = [r for r in caplog.records if r.name == "chamberlain.supervision"]
+    assert [(r.levelname, r.getMessage()) for r in records] == [
+        ("ERROR", "child 'a' of supervisor 'root' crashed"),
+        ("WARNING", "supervisor 'root' restarting 'a' in 0.1s (restart 1 in a row of 'a')"),
+        ("ERROR", "child 'a' of supervisor 'root' crashed"),
+        ("ERROR", "supervisor 'root' gave up: child 'a' crashed 2 times within 5s"),
+    ]
+    for record in records:
+        assert record.__dict__["component"] == "supervisor"
+        assert record.__dict__["supervisor"] == "root"
+        assert record.__dict__["child"] == "a"
+    crash = records[0].exc_info
+    assert crash is not None
+    assert isinstance(crash[1], ValueError)
