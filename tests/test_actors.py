@@ -62,6 +62,8 @@ class FakePlugins:
         timeout: float,
         limits: Limits,
         control: ProcessControl,
+        env: dict[str, str],
+        plugin: str,
     ) -> ProcessResult:
         req = json.loads(request)
         self.requests.append(req)

@@ -634,6 +634,16 @@ async def test_missing_entrypoint_is_a_spawn_error(tmp_path: Path) -> None:
     assert "interpreter" not in result.spawn_error
 
 
+async def test_missing_working_directory_is_a_spawn_error(tmp_path: Path) -> None:
+    script = write_script(tmp_path, "echo hi")
+    missing = tmp_path / "gone"
+    with trio.fail_after(TEST_DEADLINE):
+        result = await run(script, missing)
+    assert result.spawn_error is not None
+    assert str(missing) in result.spawn_error
+    assert "interpreter" not in result.spawn_error
+
+
 async def test_non_executable_entrypoint_is_a_spawn_error(tmp_path: Path) -> None:
     script = write_script(tmp_path, "echo hi")
     script.chmod(stat.S_IRUSR | stat.S_IWUSR)

@@ -33,6 +33,7 @@ from chamberlain.actors.messages import (
     WaitJob,
 )
 from chamberlain.model import Job
+from chamberlain.plugins.strays import kill_job_processes
 from chamberlain.retry import settle
 from chamberlain.store.sqlite import SqliteStore
 
@@ -88,6 +89,9 @@ class JobStore:
                     extra={"component": "jobstore", "job_id": job.id, "plugin": job.plugin},
                 )
             if orphans:
+                # After a SIGKILL their processes may still be running: they must not
+                # overlap the new attempt.
+                await self._call(kill_job_processes, [j.id for j in orphans])
                 self.wake_dispatcher()
             task_status.started()
             next_prune = trio.current_time()

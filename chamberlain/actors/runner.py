@@ -43,6 +43,7 @@ from chamberlain.plugins.protocol import (
     decide_outcome,
     encode_request,
 )
+from chamberlain.plugins.strays import job_environment
 
 log = logging.getLogger("chamberlain.runner")
 
@@ -129,8 +130,10 @@ class Runner:
                 cwd=plugin.manifest.directory,
                 request=request,
                 timeout=timeout,
+                env=job_environment(job.id, plugin.name),
                 limits=self.limits,
                 control=control,
+                plugin=plugin.name,
             )
             outcome = decide_outcome(result)
         except Exception as exc:

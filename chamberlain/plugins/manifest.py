@@ -26,6 +26,7 @@ __all__ = [
     "CommandType",
     "Manifest",
     "ManifestError",
+    "expand_compact_schema",
     "load_manifest",
 ]
 

@@ -192,10 +192,16 @@ async def run_plugin(
 
 
 def _describe_spawn_error(exc: OSError, entrypoint: Path) -> str:
-    message = f"{exc.strerror or exc}: {entrypoint}"
-    # ENOENT for an entrypoint that exists means the "#!" interpreter is missing;
-    # say so, since "No such file or directory" next to an existing path baffles.
-    if isinstance(exc, FileNotFoundError) and entrypoint.is_file():
+    # subprocess names the path that failed: the entrypoint, or the working directory.
+    culprit = exc.filename if exc.filename is not None else entrypoint
+    message = f"{exc.strerror or exc}: {culprit}"
+    # ENOENT for an entrypoint that exists means its "#!" interpreter is missing; say
+    # so, since "No such file or directory" next to an existing path baffles.
+    if (
+        isinstance(exc, FileNotFoundError)
+        and str(culprit) == str(entrypoint)
+        and entrypoint.is_file()
+    ):
         message += " (its #! interpreter was not found)"
     return message
 

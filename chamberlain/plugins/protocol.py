@@ -30,6 +30,7 @@ __all__ = [
     "decide_outcome",
     "decode_response",
     "encode_request",
+    "format_timestamp",
 ]
 
 PROTOCOL_VERSION = 2

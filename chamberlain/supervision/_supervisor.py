@@ -50,9 +50,6 @@ class _Child:
     spec: ChildSpec
     index: int
     state: _State = _State.STOPPED
-    # Bumped for every incarnation so that a report from an incarnation that has
-    # already been replaced cannot be taken for one from the current incarnation.
-    generation: int = 0
     scope: trio.CancelScope | None = None
     done: trio.Event | None = None
     exit: _Exit | None = None
@@ -320,7 +317,6 @@ class Supervisor:
                 pending = await self._after_exit(child, exc, 0.0, pending)
 
     async def _start_child(self, nursery: trio.Nursery, child: _Child) -> None:
-        child.generation += 1
         child.exit = None
         child.scope = trio.CancelScope()
         child.done = trio.Event()
@@ -328,7 +324,6 @@ class Supervisor:
         await nursery.start(
             self._run_child,
             child,
-            child.generation,
             child.scope,
             child.done,
             name=f"{self.name}/{child.spec.id}",
@@ -337,7 +332,6 @@ class Supervisor:
     async def _run_child(
         self,
         child: _Child,
-        generation: int,
         scope: trio.CancelScope,
         done: trio.Event,
         *,
@@ -381,7 +375,10 @@ class Supervisor:
             # Returned without calling started(); nursery.start() reports that.
             return
         if scope.cancel_called:
-            # The supervisor stopped it on purpose and is not waiting for a report.
+            # The supervisor stopped it on purpose. It is not waiting for a report, and
+            # may already have started a new incarnation that this one's report would
+            # be taken for; an incarnation is only ever replaced after it ended by
+            # itself (and reported) or was cancelled, so this check is enough.
             if crash is not None:
                 logger.info(
                     "child %r of supervisor %r raised while being stopped",
@@ -391,9 +388,8 @@ class Supervisor:
                     extra=self._log_extra(child),
                 )
             return
-        if child.generation == generation:
-            child.exit = _Exit(crash)
-            self._wakeup.set()
+        child.exit = _Exit(crash)
+        self._wakeup.set()
 
     async def _after_exit(
         self, child: _Child, error: Exception | None, uptime: float, pending: list[_Child]

@@ -74,7 +74,9 @@ SCHEMAS: Mapping[str, Mapping[str, Any]] = {
         "properties": {
             "payload": {
                 "type": "object",
-                "description": "Handed to the plugin; for `handle`, wrapped in an api.trigger event.",
+                "description": (
+                    "Handed to the plugin; for `handle`, wrapped in an api.trigger event."
+                ),
             },
             "timeout": {
                 "description": (

@@ -8,7 +8,7 @@ ones, so the two cannot disagree.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 import attrs
@@ -103,3 +103,20 @@ class Route:
     def query_params(self) -> Mapping[str, Param]:
         """The query parameters this route accepts, by name."""
         return {p.name: p for p in self.params if p.location == "query"}
+
+    def query_problem(self, query: Mapping[str, Sequence[str]]) -> str | None:
+        """What is wrong with ``query`` for this route (None: nothing).
+
+        Unknown parameters are refused rather than ignored: a misspelt filter that
+        is ignored returns an answer to a question nobody asked.
+        """
+        accepted = self.query_params
+        for name in sorted(query):
+            param = accepted.get(name)
+            if param is None:
+                if not accepted:
+                    return f"unknown query parameter {name!r}; this route takes none"
+                return f"unknown query parameter {name!r}; expected: {', '.join(sorted(accepted))}"
+            if len(query[name]) > 1 and not param.repeatable:
+                return f"query parameter {name!r} given more than once"
+        return None

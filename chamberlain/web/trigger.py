@@ -91,7 +91,8 @@ def _json_kind(value: object) -> str:
 def _timeout(value: object, limit: float) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float | str):
         raise bad_request(
-            f"timeout must be a number of seconds or a duration such as '30s', not {_json_kind(value)}"
+            "timeout must be a number of seconds or a duration such as '30s',"
+            f" not {_json_kind(value)}"
         )
     try:
         seconds = parse_duration(value)

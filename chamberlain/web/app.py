@@ -1,0 +1,290 @@
+"""The app factory: the route table turned into a Quart (trio) application.
+
+:func:`create_app` is the only place that knows about Quart.  It registers each
+route of the table with the access rule the route declares, and installs the
+edges every request passes through:
+
+- request ids (``X-Request-Id`` echoed when sane, generated otherwise) and one
+  access-log line per request on the ``chamberlain.web`` logger;
+- the body limit, checked on ``Content-Length`` before anything else and again
+  while reading, for chunked bodies that declare no length;
+- error handlers that turn *every* failure (ours, werkzeug's 404/405/413, actors
+  that do not answer, bugs) into ``{"error": "..."}`` JSON.  Quart is configured so
+  that nothing escapes to its HTML error pages and no traceback reaches a client.
+
+Check order on a protected route: 401 (token), then 403 for routes with a fixed
+scope, then 400 for query strings the route does not take, then the handler (which
+for triggers adds 404 before its own 403; see :mod:`chamberlain.web.trigger`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any
+
+import trio
+from quart import Response, g, has_app_context, has_request_context, request
+from quart_trio import QuartTrio
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound, RequestEntityTooLarge
+
+from chamberlain.actors.gateway import Gateway
+from chamberlain.actors.mailbox import ActorUnavailable
+from chamberlain.config import ApiConfig
+from chamberlain.web.auth import ByCommand, Scoped, TokenTable, authenticate, authorize
+from chamberlain.web.errors import ApiError, bad_request, error_body, too_large
+from chamberlain.web.handler import Call, Reply, Site
+from chamberlain.web.openapi import build_openapi
+from chamberlain.web.routes import ROUTES
+from chamberlain.web.spec import Route
+
+log = logging.getLogger("chamberlain.web")
+
+#: How long a client may take to send its body before it is answered 408.
+BODY_TIMEOUT = 30.0
+#: How long sending one response may take.
+RESPONSE_TIMEOUT = 60.0
+
+# Request ids are echoed into headers and logs, so only tame ones are kept.
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:@/+=-]{1,128}")
+
+ViewFunction = Callable[..., Awaitable[Response]]
+
+
+class ApiApp(QuartTrio):
+    """QuartTrio with its unhandled-exception log sent to ``chamberlain.web``."""
+
+    def log_exception(self, exception_info: Any) -> None:
+        """Log an exception that escaped every handler, with its traceback."""
+        where = f" on {request.method} {request.path}" if has_request_context() else ""
+        log.error("unhandled error%s", where, exc_info=exception_info, extra=_extra())
+
+
+def _extra() -> dict[str, Any]:
+    out: dict[str, Any] = {"component": "web"}
+    if has_app_context():
+        request_id = g.get("request_id")
+        if request_id is not None:
+            out["request_id"] = request_id
+    return out
+
+
+def _json_default(value: object) -> Any:
+    # Records hold read-only mappings; JSON only knows dicts.
+    if isinstance(value, Mapping):
+        return dict(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def json_response(
+    body: Any, status: int = 200, headers: Mapping[str, str] | None = None
+) -> Response:
+    """A JSON response: the only kind this API sends."""
+    data = json.dumps(body, ensure_ascii=False, default=_json_default) + "\n"
+    return Response(data, status=status, headers=dict(headers or {}), mimetype="application/json")
+
+
+def request_id_for(header: str | None) -> str:
+    """The client's ``X-Request-Id`` when it is tame, else a fresh one."""
+    if header is not None and _REQUEST_ID.fullmatch(header):
+        return header
+    return uuid.uuid4().hex
+
+
+async def read_body(limit: int) -> bytes:
+    """The current request's body, refusing more than ``limit`` bytes (413).
+
+    ``Content-Length`` is checked before reading; the running total is checked as
+    chunks arrive, which is what stops a chunked body that declared no length.
+    """
+    length = request.content_length
+    if length is not None and length > limit:
+        raise too_large(limit)
+    data = bytearray()
+    with trio.move_on_after(BODY_TIMEOUT) as deadline:
+        async for chunk in request.body:
+            data += chunk
+            if len(data) > limit:
+                raise too_large(limit)
+    if deadline.cancelled_caught:
+        raise ApiError(408, f"the request body did not arrive within {BODY_TIMEOUT:g}s")
+    return bytes(data)
+
+
+def _view(route: Route, site: Site) -> ViewFunction:
+    limit = site.api.max_body_size
+
+    async def view(**path: str) -> Response:
+        identity = None
+        if not route.public:
+            identity = authenticate(request.headers.get("Authorization"), site.tokens)
+            g.caller = identity.submitted_by
+            if isinstance(route.access, Scoped):
+                authorize(identity, route.access.scope, action=f"call {route.method} {route.path}")
+        query = {key: tuple(request.args.getlist(key)) for key in request.args}
+        problem = route.query_problem(query)
+        call = Call(
+            site=site,
+            access=route.access,
+            identity=identity,
+            path=path,
+            query=query,
+            request_id=g.request_id,
+            query_error=None if problem is None else bad_request(problem),
+            read_body=lambda: read_body(limit),
+        )
+        if not isinstance(route.access, ByCommand):
+            # Trigger routes check the query after resolving the command and its scope.
+            call.check_query()
+        reply: Reply = await route.handler(call)
+        return json_response(reply.body, reply.status, reply.headers)
+
+    view.__name__ = route.operation_id
+    view.__doc__ = route.summary
+    return view
+
+
+def _install_edges(app: QuartTrio, limit: int) -> None:
+    @app.before_request
+    async def begin() -> None:
+        g.started = time.perf_counter()
+        g.request_id = request_id_for(request.headers.get("X-Request-Id"))
+        g.caller = None
+        length = request.content_length
+        if length is not None and length > limit:
+            # Refused before authentication or routing, so an oversized body is
+            # never read.
+            raise too_large(limit)
+
+    @app.after_request
+    async def finish(response: Response) -> Response:
+        request_id = g.get("request_id") or request_id_for(None)
+        response.headers["X-Request-Id"] = request_id
+        response.headers.setdefault("Cache-Control", "no-store")
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        started = g.get("started")
+        duration_ms = (
+            round((time.perf_counter() - started) * 1000, 1) if started is not None else None
+        )
+        log.info(
+            "%s %s %d %sms",
+            request.method,
+            request.path,
+            response.status_code,
+            duration_ms,
+            extra={
+                "component": "web",
+                "request_id": request_id,
+                "method": request.method,
+                "path": request.path,
+                "status": response.status_code,
+                "duration_ms": duration_ms,
+                "caller": g.get("caller"),
+            },
+        )
+        return response
+
+
+def _install_error_handlers(app: QuartTrio, limit: int) -> None:
+    @app.errorhandler(ApiError)
+    async def on_api_error(error: ApiError) -> Response:
+        return json_response(error.body(), error.status, error.headers)
+
+    @app.errorhandler(HTTPException)
+    async def on_http_error(error: HTTPException) -> Response:
+        # Quart and werkzeug raise these for routing (404, 405), body limits (413),
+        # slow bodies (408) and as the wrapper of a crash (500).
+        status = error.code or 500
+        headers: dict[str, str] = {}
+        if isinstance(error, MethodNotAllowed):
+            allowed = sorted(error.valid_methods or ())
+            headers["Allow"] = ", ".join(allowed)
+            message = (
+                f"method {request.method} is not allowed on {request.path};"
+                f" allowed: {', '.join(allowed)}"
+            )
+        elif isinstance(error, NotFound):
+            message = f"no route for {request.method} {request.path}"
+        elif isinstance(error, RequestEntityTooLarge):
+            message = too_large(limit).message
+        elif status >= 500:
+            message = "internal error"
+        else:
+            message = (error.description or error.name or "request refused").strip()
+        return json_response(error_body(message), status, headers)
+
+    @app.errorhandler(ActorUnavailable)
+    async def on_unavailable(error: ActorUnavailable) -> Response:
+        log.warning(
+            "%s %s: the daemon did not answer in time (%s)",
+            request.method,
+            request.path,
+            error,
+            extra=_extra(),
+        )
+        return json_response(
+            error_body(f"the daemon did not answer in time ({error}); try again shortly"),
+            503,
+            {"Retry-After": "1"},
+        )
+
+    @app.errorhandler(Exception)
+    async def on_crash(error: Exception) -> Response:
+        log.error(
+            "unhandled error on %s %s",
+            request.method,
+            request.path,
+            exc_info=error,
+            extra=_extra(),
+        )
+        return json_response(error_body("internal error"), 500)
+
+
+def create_app(gateway: Gateway, api: ApiConfig, *, routes: Sequence[Route] = ROUTES) -> QuartTrio:
+    """The HTTP API of the daemon behind ``gateway``, configured by ``api``.
+
+    ``routes`` defaults to the route table; the same routes are served and described
+    by ``/openapi.json``.
+    """
+    tokens = TokenTable.from_config(api.auth)
+    if not len(tokens):
+        log.warning(
+            "api.auth configures no api_key and no tokens: every protected route answers 401",
+            extra={"component": "web"},
+        )
+    site = Site(gateway=gateway, api=api, tokens=tokens, openapi=build_openapi(routes))
+    limit = api.max_body_size
+
+    app = ApiApp(__name__, static_folder=None, template_folder=None)
+    app.config.update(
+        # No debug pages, no propagation to the server, no HTML: every error goes
+        # through the JSON handlers below.
+        DEBUG=False,
+        PROPAGATE_EXCEPTIONS=False,
+        TRAP_HTTP_EXCEPTIONS=False,
+        TRAP_BAD_REQUEST_ERRORS=False,
+        # OPTIONS would otherwise answer 200 on every route, bypassing the table.
+        PROVIDE_AUTOMATIC_OPTIONS=False,
+        MAX_CONTENT_LENGTH=limit,
+        BODY_TIMEOUT=BODY_TIMEOUT,
+        RESPONSE_TIMEOUT=RESPONSE_TIMEOUT,
+    )
+    # Redirects (trailing or doubled slashes) would answer with an HTML body.
+    app.url_map.strict_slashes = False
+    app.url_map.merge_slashes = False
+
+    for route in routes:
+        app.add_url_rule(
+            route.rule,
+            endpoint=route.operation_id,
+            view_func=_view(route, site),
+            methods=[route.method],
+            provide_automatic_options=False,
+        )
+    _install_edges(app, limit)
+    _install_error_handlers(app, limit)
+    return app
