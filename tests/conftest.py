@@ -98,6 +98,10 @@ class DaemonProcess:
         """Send ``sig`` and wait for the exit code."""
         if self.proc.returncode is None:
             self.proc.send_signal(sig)
+        return await self.wait(timeout)
+
+    async def wait(self, timeout: float = 30.0) -> int:
+        """Wait for the exit code, sending nothing."""
         with trio.fail_after(timeout):
             await self.exited.wait()
         assert self.proc.returncode is not None

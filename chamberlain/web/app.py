@@ -274,7 +274,7 @@ def create_app(gateway: Gateway, api: ApiConfig, *, routes: Sequence[Route] = RO
         RESPONSE_TIMEOUT=RESPONSE_TIMEOUT,
     )
     # Redirects (trailing or doubled slashes) would answer with an HTML body.
-    app.url_map.strict_slashes = False
+    app.url_map.strict_slashes = True
     app.url_map.merge_slashes = False
 
     for route in routes:
