@@ -8,7 +8,6 @@ import pytest
 
 from chamberlain.config import AuthConfig, TokenConfig
 from chamberlain.plugins.manifest import CommandType
-from chamberlain.web import auth
 from chamberlain.web.auth import (
     ByCommand,
     Identity,
@@ -213,7 +212,7 @@ def test_lookup_compares_every_token_without_early_exit(
         calls.append((a, b))
         return real(a, b)
 
-    monkeypatch.setattr(auth.hmac, "compare_digest", counting)
+    monkeypatch.setattr(hmac, "compare_digest", counting)
     table = _table()
     for token in ("legacy-key", "rw-token", "nope"):
         calls.clear()

@@ -273,8 +273,9 @@ def create_app(gateway: Gateway, api: ApiConfig, *, routes: Sequence[Route] = RO
         BODY_TIMEOUT=BODY_TIMEOUT,
         RESPONSE_TIMEOUT=RESPONSE_TIMEOUT,
     )
-    # Redirects (trailing or doubled slashes) would answer with an HTML body.
-    app.url_map.strict_slashes = True
+    # werkzeug answers a doubled slash with a redirect, whose body is HTML; with
+    # merging off such paths simply match or 404.  (Trailing-slash redirects cannot
+    # happen either: the route table refuses paths ending in "/".)
     app.url_map.merge_slashes = False
 
     for route in routes:

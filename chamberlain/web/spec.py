@@ -57,6 +57,9 @@ class ResponseSpec:
 def _check_path(route: Route, attribute: attrs.Attribute[Any], value: str) -> None:
     if not value.startswith("/"):
         raise ValueError(f"route {route.operation_id}: path must start with '/': {value!r}")
+    if value.endswith("/"):
+        # werkzeug would redirect the slash-less form, with an HTML body.
+        raise ValueError(f"route {route.operation_id}: path must not end with '/': {value!r}")
 
 
 @attrs.frozen(kw_only=True)
