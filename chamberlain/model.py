@@ -104,6 +104,7 @@ class Job:
             "plugin": self.plugin,
             "command": self.command,
             "payload": dict(self.payload),
+            "event": None if self.event is None else dict(self.event),
             "submitted_by": self.submitted_by,
             "created_at": rfc3339(self.created_at),
             "started_at": rfc3339(self.started_at),

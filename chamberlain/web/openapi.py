@@ -112,6 +112,10 @@ SCHEMAS: Mapping[str, Mapping[str, Any]] = {
             "plugin": _STRING,
             "command": _STRING,
             "payload": {"type": "object"},
+            "event": {
+                "description": "The event a handle job received (null for other commands).",
+                "type": ["object", "null"],
+            },
             "submitted_by": _STRING,
             "created_at": {"type": "string", "format": "date-time"},
             "started_at": _NULLABLE_TIME,

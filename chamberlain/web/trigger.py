@@ -172,8 +172,10 @@ def build_job(
     """The job a validated trigger creates."""
     event = None
     if command == HANDLE:
-        event = trigger_event(options.payload, now=now, event_id=event_id or str(uuid.uuid4()))
+        event_id = event_id or str(uuid.uuid4())
+        event = trigger_event(options.payload, now=now, event_id=event_id)
     return NewJob(
+        source_event_id=event_id if event is not None else None,
         plugin=plugin,
         command=command,
         payload=dict(options.payload),
