@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -28,49 +29,33 @@ _JOB_COLUMNS = (
     " last_error, result, parent_job_id, source_event_id"
 )
 
-#: Each entry moves the schema one version forward; never edit a released one.
-MIGRATIONS: tuple[str, ...] = (
+
+def _load_migrations() -> tuple[str, ...]:
+    """The SQL scripts under ``migrations/``, in version order.
+
+    One file per schema version (``0002_schedules.sql``): a released file is never
+    edited, a change is a new file.  Files make each version easy to review and let
+    independent features add tables without touching one shared list.
     """
-    CREATE TABLE jobs (
-        seq             INTEGER PRIMARY KEY,
-        id              TEXT NOT NULL UNIQUE,
-        plugin          TEXT NOT NULL,
-        command         TEXT NOT NULL,
-        payload         TEXT NOT NULL,
-        event           TEXT,
-        context         TEXT NOT NULL,
-        status          TEXT NOT NULL,
-        attempt         INTEGER NOT NULL DEFAULT 0,
-        max_attempts    INTEGER NOT NULL,
-        submitted_by    TEXT NOT NULL,
-        timeout         REAL,
-        dedupe_key      TEXT,
-        created_at      REAL NOT NULL,
-        started_at      REAL,
-        completed_at    REAL,
-        run_at          REAL NOT NULL,
-        last_error      TEXT,
-        result          TEXT,
-        parent_job_id   TEXT,
-        source_event_id TEXT
-    );
-    -- The claim query: ready jobs of one plugin in due order.
-    CREATE INDEX jobs_ready ON jobs (plugin, run_at, seq) WHERE status = 'queued';
-    -- The next due instant, and the queue depth.
-    CREATE INDEX jobs_due ON jobs (run_at) WHERE status = 'queued';
-    CREATE INDEX jobs_running ON jobs (plugin) WHERE status = 'running';
-    -- Listing newest first, filtered by status or plugin.
-    CREATE INDEX jobs_status_seq ON jobs (status, seq);
-    CREATE INDEX jobs_plugin_seq ON jobs (plugin, seq);
-    CREATE INDEX jobs_dedupe ON jobs (dedupe_key, plugin, command) WHERE dedupe_key IS NOT NULL;
-    CREATE INDEX jobs_completed ON jobs (completed_at) WHERE completed_at IS NOT NULL;
-    CREATE TABLE plugin_state (
-        plugin     TEXT PRIMARY KEY,
-        state      TEXT NOT NULL,
-        updated_at REAL NOT NULL
-    );
-    """,
-)
+    folder = resources.files("chamberlain.store") / "migrations"
+    scripts = sorted(
+        (entry.name, entry.read_text(encoding="utf-8"))
+        for entry in folder.iterdir()
+        if entry.name.endswith(".sql")
+    )
+    for version, (name, _) in enumerate(scripts, start=1):
+        if not name.startswith(f"{version:04d}_"):
+            raise RuntimeError(f"migration {name} is out of sequence: expected {version:04d}_*.sql")
+    return tuple(sql for _, sql in scripts)
+
+
+MIGRATIONS: tuple[str, ...] = _load_migrations()
+
+
+def _statements(script: str) -> list[str]:
+    """Split a migration script into statements (``executescript`` would commit)."""
+    body = "\n".join(line for line in script.splitlines() if not line.lstrip().startswith("--"))
+    return [part.strip() for part in body.split(";") if part.strip()]
 
 
 def _dumps(value: Any) -> str:
@@ -172,9 +157,8 @@ class SqliteStore:
         for version in range(current + 1, len(MIGRATIONS) + 1):
             c.execute("BEGIN IMMEDIATE")
             try:
-                for statement in MIGRATIONS[version - 1].split(";"):
-                    if statement.strip():
-                        c.execute(statement)
+                for statement in _statements(MIGRATIONS[version - 1]):
+                    c.execute(statement)
                 c.execute(
                     "INSERT INTO schema_migrations (version, applied_at)"
                     " VALUES (?, strftime('%s','now'))",
