@@ -349,13 +349,13 @@ async def test_a_crashing_runner_requeues_its_jobs(
     original = Runner._execute
     crashed = False
 
-    async def crash_once(self: Runner, job: Job, state: object) -> None:
+    async def crash_once(self: Runner, job: Job, state: object, control: ProcessControl) -> None:
         nonlocal crashed
         if not crashed and job.payload.get("crash"):
             crashed = True
             await trio.sleep(1)  # let its sibling start, so the crash has a victim
             raise RuntimeError("injected runner fault")
-        await original(self, job, state)
+        await original(self, job, state, control)
 
     monkeypatch.setattr(Runner, "_execute", crash_once)
     async with trio.open_nursery() as nursery:
@@ -476,3 +476,60 @@ def test_bound_plugin_defaults(tmp_path: Path) -> None:
     assert a.timeout_for("health") == 10.0
     assert a.timeout_for("init") == 30.0
     assert a.timeout_for("other") == 60.0
+
+
+async def test_cancel_a_queued_job(tmp_path: Path, autojump_clock: trio.abc.Clock) -> None:
+    fake = FakePlugins()
+    daemon = make_daemon(tmp_path, fake, config={"plugins": {"a": {"parallelism": 1}}})
+    async with trio.open_nursery() as nursery:
+        await nursery.start(daemon.run)
+        busy, waiting = await submit(
+            daemon,
+            NewJob(plugin="a", command="poll", payload={"sleep": 30}),
+            NewJob(plugin="a", command="poll", payload={"sleep": 1}),
+        )
+        await trio.sleep(1)
+        result = await daemon.gateway.cancel_job(waiting)
+        again = await daemon.gateway.cancel_job(waiting)
+        (busy_job,) = await finish(daemon, [busy])
+        await daemon.shutdown()
+    assert result.accepted
+    assert not result.was_running
+    assert result.job is not None and result.job.status is JobStatus.CANCELLED
+    assert not again.accepted  # already terminal: nothing changed
+    assert again.job is not None and again.job.status is JobStatus.CANCELLED
+    assert waiting not in fake.attempts  # it never ran
+    assert busy_job.status is JobStatus.SUCCEEDED
+
+
+async def test_cancel_a_running_job_terminates_it(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    fake = FakePlugins()
+    daemon = make_daemon(tmp_path, fake)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(daemon.run)
+        (jid,) = await submit(daemon, NewJob(plugin="a", command="poll", payload={"sleep": 1000}))
+        await trio.sleep(5)
+        began = trio.current_time()
+        result = await daemon.gateway.cancel_job(jid)
+        second = await daemon.gateway.cancel_job(jid)
+        (job,) = await finish(daemon, [jid])
+        took = trio.current_time() - began
+        await daemon.shutdown()
+    assert result.was_running
+    assert result.accepted
+    assert second.was_running
+    assert job.status is JobStatus.CANCELLED
+    assert job.attempt == 1
+    assert took < 10
+
+
+async def test_cancel_an_unknown_job(tmp_path: Path, autojump_clock: trio.abc.Clock) -> None:
+    daemon = make_daemon(tmp_path, FakePlugins())
+    async with trio.open_nursery() as nursery:
+        await nursery.start(daemon.run)
+        result = await daemon.gateway.cancel_job("no-such-job")
+        await daemon.shutdown()
+    assert result.job is None
+    assert not result.accepted

@@ -20,6 +20,9 @@ import trio
 
 from chamberlain.actors.mailbox import ReplyTo, call
 from chamberlain.actors.messages import (
+    CancelJob,
+    CancelQueued,
+    CancelResult,
     Claim,
     ClaimResult,
     DispatcherRequest,
@@ -31,9 +34,11 @@ from chamberlain.actors.messages import (
     RunnerRequest,
     RunningJobs,
     Statistics,
+    Terminate,
     Wake,
 )
 from chamberlain.model import Job
+from chamberlain.plugins.protocol import TerminationReason
 
 log = logging.getLogger("chamberlain.dispatcher")
 
@@ -78,6 +83,11 @@ class Dispatcher:
     now: Callable[[], float] = time.time
     _books: Books | None = attrs.field(default=None, init=False)
     _draining: list[ReplyTo[None]] | None = attrs.field(default=None, init=False)
+    #: Cancel requests for jobs not in flight: they need the store, so they wait
+    #: until the messages already received have been applied.
+    _cancels: list[CancelJob] = attrs.field(factory=list, init=False)
+    #: Running jobs already told to stop, so repeated cancels send one Terminate.
+    _terminating: set[str] = attrs.field(factory=set, init=False)
     claims: int = attrs.field(default=0, init=False)
 
     async def run(
@@ -116,6 +126,8 @@ class Dispatcher:
                     claim_needed |= self._handle(mailbox.receive_nowait(), books)
                 except trio.WouldBlock:
                     break
+            while self._cancels:
+                await self._cancel_queued(self._cancels.pop(0))
 
     def _handle(self, message: DispatcherRequest, books: Books) -> bool:
         """Apply one message; True when it may have made room or work."""
@@ -124,8 +136,23 @@ class Dispatcher:
                 return True
             case Released(job_id=job_id):
                 books.released(job_id)
+                self._terminating.discard(job_id)
                 self._answer_drain(books)
                 return True
+            case CancelJob(job_id=job_id, reply=reply):
+                plugin = books.inflight.get(job_id)
+                if plugin is None:
+                    self._cancels.append(message)
+                    return False
+                if job_id not in self._terminating:
+                    self._terminating.add(job_id)
+                    # The Run for this job went into the same mailbox earlier, so the
+                    # Runner knows the job by the time it reads this.
+                    self.runners[plugin].send_nowait(
+                        Terminate(reason=TerminationReason.CANCELLED, job_id=job_id)
+                    )
+                reply.send(CancelResult(job=None, was_running=True, accepted=True))
+                return False
             case Drain(reply=reply):
                 if self._draining is None:
                     self._draining = []
@@ -141,6 +168,14 @@ class Dispatcher:
                 reply.send(self.statistics())
                 return False
         raise TypeError(f"unknown message {message!r}")
+
+    async def _cancel_queued(self, request: CancelJob) -> None:
+        answer: tuple[Job | None, bool] = await call(
+            self.store,
+            lambda r: CancelQueued(job_id=request.job_id, reason="cancelled", reply=r),
+        )
+        job, cancelled = answer
+        request.reply.send(CancelResult(job=job, was_running=False, accepted=cancelled))
 
     def _answer_drain(self, books: Books) -> None:
         if self._draining and not books.inflight:

@@ -16,6 +16,8 @@ import trio
 
 from chamberlain.actors.mailbox import call
 from chamberlain.actors.messages import (
+    CancelJob,
+    CancelResult,
     DispatcherRequest,
     DispatcherStatistics,
     Enqueue,
@@ -102,6 +104,16 @@ class Gateway:
     async def wait_job(self, job_id: str) -> Job | None:
         """The job once it is terminal (None if unknown).  Bound it with a cancel scope."""
         return await call(self.store, lambda r: WaitJob(job_id=job_id, reply=r))
+
+    async def cancel_job(self, job_id: str) -> CancelResult:
+        """Cancel a queued job, or start terminating a running one.
+
+        A running job becomes ``cancelled`` once its process group is gone; follow
+        with :meth:`wait_job` to see it settle.
+        """
+        return await call(
+            self.dispatcher, lambda r: CancelJob(job_id=job_id, reply=r), timeout=self.timeout
+        )
 
     async def health(self) -> Health:
         """Queue, workers and supervisor figures in one snapshot."""

@@ -20,6 +20,7 @@ import trio
 
 from chamberlain.actors.mailbox import ReplyTo
 from chamberlain.actors.messages import (
+    CancelQueued,
     Claim,
     ClaimResult,
     Enqueue,
@@ -179,6 +180,8 @@ class JobStore:
                 wake = True
             elif isinstance(request, Settle) and result is not None:
                 self._settled(result)
+            elif isinstance(request, CancelQueued) and result[1]:
+                self._settled(result[0])
         if wake:
             self.wake_dispatcher()
 
@@ -215,6 +218,8 @@ class JobStore:
                 state = store.get_states([job.plugin]).get(job.plugin, {})
                 settlement = settle(job, outcome, now=now, policy=policy, state=state)
                 return store.settle(job_id, attempt, settlement, now=now)
+            case CancelQueued(job_id=job_id, reason=reason):
+                return store.cancel_queued(job_id, now=now, reason=reason)
             case RecoverOrphans(plugin=plugin):
                 return tuple(store.recover_orphans(now=now, plugin=plugin))
             case GetJob(job_id=job_id) | WaitJob(job_id=job_id):

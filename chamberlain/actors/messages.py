@@ -101,8 +101,22 @@ class WaitJob:
     reply: ReplyTo[Job | None]
 
 
+@attrs.frozen(kw_only=True)
+class CancelQueued:
+    """Cancel a job that has not started; answered with the job as it now stands.
+
+    ``cancelled`` is False when the job was not queued (unknown, running, or
+    already terminal), in which case nothing changed.
+    """
+
+    job_id: str
+    reason: str
+    reply: ReplyTo[tuple[Job | None, bool]]
+
+
 JobStoreRequest = (
-    Enqueue
+    CancelQueued
+    | Enqueue
     | Claim
     | Settle
     | RecoverOrphans
@@ -154,7 +168,29 @@ class Statistics:
     reply: ReplyTo[DispatcherStatistics]
 
 
-DispatcherRequest = Wake | Released | Drain | Statistics
+@attrs.frozen(kw_only=True)
+class CancelResult:
+    """What a cancel request found and did."""
+
+    #: The job as it stood after the request (None when unknown).
+    job: Job | None
+    #: True when the job was running: its process group is being terminated and it
+    #: becomes ``cancelled`` once the process is gone (wait for it with WaitJob).
+    was_running: bool
+    #: True when this request changed something (a queued job cancelled, or a
+    #: running one told to stop); False for unknown or already terminal jobs.
+    accepted: bool
+
+
+@attrs.frozen(kw_only=True)
+class CancelJob:
+    """Cancel a job: a queued one at once, a running one by terminating its process."""
+
+    job_id: str
+    reply: ReplyTo[CancelResult]
+
+
+DispatcherRequest = Wake | Released | Drain | Statistics | CancelJob
 
 
 @attrs.frozen(kw_only=True)

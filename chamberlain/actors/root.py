@@ -102,7 +102,9 @@ class Daemon:
         )
         runner_specs: list[ChildSpec] = []
         for name, plugin in sorted(self.plugins.items()):
-            tx, rx = trio.open_memory_channel[RunnerRequest](plugin.parallelism)
+            # Room for one Run and one Terminate per job in flight, plus the
+            # shutdown Terminate: the Dispatcher's send_nowait can never block.
+            tx, rx = trio.open_memory_channel[RunnerRequest](2 * plugin.parallelism + 1)
             self._runner_tx[name] = tx
             runner = Runner(
                 plugin=plugin,

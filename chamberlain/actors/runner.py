@@ -92,11 +92,15 @@ class Runner:
                         if key in self._stale:
                             self._stale.discard(key)
                             continue
-                        nursery.start_soon(self._execute, claimed.job, claimed.state)
+                        # Registered before the task starts, so a Terminate read
+                        # right after this Run finds the job (and it never spawns).
+                        control = ProcessControl()
+                        self._controls[claimed.job.id] = control
+                        nursery.start_soon(self._execute, claimed.job, claimed.state, control)
                     case Terminate(reason=reason, job_id=job_id):
-                        for jid, control in list(self._controls.items()):
+                        for jid, ctl in list(self._controls.items()):
                             if job_id is None or jid == job_id:
-                                control.terminate(reason)
+                                ctl.terminate(reason)
 
     def running(self) -> int:
         """How many of this plugin's processes are alive now."""
@@ -105,11 +109,9 @@ class Runner:
     def _extra(self, job_id: str) -> dict[str, str]:
         return {"component": "runner", "plugin": self.plugin.name, "job_id": job_id}
 
-    async def _execute(self, job: Job, state: object) -> None:
+    async def _execute(self, job: Job, state: object, control: ProcessControl) -> None:
         plugin = self.plugin
         timeout = job.timeout or plugin.timeout_for(job.command)
-        control = ProcessControl()
-        self._controls[job.id] = control
         extra = self._extra(job.id)
         log.info(
             "started %s (attempt %d/%d)", job.command, job.attempt, job.max_attempts, extra=extra
@@ -151,7 +153,7 @@ class Runner:
                 stderr_tail="",
             )
         finally:
-            del self._controls[job.id]
+            self._controls.pop(job.id, None)
         settled: Job | None = await call(
             self.store,
             lambda r: Settle(

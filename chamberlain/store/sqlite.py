@@ -401,14 +401,20 @@ class SqliteStore:
             self.put_state(job.plugin, s.new_state, now=now)
         return job
 
-    def cancel_queued(self, job_id: str, *, now: float, reason: str) -> Job | None:
-        """Cancel a job that has not started; None when it is not queued."""
+    def cancel_queued(self, job_id: str, *, now: float, reason: str) -> tuple[Job | None, bool]:
+        """Cancel a job that has not started.
+
+        Returns the job as it now stands and whether it was cancelled by this call
+        (False when it is unknown, running or already terminal).
+        """
         row = self.conn.execute(
             "UPDATE jobs SET status = 'cancelled', completed_at = ?, last_error = ?"
             f" WHERE id = ? AND status = 'queued' RETURNING {_JOB_COLUMNS}",
             (now, reason, job_id),
         ).fetchone()
-        return None if row is None else _row_to_job(row)
+        if row is not None:
+            return _row_to_job(row), True
+        return self.get_job(job_id), False
 
     def prune(self, *, older_than: float, batch: int = 5000) -> int:
         """Delete up to ``batch`` terminal jobs completed before ``older_than``."""
