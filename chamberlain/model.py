@@ -67,6 +67,16 @@ class NewJob:
     dedupe_key: str | None = None
     parent_job_id: str | None = None
     source_event_id: str | None = None
+    #: Pipeline lineage: the pipeline and step this job runs, and the first job of
+    #: its tree (None for a job that starts a tree).
+    pipeline: str | None = None
+    step_id: str | None = None
+    root_job_id: str | None = None
+    #: Hops from the root: bounds runaway event loops.
+    depth: int = 0
+    #: When set, the job is recorded as already ``failed`` with this error (a
+    #: pipeline step whose input could not be built), so the failure is visible.
+    error: str | None = None
     id: str = attrs.field(factory=new_job_id)
 
 
@@ -94,6 +104,10 @@ class Job:
     result: Any
     parent_job_id: str | None
     source_event_id: str | None
+    pipeline: str | None = None
+    step_id: str | None = None
+    root_job_id: str | None = None
+    depth: int = 0
     seq: int = 0
 
     def to_json(self) -> dict[str, Any]:
@@ -121,4 +135,7 @@ class Job:
             "dedupe_key": self.dedupe_key,
             "parent_job_id": self.parent_job_id,
             "source_event_id": self.source_event_id,
+            "root_job_id": self.root_job_id,
+            "pipeline": self.pipeline,
+            "step_id": self.step_id,
         }

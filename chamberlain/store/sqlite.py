@@ -23,11 +23,9 @@ import attrs
 from chamberlain.model import TERMINAL_STATUSES, Job, JobStatus, NewJob
 from chamberlain.retry import Settlement, recover_orphan
 
-_JOB_COLUMNS = (
-    "seq, id, plugin, command, payload, event, context, status, attempt, max_attempts,"
-    " submitted_by, timeout, dedupe_key, created_at, started_at, completed_at, run_at,"
-    " last_error, result, parent_job_id, source_event_id"
-)
+#: Every column: rows are read by name (see _row_to_job), so a migration that adds a
+#: column only has to teach _row_to_job about it.
+_JOB_COLUMNS = "*"
 
 
 def _load_migrations() -> tuple[str, ...]:
@@ -66,29 +64,33 @@ def _loads(text: str | None) -> Any:
     return None if text is None else json.loads(text)
 
 
-def _row_to_job(row: Sequence[Any]) -> Job:
+def _row_to_job(row: sqlite3.Row) -> Job:
     return Job(
-        seq=row[0],
-        id=row[1],
-        plugin=row[2],
-        command=row[3],
-        payload=json.loads(row[4]),
-        event=_loads(row[5]),
-        context=json.loads(row[6]),
-        status=JobStatus(row[7]),
-        attempt=row[8],
-        max_attempts=row[9],
-        submitted_by=row[10],
-        timeout=row[11],
-        dedupe_key=row[12],
-        created_at=row[13],
-        started_at=row[14],
-        completed_at=row[15],
-        run_at=row[16],
-        last_error=row[17],
-        result=_loads(row[18]),
-        parent_job_id=row[19],
-        source_event_id=row[20],
+        seq=row["seq"],
+        id=row["id"],
+        plugin=row["plugin"],
+        command=row["command"],
+        payload=json.loads(row["payload"]),
+        event=_loads(row["event"]),
+        context=json.loads(row["context"]),
+        status=JobStatus(row["status"]),
+        attempt=row["attempt"],
+        max_attempts=row["max_attempts"],
+        submitted_by=row["submitted_by"],
+        timeout=row["timeout"],
+        dedupe_key=row["dedupe_key"],
+        created_at=row["created_at"],
+        started_at=row["started_at"],
+        completed_at=row["completed_at"],
+        run_at=row["run_at"],
+        last_error=row["last_error"],
+        result=_loads(row["result"]),
+        parent_job_id=row["parent_job_id"],
+        source_event_id=row["source_event_id"],
+        pipeline=row["pipeline"],
+        step_id=row["step_id"],
+        root_job_id=row["root_job_id"],
+        depth=row["depth"],
     )
 
 
@@ -133,6 +135,7 @@ class SqliteStore:
         # requests shares one transaction.  check_same_thread=False because the
         # JobStore hops through a worker-thread pool; it never uses two at once.
         self.conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self.conn.row_factory = sqlite3.Row
         self.conn.execute("PRAGMA journal_mode=WAL")
         self.conn.execute("PRAGMA synchronous=FULL")
         self.conn.execute("PRAGMA foreign_keys=ON")
@@ -224,53 +227,38 @@ class SqliteStore:
             ).fetchone()
             if row is not None:
                 return Enqueued(job=_row_to_job(row), duplicate=True)
-        cur = self.conn.execute(
-            "INSERT INTO jobs (id, plugin, command, payload, event, context, status,"
-            " attempt, max_attempts, submitted_by, timeout, dedupe_key, created_at,"
-            " run_at, parent_job_id, source_event_id)"
-            " VALUES (?, ?, ?, ?, ?, ?, 'queued', 0, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                new.id,
-                new.plugin,
-                new.command,
-                _dumps(dict(new.payload)),
-                None if new.event is None else _dumps(dict(new.event)),
-                _dumps(dict(new.context)),
-                new.max_attempts,
-                new.submitted_by,
-                new.timeout,
-                new.dedupe_key,
-                now,
-                now,
-                new.parent_job_id,
-                new.source_event_id,
-            ),
-        )
-        return Enqueued(
-            job=Job(
-                seq=cur.lastrowid or 0,
-                id=new.id,
-                plugin=new.plugin,
-                command=new.command,
-                payload=new.payload,
-                event=new.event,
-                context=new.context,
-                status=JobStatus.QUEUED,
-                attempt=0,
-                max_attempts=new.max_attempts,
-                submitted_by=new.submitted_by,
-                timeout=new.timeout,
-                dedupe_key=new.dedupe_key,
-                created_at=now,
-                started_at=None,
-                completed_at=None,
-                run_at=now,
-                last_error=None,
-                result=None,
-                parent_job_id=new.parent_job_id,
-                source_event_id=new.source_event_id,
-            )
-        )
+        born_failed = new.error is not None
+        columns = {
+            "id": new.id,
+            "plugin": new.plugin,
+            "command": new.command,
+            "payload": _dumps(dict(new.payload)),
+            "event": None if new.event is None else _dumps(dict(new.event)),
+            "context": _dumps(dict(new.context)),
+            "status": JobStatus.FAILED.value if born_failed else JobStatus.QUEUED.value,
+            "attempt": 0,
+            "max_attempts": new.max_attempts,
+            "submitted_by": new.submitted_by,
+            "timeout": new.timeout,
+            "dedupe_key": new.dedupe_key,
+            "created_at": now,
+            "completed_at": now if born_failed else None,
+            "run_at": now,
+            "last_error": new.error,
+            "parent_job_id": new.parent_job_id,
+            "source_event_id": new.source_event_id,
+            "pipeline": new.pipeline,
+            "step_id": new.step_id,
+            "root_job_id": new.root_job_id,
+            "depth": new.depth,
+            "routed": 0,
+        }
+        row = self.conn.execute(
+            f"INSERT INTO jobs ({', '.join(columns)})"
+            f" VALUES ({', '.join('?' * len(columns))}) RETURNING *",
+            tuple(columns.values()),
+        ).fetchone()
+        return Enqueued(job=_row_to_job(row))
 
     def get_job(self, job_id: str) -> Job | None:
         """One job by id, or None."""

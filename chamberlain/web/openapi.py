@@ -133,6 +133,12 @@ SCHEMAS: Mapping[str, Mapping[str, Any]] = {
             "dedupe_key": _NULLABLE_STRING,
             "parent_job_id": _NULLABLE_STRING,
             "source_event_id": _NULLABLE_STRING,
+            "root_job_id": {
+                "description": "The first job of this job's pipeline or event tree.",
+                "type": ["string", "null"],
+            },
+            "pipeline": {"description": "The pipeline this job is a step of.", **_NULLABLE_STRING},
+            "step_id": {"description": "Its step in that pipeline.", **_NULLABLE_STRING},
         }
     ),
     "JobList": _object(
