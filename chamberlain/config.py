@@ -46,7 +46,7 @@ from cattrs.errors import (
     IterableValidationError,
     IterableValidationNote,
 )
-from cattrs.gen import make_dict_structure_fn
+from cattrs.gen import make_dict_structure_fn, override
 
 __all__ = [
     "IN_MEMORY",
@@ -525,6 +525,10 @@ class ApiConfig:
     max_body_size: _BodySize = 1024 * 1024
     # How long a request handler waits for an actor's reply before giving up.
     request_timeout: _PositiveDuration = 5.0
+    # The longest a synchronous trigger waits for its pipeline, whatever the pipeline says.
+    max_sync_timeout: _PositiveDuration = 300.0
+    # Synchronous triggers waiting at once; more are refused with 503.
+    max_concurrent_sync: _PositiveInt = 16
 
     @property
     def host(self) -> str:
@@ -560,6 +564,88 @@ class PluginConfig:
 _DEFAULT_PLUGIN: Final = PluginConfig()
 
 
+#: Operators of a pipeline step's ``if:`` condition.
+CONDITION_OPS: Final = ("eq", "ne", "gt", "gte", "lt", "lte", "contains", "in", "exists")
+
+
+def _parse_op(value: object) -> str:
+    op = _parse_str(value)
+    if op not in CONDITION_OPS:
+        raise _Invalid(f"unknown operator {op!r}; expected one of: {', '.join(CONDITION_OPS)}")
+    return op
+
+
+def _parse_mode(value: object) -> str:
+    mode = _parse_str(value)
+    if mode not in ("async", "synchronous"):
+        raise _Invalid(f"expected 'async' or 'synchronous', got {mode!r}")
+    return mode
+
+
+def _parse_any(value: object) -> Any:
+    return _plain(value)
+
+
+_Any = Annotated[Any, _Rule(_parse_any)]
+_PipelineName = Annotated[str, _Rule(_name_parser("pipeline name"))]
+_StepId = Annotated[str, _Rule(_name_parser("step id"))]
+
+
+@attrs.frozen(kw_only=True)
+class RouteConfig:
+    """One entry of ``routes:``: events of ``event_type`` from plugin ``from`` go to ``to``.
+
+    ``to`` is ``plugin`` (its ``handle`` command) or ``plugin.command``.
+    """
+
+    source: _PluginName  # the YAML key is ``from``
+    event_type: _NonEmptyStr
+    to: _NonEmptyStr
+
+
+@attrs.frozen(kw_only=True)
+class ConditionConfig:
+    """A step's ``if:``: the step runs only when ``path op value`` holds."""
+
+    path: _NonEmptyStr
+    op: Annotated[str, _Rule(_parse_op)] = "eq"
+    value: _Any = None
+
+
+@attrs.frozen(kw_only=True)
+class StepConfig:
+    """One step of a pipeline (YAML keys ``with`` and ``if`` hold ``with_`` and ``if_``)."""
+
+    id: _StepId
+    uses: _NonEmptyStr
+    with_: _FreeForm | None = None
+    if_: ConditionConfig | None = None
+    baggage: _FreeForm = attrs.field(factory=dict)
+
+
+@attrs.frozen(kw_only=True)
+class PipelineConfig:
+    """One entry of ``pipelines:``; see docs/PIPELINES.md."""
+
+    name: _PipelineName
+    on: _NonEmptyStr
+    execution_mode: Annotated[str, _Rule(_parse_mode)] = "async"
+    timeout: _PositiveDuration = 60.0
+    steps: tuple[StepConfig, ...]
+
+    @property
+    def synchronous(self) -> bool:
+        """True when a trigger of ``on`` waits for the whole tree."""
+        return self.execution_mode == "synchronous"
+
+
+#: YAML keys that are Python keywords, by record and attribute.
+_RENAMED: Final[Mapping[type, Mapping[str, str]]] = {
+    RouteConfig: {"source": "from"},
+    StepConfig: {"with_": "with", "if_": "if"},
+}
+
+
 @attrs.frozen(kw_only=True)
 class Config:
     """The whole, validated configuration, with every path absolute.
@@ -573,6 +659,8 @@ class Config:
     plugin_roots: tuple[Path, ...]
     api: ApiConfig = attrs.field(factory=ApiConfig)
     plugins: Mapping[str, PluginConfig] = _NO_PLUGINS
+    routes: tuple[RouteConfig, ...] = ()
+    pipelines: tuple[PipelineConfig, ...] = ()
     source: Path | None = None
     base_dir: Path
 
@@ -590,6 +678,8 @@ class _Document:
     plugin_roots: tuple[Annotated[Path, _Rule(_parse_path)], ...] = (Path("plugins"),)
     api: ApiConfig = attrs.field(factory=ApiConfig)
     plugins: Mapping[_PluginName, PluginConfig] = _NO_PLUGINS
+    routes: tuple[RouteConfig, ...] = ()
+    pipelines: tuple[PipelineConfig, ...] = ()
 
 
 def _check_auth(auth: AuthConfig) -> None:
@@ -683,7 +773,8 @@ def _is_attrs_class(tp: Any) -> bool:
 
 
 def _make_attrs_hook(cl: type) -> _Hook:
-    inner: _Hook = make_dict_structure_fn(cl, _converter)
+    renamed = {attr: override(rename=key) for attr, key in _RENAMED.get(cl, {}).items()}
+    inner: _Hook = make_dict_structure_fn(cl, _converter, **renamed)  # type: ignore[arg-type]
     check = _POST_CHECKS.get(cl)
 
     def structure(value: object, _: object) -> Any:
@@ -812,10 +903,17 @@ def _walk(exc: BaseException, path: _Path) -> Iterator[tuple[_Path, str, bool]]:
     stand whatever the value holds.
     """
     if isinstance(exc, BaseValidationError):
+        # Name keys as written in YAML (``from``), not as the attribute (``source``).
+        cl = getattr(exc, "cl", None)
+        renamed = _RENAMED.get(cl, {}) if isinstance(cl, type) else {}
         for sub in exc.exceptions:
-            yield from _walk(sub, (*path, *_note_segments(sub)))
+            segments = tuple(
+                renamed.get(s, s) if isinstance(s, str) else s for s in _note_segments(sub)
+            )
+            yield from _walk(sub, (*path, *segments))
     elif isinstance(exc, ForbiddenExtraKeysError):
-        allowed = [field.name for field in attrs.fields(exc.cl)]
+        renamed = _RENAMED.get(exc.cl, {})
+        allowed = [renamed.get(field.name, field.name) for field in attrs.fields(exc.cl)]
         for key in sorted(exc.extra_fields, key=str):
             yield (*path, str(key)), _unknown_key_message(key, allowed), False
     elif isinstance(exc, KeyError):
@@ -991,6 +1089,8 @@ def parse_config(
         plugin_roots=tuple(_resolve(root, base_dir) for root in document.plugin_roots),
         api=document.api,
         plugins=document.plugins,
+        routes=document.routes,
+        pipelines=document.pipelines,
         source=source,
         base_dir=base_dir,
     )
