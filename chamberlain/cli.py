@@ -23,12 +23,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import attrs
 import trio
 
 from chamberlain import jsonlog
 from chamberlain.actors.root import Daemon
 from chamberlain.config import IN_MEMORY, Config, ConfigError, load_config, parse_config
 from chamberlain.model import NewJob
+from chamberlain.pipelines.routing import Routing, build_routing
 from chamberlain.plugins.binding import BoundPlugin, bind_plugins
 from chamberlain.plugins.registry import discover
 from chamberlain.store.lock import AlreadyRunning, InstanceLock
@@ -40,7 +42,16 @@ EXIT_FAILURE = 1
 EXIT_CONFIG = 78
 
 
-def _load(config_path: str | None) -> tuple[Config, dict[str, BoundPlugin]]:
+@attrs.frozen(kw_only=True)
+class _Loaded:
+    config: Config
+    plugins: dict[str, BoundPlugin]
+    routing: Routing
+
+
+def _load(config_path: str | None) -> _Loaded:
+    """Config, plugins and routing, every cross-check done: the daemon cannot start
+    on something ``chamberlain check`` would refuse."""
     if config_path is None:
         config = parse_config({}, base_dir=Path.cwd())
     else:
@@ -53,7 +64,9 @@ def _load(config_path: str | None) -> tuple[Config, dict[str, BoundPlugin]]:
             skipped.reason,
             extra={"component": "plugins", "path": str(skipped.path)},
         )
-    return config, bind_plugins(config, discovery)
+    plugins = bind_plugins(config, discovery)
+    routing = build_routing(config.routes, config.pipelines, plugins, source=config.source)
+    return _Loaded(config=config, plugins=plugins, routing=routing)
 
 
 def _gave_up(exc: BaseException) -> SupervisorGaveUp | None:
@@ -70,7 +83,8 @@ def _gave_up(exc: BaseException) -> SupervisorGaveUp | None:
 
 def cmd_start(args: argparse.Namespace) -> int:
     """Run the daemon until a signal stops it."""
-    config, plugins = _load(args.config)
+    loaded = _load(args.config)
+    config, plugins = loaded.config, loaded.plugins
     state = config.state.path
     # An in-memory store is private to this process: nothing to guard.
     lock = InstanceLock(state) if state != IN_MEMORY else None
@@ -82,7 +96,9 @@ def cmd_start(args: argparse.Namespace) -> int:
         print(f"chamberlain: {exc}", file=sys.stderr)
         return EXIT_FAILURE
     try:
-        daemon = Daemon(config=config, plugins=plugins, state_path=str(state))
+        daemon = Daemon(
+            config=config, plugins=plugins, state_path=str(state), routing=loaded.routing
+        )
         log.info(
             "starting %s with state %s",
             config.service.name,
@@ -104,7 +120,8 @@ def cmd_start(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Run one job in the foreground and print its record."""
-    config, plugins = _load(args.config)
+    loaded = _load(args.config)
+    config, plugins = loaded.config, loaded.plugins
     plugin = plugins.get(args.plugin)
     if plugin is None:
         print(f"chamberlain: unknown plugin {args.plugin!r}", file=sys.stderr)
@@ -142,6 +159,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         state_path=":memory:",
         serve_web=False,
         handle_signals=False,
+        routing=loaded.routing,
     )
 
     async def main() -> dict[str, Any]:
@@ -160,7 +178,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_check(args: argparse.Namespace) -> int:
     """Validate config and plugins, print what would run."""
-    config, plugins = _load(args.config)
+    loaded = _load(args.config)
+    config, plugins = loaded.config, loaded.plugins
     for name, plugin in sorted(plugins.items()):
         commands = ", ".join(c.name for c in plugin.manifest.commands)
         print(f"{name} {plugin.manifest.version}: {commands} (parallelism {plugin.parallelism})")

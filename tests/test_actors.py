@@ -8,157 +8,22 @@ for an hour takes no real time.
 
 from __future__ import annotations
 
-import json
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import attrs
 import pytest
 import trio
+from fakes import FakePlugins, fake_plugin, finish, make_daemon, submit
 
 from chamberlain.actors.dispatcher import Dispatcher
 from chamberlain.actors.jobstore import JobStore
-from chamberlain.actors.root import Daemon
 from chamberlain.actors.runner import Runner
 from chamberlain.config import parse_config
 from chamberlain.model import Job, JobStatus, NewJob
 from chamberlain.plugins.binding import BoundPlugin, bind_plugins
-from chamberlain.plugins.manifest import CommandSpec, CommandType, Manifest
-from chamberlain.plugins.process import Limits, ProcessControl
-from chamberlain.plugins.protocol import ProcessResult, TerminationReason
+from chamberlain.plugins.process import ProcessControl
 from chamberlain.plugins.registry import Discovery
 from chamberlain.supervision import SupervisorGaveUp
-
-EPOCH = 1_700_000_000.0
-
-
-def clock_now() -> float:
-    """Wall time that follows the mock clock, so backoffs elapse on autojump."""
-    return EPOCH + trio.current_time()
-
-
-@attrs.define
-class FakePlugins:
-    """Stands in for plugin processes; behaviour comes from the payload.
-
-    payload keys: ``sleep`` (seconds), ``fail_until`` (fail retryably while the
-    attempt number is below it), ``fatal`` (fail with retry: false).
-    """
-
-    running: Counter[str] = attrs.field(factory=Counter)
-    peak: Counter[str] = attrs.field(factory=Counter)
-    peak_total: int = 0
-    attempts: Counter[str] = attrs.field(factory=Counter)
-    started_at: dict[str, list[float]] = attrs.field(factory=dict)
-    requests: list[dict[str, Any]] = attrs.field(factory=list)
-
-    async def execute(
-        self,
-        *,
-        entrypoint: Path,
-        cwd: Path,
-        request: bytes,
-        timeout: float,
-        limits: Limits,
-        control: ProcessControl,
-        env: dict[str, str],
-        plugin: str,
-    ) -> ProcessResult:
-        req = json.loads(request)
-        self.requests.append(req)
-        job_id, payload = req["job_id"], req.get("payload") or {}
-        plugin = cwd.name
-        self.attempts[job_id] += 1
-        self.started_at.setdefault(job_id, []).append(trio.current_time())
-        self.running[plugin] += 1
-        self.peak[plugin] = max(self.peak[plugin], self.running[plugin])
-        self.peak_total = max(self.peak_total, sum(self.running.values()))
-        start = trio.current_time()
-        try:
-            terminated = None
-            with trio.move_on_after(min(float(payload.get("sleep", 0)), timeout)):
-                await control._wait_requested()
-                terminated = control.reason
-            if terminated is None and float(payload.get("sleep", 0)) > timeout:
-                terminated = TerminationReason.TIMEOUT
-            if self.attempts[job_id] < int(payload.get("fail_until", 0)):
-                response: dict[str, Any] = {"status": "error", "error": "not yet"}
-            elif payload.get("fatal"):
-                response = {"status": "error", "error": "never", "retry": False}
-            else:
-                response = {"status": "ok", "result": {"attempt": self.attempts[job_id]}}
-            if "state_updates" in payload:
-                response["state_updates"] = payload["state_updates"]
-            return ProcessResult(
-                exit_code=0,
-                signal=None,
-                stdout=json.dumps(response).encode(),
-                stdout_overflow=False,
-                stderr_tail=b"",
-                stderr_truncated=False,
-                terminated=terminated,
-                timeout=timeout,
-                duration=trio.current_time() - start,
-            )
-        finally:
-            self.running[plugin] -= 1
-
-
-def fake_plugin(tmp_path: Path, name: str, *, concurrency_safe: bool = True) -> Manifest:
-    directory = tmp_path / name
-    directory.mkdir(exist_ok=True)
-    return Manifest(
-        name=name,
-        version="1",
-        protocol=2,
-        entrypoint=Path("/bin/true"),
-        directory=directory,
-        concurrency_safe=concurrency_safe,
-        commands=(
-            CommandSpec(name="poll", type=CommandType.READ),
-            CommandSpec(name="handle", type=CommandType.WRITE),
-        ),
-    )
-
-
-def make_daemon(
-    tmp_path: Path,
-    fake: FakePlugins,
-    *,
-    config: dict[str, Any] | None = None,
-    manifests: tuple[Manifest, ...] = (),
-) -> Daemon:
-    base = {"service": {"max_workers": 3}, "api": {"enabled": False}}
-    cfg = parse_config({**base, **(config or {})}, base_dir=tmp_path)
-    found = manifests or (fake_plugin(tmp_path, "a"), fake_plugin(tmp_path, "b"))
-    plugins = bind_plugins(cfg, Discovery(plugins={m.name: m for m in found}, skipped=()))
-    return Daemon(
-        config=cfg,
-        plugins=plugins,
-        state_path=str(tmp_path / "state.db"),
-        serve_web=False,
-        handle_signals=False,
-        # Autojump would move the clock on while a worker thread runs SQL.
-        store_offload=False,
-        now=clock_now,
-        execute=fake.execute,
-    )
-
-
-async def submit(daemon: Daemon, *jobs: NewJob) -> list[str]:
-    enqueued = await daemon.gateway.enqueue(jobs)
-    return [e.job.id for e in enqueued]
-
-
-async def finish(daemon: Daemon, ids: list[str]) -> list[Job]:
-    done = []
-    for jid in ids:
-        with trio.fail_after(3600):
-            job = await daemon.gateway.wait_job(jid)
-        assert job is not None
-        done.append(job)
-    return done
 
 
 async def test_jobs_run_within_worker_and_parallelism_limits(

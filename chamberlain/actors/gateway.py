@@ -21,14 +21,20 @@ from chamberlain.actors.messages import (
     DispatcherRequest,
     DispatcherStatistics,
     Enqueue,
+    EnqueuePlan,
     GetJob,
+    GetTree,
     JobStoreRequest,
     ListJobs,
     QueueDepth,
+    RouterRequest,
     Statistics,
+    Tree,
     WaitJob,
+    WaitTree,
 )
 from chamberlain.model import Job, NewJob
+from chamberlain.pipelines.routing import Plan, Routing
 from chamberlain.plugins.binding import BoundPlugin
 from chamberlain.store.sqlite import Enqueued, JobFilter
 from chamberlain.supervision import SupervisorStatistics
@@ -83,6 +89,8 @@ class Gateway:
     plugins: Mapping[str, BoundPlugin]
     lifecycle: Lifecycle
     supervisor_statistics: Callable[[], SupervisorStatistics]
+    router: trio.MemorySendChannel[RouterRequest]
+    routing: Routing
     #: How long a request waits for an actor before it is answered 503.
     timeout: float = 5.0
 
@@ -104,6 +112,22 @@ class Gateway:
     async def wait_job(self, job_id: str) -> Job | None:
         """The job once it is terminal (None if unknown).  Bound it with a cancel scope."""
         return await call(self.store, lambda r: WaitJob(job_id=job_id, reply=r))
+
+    async def enqueue_plan(self, plan: Plan) -> tuple[Enqueued, ...]:
+        """Store a plan's events and create its jobs; returns once committed."""
+        return await call(
+            self.store, lambda r: EnqueuePlan(plan=plan, reply=r), timeout=self.timeout
+        )
+
+    async def get_tree(self, job_id: str) -> Tree | None:
+        """The whole tree ``job_id`` belongs to, None when the job is unknown."""
+        return await call(
+            self.store, lambda r: GetTree(job_id=job_id, reply=r), timeout=self.timeout
+        )
+
+    async def wait_tree(self, root_job_id: str) -> Tree | None:
+        """The tree once it has finished.  Bound it with a cancel scope."""
+        return await call(self.router, lambda r: WaitTree(root_job_id=root_job_id, reply=r))
 
     async def cancel_job(self, job_id: str) -> CancelResult:
         """Cancel a queued job, or start terminating a running one.

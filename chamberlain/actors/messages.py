@@ -6,12 +6,14 @@ Every message is a frozen record.  A request that needs an answer carries its ow
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import attrs
 
 from chamberlain.actors.mailbox import ReplyTo
 from chamberlain.model import Job, NewJob
+from chamberlain.pipelines.routing import Plan
 from chamberlain.plugins.protocol import Outcome, TerminationReason
 from chamberlain.retry import RetryPolicy
 from chamberlain.store.sqlite import Claimed, Enqueued, JobFilter
@@ -114,8 +116,58 @@ class CancelQueued:
     reply: ReplyTo[tuple[Job | None, bool]]
 
 
+@attrs.frozen(kw_only=True)
+class RouteSettled:
+    """Apply ``planner`` to up to ``limit`` succeeded, unrouted jobs.
+
+    Each job's plan (its events, the jobs they start) is stored in the same
+    transaction that marks the job routed.  Answered with how many were routed.
+    """
+
+    planner: Callable[[Job, float], Plan]
+    limit: int
+    reply: ReplyTo[int]
+
+
+@attrs.frozen(kw_only=True)
+class EnqueuePlan:
+    """Store a plan's events and create its jobs in one transaction."""
+
+    plan: Plan
+    reply: ReplyTo[tuple[Enqueued, ...]]
+
+
+@attrs.frozen(kw_only=True)
+class TreePending:
+    """For each root id: how many jobs of its tree are unfinished or unrouted."""
+
+    root_ids: tuple[str, ...]
+    reply: ReplyTo[dict[str, int]]
+
+
+@attrs.frozen(kw_only=True)
+class Tree:
+    """A job tree: its root, every job in creation order, and the core's notes."""
+
+    root_job_id: str
+    jobs: tuple[Job, ...]
+    notes: tuple[Mapping[str, Any], ...]
+
+
+@attrs.frozen(kw_only=True)
+class GetTree:
+    """The whole tree ``job_id`` belongs to (None when the job is unknown)."""
+
+    job_id: str
+    reply: ReplyTo[Tree | None]
+
+
 JobStoreRequest = (
-    CancelQueued
+    RouteSettled
+    | EnqueuePlan
+    | TreePending
+    | GetTree
+    | CancelQueued
     | Enqueue
     | Claim
     | Settle
@@ -212,3 +264,23 @@ class Terminate:
 
 
 RunnerRequest = Run | Terminate
+
+
+# -- to the Router ---------------------------------------------------------------------
+
+
+@attrs.frozen(kw_only=True)
+class WakeRouter:
+    """Jobs finished: route what succeeded, and look at the trees being waited on."""
+
+
+@attrs.frozen(kw_only=True)
+class WaitTree:
+    """Answered with the tree once none of its jobs is unfinished or unrouted
+    (None when the root is unknown)."""
+
+    root_job_id: str
+    reply: ReplyTo[Tree | None]
+
+
+RouterRequest = WakeRouter | WaitTree

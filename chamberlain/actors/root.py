@@ -34,12 +34,16 @@ from chamberlain.actors.messages import (
     DispatcherRequest,
     Drain,
     JobStoreRequest,
+    RouterRequest,
     RunnerRequest,
     Terminate,
     Wake,
+    WakeRouter,
 )
+from chamberlain.actors.router import Router
 from chamberlain.actors.runner import Runner
 from chamberlain.config import Config
+from chamberlain.pipelines.routing import Routing, build_routing
 from chamberlain.plugins.binding import BoundPlugin
 from chamberlain.plugins.process import Limits, run_plugin
 from chamberlain.plugins.protocol import ProcessResult, TerminationReason
@@ -50,6 +54,7 @@ log = logging.getLogger("chamberlain.root")
 #: Mailbox sizes.  Bounded, so a flood of requests slows its senders, not the actor.
 STORE_MAILBOX = 1024
 DISPATCHER_MAILBOX = 1024
+ROUTER_MAILBOX = 1024
 
 
 @attrs.define(eq=False)
@@ -72,6 +77,8 @@ class Daemon:
     execute: Callable[..., Awaitable[ProcessResult]] = run_plugin
     #: See :attr:`JobStore.offload`.
     store_offload: bool = True
+    #: Routes and pipelines; built (and checked) from the config when not given.
+    routing: Routing | None = None
     lifecycle: Lifecycle = attrs.field(factory=Lifecycle)
     #: Filled in once the web server is listening.
     urls: list[str] = attrs.field(factory=list, init=False)
@@ -80,6 +87,7 @@ class Daemon:
     runners: dict[str, Runner] = attrs.field(factory=dict, init=False)
     _store_tx: trio.MemorySendChannel[JobStoreRequest] = attrs.field(init=False)
     _dispatcher_tx: trio.MemorySendChannel[DispatcherRequest] = attrs.field(init=False)
+    _router_tx: trio.MemorySendChannel[RouterRequest] = attrs.field(init=False)
     _runner_tx: dict[str, trio.MemorySendChannel[RunnerRequest]] = attrs.field(
         factory=dict, init=False
     )
@@ -90,11 +98,17 @@ class Daemon:
         service = self.config.service
         store_tx, store_rx = trio.open_memory_channel[JobStoreRequest](STORE_MAILBOX)
         disp_tx, disp_rx = trio.open_memory_channel[DispatcherRequest](DISPATCHER_MAILBOX)
-        self._store_tx, self._dispatcher_tx = store_tx, disp_tx
+        router_tx, router_rx = trio.open_memory_channel[RouterRequest](ROUTER_MAILBOX)
+        self._store_tx, self._dispatcher_tx, self._router_tx = store_tx, disp_tx, router_tx
+        if self.routing is None:
+            self.routing = build_routing(
+                self.config.routes, self.config.pipelines, self.plugins, source=self.config.source
+            )
 
         jobstore = JobStore(
             path=self.state_path,
             wake_dispatcher=self._wake_dispatcher,
+            wake_router=self._wake_router,
             dedupe_ttl=service.dedupe_ttl,
             job_retention=service.job_retention,
             now=self.now,
@@ -130,18 +144,22 @@ class Daemon:
             parallelism={n: p.parallelism for n, p in self.plugins.items()},
             now=self.now,
         )
+        router = Router(store=store_tx, routing=self.routing, now=self.now)
         self.gateway = Gateway(
             store=store_tx,
             dispatcher=disp_tx,
             plugins=self.plugins,
             lifecycle=self.lifecycle,
             supervisor_statistics=lambda: self.root.statistics(),
+            router=router_tx,
+            routing=self.routing,
             timeout=self.config.api.request_timeout,
         )
         children = [
             ChildSpec(id="jobstore", start=functools.partial(jobstore.run, store_rx)),
             ChildSpec(id="runners", start=runners.run, statistics=runners.statistics),
             ChildSpec(id="dispatcher", start=functools.partial(dispatcher.run, disp_rx)),
+            ChildSpec(id="router", start=functools.partial(router.run, router_rx)),
         ]
         if self.serve_web:
             children.append(ChildSpec(id="web", start=self._serve_web))
@@ -152,6 +170,12 @@ class Daemon:
             intensity=5,
             period=60.0,
         )
+
+    def _wake_router(self) -> None:
+        try:
+            self._router_tx.send_nowait(WakeRouter())
+        except trio.WouldBlock:
+            pass  # a full mailbox will wake the Router anyway
 
     def _wake_dispatcher(self) -> None:
         try:

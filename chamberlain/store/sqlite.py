@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,7 @@ from typing import Any
 import attrs
 
 from chamberlain.model import TERMINAL_STATUSES, Job, JobStatus, NewJob
+from chamberlain.pipelines.routing import Plan, StoredEvent
 from chamberlain.retry import Settlement, recover_orphan
 
 #: Every column: rows are read by name (see _row_to_job), so a migration that adds a
@@ -51,9 +52,23 @@ MIGRATIONS: tuple[str, ...] = _load_migrations()
 
 
 def _statements(script: str) -> list[str]:
-    """Split a migration script into statements (``executescript`` would commit)."""
-    body = "\n".join(line for line in script.splitlines() if not line.lstrip().startswith("--"))
-    return [part.strip() for part in body.split(";") if part.strip()]
+    """Split a migration script into statements (``executescript`` would commit).
+
+    ``sqlite3.complete_statement`` decides where one ends, so a ``;`` inside a
+    trigger body or a string does not split it.
+    """
+    statements: list[str] = []
+    pending = ""
+    for line in script.splitlines(keepends=True):
+        if not pending and line.lstrip().startswith("--"):
+            continue
+        pending += line
+        if sqlite3.complete_statement(pending):
+            statements.append(pending.strip())
+            pending = ""
+    if pending.strip():
+        raise RuntimeError(f"migration ends inside a statement: {pending.strip()[:80]!r}")
+    return statements
 
 
 def _dumps(value: Any) -> str:
@@ -460,3 +475,85 @@ class SqliteStore:
             if done is not None:
                 settled.append(done)
         return settled
+
+    # -- events and routing (migration 0004) ----------------------------------------
+
+    def insert_event(self, event: StoredEvent) -> None:
+        """Store one event with the ids and time the core gave it."""
+        self.conn.execute(
+            "INSERT INTO events (event_id, job_id, type, source, payload, dedupe_key, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                event.event_id,
+                event.job_id,
+                event.type,
+                event.source,
+                _dumps(dict(event.payload)),
+                event.dedupe_key,
+                event.created_at,
+            ),
+        )
+
+    def apply_plan(self, plan: Plan, *, now: float, dedupe_ttl: float) -> list[Enqueued]:
+        """Store a plan's events and create its jobs."""
+        for event in plan.events:
+            self.insert_event(event)
+        return [self.enqueue(job, now=now, dedupe_ttl=dedupe_ttl) for job in plan.jobs]
+
+    def unrouted(self, limit: int) -> list[Job]:
+        """Succeeded jobs whose events and next steps have not been handled yet."""
+        rows = self.conn.execute(
+            "SELECT * FROM jobs WHERE status = 'succeeded' AND routed = 0 ORDER BY seq LIMIT ?",
+            (limit,),
+        ).fetchall()
+        return [_row_to_job(r) for r in rows]
+
+    def mark_routed(self, job_id: str) -> bool:
+        """Record that a job's plan was applied; False if it already was."""
+        cur = self.conn.execute("UPDATE jobs SET routed = 1 WHERE id = ? AND routed = 0", (job_id,))
+        return cur.rowcount == 1
+
+    def root_of(self, job_id: str) -> str | None:
+        """The id of the first job of ``job_id``'s tree (itself for a root)."""
+        row = self.conn.execute(
+            "SELECT COALESCE(root_job_id, id) FROM jobs WHERE id = ?", (job_id,)
+        ).fetchone()
+        return None if row is None else str(row[0])
+
+    def tree(self, root_id: str) -> tuple[list[Job], list[dict[str, Any]]]:
+        """Every job of a tree in creation order, and the core's notes about it
+        (skipped steps, depth limits)."""
+        rows = self.conn.execute(
+            "SELECT * FROM jobs WHERE id = ? OR root_job_id = ? ORDER BY seq",
+            (root_id, root_id),
+        ).fetchall()
+        jobs = [_row_to_job(r) for r in rows]
+        ids = [j.id for j in jobs]
+        notes: list[dict[str, Any]] = []
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            for row in self.conn.execute(
+                "SELECT event_id, job_id, type, payload, created_at FROM events"
+                f" WHERE source = 'chamberlain' AND job_id IN ({marks}) ORDER BY seq",
+                chunk,
+            ):
+                notes.append(
+                    {
+                        "event_id": row["event_id"],
+                        "job_id": row["job_id"],
+                        "type": row["type"],
+                        **json.loads(row["payload"]),
+                        "created_at": row["created_at"],
+                    }
+                )
+        return jobs, notes
+
+    def tree_pending(self, root_id: str) -> int:
+        """Jobs of a tree that are not finished, or finished but not yet routed."""
+        (n,) = self.conn.execute(
+            "SELECT COUNT(*) FROM jobs WHERE (id = ? OR root_job_id = ?)"
+            " AND (status IN ('queued', 'running') OR (status = 'succeeded' AND routed = 0))",
+            (root_id, root_id),
+        ).fetchone()
+        return int(n)

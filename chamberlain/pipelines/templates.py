@@ -1,0 +1,142 @@
+"""Paths and templates of the pipeline DSL: ``{payload.city}``, ``if: {path, op, value}``.
+
+A path names a value in a step's *scope*: ``payload`` (the input event's payload),
+``event`` (the whole input event: ``type``, ``event_id``, ``source`` ...) and
+``context`` (the pipeline context).  Segments are keys, or list indexes written as
+numbers: ``payload.items.0.name``.
+
+In ``with:`` a string that is exactly one ``{path}`` takes the value with its type
+(a number stays a number); a string mixing text and ``{path}`` references is
+interpolated (non-strings rendered as JSON); ``{{`` and ``}}`` are literal braces.
+Everything here is pure, so the same code validates a config at start-up and
+renders a payload at run time.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from typing import Any
+
+ROOTS = ("payload", "event", "context")
+
+_SEGMENT = r"[A-Za-z0-9_-]+"
+_PATH_RE = re.compile(rf"^(?:{'|'.join(ROOTS)})(?:\.{_SEGMENT})*$")
+# One reference inside a template; doubled braces are escapes, handled around it.
+_REFERENCE = re.compile(r"\{\{|\}\}|\{([^{}]*)\}")
+
+
+class TemplateError(ValueError):
+    """A path or template that cannot work, or a path missing from the input."""
+
+
+def check_path(path: str) -> None:
+    """Raise :class:`TemplateError` unless ``path`` is well formed."""
+    if not _PATH_RE.match(path):
+        raise TemplateError(
+            f"bad path {path!r}: expected {' | '.join(ROOTS)} followed by .key segments"
+            " (letters, digits, '_', '-'), e.g. payload.city"
+        )
+
+
+def resolve(path: str, scope: Mapping[str, Any]) -> Any:
+    """The value at ``path`` in ``scope``; :class:`TemplateError` when it is absent."""
+    check_path(path)
+    value: Any = scope
+    walked: list[str] = []
+    for segment in path.split("."):
+        walked.append(segment)
+        if isinstance(value, Mapping) and segment in value:
+            value = value[segment]
+        elif isinstance(value, list) and segment.isdigit() and int(segment) < len(value):
+            value = value[int(segment)]
+        else:
+            raise TemplateError(f"{{{path}}}: the input has no {'.'.join(walked)}")
+    return value
+
+
+def _references(template: str) -> list[str]:
+    return [m.group(1) for m in _REFERENCE.finditer(template) if m.group(1) is not None]
+
+
+def check_template(value: Any) -> list[str]:
+    """Problems with every ``{path}`` in ``value`` (strings, lists, mappings)."""
+    problems: list[str] = []
+    if isinstance(value, str):
+        stripped = _REFERENCE.sub("", value)
+        if "{" in stripped or "}" in stripped:
+            problems.append(f"unbalanced brace in {value!r} (write {{{{ or }}}} for a literal)")
+        for path in _references(value):
+            try:
+                check_path(path.strip())
+            except TemplateError as exc:
+                problems.append(str(exc))
+    elif isinstance(value, Mapping):
+        for item in value.values():
+            problems.extend(check_template(item))
+    elif isinstance(value, list):
+        for item in value:
+            problems.extend(check_template(item))
+    return problems
+
+
+def render(value: Any, scope: Mapping[str, Any]) -> Any:
+    """``value`` with every ``{path}`` filled from ``scope``; see the module docstring."""
+    if isinstance(value, Mapping):
+        return {key: render(item, scope) for key, item in value.items()}
+    if isinstance(value, list):
+        return [render(item, scope) for item in value]
+    if not isinstance(value, str):
+        return value
+    whole = _REFERENCE.fullmatch(value)
+    if whole is not None and whole.group(1) is not None:
+        return resolve(whole.group(1).strip(), scope)
+
+    def substitute(match: re.Match[str]) -> str:
+        if match.group(1) is None:
+            return match.group()[0]  # "{{" -> "{", "}}" -> "}"
+        found = resolve(match.group(1).strip(), scope)
+        return found if isinstance(found, str) else json.dumps(found, ensure_ascii=False)
+
+    return _REFERENCE.sub(substitute, value)
+
+
+def _compare(op: str, left: Any, right: Any) -> bool:
+    try:
+        if op == "eq":
+            return bool(left == right)
+        if op == "ne":
+            return bool(left != right)
+        if op == "gt":
+            return bool(left > right)
+        if op == "gte":
+            return bool(left >= right)
+        if op == "lt":
+            return bool(left < right)
+        if op == "lte":
+            return bool(left <= right)
+        if op == "contains":
+            return right in left if isinstance(left, str | list | Mapping) else False
+        if op == "in":
+            return left in right if isinstance(right, str | list | Mapping) else False
+    except TypeError:
+        # Comparing a string with a number: the condition simply does not hold.
+        return False
+    raise TemplateError(f"unknown operator {op!r}")
+
+
+def holds(path: str, op: str, value: Any, scope: Mapping[str, Any]) -> bool:
+    """Whether ``path op value`` is true in ``scope``.
+
+    A missing path makes every operator false except that ``exists`` with
+    ``value: false`` is true: a condition on absent data skips the step rather than
+    failing the pipeline.
+    """
+    try:
+        found = resolve(path, scope)
+    except TemplateError:
+        return op == "exists" and value is False
+    if op == "exists":
+        return value is not False
+    return _compare(op, found, value)
