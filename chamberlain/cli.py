@@ -35,6 +35,9 @@ from chamberlain.plugins.binding import BoundPlugin, bind_plugins
 from chamberlain.plugins.registry import discover
 from chamberlain.store.lock import AlreadyRunning, InstanceLock
 from chamberlain.supervision import SupervisorGaveUp
+from chamberlain.systemd import Notifier
+from chamberlain.web.routes import ROUTES
+from chamberlain.webhooks import check_endpoints
 
 log = logging.getLogger("chamberlain.cli")
 
@@ -66,6 +69,14 @@ def _load(config_path: str | None) -> _Loaded:
         )
     plugins = bind_plugins(config, discovery)
     routing = build_routing(config.routes, config.pipelines, plugins, source=config.source)
+    problems = check_endpoints(
+        config.webhooks.endpoints,
+        plugins,
+        {p.name for p in config.pipelines},
+        {route.path for route in ROUTES},
+    )
+    if problems:
+        raise ConfigError(problems, source=config.source)
     return _Loaded(config=config, plugins=plugins, routing=routing)
 
 
@@ -97,7 +108,11 @@ def cmd_start(args: argparse.Namespace) -> int:
         return EXIT_FAILURE
     try:
         daemon = Daemon(
-            config=config, plugins=plugins, state_path=str(state), routing=loaded.routing
+            config=config,
+            plugins=plugins,
+            state_path=str(state),
+            routing=loaded.routing,
+            notifier=Notifier.from_environment(),
         )
         log.info(
             "starting %s with state %s",
@@ -160,6 +175,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         serve_web=False,
         handle_signals=False,
         routing=loaded.routing,
+        run_schedules=False,
     )
 
     async def main() -> dict[str, Any]:

@@ -28,7 +28,9 @@ import functools
 import math
 import os
 import re
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from difflib import get_close_matches
 from pathlib import Path
@@ -48,15 +50,22 @@ from cattrs.errors import (
 )
 from cattrs.gen import make_dict_structure_fn, override
 
+from chamberlain.callbacks import DEFAULT_ALLOWED_HOSTS, parse_host_rule
+from chamberlain.schedule import timing as _timing
+from chamberlain.schedule.policy import CatchUp, IfRunning
+
 __all__ = [
     "IN_MEMORY",
     "VALID_SCOPES",
     "ApiConfig",
     "AuthConfig",
+    "CallbacksConfig",
+    "CircuitBreakerConfig",
     "Config",
     "ConfigError",
     "PluginConfig",
     "RetryConfig",
+    "ScheduleConfig",
     "ServiceConfig",
     "StateConfig",
     "TokenConfig",
@@ -415,6 +424,15 @@ def _parse_listen(value: object) -> str:
     return listen
 
 
+def _parse_host_rule(value: object) -> str:
+    text = _parse_str(value)
+    try:
+        parse_host_rule(text)
+    except ValueError as exc:
+        raise _Invalid(str(exc)) from None
+    return text
+
+
 def _parse_scopes(value: object) -> tuple[str, ...]:
     scopes: tuple[str, ...] = _converter.structure(value, tuple[_Scope, ...])
     if not scopes:
@@ -459,6 +477,7 @@ _PositiveDuration = Annotated[float, _Rule(_positive_duration)]
 _BodySize = Annotated[int, _Rule(_at_least(1, parse_size))]
 _Listen = Annotated[str, _Rule(_parse_listen)]
 _Scope = Annotated[str, _Rule(_parse_scope)]
+_HostRule = Annotated[str, _Rule(_parse_host_rule)]
 _Scopes = Annotated[tuple[str, ...], _Rule(_parse_scopes)]
 _PluginName = Annotated[str, _Rule(_name_parser("plugin name"))]
 _CommandName = Annotated[str, _Rule(_name_parser("command name"))]
@@ -529,6 +548,10 @@ class ApiConfig:
     max_sync_timeout: _PositiveDuration = 300.0
     # Synchronous triggers waiting at once; more are refused with 503.
     max_concurrent_sync: _PositiveInt = 16
+    # How often an idle event stream sends a keepalive comment.
+    sse_keepalive: _PositiveDuration = 15.0
+    # Messages an event stream may fall behind by before its client is dropped.
+    sse_buffer: _PositiveInt = 2048
 
     @property
     def host(self) -> str:
@@ -542,12 +565,115 @@ class ApiConfig:
 
 
 @attrs.frozen(kw_only=True)
+class CallbacksConfig:
+    """The ``callbacks:`` section: POSTs to a trigger's ``callback_url`` when its job ends.
+
+    Without a ``secret`` no callback is accepted: an unsigned callback could not be
+    told apart from a forged one.
+    """
+
+    secret: _Secret | None = attrs.field(default=None, repr=False)
+    allowed_hosts: tuple[_HostRule, ...] = DEFAULT_ALLOWED_HOSTS
+    max_attempts: _PositiveInt = 5
+    backoff_base: _Duration = 5.0
+    backoff_max: _Duration = 300.0
+    timeout: _PositiveDuration = 10.0
+
+
+@attrs.frozen(kw_only=True)
 class RetryConfig:
     """How failed jobs are retried: ``backoff_base * 2**(attempt-1)`` capped at the max."""
 
     max_attempts: _PositiveInt = 4
     backoff_base: _Duration = 30.0
     backoff_max: _Duration = 3600.0
+
+
+# Schedules (docs/SCHEDULES.md).  The values are parsed by chamberlain.schedule.timing,
+# which owns what a cron expression, a window or a weekday is.
+
+_E = TypeVar("_E", CatchUp, IfRunning)
+
+
+def _choice(kind: type[_E]) -> Callable[[object], _E]:
+    names = ", ".join(member.value for member in kind)
+
+    def parse_choice(value: object) -> _E:
+        for member in kind:
+            if value == member.value:
+                return member
+        raise _Invalid(f"expected one of: {names}; got {_describe(value)}")
+
+    return parse_choice
+
+
+def _parse_every(value: object) -> _timing.Every:
+    return _timing.parse_every(value, parse_duration)
+
+
+_ScheduleId = Annotated[str, _Rule(_name_parser("schedule id"))]
+_Every = Annotated[_timing.Every, _Rule(_parse_every)]
+_Cron = Annotated[str, _Rule(_timing.parse_cron)]
+_Instant = Annotated[datetime, _Rule(_timing.parse_instant)]
+_TimeZone = Annotated[str, _Rule(_timing.parse_timezone)]
+_Window = Annotated[_timing.Window, _Rule(_timing.parse_window)]
+_Weekday = Annotated[int, _Rule(_timing.parse_weekday)]
+
+#: The keys that say when a schedule fires; exactly one is given.
+SCHEDULE_KINDS: Final = ("every", "cron", "at", "after")
+
+
+@attrs.frozen(kw_only=True)
+class ScheduleConfig:
+    """One entry of ``plugins.<name>.schedules``.
+
+    ``timezone`` None means the system's zone.  A naive ``at`` is read in
+    ``timezone``; ``after`` counts from the daemon's start.
+    """
+
+    id: _ScheduleId = "default"
+    command: _CommandName = "poll"
+    payload: _FreeForm = attrs.field(factory=dict)
+    every: _Every | None = None
+    cron: _Cron | None = None
+    at: _Instant | None = None
+    after: _Duration | None = None
+    jitter: _Duration = 0.0
+    timezone: _TimeZone | None = None
+    only_between: _Window | None = None
+    not_on: tuple[_Weekday, ...] = ()
+    catch_up: Annotated[CatchUp, _Rule(_choice(CatchUp))] = CatchUp.SKIP
+    if_running: Annotated[IfRunning, _Rule(_choice(IfRunning))] = IfRunning.SKIP
+    max_outstanding: _PositiveInt = 1
+
+    @property
+    def kind(self) -> str:
+        """Which of ``every``, ``cron``, ``at``, ``after`` is given."""
+        return next(k for k in SCHEDULE_KINDS if getattr(self, k) is not None)
+
+    @property
+    def spec(self) -> str:
+        """The value of :attr:`kind`, the way a config file says it."""
+        if self.every is not None:
+            every = self.every
+            if isinstance(every, _timing.Period):
+                return every.name
+            return _timing.format_duration(every.seconds)
+        if self.cron is not None:
+            return self.cron
+        if self.at is not None:
+            return self.at.isoformat()
+        assert self.after is not None
+        return _timing.format_duration(self.after)
+
+
+@attrs.frozen(kw_only=True)
+class CircuitBreakerConfig:
+    """``plugins.<name>.circuit_breaker``: applied to each of the plugin's commands."""
+
+    enabled: bool = True
+    threshold: _PositiveInt = 3
+    reset_after: _PositiveDuration = 1800.0
 
 
 @attrs.frozen(kw_only=True)
@@ -559,6 +685,8 @@ class PluginConfig:
     timeouts: Mapping[_CommandName, _PositiveDuration] = _NO_TIMEOUTS
     retry: RetryConfig = attrs.field(factory=RetryConfig)
     parallelism: _PositiveInt | None = None
+    schedules: tuple[ScheduleConfig, ...] = ()
+    circuit_breaker: CircuitBreakerConfig = attrs.field(factory=CircuitBreakerConfig)
 
 
 _DEFAULT_PLUGIN: Final = PluginConfig()
@@ -639,6 +767,74 @@ class PipelineConfig:
         return self.execution_mode == "synchronous"
 
 
+def _parse_webhook_path(value: object) -> str:
+    path = _parse_str(value)
+    if not re.fullmatch(r"(/[A-Za-z0-9._~-]+)+", path) or "/../" in f"{path}/":
+        raise _Invalid(
+            "expected an absolute URL path like /hooks/github (letters, digits, ._~-),"
+            f" got {path!r}"
+        )
+    return path
+
+
+def _parse_webhook_kind(value: object) -> str:
+    kind = _parse_str(value)
+    if kind not in ("github", "gitlab", "hmac"):
+        raise _Invalid(f"expected github, gitlab or hmac, got {kind!r}")
+    return kind
+
+
+@attrs.frozen(kw_only=True)
+class WebhookEndpointConfig:
+    """One entry of ``webhooks.endpoints``: a signed inbound URL that starts a job.
+
+    Exactly one of ``plugin`` (running ``command``) and ``pipeline``.
+    """
+
+    path: Annotated[str, _Rule(_parse_webhook_path)]
+    plugin: _PluginName | None = None
+    pipeline: _PipelineName | None = None
+    command: _CommandName = "handle"
+    secret: _Secret = attrs.field(repr=False)
+    kind: Annotated[str, _Rule(_parse_webhook_kind)] = "hmac"
+    #: hmac only: the header holding ``sha256=<hex>`` (the prefix is optional).
+    signature_header: _NonEmptyStr = "X-Signature-256"
+    #: Where the event type comes from (defaults per kind); hmac without one uses
+    #: ``webhook.<last path segment>``.
+    event_type_header: _NonEmptyStr | None = None
+    #: hmac only: the header naming the delivery, for replay protection.
+    delivery_header: _NonEmptyStr = "X-Delivery-Id"
+    max_body_size: _BodySize = 1024 * 1024
+
+
+@attrs.frozen(kw_only=True)
+class WebhooksConfig:
+    """The ``webhooks:`` section.  ``listen`` serves them on a listener of their own."""
+
+    listen: _Listen | None = None
+    endpoints: tuple[WebhookEndpointConfig, ...] = ()
+
+
+def _check_webhooks(webhooks: WebhooksConfig) -> None:
+    problems: list[Exception] = []
+    seen: dict[str, int] = {}
+    for index, endpoint in enumerate(webhooks.endpoints):
+        if (endpoint.plugin is None) == (endpoint.pipeline is None):
+            problems.append(
+                _Invalid("exactly one of plugin and pipeline is required", at=("endpoints", index))
+            )
+        if endpoint.path in seen:
+            problems.append(
+                _Invalid(
+                    f"duplicate path {endpoint.path!r} (also endpoints[{seen[endpoint.path]}])",
+                    at=("endpoints", index, "path"),
+                )
+            )
+        seen.setdefault(endpoint.path, index)
+    if problems:
+        raise ClassValidationError("invalid webhooks section", problems, WebhooksConfig)
+
+
 #: YAML keys that are Python keywords, by record and attribute.
 _RENAMED: Final[Mapping[type, Mapping[str, str]]] = {
     RouteConfig: {"source": "from"},
@@ -661,6 +857,8 @@ class Config:
     plugins: Mapping[str, PluginConfig] = _NO_PLUGINS
     routes: tuple[RouteConfig, ...] = ()
     pipelines: tuple[PipelineConfig, ...] = ()
+    callbacks: CallbacksConfig = attrs.field(factory=CallbacksConfig)
+    webhooks: WebhooksConfig = attrs.field(factory=WebhooksConfig)
     source: Path | None = None
     base_dir: Path
 
@@ -680,6 +878,8 @@ class _Document:
     plugins: Mapping[_PluginName, PluginConfig] = _NO_PLUGINS
     routes: tuple[RouteConfig, ...] = ()
     pipelines: tuple[PipelineConfig, ...] = ()
+    callbacks: CallbacksConfig = attrs.field(factory=CallbacksConfig)
+    webhooks: WebhooksConfig = attrs.field(factory=WebhooksConfig)
 
 
 def _check_auth(auth: AuthConfig) -> None:
@@ -726,10 +926,77 @@ def _check_retry(retry: RetryConfig) -> None:
         )
 
 
+def _check_schedule(schedule: ScheduleConfig) -> None:
+    problems: list[Exception] = []
+    given = [key for key in SCHEDULE_KINDS if getattr(schedule, key) is not None]
+    if len(given) != 1:
+        got = f"; got {' and '.join(given)}" if given else ""
+        problems.append(_Invalid(f"exactly one of {', '.join(SCHEDULE_KINDS)} is required{got}"))
+    recurring = schedule.every is not None or schedule.cron is not None
+    if len(given) == 1 and not recurring:
+        for key in ("only_between", "not_on"):
+            if getattr(schedule, key):
+                problems.append(
+                    _Invalid(
+                        f"applies to recurring schedules (every, cron), not to {given[0]}",
+                        at=(key,),
+                    )
+                )
+    if len(set(schedule.not_on)) == len(_timing.WEEKDAY_NAMES):
+        problems.append(
+            _Invalid("excludes every day of the week, so it would never run", at=("not_on",))
+        )
+    every = schedule.every
+    if isinstance(every, _timing.Interval) and schedule.jitter >= every.seconds:
+        problems.append(
+            _Invalid(
+                f"must be shorter than the interval ({_timing.format_duration(every.seconds)})",
+                at=("jitter",),
+            )
+        )
+    if not problems and recurring:
+        rule = schedule.every if schedule.every is not None else schedule.cron
+        assert rule is not None
+        zone, _ = _timing.resolve_zone(schedule.timezone)
+        timing = _timing.recurring(
+            rule, zone=zone, window=schedule.only_between, not_on=frozenset(schedule.not_on)
+        )
+        if timing.next_after(time.time()) is None:
+            problems.append(
+                _Invalid(
+                    f"never runs: no instant of {given[0]} {schedule.spec!r} falls inside"
+                    " only_between and outside not_on"
+                )
+            )
+    if problems:
+        raise ClassValidationError("invalid schedule", problems, ScheduleConfig)
+
+
+def _check_schedule_ids(plugin: PluginConfig) -> None:
+    problems: list[Exception] = []
+    first: dict[str, int] = {}
+    for index, schedule in enumerate(plugin.schedules):
+        if schedule.id in first:
+            problems.append(
+                _Invalid(
+                    f"duplicate schedule id {schedule.id!r} (also schedules[{first[schedule.id]}]);"
+                    " give each schedule of a plugin its own id",
+                    at=("schedules", index, "id"),
+                )
+            )
+        else:
+            first[schedule.id] = index
+    if problems:
+        raise ClassValidationError("invalid schedules", problems, PluginConfig)
+
+
 # Checks that span several fields; they run once every field is valid on its own.
 _POST_CHECKS: Final[Mapping[type, Callable[[Any], None]]] = {
     AuthConfig: _check_auth,
     RetryConfig: _check_retry,
+    ScheduleConfig: _check_schedule,
+    PluginConfig: _check_schedule_ids,
+    WebhooksConfig: _check_webhooks,
 }
 
 
@@ -1091,6 +1358,8 @@ def parse_config(
         plugins=document.plugins,
         routes=document.routes,
         pipelines=document.pipelines,
+        callbacks=document.callbacks,
+        webhooks=document.webhooks,
         source=source,
         base_dir=base_dir,
     )

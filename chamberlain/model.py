@@ -77,6 +77,10 @@ class NewJob:
     #: When set, the job is recorded as already ``failed`` with this error (a
     #: pipeline step whose input could not be built), so the failure is visible.
     error: str | None = None
+    #: The schedule that enqueued the job (its id within ``plugin``), if any.
+    schedule_id: str | None = None
+    #: Where to POST the job's summary once it ends (see chamberlain.callbacks).
+    callback_url: str | None = None
     id: str = attrs.field(factory=new_job_id)
 
 
@@ -108,6 +112,7 @@ class Job:
     step_id: str | None = None
     root_job_id: str | None = None
     depth: int = 0
+    schedule_id: str | None = None
     seq: int = 0
 
     def to_json(self) -> dict[str, Any]:
@@ -138,4 +143,5 @@ class Job:
             "root_job_id": self.root_job_id,
             "pipeline": self.pipeline,
             "step_id": self.step_id,
+            "schedule_id": self.schedule_id,
         }

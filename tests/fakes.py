@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +39,8 @@ class FakePlugins:
 
     payload keys: ``sleep`` (seconds), ``fail_until`` (fail retryably while the
     attempt number is below it), ``fatal`` (fail with retry: false), ``emit`` (events
-    to answer with), ``result`` (the result to answer with), ``reemit`` (emit the event received).
+    to answer with), ``result`` (the result to answer with), ``reemit`` (emit the event received),
+    ``stderr`` (lines written to stderr before the sleep).
     """
 
     running: Counter[str] = attrs.field(factory=Counter)
@@ -59,6 +61,7 @@ class FakePlugins:
         control: ProcessControl,
         env: dict[str, str],
         plugin: str,
+        on_stderr_line: Callable[[str], None] | None = None,
     ) -> ProcessResult:
         req = json.loads(request)
         self.requests.append(req)
@@ -70,6 +73,9 @@ class FakePlugins:
         self.peak[plugin] = max(self.peak[plugin], self.running[plugin])
         self.peak_total = max(self.peak_total, sum(self.running.values()))
         start = trio.current_time()
+        for line in payload.get("stderr", ()):
+            if on_stderr_line is not None:
+                on_stderr_line(line)
         try:
             terminated = None
             with trio.move_on_after(min(float(payload.get("sleep", 0)), timeout)):

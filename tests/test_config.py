@@ -415,7 +415,7 @@ def test_environ_defaults_to_process_environment(monkeypatch: pytest.MonkeyPatch
     [
         (
             {"schedules": {}},
-            "schedules: unknown key (expected one of: api, pipelines, plugin_roots, plugins, routes, service, state)",
+            "schedules: unknown key (expected one of: api, callbacks, pipelines, plugin_roots, plugins, routes, service, state, webhooks)",
         ),
         ({"servce": {}}, "servce: unknown key (did you mean 'service'?)"),
         ({"service": {"max_worker": 2}}, "service.max_worker: unknown key (did you mean"),
@@ -436,7 +436,7 @@ def test_unknown_keys_name_their_path(data: object, expected: str) -> None:
     assert problem(data).startswith(expected)
 
 
-@pytest.mark.parametrize("section", ["schedules", "webhooks"])
+@pytest.mark.parametrize("section", ["schedules", "jobs"])
 def test_sections_not_built_yet_are_unknown(section: str) -> None:
     assert problem({section: []}).startswith(f"{section}: unknown key")
 
@@ -470,7 +470,7 @@ def test_all_problems_are_collected() -> None:
         "plugins.echo.retyr: unknown key (did you mean 'retry'?)",
         "plugins['bad name']: invalid plugin name 'bad name': use letters, digits, '_', '.' "
         "and '-', starting with a letter or digit",
-        "schedules: unknown key (expected one of: api, pipelines, plugin_roots, plugins, routes, service, state)",
+        "schedules: unknown key (expected one of: api, callbacks, pipelines, plugin_roots, plugins, routes, service, state, webhooks)",
     )
 
 

@@ -14,28 +14,42 @@ from collections.abc import Callable, Mapping, Sequence
 import attrs
 import trio
 
+from chamberlain.actors.hub import Hub
 from chamberlain.actors.mailbox import call
 from chamberlain.actors.messages import (
+    CallbackInfo,
     CancelJob,
     CancelResult,
     DispatcherRequest,
     DispatcherStatistics,
     Enqueue,
+    EnqueueDelivery,
     EnqueuePlan,
+    GetCallbacks,
     GetJob,
+    GetMessages,
+    GetQueue,
+    GetStatusChanges,
     GetTree,
+    JobStatuses,
     JobStoreRequest,
     ListJobs,
+    ListSchedules,
     QueueDepth,
+    QueueView,
+    ResetBreaker,
     RouterRequest,
+    SchedulerRequest,
     Statistics,
     Tree,
     WaitJob,
     WaitTree,
 )
-from chamberlain.model import Job, NewJob
+from chamberlain.joblog import JobMessage
+from chamberlain.model import Job, JobStatus, NewJob
 from chamberlain.pipelines.routing import Plan, Routing
 from chamberlain.plugins.binding import BoundPlugin
+from chamberlain.schedule.books import ScheduleStatus
 from chamberlain.store.sqlite import Enqueued, JobFilter
 from chamberlain.supervision import SupervisorStatistics
 
@@ -93,6 +107,16 @@ class Gateway:
     routing: Routing
     #: How long a request waits for an actor before it is answered 503.
     timeout: float = 5.0
+    #: Synchronous calls (waiting for a whole pipeline) allowed at once.
+    max_concurrent_sync: int = 16
+    #: Committed job messages, for the event streams.
+    hub: Hub = attrs.field(factory=Hub)
+    #: The Scheduler; None for a daemon that runs no schedules.
+    scheduler: trio.MemorySendChannel[SchedulerRequest] | None = None
+    sync_limiter: trio.CapacityLimiter = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self.sync_limiter = trio.CapacityLimiter(self.max_concurrent_sync)
 
     async def enqueue(self, jobs: Sequence[NewJob]) -> tuple[Enqueued, ...]:
         """Create jobs; returns once they are committed."""
@@ -119,6 +143,18 @@ class Gateway:
             self.store, lambda r: EnqueuePlan(plan=plan, reply=r), timeout=self.timeout
         )
 
+    async def enqueue_delivery(
+        self, endpoint: str, delivery_id: str | None, plan: Plan
+    ) -> tuple[Job | None, bool]:
+        """Create a webhook delivery's jobs unless it is a replay; see EnqueueDelivery."""
+        return await call(
+            self.store,
+            lambda r: EnqueueDelivery(
+                endpoint=endpoint, delivery_id=delivery_id, plan=plan, reply=r
+            ),
+            timeout=self.timeout,
+        )
+
     async def get_tree(self, job_id: str) -> Tree | None:
         """The whole tree ``job_id`` belongs to, None when the job is unknown."""
         return await call(
@@ -139,6 +175,82 @@ class Gateway:
             self.dispatcher, lambda r: CancelJob(job_id=job_id, reply=r), timeout=self.timeout
         )
 
+    # -- job messages, the queue, callbacks ------------------------------------------------
+
+    async def job_messages(
+        self, job_id: str, *, after_seq: int = 0, limit: int = 10_000
+    ) -> tuple[JobMessage, ...]:
+        """A job's messages after ``after_seq``, in order."""
+        return await call(
+            self.store,
+            lambda r: GetMessages(job_id=job_id, after_seq=after_seq, limit=limit, reply=r),
+            timeout=self.timeout,
+        )
+
+    async def status_changes(
+        self,
+        *,
+        after_id: int,
+        plugin: str | None = None,
+        statuses: tuple[JobStatus, ...] = (),
+        limit: int = 500,
+    ) -> tuple[JobMessage, ...]:
+        """Status changes of all jobs after the message id ``after_id``, filtered."""
+        return await call(
+            self.store,
+            lambda r: GetStatusChanges(
+                after_id=after_id, plugin=plugin, statuses=statuses, limit=limit, reply=r
+            ),
+            timeout=self.timeout,
+        )
+
+    async def queue(self, limit: int) -> QueueView:
+        """Running and queued jobs, at most ``limit`` of each."""
+        return await call(
+            self.store, lambda r: GetQueue(limit=limit, reply=r), timeout=self.timeout
+        )
+
+    async def callbacks(self, job_id: str) -> CallbackInfo:
+        """A job's callback URL and its deliveries."""
+        return await call(
+            self.store, lambda r: GetCallbacks(job_id=job_id, reply=r), timeout=self.timeout
+        )
+
+    # -- schedules ---------------------------------------------------------------------
+
+    async def list_schedules(self) -> tuple[ScheduleStatus, ...]:
+        """Every schedule; the last job's status is read live when it is not final."""
+        if self.scheduler is None:
+            return ()
+        found: tuple[ScheduleStatus, ...] = await call(
+            self.scheduler, lambda r: ListSchedules(reply=r), timeout=self.timeout
+        )
+        # The Scheduler hears about finished jobs only; "running" is the store's to say.
+        ids = tuple(
+            s.book.last_job_id
+            for s in found
+            if s.book.last_job_id is not None
+            and s.book.last_status in (JobStatus.QUEUED.value, JobStatus.RUNNING.value)
+        )
+        if not ids:
+            return found
+        live: Mapping[str, JobStatus] = await call(
+            self.store, lambda r: JobStatuses(job_ids=ids, reply=r), timeout=self.timeout
+        )
+        return tuple(_with_live_status(s, live) for s in found)
+
+    async def reset_breaker(
+        self, plugin: str, schedule_id: str, *, by: str
+    ) -> ScheduleStatus | None:
+        """Close the circuit breaker a schedule answers to; None for an unknown schedule."""
+        if self.scheduler is None:
+            return None
+        return await call(
+            self.scheduler,
+            lambda r: ResetBreaker(plugin=plugin, schedule_id=schedule_id, by=by, reply=r),
+            timeout=self.timeout,
+        )
+
     async def health(self) -> Health:
         """Queue, workers and supervisor figures in one snapshot."""
         depth: int = await call(self.store, lambda r: QueueDepth(reply=r), timeout=self.timeout)
@@ -156,3 +268,10 @@ class Gateway:
             restarts=sup.restart_counts(),
             restarts_total=sup.restarts_total,
         )
+
+
+def _with_live_status(status: ScheduleStatus, live: Mapping[str, JobStatus]) -> ScheduleStatus:
+    job_id = status.book.last_job_id
+    if job_id is None or job_id not in live:
+        return status
+    return attrs.evolve(status, book=attrs.evolve(status.book, last_status=live[job_id].value))

@@ -18,17 +18,24 @@ from typing import Any, TypeVar
 import attrs
 import trio
 
+from chamberlain.actors.journal import Journal, News
 from chamberlain.actors.mailbox import ReplyTo
 from chamberlain.actors.messages import (
     CancelQueued,
     Claim,
     ClaimResult,
+    CommitSchedules,
     Enqueue,
+    EnqueueDelivery,
     EnqueuePlan,
     GetJob,
     GetTree,
+    JobStatuses,
     JobStoreRequest,
+    JournalRequest,
     ListJobs,
+    LoadSchedules,
+    OutstandingJobs,
     QueueDepth,
     RecoverOrphans,
     RouteSettled,
@@ -42,6 +49,8 @@ from chamberlain.model import Job
 from chamberlain.pipelines.routing import Plan, routing_error
 from chamberlain.plugins.strays import kill_job_processes
 from chamberlain.retry import settle
+from chamberlain.store import schedules as schedule_books
+from chamberlain.store.deliveries import register_callbacks
 from chamberlain.store.sqlite import SqliteStore
 
 log = logging.getLogger("chamberlain.jobstore")
@@ -66,12 +75,18 @@ class JobStore:
     #: Rung (without blocking) after a commit that finished jobs: the Router routes
     #: their events and checks the trees it waits on.
     wake_router: Callable[[], None] = lambda: None
+    #: Told (without blocking) of every job that reaches a terminal status here:
+    #: settled by its Runner, cancelled while queued, or given up as an orphan.
+    job_finished: Callable[[Job], None] = lambda job: None
     dedupe_ttl: float = 86400.0
     job_retention: float = 30 * 86400.0
     now: Callable[[], float] = time.time
     #: Run SQL in a worker thread so an fsync never stalls the event loop.  Off only
     #: for tests on trio's autojump clock, which would jump ahead while a thread works.
     offload: bool = True
+    #: Records job messages and callback deliveries in each transaction and
+    #: announces them once it commits (see chamberlain.actors.journal).
+    journal: Journal | None = None
     _store: SqliteStore | None = attrs.field(default=None, init=False)
     _waiters: dict[str, list[ReplyTo[Job | None]]] = attrs.field(factory=dict, init=False)
     _limiter: trio.CapacityLimiter = attrs.field(
@@ -92,6 +107,7 @@ class JobStore:
         try:
             orphans = await self._in_thread(self._recover_all)
             for job in orphans:
+                self._settled(job)
                 log.warning(
                     "job found running at start-up: now %s (%s)",
                     job.status.value,
@@ -149,17 +165,24 @@ class JobStore:
         # Read the clock here, not in the thread: the clock may be trio's.
         now = self.now()
 
-        def transaction() -> Any:
+        journal = self.journal
+
+        def transaction() -> tuple[Any, News | None]:
             store.begin()
             try:
+                mark = journal.mark(store) if journal is not None else 0
                 value = fn(store, now)
+                news = journal.collect(store, mark, now) if journal is not None else None
                 store.commit()
             except BaseException:
                 store.rollback()
                 raise
-            return value
+            return value, news
 
-        return await self._call(transaction)
+        value, news = await self._call(transaction)
+        if journal is not None and news is not None:
+            journal.publish(news)
+        return value
 
     async def _call(self, fn: Callable[..., T], *args: Any) -> T:
         if not self.offload:
@@ -170,6 +193,7 @@ class JobStore:
         return store.recover_orphans(now=now)
 
     def _prune(self, store: SqliteStore, now: float) -> int:
+        store.prune_deliveries(older_than=now - self.dedupe_ttl)
         return store.prune(older_than=now - self.job_retention)
 
     async def _serve(self, batch: list[JobStoreRequest]) -> None:
@@ -196,7 +220,12 @@ class JobStore:
                     self._waiters.setdefault(job.id, []).append(request.reply)
                 continue
             request.reply.send(result)
-            if isinstance(request, Enqueue | RecoverOrphans | EnqueuePlan):
+            if isinstance(request, RecoverOrphans):
+                for job in result:
+                    self._settled(job)
+            if isinstance(
+                request, Enqueue | RecoverOrphans | EnqueuePlan | EnqueueDelivery | CommitSchedules
+            ):
                 wake = True
             elif isinstance(request, RouteSettled) and result:
                 wake = settled = True
@@ -214,6 +243,7 @@ class JobStore:
         if job.status.terminal:
             for reply in self._waiters.pop(job.id, ()):
                 reply.send(job)
+            self.job_finished(job)
 
     def _execute(self, store: SqliteStore, batch: list[JobStoreRequest], now: float) -> list[Any]:
         """Run every request of a batch in the open transaction (worker thread)."""
@@ -250,9 +280,15 @@ class JobStore:
         return routed
 
     def _apply(self, store: SqliteStore, request: JobStoreRequest, now: float) -> Any:
+        if isinstance(request, JournalRequest) and self.journal is not None:
+            return self.journal.apply(store, request, now)
         match request:
             case Enqueue(jobs=jobs):
-                return tuple(store.enqueue(j, now=now, dedupe_ttl=self.dedupe_ttl) for j in jobs)
+                done = tuple(store.enqueue(j, now=now, dedupe_ttl=self.dedupe_ttl) for j in jobs)
+                register_callbacks(
+                    store.conn, ((j, e.duplicate) for j, e in zip(jobs, done, strict=True))
+                )
+                return done
             case Claim(capacity=capacity, limit=limit):
                 claimed, next_due = store.claim(capacity, limit, now=now)
                 return ClaimResult(jobs=tuple(claimed), next_due=next_due)
@@ -265,6 +301,15 @@ class JobStore:
                 return store.settle(job_id, attempt, settlement, now=now)
             case RouteSettled(planner=planner, limit=limit):
                 return self._route(store, planner, limit, now)
+            case EnqueueDelivery(endpoint=endpoint, delivery_id=delivery_id, plan=plan):
+                return store.enqueue_delivery(
+                    endpoint,
+                    delivery_id,
+                    plan,
+                    now=now,
+                    replay_ttl=self.dedupe_ttl,
+                    dedupe_ttl=self.dedupe_ttl,
+                )
             case EnqueuePlan(plan=plan):
                 return tuple(store.apply_plan(plan, now=now, dedupe_ttl=self.dedupe_ttl))
             case TreePending(root_ids=root_ids):
@@ -286,6 +331,23 @@ class JobStore:
                 return tuple(found), total
             case QueueDepth():
                 return store.queue_depth()
+            case LoadSchedules():
+                return schedule_books.load(store.conn)
+            case OutstandingJobs(keys=keys):
+                return schedule_books.outstanding(store.conn, keys)
+            case CommitSchedules(jobs=jobs):
+                done = tuple(store.enqueue(j, now=now, dedupe_ttl=self.dedupe_ttl) for j in jobs)
+                schedule_books.save(
+                    store.conn,
+                    books=request.books,
+                    breakers=request.breakers,
+                    forget=request.forget,
+                    forget_breakers=request.forget_breakers,
+                    now=now,
+                )
+                return done
+            case JobStatuses(job_ids=job_ids):
+                return schedule_books.statuses(store.conn, job_ids)
             case RunningJobs():
                 return tuple(store.running_jobs())
         raise TypeError(f"unknown request {request!r}")

@@ -12,10 +12,20 @@ from typing import Any
 import attrs
 
 from chamberlain.actors.mailbox import ReplyTo
-from chamberlain.model import Job, NewJob
+from chamberlain.callbacks import Delivery, DeliveryState
+from chamberlain.joblog import JobMessage
+from chamberlain.model import Job, JobStatus, NewJob
 from chamberlain.pipelines.routing import Plan
 from chamberlain.plugins.protocol import Outcome, TerminationReason
 from chamberlain.retry import RetryPolicy
+from chamberlain.schedule.books import (
+    BreakerBook,
+    BreakerKey,
+    ScheduleBook,
+    ScheduleKey,
+    ScheduleStatus,
+    StoredSchedules,
+)
 from chamberlain.store.sqlite import Claimed, Enqueued, JobFilter
 
 # -- to the JobStore --------------------------------------------------------------------------
@@ -162,8 +172,174 @@ class GetTree:
     reply: ReplyTo[Tree | None]
 
 
+# -- job messages, queue view, callbacks (migration 0003) --------------------------------
+
+
+@attrs.frozen(kw_only=True)
+class RecordOutput:
+    """Store stderr lines of a running job (within its cap); answered with how many were kept.
+
+    ``lines`` are ``(time read, text)``; ``dropped`` counts lines the Runner could
+    not buffer.  ``final`` marks the attempt's last flush, which records the
+    dropped-lines marker if any were dropped.
+    """
+
+    job_id: str
+    lines: tuple[tuple[float, str], ...]
+    dropped: int = 0
+    final: bool = False
+    reply: ReplyTo[int]
+
+
+@attrs.frozen(kw_only=True)
+class GetMessages:
+    """A job's messages after ``after_seq``, in order, at most ``limit``."""
+
+    job_id: str
+    after_seq: int = 0
+    limit: int
+    reply: ReplyTo[tuple[JobMessage, ...]]
+
+
+@attrs.frozen(kw_only=True)
+class GetStatusChanges:
+    """Status changes of all jobs after the global message id ``after_id``, filtered."""
+
+    after_id: int
+    plugin: str | None = None
+    statuses: tuple[JobStatus, ...] = ()
+    limit: int
+    reply: ReplyTo[tuple[JobMessage, ...]]
+
+
+@attrs.frozen(kw_only=True)
+class QueueView:
+    """Running jobs (oldest start first) and queued ones (in dispatch order)."""
+
+    running: tuple[Job, ...]
+    queued: tuple[Job, ...]
+    running_total: int
+    queued_total: int
+    #: The newest message id: a status stream that starts here misses nothing after.
+    last_message_id: int
+
+
+@attrs.frozen(kw_only=True)
+class GetQueue:
+    """The :class:`QueueView`, at most ``limit`` jobs in each list."""
+
+    limit: int
+    reply: ReplyTo[QueueView]
+
+
+@attrs.frozen(kw_only=True)
+class CallbackInfo:
+    """A job's callback URL (None: it has none) and its deliveries so far."""
+
+    url: str | None
+    deliveries: tuple[Delivery, ...]
+
+
+@attrs.frozen(kw_only=True)
+class GetCallbacks:
+    """The :class:`CallbackInfo` of a job."""
+
+    job_id: str
+    reply: ReplyTo[CallbackInfo]
+
+
+@attrs.frozen(kw_only=True)
+class DueDeliveries:
+    """Pending deliveries due now (not in ``busy``), and when the next one falls due."""
+
+    limit: int
+    busy: frozenset[str]
+    reply: ReplyTo[tuple[tuple[Delivery, ...], float | None]]
+
+
+@attrs.frozen(kw_only=True)
+class RecordDelivery:
+    """Store the outcome of one delivery attempt; answered with the delivery."""
+
+    delivery_id: str
+    state: DeliveryState
+    next_attempt_at: float | None
+    status_code: int | None
+    error: str | None
+    reply: ReplyTo[Delivery | None]
+
+
+JournalRequest = (
+    RecordOutput
+    | GetMessages
+    | GetStatusChanges
+    | GetQueue
+    | GetCallbacks
+    | DueDeliveries
+    | RecordDelivery
+)
+
+
+@attrs.frozen(kw_only=True)
+class EnqueueDelivery:
+    """Create an inbound webhook delivery's jobs, unless it is a replay.
+
+    Answered with the first job (new, or the earlier delivery's) and whether this
+    delivery was a replay of one seen within ``service.dedupe_ttl``.
+    """
+
+    endpoint: str
+    delivery_id: str | None
+    plan: Plan
+    reply: ReplyTo[tuple[Job | None, bool]]
+
+
+# -- the Scheduler's books (migration 0002) ------------------------------------------------
+
+
+@attrs.frozen(kw_only=True)
+class LoadSchedules:
+    """Every schedule's book and every circuit breaker, as stored."""
+
+    reply: ReplyTo[StoredSchedules]
+
+
+@attrs.frozen(kw_only=True)
+class OutstandingJobs:
+    """For each schedule, the ids of its queued and running jobs, oldest first."""
+
+    keys: tuple[ScheduleKey, ...]
+    reply: ReplyTo[Mapping[ScheduleKey, tuple[str, ...]]]
+
+
+@attrs.frozen(kw_only=True)
+class CommitSchedules:
+    """Enqueue scheduled jobs and write the books that record them, in one transaction.
+
+    Together, so a crash can neither lose a fire the books say happened nor run
+    one twice.  ``forget`` drops the books of schedules no longer configured.
+    """
+
+    jobs: tuple[NewJob, ...] = ()
+    books: tuple[ScheduleBook, ...] = ()
+    breakers: tuple[BreakerBook, ...] = ()
+    forget: tuple[ScheduleKey, ...] = ()
+    forget_breakers: tuple[BreakerKey, ...] = ()
+    reply: ReplyTo[tuple[Enqueued, ...]]
+
+
+@attrs.frozen(kw_only=True)
+class JobStatuses:
+    """The current status of each of these jobs (those pruned since are left out)."""
+
+    job_ids: tuple[str, ...]
+    reply: ReplyTo[Mapping[str, JobStatus]]
+
+
 JobStoreRequest = (
-    RouteSettled
+    JournalRequest
+    | EnqueueDelivery
+    | RouteSettled
     | EnqueuePlan
     | TreePending
     | GetTree
@@ -177,6 +353,10 @@ JobStoreRequest = (
     | QueueDepth
     | RunningJobs
     | WaitJob
+    | LoadSchedules
+    | OutstandingJobs
+    | CommitSchedules
+    | JobStatuses
 )
 
 
@@ -252,6 +432,14 @@ class Run:
     claimed: Claimed
 
 
+# -- to the callback sender ------------------------------------------------------------
+
+
+@attrs.frozen(kw_only=True)
+class CallbacksDue:
+    """A delivery may have become due (one was recorded, or an attempt ended)."""
+
+
 # -- to a Runner ------------------------------------------------------------------------
 
 
@@ -284,3 +472,53 @@ class WaitTree:
 
 
 RouterRequest = WakeRouter | WaitTree
+
+
+# -- to the Scheduler ------------------------------------------------------------------
+
+
+@attrs.frozen(kw_only=True)
+class ListSchedules:
+    """Every schedule, with its next run, last run and breaker."""
+
+    reply: ReplyTo[tuple[ScheduleStatus, ...]]
+
+
+@attrs.frozen(kw_only=True)
+class ResetBreaker:
+    """Close the breaker of the schedule's (plugin, command); answered with the schedule,
+    or None when there is no such schedule.  ``by`` names who asked, for the record."""
+
+    plugin: str
+    schedule_id: str
+    by: str
+    reply: ReplyTo[ScheduleStatus | None]
+
+
+@attrs.frozen(kw_only=True)
+class ScheduledJobSettled:
+    """A job a schedule enqueued reached a terminal status (sent by the JobStore)."""
+
+    job: Job
+
+
+@attrs.frozen(kw_only=True)
+class CancelsSettled:
+    """Jobs a schedule cancelled to make room are gone, or the wait for them ran out
+    (sent by the Scheduler's own watcher task)."""
+
+    plugin: str
+    schedule_id: str
+    job_ids: tuple[str, ...]
+
+
+@attrs.frozen(kw_only=True)
+class PauseScheduling:
+    """Enqueue nothing more (the daemon is draining); answered once no fire is underway."""
+
+    reply: ReplyTo[None]
+
+
+SchedulerRequest = (
+    ListSchedules | ResetBreaker | ScheduledJobSettled | CancelsSettled | PauseScheduling
+)

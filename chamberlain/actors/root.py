@@ -6,6 +6,7 @@
      ├─ jobstore
      ├─ runners (one_for_one): one Runner per plugin
      ├─ dispatcher
+     ├─ scheduler
      └─ web
 
 Mailboxes are created here, before any actor starts, and outlive every restart, so
@@ -24,30 +25,41 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import attrs
+import httpx
 import trio
 
+from chamberlain.actors.callbacks import CallbackSender
 from chamberlain.actors.dispatcher import Dispatcher
 from chamberlain.actors.gateway import Gateway, Lifecycle, Phase
+from chamberlain.actors.hub import Hub
 from chamberlain.actors.jobstore import JobStore
+from chamberlain.actors.journal import Journal
 from chamberlain.actors.mailbox import call
 from chamberlain.actors.messages import (
+    CallbacksDue,
     DispatcherRequest,
     Drain,
     JobStoreRequest,
+    PauseScheduling,
     RouterRequest,
     RunnerRequest,
+    SchedulerRequest,
     Terminate,
     Wake,
     WakeRouter,
 )
 from chamberlain.actors.router import Router
 from chamberlain.actors.runner import Runner
+from chamberlain.actors.scheduler import Scheduler, settled_notifier
 from chamberlain.config import Config
+from chamberlain.metrics import Metrics
 from chamberlain.pipelines.routing import Routing, build_routing
 from chamberlain.plugins.binding import BoundPlugin
 from chamberlain.plugins.process import Limits, run_plugin
 from chamberlain.plugins.protocol import ProcessResult, TerminationReason
+from chamberlain.schedule.plan import build_plans
 from chamberlain.supervision import ChildSpec, Strategy, Supervisor
+from chamberlain.systemd import Notifier
 
 log = logging.getLogger("chamberlain.root")
 
@@ -55,6 +67,9 @@ log = logging.getLogger("chamberlain.root")
 STORE_MAILBOX = 1024
 DISPATCHER_MAILBOX = 1024
 ROUTER_MAILBOX = 1024
+SCHEDULER_MAILBOX = 1024
+#: Only wake-ups travel here; one waiting is as good as many.
+CALLBACKS_MAILBOX = 16
 
 
 @attrs.define(eq=False)
@@ -80,14 +95,24 @@ class Daemon:
     #: Routes and pipelines; built (and checked) from the config when not given.
     routing: Routing | None = None
     lifecycle: Lifecycle = attrs.field(factory=Lifecycle)
+    #: Tells systemd about start-up, stopping and liveness; silent unless given one.
+    notifier: Notifier = attrs.field(factory=Notifier)
+    #: Where callbacks are sent; tests pass an in-process transport.
+    callback_transport: httpx.AsyncBaseTransport | None = None
+    metrics: Metrics = attrs.field(factory=Metrics)
+    #: Off for ``chamberlain run``, which runs one job and nothing else.
+    run_schedules: bool = True
     #: Filled in once the web server is listening.
     urls: list[str] = attrs.field(factory=list, init=False)
+    webhook_urls: list[str] = attrs.field(factory=list, init=False)
     gateway: Gateway = attrs.field(init=False)
     root: Supervisor = attrs.field(init=False)
     runners: dict[str, Runner] = attrs.field(factory=dict, init=False)
     _store_tx: trio.MemorySendChannel[JobStoreRequest] = attrs.field(init=False)
     _dispatcher_tx: trio.MemorySendChannel[DispatcherRequest] = attrs.field(init=False)
     _router_tx: trio.MemorySendChannel[RouterRequest] = attrs.field(init=False)
+    _callbacks_tx: trio.MemorySendChannel[CallbacksDue] = attrs.field(init=False)
+    _scheduler_tx: trio.MemorySendChannel[SchedulerRequest] = attrs.field(init=False)
     _runner_tx: dict[str, trio.MemorySendChannel[RunnerRequest]] = attrs.field(
         factory=dict, init=False
     )
@@ -100,6 +125,12 @@ class Daemon:
         disp_tx, disp_rx = trio.open_memory_channel[DispatcherRequest](DISPATCHER_MAILBOX)
         router_tx, router_rx = trio.open_memory_channel[RouterRequest](ROUTER_MAILBOX)
         self._store_tx, self._dispatcher_tx, self._router_tx = store_tx, disp_tx, router_tx
+        callbacks_tx, callbacks_rx = trio.open_memory_channel[CallbacksDue](CALLBACKS_MAILBOX)
+        self._callbacks_tx = callbacks_tx
+        sched_tx, sched_rx = trio.open_memory_channel[SchedulerRequest](SCHEDULER_MAILBOX)
+        self._scheduler_tx = sched_tx
+        hub = Hub(buffer=self.config.api.sse_buffer)
+        journal = Journal(hub=hub, metrics=self.metrics, wake_callbacks=self._wake_callbacks)
         if self.routing is None:
             self.routing = build_routing(
                 self.config.routes, self.config.pipelines, self.plugins, source=self.config.source
@@ -113,6 +144,8 @@ class Daemon:
             job_retention=service.job_retention,
             now=self.now,
             offload=self.store_offload,
+            journal=journal,
+            job_finished=settled_notifier(sched_tx),
         )
         runner_specs: list[ChildSpec] = []
         for name, plugin in sorted(self.plugins.items()):
@@ -145,6 +178,14 @@ class Daemon:
             now=self.now,
         )
         router = Router(store=store_tx, routing=self.routing, now=self.now)
+        scheduler = Scheduler(
+            store=store_tx,
+            dispatcher=disp_tx,
+            address=sched_tx,
+            plans=build_plans(self.plugins) if self.run_schedules else (),
+            now=self.now,
+            seed=service.name,
+        )
         self.gateway = Gateway(
             store=store_tx,
             dispatcher=disp_tx,
@@ -154,15 +195,33 @@ class Daemon:
             router=router_tx,
             routing=self.routing,
             timeout=self.config.api.request_timeout,
+            max_concurrent_sync=self.config.api.max_concurrent_sync,
+            hub=hub,
+            scheduler=sched_tx,
+        )
+        callbacks = CallbackSender(
+            store=store_tx,
+            config=self.config.callbacks,
+            wake=self._wake_callbacks,
+            metrics=self.metrics,
+            now=self.now,
+            transport=self.callback_transport,
         )
         children = [
             ChildSpec(id="jobstore", start=functools.partial(jobstore.run, store_rx)),
             ChildSpec(id="runners", start=runners.run, statistics=runners.statistics),
             ChildSpec(id="dispatcher", start=functools.partial(dispatcher.run, disp_rx)),
             ChildSpec(id="router", start=functools.partial(router.run, router_rx)),
+            ChildSpec(id="scheduler", start=functools.partial(scheduler.run, sched_rx)),
         ]
         if self.serve_web:
             children.append(ChildSpec(id="web", start=self._serve_web))
+            if self.config.webhooks.listen and self.config.webhooks.endpoints:
+                children.append(ChildSpec(id="webhooks", start=self._serve_webhooks))
+        # Last: it depends on the JobStore only, and a crash of it restarts nothing else.
+        children.append(
+            ChildSpec(id="callbacks", start=functools.partial(callbacks.run, callbacks_rx))
+        )
         self.root = Supervisor(
             name="root",
             children=children,
@@ -177,6 +236,12 @@ class Daemon:
         except trio.WouldBlock:
             pass  # a full mailbox will wake the Router anyway
 
+    def _wake_callbacks(self) -> None:
+        try:
+            self._callbacks_tx.send_nowait(CallbacksDue())
+        except trio.WouldBlock:
+            pass  # a full mailbox will wake the sender anyway
+
     def _wake_dispatcher(self) -> None:
         try:
             self._dispatcher_tx.send_nowait(Wake())
@@ -187,9 +252,19 @@ class Daemon:
         self, *, task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED
     ) -> None:
         from chamberlain.web.app import create_app
+        from chamberlain.web.routes import ROUTES
         from chamberlain.web.serve import serve_api
+        from chamberlain.web.webhooks import webhook_routes
 
-        app = create_app(self.gateway, self.config.api)
+        hooks = self.config.webhooks
+        routes = ROUTES if hooks.listen else (*ROUTES, *webhook_routes(hooks))
+        app = create_app(
+            self.gateway,
+            self.config.api,
+            routes=routes,
+            metrics=self.metrics,
+            callbacks=self.config.callbacks,
+        )
 
         async def ready(*, task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED) -> None:
             await serve_api(app, self.config.api, task_status=task_status)
@@ -197,6 +272,22 @@ class Daemon:
         async with trio.open_nursery() as nursery:
             self.urls = list(await nursery.start(ready))
             task_status.started(self.urls)
+
+    async def _serve_webhooks(
+        self, *, task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """The webhook endpoints on a listener of their own (``webhooks.listen``)."""
+        from chamberlain.web.app import create_app
+        from chamberlain.web.serve import serve_api
+        from chamberlain.web.webhooks import webhook_routes
+
+        hooks = self.config.webhooks
+        assert hooks.listen is not None
+        api = attrs.evolve(self.config.api, listen=hooks.listen)
+        app = create_app(self.gateway, api, routes=webhook_routes(hooks), metrics=self.metrics)
+        async with trio.open_nursery() as nursery:
+            self.webhook_urls = list(await nursery.start(functools.partial(serve_api, app, api)))
+            task_status.started(self.webhook_urls)
 
     async def run(
         self,
@@ -210,6 +301,7 @@ class Daemon:
         """
         async with trio.open_nursery() as nursery:
             self._cancel = nursery.cancel_scope
+            await nursery.start(self.notifier.keep_alive)
             if self.handle_signals:
                 await nursery.start(self._watch_signals)
             await nursery.start(self._run_root)
@@ -219,8 +311,9 @@ class Daemon:
                 len(self.plugins),
                 self.config.service.max_workers,
                 f", listening on {', '.join(self.urls)}" if self.urls else "",
-                extra={"component": "root", "urls": self.urls},
+                extra={"component": "root", "urls": self.urls, "webhook_urls": self.webhook_urls},
             )
+            self.notifier.ready(f"ready: {len(self.plugins)} plugins")
             task_status.started(self)
 
     async def _run_root(
@@ -263,7 +356,11 @@ class Daemon:
             return
         self._stopping = True
         self.lifecycle.phase = Phase.DRAINING
+        self.notifier.stopping("draining: no new jobs start")
         grace = self.config.service.shutdown_grace
+        # Scheduled runs stop first, so draining does not race new work.
+        with trio.move_on_after(min(grace, self.config.api.request_timeout)):
+            await call(self._scheduler_tx, lambda r: PauseScheduling(reply=r))
         drained = False
         with trio.move_on_after(grace):
             await call(self._dispatcher_tx, lambda r: Drain(reply=r))

@@ -33,6 +33,7 @@ from chamberlain.actors.messages import (
     Settle,
     Terminate,
 )
+from chamberlain.actors.output import forward_output
 from chamberlain.model import Job
 from chamberlain.plugins.binding import BoundPlugin
 from chamberlain.plugins.process import Limits, ProcessControl, run_plugin
@@ -127,16 +128,20 @@ class Runner:
                 event=job.event,
                 deadline_at=datetime.now(UTC) + timedelta(seconds=timeout),
             )
-            result = await self.execute(
-                entrypoint=plugin.manifest.entrypoint,
-                cwd=plugin.manifest.directory,
-                request=request,
-                timeout=timeout,
-                env=job_environment(job.id, plugin.name),
-                limits=self.limits,
-                control=control,
-                plugin=plugin.name,
-            )
+            # Stderr lines are stored as the job's messages while it runs; they are
+            # all flushed before the outcome below is settled.
+            async with forward_output(self.store, job.id, now=self.now) as on_stderr_line:
+                result = await self.execute(
+                    entrypoint=plugin.manifest.entrypoint,
+                    cwd=plugin.manifest.directory,
+                    request=request,
+                    timeout=timeout,
+                    env=job_environment(job.id, plugin.name),
+                    limits=self.limits,
+                    control=control,
+                    on_stderr_line=on_stderr_line,
+                    plugin=plugin.name,
+                )
             outcome = decide_outcome(result)
         except Exception as exc:
             # A fault of ours, not the plugin's: fail this job (retryably) and keep

@@ -145,22 +145,34 @@ class Routing:
     # -- planning ----------------------------------------------------------------------
 
     def start(
-        self, pipeline: PipelineConfig, payload: Mapping[str, Any], *, submitted_by: str, now: float
+        self,
+        pipeline: PipelineConfig,
+        payload: Mapping[str, Any],
+        *,
+        submitted_by: str,
+        now: float,
+        event: Mapping[str, Any] | None = None,
     ) -> Plan:
-        """Jobs for a pipeline started by hand (``POST /pipeline/{name}``)."""
-        event = StoredEvent(
-            event_id=self.new_id(),
-            job_id="",
-            type="pipeline.trigger",
-            source="api",
-            payload=dict(payload),
-            dedupe_key=None,
-            created_at=now,
-        )
-        source = _Input(event=event.envelope(), event_id=event.event_id)
+        """Jobs for a pipeline started from outside: ``POST /pipeline/{name}`` (step one
+        gets a ``pipeline.trigger`` event with ``payload``) or a webhook delivery
+        (step one gets the delivery's ``event``)."""
+        if event is None:
+            event = StoredEvent(
+                event_id=self.new_id(),
+                job_id="",
+                type="pipeline.trigger",
+                source="api",
+                payload=dict(payload),
+                dedupe_key=None,
+                created_at=now,
+            ).envelope()
+        source = _Input(event=event, event_id=event.get("event_id"))
         jobs, skips = self._step_jobs(
             pipeline, 0, source, parent=None, context={}, submitted_by=submitted_by, now=now
         )
+        if jobs:
+            # Steps skipped before the first job are told about on that job, the root.
+            skips = [attrs.evolve(s, job_id=jobs[0].id) for s in skips]
         return Plan(events=tuple(skips), jobs=tuple(jobs))
 
     def plan(self, job: Job, now: float) -> Plan:

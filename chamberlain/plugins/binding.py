@@ -67,7 +67,8 @@ def bind_plugins(config: Config, discovery: Discovery) -> dict[str, BoundPlugin]
     """Join config and discovery into the plugins this daemon will run.
 
     A ``plugins:`` entry naming a plugin that was not discovered is a configuration
-    error (most likely a typo, which would otherwise silently do nothing).  Plugins
+    error (most likely a typo, which would otherwise silently do nothing), and so is
+    a schedule naming a command its plugin's manifest does not declare.  Plugins
     that are disabled, or whose manifest requires config keys the operator did not
     set, are left out with a log line: one bad plugin never stops the daemon.
     """
@@ -82,6 +83,15 @@ def bind_plugins(config: Config, discovery: Discovery) -> dict[str, BoundPlugin]
             ),
             source=config.source,
         )
+    unknown = [
+        f"plugins.{name}.schedules[{index}].command: plugin {name!r} has no command"
+        f" {schedule.command!r} (it has: {', '.join(c.name for c in manifest.commands)})"
+        for name, manifest in sorted(discovery.plugins.items())
+        for index, schedule in enumerate(config.plugin_config(name).schedules)
+        if manifest.command(schedule.command) is None
+    ]
+    if unknown:
+        raise ConfigError(unknown, source=config.source)
     bound: dict[str, BoundPlugin] = {}
     for name, manifest in sorted(discovery.plugins.items()):
         settings = config.plugins.get(name, PluginConfig())

@@ -106,6 +106,7 @@ def _row_to_job(row: sqlite3.Row) -> Job:
         step_id=row["step_id"],
         root_job_id=row["root_job_id"],
         depth=row["depth"],
+        schedule_id=row["schedule_id"],
     )
 
 
@@ -266,6 +267,7 @@ class SqliteStore:
             "step_id": new.step_id,
             "root_job_id": new.root_job_id,
             "depth": new.depth,
+            "schedule_id": new.schedule_id,
             "routed": 0,
         }
         row = self.conn.execute(
@@ -557,3 +559,73 @@ class SqliteStore:
             (root_id, root_id),
         ).fetchone()
         return int(n)
+
+    # -- the queue view (migration 0003; messages and callbacks: store/messages.py,
+    # store/deliveries.py) ---------------------------------------------------------------
+
+    def queue_view(self, limit: int) -> tuple[list[Job], list[Job], int, int]:
+        """Running jobs by start, queued jobs in dispatch order (each at most ``limit``),
+        and how many of each there are in all."""
+        running = self.conn.execute(
+            f"SELECT {_JOB_COLUMNS} FROM jobs WHERE status = 'running'"
+            " ORDER BY started_at, seq LIMIT ?",
+            (limit,),
+        ).fetchall()
+        queued = self.conn.execute(
+            f"SELECT {_JOB_COLUMNS} FROM jobs WHERE status = 'queued' ORDER BY run_at, seq LIMIT ?",
+            (limit,),
+        ).fetchall()
+        (running_total,) = self.conn.execute(
+            "SELECT COUNT(*) FROM jobs WHERE status = 'running'"
+        ).fetchone()
+        return (
+            [_row_to_job(r) for r in running],
+            [_row_to_job(r) for r in queued],
+            int(running_total),
+            self.queue_depth(),
+        )
+
+    # -- inbound webhooks (migration 0005) ------------------------------------------
+
+    def enqueue_delivery(
+        self,
+        endpoint: str,
+        delivery_id: str | None,
+        plan: Plan,
+        *,
+        now: float,
+        replay_ttl: float,
+        dedupe_ttl: float,
+    ) -> tuple[Job | None, bool]:
+        """Create a delivery's jobs unless the same delivery was seen within ``replay_ttl``.
+
+        Returns the first job (the one created now, or the one the earlier delivery
+        created) and whether this delivery was a replay.
+        """
+        if delivery_id is not None:
+            row = self.conn.execute(
+                "SELECT job_id FROM webhook_deliveries WHERE endpoint = ? AND delivery_id = ?"
+                " AND received_at >= ?",
+                (endpoint, delivery_id, now - replay_ttl),
+            ).fetchone()
+            if row is not None:
+                return self.get_job(row["job_id"]), True
+        enqueued = self.apply_plan(plan, now=now, dedupe_ttl=dedupe_ttl)
+        if not enqueued:
+            return None, False
+        first = enqueued[0].job
+        if delivery_id is not None:
+            self.conn.execute(
+                "INSERT INTO webhook_deliveries (endpoint, delivery_id, job_id, received_at)"
+                " VALUES (?, ?, ?, ?) ON CONFLICT (endpoint, delivery_id) DO UPDATE SET"
+                " job_id = excluded.job_id, received_at = excluded.received_at",
+                (endpoint, delivery_id, first.id, now),
+            )
+        return first, False
+
+    def prune_deliveries(self, *, older_than: float) -> int:
+        """Forget deliveries older than the replay window."""
+        cur = self.conn.execute(
+            "DELETE FROM webhook_deliveries WHERE received_at < ?", (older_than,)
+        )
+        return cur.rowcount

@@ -34,10 +34,12 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound, Reque
 
 from chamberlain.actors.gateway import Gateway
 from chamberlain.actors.mailbox import ActorUnavailable
-from chamberlain.config import ApiConfig
+from chamberlain.callbacks import AllowList, CallbackRules
+from chamberlain.config import ApiConfig, CallbacksConfig
+from chamberlain.metrics import Metrics
 from chamberlain.web.auth import ByCommand, Scoped, TokenTable, authenticate, authorize
 from chamberlain.web.errors import ApiError, bad_request, error_body, too_large
-from chamberlain.web.handler import Call, Reply, Site
+from chamberlain.web.handler import JSON, Call, Site, StreamReply
 from chamberlain.web.openapi import build_openapi
 from chamberlain.web.routes import ROUTES
 from chamberlain.web.spec import Route
@@ -48,6 +50,9 @@ log = logging.getLogger("chamberlain.web")
 BODY_TIMEOUT = 30.0
 #: How long sending one response may take.
 RESPONSE_TIMEOUT = 60.0
+#: How long a refusal waits for the rest of a body it did not need before it gives up
+#: on keeping the connection alive (see :func:`body_received`).
+DRAIN_TIMEOUT = 2.0
 
 # Request ids are echoed into headers and logs, so only tame ones are kept.
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:@/+=-]{1,128}")
@@ -115,8 +120,38 @@ async def read_body(limit: int) -> bytes:
     return bytes(data)
 
 
+async def body_received() -> bool:
+    """Wait (briefly) until the current request's body has fully arrived.
+
+    A refusal (401, 404, 405, 413 ...) is often decided before the client has sent
+    its body.  If the response went out first, hypercorn would find the request
+    unfinished, try to close the connection, and quart-trio would cancel that close
+    as the request ends: the connection stayed open and the client's next request
+    on it hung forever.  Waiting for the body (within ``api.max_body_size``, which
+    the body object enforces) lets the connection be reused normally.  False when
+    the body is too large or too slow; the caller then closes the connection.
+    """
+    with trio.move_on_after(DRAIN_TIMEOUT):
+        try:
+            await request.body
+        except HTTPException:
+            return False  # over the size limit: not worth reading
+        return True
+    return False
+
+
+def stream_response(reply: StreamReply) -> Response:
+    """A response sent while ``reply.chunks`` produces it, for as long as it does."""
+    response = Response(
+        reply.chunks, status=200, headers=dict(reply.headers), content_type=reply.media_type
+    )
+    # A stream lasts as long as its client wants: no RESPONSE_TIMEOUT.
+    response.timeout = None
+    return response
+
+
 def _view(route: Route, site: Site) -> ViewFunction:
-    limit = site.api.max_body_size
+    limit = route.body_limit or site.api.max_body_size
 
     async def view(**path: str) -> Response:
         identity = None
@@ -136,11 +171,22 @@ def _view(route: Route, site: Site) -> ViewFunction:
             request_id=g.request_id,
             query_error=None if problem is None else bad_request(problem),
             read_body=lambda: read_body(limit),
+            headers=dict(request.headers),
+            header=request.headers.get,
         )
         if not isinstance(route.access, ByCommand):
             # Trigger routes check the query after resolving the command and its scope.
             call.check_query()
-        reply: Reply = await route.handler(call)
+        reply = await route.handler(call)
+        if isinstance(reply, StreamReply):
+            return stream_response(reply)
+        if reply.media_type != JSON:
+            return Response(
+                reply.body,
+                status=reply.status,
+                headers=dict(reply.headers),
+                content_type=reply.media_type,
+            )
         return json_response(reply.body, reply.status, reply.headers)
 
     view.__name__ = route.operation_id
@@ -162,6 +208,9 @@ def _install_edges(app: QuartTrio, limit: int) -> None:
 
     @app.after_request
     async def finish(response: Response) -> Response:
+        if not await body_received():
+            # The client is told to close; hypercorn alone would leave it hanging.
+            response.headers["Connection"] = "close"
         request_id = g.get("request_id") or request_id_for(None)
         response.headers["X-Request-Id"] = request_id
         response.headers.setdefault("Cache-Control", "no-store")
@@ -244,11 +293,33 @@ def _install_error_handlers(app: QuartTrio, limit: int) -> None:
         return json_response(error_body("internal error"), 500)
 
 
-def create_app(gateway: Gateway, api: ApiConfig, *, routes: Sequence[Route] = ROUTES) -> QuartTrio:
+def _install_metrics(app: QuartTrio, metrics: Metrics, routes: Sequence[Route]) -> None:
+    templates = {route.operation_id: route.path for route in routes}
+
+    @app.after_request
+    async def count(response: Response) -> Response:
+        # The route's template, not the path: one series per route, however many
+        # job ids pass through it.  Paths that match no route share one series.
+        rule = request.url_rule
+        route = templates.get(rule.endpoint, "unmatched") if rule is not None else "unmatched"
+        metrics.http_request(route, request.method, response.status_code)
+        return response
+
+
+def create_app(
+    gateway: Gateway,
+    api: ApiConfig,
+    *,
+    routes: Sequence[Route] = ROUTES,
+    metrics: Metrics | None = None,
+    callbacks: CallbacksConfig | None = None,
+) -> QuartTrio:
     """The HTTP API of the daemon behind ``gateway``, configured by ``api``.
 
     ``routes`` defaults to the route table; the same routes are served and described
-    by ``/openapi.json``.
+    by ``/openapi.json``.  ``metrics`` is the daemon's (a fresh set when None); the
+    app counts its requests there and ``/metrics`` renders it.  ``callbacks`` says
+    which ``callback_url`` a trigger may give (None: none).
     """
     tokens = TokenTable.from_config(api.auth)
     if not len(tokens):
@@ -256,8 +327,22 @@ def create_app(gateway: Gateway, api: ApiConfig, *, routes: Sequence[Route] = RO
             "api.auth configures no api_key and no tokens: every protected route answers 401",
             extra={"component": "web"},
         )
-    site = Site(gateway=gateway, api=api, tokens=tokens, openapi=build_openapi(routes))
-    limit = api.max_body_size
+    site = Site(
+        gateway=gateway,
+        api=api,
+        tokens=tokens,
+        openapi=build_openapi(routes),
+        metrics=metrics if metrics is not None else Metrics(),
+        callbacks=CallbackRules()
+        if callbacks is None
+        else CallbackRules(
+            allow=AllowList.from_entries(callbacks.allowed_hosts),
+            enabled=callbacks.secret is not None,
+        ),
+    )
+    # The first check, before routing, lets through the largest any route accepts;
+    # each route then holds its body to its own limit.
+    limit = max(api.max_body_size, *(route.body_limit or 0 for route in routes))
 
     app = ApiApp(__name__, static_folder=None, template_folder=None)
     app.config.update(
@@ -287,5 +372,6 @@ def create_app(gateway: Gateway, api: ApiConfig, *, routes: Sequence[Route] = RO
             provide_automatic_options=False,
         )
     _install_edges(app, limit)
+    _install_metrics(app, site.metrics, routes)
     _install_error_handlers(app, limit)
     return app

@@ -8,14 +8,16 @@ translation to and from HTTP.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any
 
 import attrs
 
 from chamberlain.actors.gateway import Gateway
+from chamberlain.callbacks import CallbackRules
 from chamberlain.config import ApiConfig
+from chamberlain.metrics import Metrics
 from chamberlain.plugins.manifest import CommandType
 from chamberlain.web.auth import Access, ByCommand, Identity, TokenTable, authorize
 from chamberlain.web.errors import ApiError
@@ -32,6 +34,9 @@ class Site:
     tokens: TokenTable
     #: The OpenAPI document, generated once from the route table the app serves.
     openapi: Mapping[str, Any]
+    metrics: Metrics = attrs.field(factory=Metrics)
+    #: What a trigger's callback_url is checked against.
+    callbacks: CallbackRules = attrs.field(factory=CallbackRules)
 
 
 @attrs.frozen(kw_only=True)
@@ -52,6 +57,10 @@ class Call:
     query_error: ApiError | None = None
     #: Reads the whole body, enforcing ``api.max_body_size`` (413) while reading.
     read_body: Callable[[], Awaitable[bytes]]
+    #: The request's headers (one value per name).
+    headers: Mapping[str, str] = _EMPTY
+    #: A request header by name (case-insensitive), or None.
+    header: Callable[[str], str | None] = lambda name: None
 
     @property
     def gateway(self) -> Gateway:
@@ -78,13 +87,35 @@ class Call:
         return self.require(self.access.scope_for(kind), action=action)
 
 
+#: The media type of every answer that does not say otherwise.
+JSON = "application/json"
+
+
 @attrs.frozen
 class Reply:
-    """A handler's answer: a JSON-serialisable body, its status and extra headers."""
+    """A handler's answer: a JSON-serialisable body, its status and extra headers.
+
+    With another ``media_type`` the body is sent as it is (``str`` or ``bytes``):
+    the metrics text, the API explorer's page and assets.
+    """
 
     body: Any
     status: int = 200
     headers: Mapping[str, str] = _EMPTY
+    media_type: str = JSON
 
 
-Handler = Callable[[Call], Awaitable[Reply]]
+@attrs.frozen(kw_only=True)
+class StreamReply:
+    """An answer sent while it is produced (Server-Sent Events).
+
+    Every check that can refuse the request happens before a handler returns one
+    of these, so a stream that starts is a 200 and errors stay JSON.
+    """
+
+    chunks: AsyncIterator[bytes]
+    media_type: str
+    headers: Mapping[str, str] = _EMPTY
+
+
+Handler = Callable[[Call], Awaitable[Reply | StreamReply]]

@@ -21,6 +21,10 @@ DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
 
 _STATUS_VALUES = tuple(s.value for s in JobStatus)
+_ONE_STATUS = f"({'|'.join(_STATUS_VALUES)})"
+#: Empty filters are refused (400), so the schema says so: a client generating
+#: requests from it must not expect an empty value to be accepted.
+_NON_EMPTY = {"type": "string", "minLength": 1}
 
 #: The query parameters of ``GET /jobs``; the route table and the parser share them.
 LIST_PARAMS: tuple[Param, ...] = (
@@ -31,15 +35,27 @@ LIST_PARAMS: tuple[Param, ...] = (
             "Only jobs in these statuses: comma-separated, and/or repeated"
             f" ({', '.join(_STATUS_VALUES)})."
         ),
-        schema={"type": "string", "examples": ["queued,running"]},
+        schema={
+            "type": "string",
+            "pattern": f"^ *{_ONE_STATUS} *(, *{_ONE_STATUS} *)*$",
+            "examples": ["queued,running"],
+        },
         repeatable=True,
     ),
-    Param(name="plugin", location="query", description="Only jobs of this plugin."),
-    Param(name="command", location="query", description="Only jobs of this command."),
+    Param(
+        name="plugin", location="query", description="Only jobs of this plugin.", schema=_NON_EMPTY
+    ),
+    Param(
+        name="command",
+        location="query",
+        description="Only jobs of this command.",
+        schema=_NON_EMPTY,
+    ),
     Param(
         name="submitted_by",
         location="query",
         description="Only jobs submitted by this origin (``token:<name>``, ``api_key`` ...).",
+        schema=_NON_EMPTY,
     ),
     Param(
         name="since",
@@ -65,6 +81,19 @@ LIST_PARAMS: tuple[Param, ...] = (
         description="Jobs to skip, for paging.",
         schema={"type": "integer", "minimum": 0, "default": 0},
     ),
+)
+
+INCLUDE_VALUES = ("messages", "callbacks")
+
+INCLUDE_PARAM = Param(
+    name="include",
+    location="query",
+    description=(
+        "Add to the job: `messages` (its stderr lines and system messages, in order) and/or"
+        " `callbacks` (its callback_url and every delivery). Comma-separated and/or repeated."
+    ),
+    schema={"type": "string", "examples": ["messages", "messages,callbacks"]},
+    repeatable=True,
 )
 
 JOB_ID_PARAM = Param(
@@ -120,7 +149,8 @@ def _int(query: Mapping[str, Sequence[str]], name: str, default: int, lo: int, h
     return int(text)
 
 
-def _statuses(values: Sequence[str]) -> tuple[JobStatus, ...]:
+def parse_statuses(values: Sequence[str]) -> tuple[JobStatus, ...]:
+    """Statuses from ``status`` query values: comma-separated and/or repeated; 400 if unknown."""
     found: list[JobStatus] = []
     for value in values:
         for part in value.split(","):
@@ -164,7 +194,7 @@ def parse_job_filter(query: Mapping[str, Sequence[str]]) -> JobFilter:
     if since is not None and until is not None and since > until:
         raise bad_request("query parameter 'since' is later than 'until'")
     return JobFilter(
-        statuses=_statuses(query.get("status", ())),
+        statuses=parse_statuses(query.get("status", ())),
         plugin=_single(query, "plugin"),
         command=_single(query, "command"),
         submitted_by=_single(query, "submitted_by"),
@@ -175,13 +205,33 @@ def parse_job_filter(query: Mapping[str, Sequence[str]]) -> JobFilter:
     )
 
 
+def parse_include(values: Sequence[str]) -> frozenset[str]:
+    """What ``?include=`` asks to add to a job: comma-separated and/or repeated."""
+    found = {part.strip() for value in values for part in value.split(",")}
+    unknown = sorted(found - set(INCLUDE_VALUES))
+    if unknown:
+        raise bad_request(
+            f"unknown include {unknown[0]!r}; expected one of: {', '.join(INCLUDE_VALUES)}"
+        )
+    return frozenset(found)
+
+
 async def get_job(call: Call) -> Reply:
-    """``GET /job/{job_id}``: one job, or 404."""
+    """``GET /job/{job_id}``: one job, or 404; ``?include=messages,callbacks`` adds those."""
     job_id = call.path["job_id"]
+    include = parse_include(call.query.get("include", ()))
     job = await call.gateway.get_job(job_id)
     if job is None:
         raise not_found(f"unknown job {job_id!r}")
-    return Reply(job.to_json())
+    body = job.to_json()
+    if "messages" in include:
+        messages = await call.gateway.job_messages(job_id)
+        body["messages"] = [message.to_json() for message in messages]
+    if "callbacks" in include:
+        callbacks = await call.gateway.callbacks(job_id)
+        body["callback_url"] = callbacks.url
+        body["callbacks"] = [delivery.to_json() for delivery in callbacks.deliveries]
+    return Reply(body)
 
 
 async def list_jobs(call: Call) -> Reply:
@@ -200,11 +250,14 @@ async def list_jobs(call: Call) -> Reply:
 
 __all__ = [
     "DEFAULT_LIMIT",
+    "INCLUDE_PARAM",
     "JOB_ID_PARAM",
     "LIST_PARAMS",
     "MAX_LIMIT",
     "get_job",
     "list_jobs",
+    "parse_include",
     "parse_job_filter",
     "parse_rfc3339",
+    "parse_statuses",
 ]

@@ -15,10 +15,17 @@ from typing import Any
 
 from chamberlain.model import JobStatus
 from chamberlain.web.auth import ByCommand, Public, Scoped
+from chamberlain.web.batch import MAX_BATCH_JOBS
+from chamberlain.web.control import SCHEMAS as CONTROL_SCHEMAS
+from chamberlain.web.docs import SCHEMAS as DOCS_SCHEMAS
 from chamberlain.web.handler import Call, Reply
 from chamberlain.web.jobs import MAX_LIMIT
+from chamberlain.web.metrics import SCHEMAS as METRICS_SCHEMAS
+from chamberlain.web.pipelines import SCHEMAS as PIPELINE_SCHEMAS
 from chamberlain.web.spec import Param, Route
+from chamberlain.web.streams import SCHEMAS as STREAM_SCHEMAS
 from chamberlain.web.trigger import DEDUPE_KEY_MAX, MAX_ATTEMPTS_LIMIT
+from chamberlain.web.webhooks import SCHEMAS as WEBHOOK_SCHEMAS
 
 OPENAPI_VERSION = "3.1.0"
 SECURITY_SCHEME = "bearerAuth"
@@ -59,6 +66,28 @@ _COMMAND = _object(
     }
 )
 
+#: The options of one trigger: the body of ``POST /trigger``, and part of a batch job.
+_TRIGGER_OPTIONS: Mapping[str, Any] = {
+    "payload": {
+        "type": "object",
+        "description": "Handed to the plugin; for `handle`, wrapped in an api.trigger event.",
+    },
+    "timeout": {
+        "description": "Seconds (or a duration such as '30s'); at most the command's timeout.",
+        "oneOf": [{"type": "number", "exclusiveMinimum": 0}, {"type": "string"}],
+    },
+    "max_attempts": {"type": "integer", "minimum": 1, "maximum": MAX_ATTEMPTS_LIMIT},
+    "dedupe_key": {"type": "string", "minLength": 1, "maxLength": DEDUPE_KEY_MAX},
+    "callback_url": {
+        "type": "string",
+        "format": "uri",
+        "description": (
+            "POSTed a signed summary when the job ends; http(s) on callbacks.allowed_hosts"
+            " only, and only when callbacks.secret is configured."
+        ),
+    },
+}
+
 #: Named schemas under ``components.schemas``; routes refer to them by name.
 SCHEMAS: Mapping[str, Mapping[str, Any]] = {
     "Error": {
@@ -71,22 +100,7 @@ SCHEMAS: Mapping[str, Mapping[str, Any]] = {
     "TriggerRequest": {
         "type": "object",
         "additionalProperties": False,
-        "properties": {
-            "payload": {
-                "type": "object",
-                "description": (
-                    "Handed to the plugin; for `handle`, wrapped in an api.trigger event."
-                ),
-            },
-            "timeout": {
-                "description": (
-                    "Seconds (or a duration such as '30s'); at most the command's timeout."
-                ),
-                "oneOf": [{"type": "number", "exclusiveMinimum": 0}, {"type": "string"}],
-            },
-            "max_attempts": {"type": "integer", "minimum": 1, "maximum": MAX_ATTEMPTS_LIMIT},
-            "dedupe_key": {"type": "string", "minLength": 1, "maxLength": DEDUPE_KEY_MAX},
-        },
+        "properties": dict(_TRIGGER_OPTIONS),
     },
     "TriggerAccepted": _object(
         {
@@ -103,6 +117,43 @@ SCHEMAS: Mapping[str, Mapping[str, Any]] = {
             "plugin": _STRING,
             "command": _STRING,
             "duplicate": {"const": True},
+        }
+    ),
+    "BatchRequest": _object(
+        {
+            "jobs": {
+                "type": "array",
+                "minItems": 1,
+                "maxItems": MAX_BATCH_JOBS,
+                "items": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "required": ["plugin", "command"],
+                    "properties": {
+                        "plugin": _STRING,
+                        "command": _STRING,
+                        **_TRIGGER_OPTIONS,
+                    },
+                },
+            }
+        },
+        closed=True,
+    ),
+    "BatchAccepted": _object(
+        {
+            "jobs": {
+                "type": "array",
+                "items": _object(
+                    {
+                        "job_id": {"type": "string", "format": "uuid"},
+                        "plugin": _STRING,
+                        "command": _STRING,
+                        "status": _ref("JobStatus"),
+                        "duplicate": {"const": True},
+                    },
+                    required=["job_id", "plugin", "command", "status"],
+                ),
+            }
         }
     ),
     "Job": _object(
@@ -139,6 +190,10 @@ SCHEMAS: Mapping[str, Mapping[str, Any]] = {
             },
             "pipeline": {"description": "The pipeline this job is a step of.", **_NULLABLE_STRING},
             "step_id": {"description": "Its step in that pipeline.", **_NULLABLE_STRING},
+            "schedule_id": {
+                "description": "The schedule (of this plugin) that enqueued the job.",
+                **_NULLABLE_STRING,
+            },
         }
     ),
     "JobList": _object(
@@ -177,6 +232,12 @@ SCHEMAS: Mapping[str, Mapping[str, Any]] = {
         {"error": _STRING, "status": {"type": "string", "enum": ["starting", "draining"]}}
     ),
     "OpenApi": {"type": "object", "description": "This document."},
+    **PIPELINE_SCHEMAS,
+    **WEBHOOK_SCHEMAS,
+    **CONTROL_SCHEMAS,
+    **STREAM_SCHEMAS,
+    **METRICS_SCHEMAS,
+    **DOCS_SCHEMAS,
 }
 
 _AUTH_RESPONSES = {
@@ -250,7 +311,7 @@ def _operation(route: Route) -> dict[str, Any]:
                 for name, text in spec.headers.items()
             }
         if spec.schema is not None:
-            answer["content"] = {"application/json": {"schema": _ref(spec.schema)}}
+            answer["content"] = {spec.media_type: {"schema": _ref(spec.schema)}}
         responses[str(spec.status)] = answer
     if isinstance(route.access, Public):
         op["security"] = []

@@ -8,9 +8,22 @@ every non-public route refuses anonymous and wrongly authenticated callers.
 
 from __future__ import annotations
 
-from chamberlain.web import health, jobs, openapi, plugins, trigger
+from chamberlain.web import (
+    batch,
+    control,
+    docs,
+    health,
+    jobs,
+    metrics,
+    openapi,
+    pipelines,
+    plugins,
+    streams,
+    trigger,
+)
 from chamberlain.web.auth import JOBS_RO, PLUGIN_RO, PUBLIC, ByCommand, Scoped
 from chamberlain.web.spec import BodySpec, Param, ResponseSpec, Route
+from chamberlain.web.synchronous import ASYNC_PARAM
 
 _PLUGIN = Param(name="plugin", location="path", description="The plugin's name.", required=True)
 _COMMAND = Param(
@@ -69,7 +82,7 @@ ROUTES: tuple[Route, ...] = (
         summary="Run a plugin command as a job",
         description=_TRIGGER_DESCRIPTION,
         tag="jobs",
-        params=(_PLUGIN, _COMMAND),
+        params=(_PLUGIN, _COMMAND, ASYNC_PARAM),
         body=_TRIGGER_BODY,
         responses=_TRIGGER_RESPONSES,
     ),
@@ -82,7 +95,7 @@ ROUTES: tuple[Route, ...] = (
         summary="Run a plugin command as a job (same as /trigger)",
         description=_TRIGGER_DESCRIPTION,
         tag="jobs",
-        params=(_PLUGIN, _COMMAND),
+        params=(_PLUGIN, _COMMAND, ASYNC_PARAM),
         body=_TRIGGER_BODY,
         responses=_TRIGGER_RESPONSES,
     ),
@@ -94,10 +107,10 @@ ROUTES: tuple[Route, ...] = (
         access=Scoped(JOBS_RO),
         summary="One job: status, timings, attempts, result",
         tag="jobs",
-        params=(jobs.JOB_ID_PARAM,),
+        params=(jobs.JOB_ID_PARAM, jobs.INCLUDE_PARAM),
         responses=(
-            ResponseSpec(status=200, description="The job.", schema="Job"),
-            ResponseSpec(status=400, description="A query parameter was given."),
+            ResponseSpec(status=200, description="The job.", schema="JobDetail"),
+            ResponseSpec(status=400, description="An unknown include or query parameter."),
             ResponseSpec(status=404, description="Unknown job."),
             _UNAVAILABLE,
         ),
@@ -120,6 +133,7 @@ ROUTES: tuple[Route, ...] = (
             _UNAVAILABLE,
         ),
     ),
+    batch.ROUTE,
     Route(
         operation_id="listPlugins",
         method="GET",
@@ -191,4 +205,9 @@ ROUTES: tuple[Route, ...] = (
             ResponseSpec(status=400, description="A query parameter was given."),
         ),
     ),
+    *pipelines.ROUTES,
+    *control.ROUTES,
+    *streams.ROUTES,
+    *metrics.ROUTES,
+    *docs.ROUTES,
 )

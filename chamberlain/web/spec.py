@@ -52,6 +52,8 @@ class ResponseSpec:
     schema: str | None = "Error"
     #: Response headers worth documenting, name -> description.
     headers: Mapping[str, str] = attrs.field(factory=dict)
+    #: What the body is; anything but JSON is sent as produced (streams, text, assets).
+    media_type: str = "application/json"
 
 
 def _check_path(route: Route, attribute: attrs.Attribute[Any], value: str) -> None:
@@ -78,6 +80,8 @@ class Route:
     params: tuple[Param, ...] = ()
     body: BodySpec | None = None
     responses: tuple[ResponseSpec, ...]
+    #: This route's largest body, when it differs from ``api.max_body_size``.
+    body_limit: int | None = None
 
     def __attrs_post_init__(self) -> None:
         declared = {p.name for p in self.params if p.location == "path"}

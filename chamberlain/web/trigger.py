@@ -19,16 +19,18 @@ import json
 import math
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, NoReturn
 
 import attrs
 
 from chamberlain.actors.gateway import Lifecycle, Phase
+from chamberlain.callbacks import CallbackRules
 from chamberlain.config import parse_duration
 from chamberlain.model import NewJob, rfc3339
 from chamberlain.web.errors import ApiError, bad_request, not_found, unavailable
 from chamberlain.web.handler import Call, Reply
+from chamberlain.web.synchronous import answer_synchronously, sync_slot, take_slot, wants_async
 
 #: The command whose payload arrives wrapped in an event, as Ductile expects.
 HANDLE = "handle"
@@ -38,7 +40,7 @@ EVENT_SOURCE = "api"
 MAX_ATTEMPTS_LIMIT = 100
 DEDUPE_KEY_MAX = 200
 
-BODY_FIELDS = ("payload", "timeout", "max_attempts", "dedupe_key")
+BODY_FIELDS = ("payload", "timeout", "max_attempts", "dedupe_key", "callback_url")
 
 
 @attrs.frozen(kw_only=True)
@@ -49,12 +51,39 @@ class TriggerOptions:
     timeout: float | None = None
     max_attempts: int | None = None
     dedupe_key: str | None = None
+    callback_url: str | None = None
 
 
 def _reject_constant(name: str) -> NoReturn:
     # NaN and Infinity are not JSON; Python accepts them unless told not to, and
     # they would be stored as text no other JSON reader can parse.
     raise ValueError(f"{name} is not valid JSON")
+
+
+#: Bodies nested deeper are refused.  Every layer a payload passes through (the
+#: store, the plugin's request, the API's answers) encodes it recursively, so a bound
+#: at the door keeps all of them far from Python's recursion limit.
+MAX_JSON_DEPTH = 64
+
+
+def exceeds_depth(value: object, limit: int) -> bool:
+    """True when ``value`` nests arrays and objects more than ``limit`` levels deep.
+
+    Iterative on purpose: a recursive walk would fail on the very input it checks.
+    """
+    stack: list[tuple[object, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
 
 
 def decode_json_object(raw: bytes) -> dict[str, Any]:
@@ -65,10 +94,15 @@ def decode_json_object(raw: bytes) -> dict[str, Any]:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
         raise bad_request("request body is not valid UTF-8") from None
+    too_deep = bad_request(f"request body is nested more than {MAX_JSON_DEPTH} levels deep")
     try:
         data = json.loads(text, parse_constant=_reject_constant)
     except ValueError as exc:
         raise bad_request(f"malformed JSON in request body: {exc}") from None
+    except RecursionError:
+        raise too_deep from None
+    if exceeds_depth(data, MAX_JSON_DEPTH):
+        raise too_deep
     if not isinstance(data, dict):
         raise bad_request(f"request body must be a JSON object, not {_json_kind(data)}")
     return data
@@ -88,42 +122,44 @@ def _json_kind(value: object) -> str:
     return "an object"
 
 
-def _timeout(value: object, limit: float) -> float:
+def _timeout(value: object, limit: float, name: str = "timeout") -> float:
     if isinstance(value, bool) or not isinstance(value, int | float | str):
         raise bad_request(
-            "timeout must be a number of seconds or a duration such as '30s',"
+            f"{name} must be a number of seconds or a duration such as '30s',"
             f" not {_json_kind(value)}"
         )
     try:
         seconds = parse_duration(value)
     except ValueError as exc:
-        raise bad_request(f"timeout: {exc}") from None
+        raise bad_request(f"{name}: {exc}") from None
     if not math.isfinite(seconds) or seconds <= 0:
-        raise bad_request(f"timeout must be longer than zero, got {value!r}")
+        raise bad_request(f"{name} must be longer than zero, got {value!r}")
     if seconds > limit:
-        raise bad_request(f"timeout {seconds:g}s is longer than this command's limit of {limit:g}s")
+        raise bad_request(f"{name} {seconds:g}s is longer than this command's limit of {limit:g}s")
     return seconds
 
 
-def _max_attempts(value: object) -> int:
+def _max_attempts(value: object, name: str = "max_attempts") -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise bad_request(f"max_attempts must be an integer, not {_json_kind(value)}")
+        raise bad_request(f"{name} must be an integer, not {_json_kind(value)}")
     if not 1 <= value <= MAX_ATTEMPTS_LIMIT:
-        raise bad_request(f"max_attempts must be from 1 to {MAX_ATTEMPTS_LIMIT}, got {value}")
+        raise bad_request(f"{name} must be from 1 to {MAX_ATTEMPTS_LIMIT}, got {value}")
     return value
 
 
-def _dedupe_key(value: object) -> str:
+def _dedupe_key(value: object, name: str = "dedupe_key") -> str:
     if not isinstance(value, str):
-        raise bad_request(f"dedupe_key must be a string, not {_json_kind(value)}")
+        raise bad_request(f"{name} must be a string, not {_json_kind(value)}")
     if not value.strip():
-        raise bad_request("dedupe_key must not be empty")
+        raise bad_request(f"{name} must not be empty")
     if len(value) > DEDUPE_KEY_MAX:
-        raise bad_request(f"dedupe_key is longer than {DEDUPE_KEY_MAX} characters")
+        raise bad_request(f"{name} is longer than {DEDUPE_KEY_MAX} characters")
     return value
 
 
-def parse_trigger_body(raw: bytes, *, max_timeout: float) -> TriggerOptions:
+def parse_trigger_body(
+    raw: bytes, *, max_timeout: float, callbacks: CallbackRules | None = None
+) -> TriggerOptions:
     """Validate a trigger body: ``{"payload": {...}, "timeout", "max_attempts", "dedupe_key"}``.
 
     Every field is optional and an empty body is fine.  ``timeout`` may not exceed
@@ -131,21 +167,59 @@ def parse_trigger_body(raw: bytes, *, max_timeout: float) -> TriggerOptions:
     :class:`~chamberlain.web.errors.ApiError` for anything else, unknown fields
     included: a misspelt option silently ignored would be worse than a refusal.
     """
-    body = decode_json_object(raw)
-    unknown = sorted(set(body) - set(BODY_FIELDS))
+    return parse_trigger_options(
+        decode_json_object(raw), max_timeout=max_timeout, callbacks=callbacks
+    )
+
+
+def parse_trigger_options(
+    body: Mapping[str, Any],
+    *,
+    max_timeout: float,
+    fields: Sequence[str] = BODY_FIELDS,
+    path: str = "",
+    callbacks: CallbackRules | None = None,
+) -> TriggerOptions:
+    """Validate the options of one trigger, already decoded from JSON.
+
+    ``fields`` are the keys ``body`` may hold (a batch item also names its plugin
+    and command); ``path`` prefixes every field named in an error, so a batch can
+    say ``jobs[3].timeout`` where a single trigger says ``timeout``.  A
+    ``callback_url`` is checked against ``callbacks`` (None: callbacks are off).
+    """
+    unknown = sorted(set(body) - set(fields))
     if unknown:
-        raise bad_request(
-            f"unknown field {unknown[0]!r} in the request body; expected: {', '.join(BODY_FIELDS)}"
-        )
+        where = f"{path.rstrip('.')}" if path else "the request body"
+        raise bad_request(f"unknown field {unknown[0]!r} in {where}; expected: {', '.join(fields)}")
     payload = body.get("payload", {})
     if not isinstance(payload, dict):
-        raise bad_request(f"payload must be a JSON object, not {_json_kind(payload)}")
+        raise bad_request(f"{path}payload must be a JSON object, not {_json_kind(payload)}")
     return TriggerOptions(
         payload=payload,
-        timeout=_timeout(body["timeout"], max_timeout) if "timeout" in body else None,
-        max_attempts=_max_attempts(body["max_attempts"]) if "max_attempts" in body else None,
-        dedupe_key=_dedupe_key(body["dedupe_key"]) if "dedupe_key" in body else None,
+        timeout=(
+            _timeout(body["timeout"], max_timeout, f"{path}timeout") if "timeout" in body else None
+        ),
+        max_attempts=(
+            _max_attempts(body["max_attempts"], f"{path}max_attempts")
+            if "max_attempts" in body
+            else None
+        ),
+        dedupe_key=(
+            _dedupe_key(body["dedupe_key"], f"{path}dedupe_key") if "dedupe_key" in body else None
+        ),
+        callback_url=(
+            _callback_url(body["callback_url"], callbacks, f"{path}callback_url")
+            if "callback_url" in body
+            else None
+        ),
     )
+
+
+def _callback_url(value: object, callbacks: CallbackRules | None, name: str) -> str:
+    try:
+        return (callbacks or CallbackRules()).check(value)
+    except ValueError as exc:
+        raise bad_request(f"{name}: {exc}") from None
 
 
 def trigger_event(payload: Mapping[str, Any], *, now: float, event_id: str) -> dict[str, Any]:
@@ -186,6 +260,7 @@ def build_job(
         ),
         timeout=options.timeout,
         dedupe_key=options.dedupe_key,
+        callback_url=options.callback_url,
     )
 
 
@@ -213,8 +288,15 @@ async def trigger(call: Call) -> Reply:
     identity = call.require_command(
         spec.type, action=f"run the {spec.type.value} command {plugin_name}/{command}"
     )
+    pipeline = call.gateway.routing.synchronous_for(plugin_name, command)
+    if pipeline is not None and wants_async(call):
+        pipeline = None
     call.check_query()
-    options = parse_trigger_body(await call.read_body(), max_timeout=plugin.timeout_for(command))
+    options = parse_trigger_body(
+        await call.read_body(),
+        max_timeout=plugin.timeout_for(command),
+        callbacks=call.site.callbacks,
+    )
     refusal = not_accepting(call.gateway.lifecycle)
     if refusal is not None:
         raise refusal
@@ -226,7 +308,20 @@ async def trigger(call: Call) -> Reply:
         default_max_attempts=plugin.max_attempts,
         now=time.time(),
     )
-    (enqueued,) = await call.gateway.enqueue([job])
+    if pipeline is not None:
+        # A synchronous pipeline starts from this trigger: hold a waiting slot
+        # before enqueueing, so a refusal (503) leaves nothing behind.
+        take_slot(call)
+        try:
+            (enqueued,) = await call.gateway.enqueue([job])
+        except BaseException:
+            sync_slot(call).release_on_behalf_of(call.request_id)
+            raise
+        if not enqueued.duplicate:
+            return await answer_synchronously(call, enqueued.job, pipeline)
+        sync_slot(call).release_on_behalf_of(call.request_id)
+    else:
+        (enqueued,) = await call.gateway.enqueue([job])
     stored = enqueued.job
     headers = {"Location": f"/job/{stored.id}"}
     if enqueued.duplicate:

@@ -1,0 +1,174 @@
+"""Figure 4, core dispatch: jobs made inside the daemon, run through the echo plugin.
+
+The HTTP layer is out of the way here: one request brings a whole burst, and the
+figure is how fast the daemon then claims, spawns, reads and settles the jobs,
+from the first completion to the last, compared with the spawn bound (figure 1)
+at the same parallelism.  The daemon's own CPU time per job is reported too: it
+is the gateway's cost, the part that should be close to zero.
+
+Workloads (each makes a burst of jobs inside the daemon, then the same
+measurement runs):
+
+- ``batch``: ``POST /jobs`` with up to 1,000 jobs, answered after one commit;
+- ``fanout``: one event fanned out to many jobs by a route.  Events and routes
+  come with pipelines (issue 5); until then this prints PENDING.  Adding it means
+  writing one ``submit`` function below and listing it in ``WORKLOADS``.
+
+    python bench/core_dispatch.py [--jobs 1000] [--parallel 4] [--spawn-bound JOBS_PER_S]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable
+
+import attrs
+import report
+import servers
+import spawn_bound
+
+
+@attrs.frozen(kw_only=True)
+class Burst:
+    """The jobs a workload made, and how long the request that made them took."""
+
+    job_ids: tuple[str, ...]
+    submit_seconds: float
+
+
+def submit_batch(d: servers.Daemon, count: int) -> Burst:
+    """``POST /jobs`` with ``count`` echo/poll jobs (at most 1,000 per request)."""
+    ids: list[str] = []
+    started = time.perf_counter()
+    for first in range(0, count, 1000):
+        size = min(1000, count - first)
+        jobs = [
+            {"plugin": "echo", "command": "poll", "payload": {"n": first + i}} for i in range(size)
+        ]
+        status, body = d.post("/jobs", {"jobs": jobs})
+        if status != 202:
+            raise RuntimeError(f"POST /jobs answered {status}: {body}")
+        ids.extend(job["job_id"] for job in body["jobs"])
+    return Burst(job_ids=tuple(ids), submit_seconds=time.perf_counter() - started)
+
+
+#: Workload name -> how to make its burst; None: not measurable yet, and why.
+WORKLOADS: dict[str, Callable[[servers.Daemon, int], Burst] | str] = {
+    "batch": submit_batch,
+    "fanout": "PENDING: an event fanned out by a route needs events and pipelines (issue 5)",
+}
+
+
+def wait_idle(d: servers.Daemon, timeout: float) -> None:
+    """Wait until no job is queued or running, reading the store (not the daemon's CPU)."""
+    deadline = time.monotonic() + timeout
+    with d.store() as db:
+        while True:
+            (pending,) = db.execute(
+                "SELECT COUNT(*) FROM jobs WHERE status IN ('queued', 'running')"
+            ).fetchone()
+            if pending == 0:
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{pending} jobs still pending after {timeout:g}s")
+            time.sleep(0.02)
+
+
+def run_workload(
+    name: str,
+    submit: Callable[[servers.Daemon, int], Burst],
+    *,
+    count: int,
+    parallel: int,
+    bound: float | None,
+    timeout: float,
+) -> list[report.Figure]:
+    """Start a daemon, warm it up, run one burst to the end, and read the store."""
+    with servers.daemon(max_workers=parallel) as d:
+        submit(d, min(count, 2 * parallel))
+        wait_idle(d, timeout)
+        cpu_before = servers.cpu_seconds(d.pid)
+        burst = submit(d, count)
+        wait_idle(d, timeout)
+        cpu = servers.cpu_seconds(d.pid) - cpu_before
+        with d.store() as db:
+            marks = ",".join("?" * len(burst.job_ids))
+            rows = db.execute(
+                f"SELECT status, COUNT(*), MIN(completed_at), MAX(completed_at) FROM jobs"
+                f" WHERE id IN ({marks}) GROUP BY status",
+                burst.job_ids,
+            ).fetchall()
+    by_status = {status: (n, first, last) for status, n, first, last in rows}
+    succeeded, first, last = by_status.pop("succeeded", (0, None, None))
+    if by_status or succeeded != count or first is None or last is None:
+        raise RuntimeError(f"not every job succeeded: {rows}")
+    rate = (count - 1) / (last - first) if last > first else float("nan")
+    return [
+        report.Figure(
+            name=f"dispatch ({name}): first to last completion",
+            value=rate,
+            unit="jobs/s",
+            limit_name=f"spawn bound N={parallel}",
+            limit=bound,
+            target=">= 0.8",
+            note=f"{count} jobs, max_workers {parallel}",
+        ),
+        report.Figure(
+            name=f"dispatch ({name}): daemon CPU per job",
+            value=cpu / count * 1000,
+            unit="ms",
+            note="the gateway's own cost per job",
+        ),
+        report.Figure(
+            name=f"dispatch ({name}): submitting the burst",
+            value=burst.submit_seconds * 1000,
+            unit="ms",
+            note=f"{count} jobs, 202 after the commit",
+        ),
+    ]
+
+
+def measure(
+    count: int, parallel: int, bound: float | None, *, timeout: float = 600
+) -> list[report.Figure]:
+    """Every workload's figures; pending workloads print why they are missing."""
+    figures: list[report.Figure] = []
+    for name, submit in WORKLOADS.items():
+        if isinstance(submit, str):
+            report.skipped(f"dispatch ({name})", submit)
+            continue
+        figures += run_workload(
+            name, submit, count=count, parallel=parallel, bound=bound, timeout=timeout
+        )
+    return figures
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Measure core dispatch, and the spawn bound it is compared to."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a smoke run of a few seconds")
+    parser.add_argument("--jobs", type=int, default=1000, help="jobs in the burst")
+    parser.add_argument("--parallel", type=int, default=4, help="service.max_workers (and N)")
+    parser.add_argument(
+        "--spawn-bound", type=float, help="jobs/s at the same N (default: measure it now)"
+    )
+    parser.add_argument("--json", help="also write the figures to this file")
+    args = parser.parse_args(argv)
+    count = 20 if args.quick else args.jobs
+    report.header(f"core dispatch ({count} jobs, {args.parallel} in parallel)")
+    figures: list[report.Figure] = []
+    bound = args.spawn_bound
+    if bound is None:
+        spawn = spawn_bound.measure([args.parallel], 20 if args.quick else 2000, quick=args.quick)
+        figures += spawn[:1]
+        bound = spawn[0].value
+    figures += measure(count, args.parallel, bound, timeout=60 if args.quick else 600)
+    report.show(figures)
+    report.save(args.json, "core dispatch", figures)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

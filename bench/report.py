@@ -1,0 +1,153 @@
+"""How the benchmarks describe the machine and print their figures.
+
+Every script prints the same way: a header naming the machine, then one line per
+figure (``name  value unit  [limit/ratio]``), so a run pasted into
+docs/PERFORMANCE.md needs no editing and two runs diff cleanly.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import sys
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+
+@attrs.frozen(kw_only=True)
+class Machine:
+    """What the figures were measured on."""
+
+    cpus: int
+    cpu_model: str
+    ram_gib: float
+    kernel: str
+    python: str
+    date: str
+
+    def describe(self) -> str:
+        """One line for the top of a report."""
+        return (
+            f"{self.cpus} CPUs ({self.cpu_model}), {self.ram_gib:.1f} GiB RAM,"
+            f" Linux {self.kernel}, Python {self.python}, {self.date}"
+        )
+
+
+def machine() -> Machine:
+    """The machine this process runs on, from /proc."""
+    model = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    ram = 0.0
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                ram = int(line.split()[1]) / (1024 * 1024)
+                break
+    except OSError:
+        pass
+    return Machine(
+        cpus=os.cpu_count() or 1,
+        cpu_model=model,
+        ram_gib=ram,
+        kernel=platform.release(),
+        python=platform.python_version(),
+        date=time.strftime("%Y-%m-%d %H:%M %Z"),
+    )
+
+
+def percentile(samples: Sequence[float], q: float) -> float:
+    """The ``q``-th percentile (0-100) of ``samples``, nearest-rank; NaN when empty."""
+    if not samples:
+        return math.nan
+    ordered = sorted(samples)
+    rank = max(1, math.ceil(q / 100 * len(ordered)))
+    return ordered[rank - 1]
+
+
+@attrs.frozen(kw_only=True)
+class Figure:
+    """One measured number, with what it is compared to."""
+
+    name: str
+    value: float
+    unit: str
+    #: What bounds it ("spawn bound"), and the bound's value, when there is one.
+    limit_name: str | None = None
+    limit: float | None = None
+    #: The issue's target for ``value / limit`` (or for ``value`` when no limit).
+    target: str | None = None
+    note: str = ""
+
+    @property
+    def ratio(self) -> float | None:
+        """``value / limit``, when both are known."""
+        if self.limit is None or not self.limit:
+            return None
+        return self.value / self.limit
+
+    def line(self) -> str:
+        """The figure as one printed line."""
+        text = f"  {self.name:<44} {_number(self.value):>10} {self.unit}"
+        if self.ratio is not None:
+            text += f"   = {self.ratio:.2f} x {self.limit_name} ({_number(self.limit or 0)})"
+        if self.target:
+            text += f"   target {self.target}"
+        if self.note:
+            text += f"   [{self.note}]"
+        return text
+
+
+def _number(value: float) -> str:
+    if math.isnan(value):
+        return "n/a"
+    if abs(value) >= 100:
+        return f"{value:,.0f}"
+    if abs(value) >= 10:
+        return f"{value:.1f}"
+    return f"{value:.2f}"
+
+
+def header(title: str, where: Machine | None = None) -> None:
+    """Print a section title and the machine."""
+    where = where or machine()
+    print(f"== {title}")
+    print(f"   {where.describe()}")
+    sys.stdout.flush()
+
+
+def show(figures: Iterable[Figure]) -> None:
+    """Print figures, one line each."""
+    for figure in figures:
+        print(figure.line())
+    sys.stdout.flush()
+
+
+def skipped(what: str, why: str) -> None:
+    """Say, loudly, that part of a benchmark did not run."""
+    print(f"  SKIPPED {what}: {why}")
+    sys.stdout.flush()
+
+
+def save(path: str | None, title: str, figures: Sequence[Figure], **extra: Any) -> None:
+    """Write the figures as JSON to ``path`` (nothing when None)."""
+    if path is None:
+        return
+    record = {
+        "title": title,
+        "machine": attrs.asdict(machine()),
+        "figures": [attrs.asdict(f) | {"ratio": f.ratio} for f in figures],
+        **extra,
+    }
+    Path(path).write_text(json.dumps(record, indent=2) + "\n")

@@ -1,0 +1,229 @@
+"""The callback sender: delivers the deliveries the JobStore recorded.
+
+Like the Dispatcher it never polls and keeps no state the store cannot rebuild.
+It asks the JobStore for the deliveries that are due (``DueDeliveries``), attempts
+each in its own task with httpx, records every attempt's outcome
+(``RecordDelivery``), and then sleeps until the next message (a job with a
+callback ended, or an attempt finished) or until the next retry falls due.
+
+Every attempt of one delivery sends the same stored body with the same
+``X-Chamberlain-Delivery`` id, so a receiver can drop repeats.  An attempt cut off
+by a crash is simply made again after the restart: delivery is at least once.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from importlib import metadata
+
+import attrs
+import httpx
+import trio
+
+from chamberlain.actors.mailbox import call
+from chamberlain.actors.messages import (
+    CallbacksDue,
+    DueDeliveries,
+    JobStoreRequest,
+    RecordDelivery,
+)
+from chamberlain.callbacks import (
+    DELIVERY_HEADER,
+    EVENT_HEADER,
+    SIGNATURE_HEADER,
+    AllowList,
+    Delivery,
+    DeliveryPolicy,
+    DeliveryState,
+    Verdict,
+    check_callback_url,
+    judge,
+    sign,
+)
+from chamberlain.config import CallbacksConfig
+from chamberlain.metrics import Metrics
+
+log = logging.getLogger("chamberlain.callbacks")
+
+#: Deliveries attempted at once: receivers are often small services; a burst of
+#: finished jobs should queue here rather than hammer them.
+MAX_CONCURRENT = 8
+
+
+def _user_agent() -> str:
+    try:
+        return f"chamberlain/{metadata.version('chamberlain')}"
+    except metadata.PackageNotFoundError:
+        return "chamberlain"
+
+
+def policy_of(config: CallbacksConfig) -> DeliveryPolicy:
+    """The delivery policy ``callbacks:`` configures."""
+    return DeliveryPolicy(
+        max_attempts=config.max_attempts,
+        backoff_base=config.backoff_base,
+        backoff_max=config.backoff_max,
+        timeout=config.timeout,
+    )
+
+
+@attrs.define(eq=False)
+class CallbackSender:
+    """Attempts due deliveries; see the module docstring."""
+
+    store: trio.MemorySendChannel[JobStoreRequest]
+    config: CallbacksConfig
+    #: Rings this actor's own mailbox (without blocking) when an attempt is over.
+    wake: Callable[[], None]
+    metrics: Metrics | None = None
+    now: Callable[[], float] = time.time
+    #: Tests hand in an in-process transport; None sends over the network.
+    transport: httpx.AsyncBaseTransport | None = None
+    max_concurrent: int = MAX_CONCURRENT
+    _busy: set[str] = attrs.field(factory=set, init=False)
+    attempts: int = attrs.field(default=0, init=False)
+
+    async def run(
+        self,
+        mailbox: trio.MemoryReceiveChannel[CallbacksDue],
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Deliver until cancelled, starting with whatever was pending at start-up."""
+        policy = policy_of(self.config)
+        allow = AllowList.from_entries(self.config.allowed_hosts)
+        self._busy.clear()
+        client = httpx.AsyncClient(
+            timeout=policy.timeout,
+            follow_redirects=False,
+            # The allow-list decides where bodies go: no proxy from the environment.
+            trust_env=False,
+            transport=self.transport,
+            headers={"User-Agent": _user_agent()},
+        )
+        async with client, trio.open_nursery() as nursery:
+            task_status.started()
+            while True:
+                next_due = await self._start_due(nursery, client, policy, allow)
+                deadline = math.inf
+                if next_due is not None:
+                    deadline = trio.current_time() + max(0.0, next_due - self.now())
+                with trio.move_on_at(deadline):
+                    await mailbox.receive()
+                while True:
+                    try:
+                        mailbox.receive_nowait()
+                    except trio.WouldBlock:
+                        break
+
+    async def _start_due(
+        self,
+        nursery: trio.Nursery,
+        client: httpx.AsyncClient,
+        policy: DeliveryPolicy,
+        allow: AllowList,
+    ) -> float | None:
+        room = self.max_concurrent - len(self._busy)
+        if room <= 0:
+            return None  # an attempt ending will wake us
+        busy = frozenset(self._busy)
+        answer: tuple[tuple[Delivery, ...], float | None] = await call(
+            self.store, lambda r: DueDeliveries(limit=room, busy=busy, reply=r)
+        )
+        due, next_due = answer
+        for delivery in due:
+            self._busy.add(delivery.id)
+            nursery.start_soon(self._deliver, client, delivery, policy, allow)
+        return next_due
+
+    async def _deliver(
+        self,
+        client: httpx.AsyncClient,
+        delivery: Delivery,
+        policy: DeliveryPolicy,
+        allow: AllowList,
+    ) -> None:
+        try:
+            verdict, status_code, error = await self._attempt(client, delivery, allow)
+            self.attempts += 1
+            attempts = delivery.attempts + 1
+            next_at = policy.next_attempt(attempts, verdict, now=self.now())
+            if verdict is Verdict.DELIVERED:
+                state = DeliveryState.DELIVERED
+            elif next_at is not None:
+                state = DeliveryState.PENDING
+            else:
+                state = DeliveryState.FAILED
+            if self.metrics is not None:
+                self.metrics.callback_attempts.labels(verdict.value).inc()
+            await call(
+                self.store,
+                lambda r: RecordDelivery(
+                    delivery_id=delivery.id,
+                    state=state,
+                    next_attempt_at=next_at,
+                    status_code=status_code,
+                    error=error,
+                    reply=r,
+                ),
+            )
+            extra = {
+                "component": "callbacks",
+                "job_id": delivery.job_id,
+                "delivery_id": delivery.id,
+                "status_code": status_code,
+            }
+            if state is DeliveryState.DELIVERED:
+                log.info("callback delivered (attempt %d)", attempts, extra=extra)
+            elif state is DeliveryState.PENDING:
+                log.warning(
+                    "callback attempt %d failed (%s); next in %.1fs",
+                    attempts,
+                    error or f"HTTP {status_code}",
+                    (next_at or 0.0) - self.now(),
+                    extra=extra,
+                )
+            else:
+                log.error(
+                    "callback given up after %d attempts (%s)",
+                    attempts,
+                    error or f"HTTP {status_code}",
+                    extra=extra,
+                )
+        finally:
+            self._busy.discard(delivery.id)
+            self.wake()
+
+    async def _attempt(
+        self, client: httpx.AsyncClient, delivery: Delivery, allow: AllowList
+    ) -> tuple[Verdict, int | None, str | None]:
+        """Make one attempt: the verdict, the HTTP status (if any) and an error text."""
+        secret = self.config.secret
+        if secret is None:
+            return Verdict.FINAL, None, "callbacks.secret is not configured; nothing was sent"
+        try:
+            check_callback_url(delivery.url, allow)
+        except ValueError as exc:
+            # The configuration changed since the trigger was accepted.
+            return Verdict.FINAL, None, f"{exc}; nothing was sent"
+        headers = {
+            "Content-Type": "application/json",
+            EVENT_HEADER: delivery.event,
+            DELIVERY_HEADER: delivery.id,
+            SIGNATURE_HEADER: sign(secret, delivery.body),
+        }
+        try:
+            response = await client.post(delivery.url, content=delivery.body, headers=headers)
+        except httpx.HTTPError as exc:
+            reason = type(exc).__name__
+            return Verdict.RETRY, None, f"{reason}: {exc}" if str(exc) else reason
+        verdict = judge(response.status_code)
+        error = None
+        if verdict is not Verdict.DELIVERED:
+            error = f"HTTP {response.status_code}"
+            if 300 <= response.status_code < 400:
+                error += " (redirects are not followed)"
+        return verdict, response.status_code, error

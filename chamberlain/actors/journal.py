@@ -1,0 +1,139 @@
+"""The JobStore's journal: what each transaction wrote about jobs, and who hears of it.
+
+Status changes become messages through the triggers of migration 0003, whichever
+request made them.  At the end of every transaction the JobStore asks the journal
+to :meth:`~Journal.collect` the messages the transaction added (and to record a
+callback delivery for every job that ended and asked for one, in the same
+transaction); once the transaction has committed, :meth:`~Journal.publish` hands
+the messages to the hub and the metrics and wakes the callback sender.  Nothing is
+announced that could still be rolled back, and nothing committed goes unannounced.
+
+The journal also answers the store requests of this feature
+(:data:`~chamberlain.actors.messages.JournalRequest`), so the JobStore only
+delegates them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+
+from chamberlain.actors.hub import Hub
+from chamberlain.actors.messages import (
+    CallbackInfo,
+    DueDeliveries,
+    GetCallbacks,
+    GetMessages,
+    GetQueue,
+    GetStatusChanges,
+    JournalRequest,
+    QueueView,
+    RecordDelivery,
+    RecordOutput,
+)
+from chamberlain.joblog import JobMessage, OutputLimits
+from chamberlain.metrics import Metrics
+from chamberlain.model import Job
+from chamberlain.store import deliveries, messages
+from chamberlain.store.sqlite import SqliteStore
+
+
+@attrs.frozen(kw_only=True)
+class News:
+    """What one transaction added: its messages, the jobs it ended, new deliveries."""
+
+    messages: tuple[JobMessage, ...]
+    ended: dict[str, Job]
+    deliveries: int
+
+
+@attrs.define(eq=False)
+class Journal:
+    """See the module docstring.  Outlives JobStore restarts (the root owns it)."""
+
+    hub: Hub = attrs.field(factory=Hub)
+    metrics: Metrics | None = None
+    limits: OutputLimits = attrs.field(factory=OutputLimits)
+    #: Rung (without blocking) after a commit that recorded deliveries.
+    wake_callbacks: Callable[[], None] = lambda: None
+
+    def mark(self, store: SqliteStore) -> int:
+        """Where this transaction's messages will start: call right after BEGIN."""
+        return messages.last_message_id(store.conn)
+
+    def collect(self, store: SqliteStore, mark: int, now: float) -> News:
+        """The messages added since ``mark``; records deliveries for ended jobs.
+
+        Runs inside the transaction, before its commit.
+        """
+        added = tuple(messages.messages_after(store.conn, mark))
+        ended: dict[str, Job] = {}
+        for message in added:
+            if message.ends_job:
+                job = store.get_job(message.job_id)
+                if job is not None:
+                    ended[job.id] = job
+        created = deliveries.create_deliveries(store.conn, list(ended.values()), now=now)
+        return News(messages=added, ended=ended, deliveries=created)
+
+    def publish(self, news: News) -> None:
+        """Announce a committed transaction's news (trio thread, never blocks)."""
+        for message in news.messages:
+            self.hub.publish(message)
+            if self.metrics is not None and message.is_status:
+                self.metrics.observe(message, news.ended.get(message.job_id))
+        if news.deliveries:
+            self.wake_callbacks()
+
+    def apply(self, store: SqliteStore, request: JournalRequest, now: float) -> Any:
+        """Answer one of this feature's store requests (inside the transaction)."""
+        conn = store.conn
+        match request:
+            case RecordOutput(job_id=job_id, lines=lines, dropped=dropped, final=final):
+                return messages.append_output(
+                    conn, job_id, lines, dropped=dropped, final=final, limits=self.limits, now=now
+                )
+            case GetMessages(job_id=job_id, after_seq=after_seq, limit=limit):
+                return tuple(messages.job_messages(conn, job_id, after_seq=after_seq, limit=limit))
+            case GetStatusChanges(after_id=after_id, plugin=plugin, statuses=statuses, limit=limit):
+                return tuple(
+                    messages.status_changes(
+                        conn, after_id=after_id, plugin=plugin, statuses=statuses, limit=limit
+                    )
+                )
+            case GetQueue(limit=limit):
+                running, queued, running_total, queued_total = store.queue_view(limit)
+                return QueueView(
+                    running=tuple(running),
+                    queued=tuple(queued),
+                    running_total=running_total,
+                    queued_total=queued_total,
+                    last_message_id=messages.last_message_id(conn),
+                )
+            case GetCallbacks(job_id=job_id):
+                return CallbackInfo(
+                    url=deliveries.callback_url(conn, job_id),
+                    deliveries=tuple(deliveries.job_deliveries(conn, job_id)),
+                )
+            case DueDeliveries(limit=limit, busy=busy):
+                due, next_due = deliveries.due_deliveries(conn, now=now, limit=limit, busy=busy)
+                return tuple(due), next_due
+            case RecordDelivery(
+                delivery_id=delivery_id,
+                state=state,
+                next_attempt_at=next_attempt_at,
+                status_code=status_code,
+                error=error,
+            ):
+                return deliveries.record_attempt(
+                    conn,
+                    delivery_id,
+                    state=state,
+                    next_attempt_at=next_attempt_at,
+                    status_code=status_code,
+                    error=error,
+                    now=now,
+                )
+        raise TypeError(f"unknown request {request!r}")

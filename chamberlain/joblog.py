@@ -1,0 +1,169 @@
+"""Job messages: what a job said and what happened to it, as timestamped records.
+
+A job's *messages* are its plugin's stderr lines (``kind: stderr``) and system
+messages (``kind: system``): one per status change (queued, started, retry
+scheduled, finished), written by the store in the transaction that changed the
+status, and the marker that says how many stderr lines the cap dropped.
+
+Stderr is capped per job (:class:`OutputLimits`): a plugin that prints without
+end must not fill the disk or the memory of every client that follows it.  The
+rules are plain functions here; the Runner buffers with :class:`OutputBuffer`, the
+store applies :func:`admit_output`.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from typing import Any
+
+import attrs
+
+from chamberlain.model import JobStatus, rfc3339
+
+
+class MessageKind(enum.Enum):
+    """Where a message came from."""
+
+    #: A line the plugin wrote to stderr.
+    STDERR = "stderr"
+    #: Written by chamberlain: a status change, or the dropped-lines marker.
+    SYSTEM = "system"
+
+
+@attrs.frozen(kw_only=True)
+class JobMessage:
+    """One stored message, with both of its ids.
+
+    ``id`` is global and only grows (``/events/stream`` resumes from it); ``seq``
+    counts from 1 per job (``/job/{id}/stream`` resumes from it).
+    """
+
+    id: int
+    job_id: str
+    seq: int
+    ts: float
+    kind: MessageKind
+    text: str
+    #: The job's status after this message, for status changes; None otherwise.
+    status: JobStatus | None = None
+    attempt: int | None = None
+    plugin: str
+    command: str
+
+    @property
+    def is_status(self) -> bool:
+        """True for a status change."""
+        return self.status is not None
+
+    @property
+    def ends_job(self) -> bool:
+        """True for the status change that made the job terminal (its last message)."""
+        return self.status is not None and self.status.terminal
+
+    def to_json(self) -> dict[str, Any]:
+        """The message as ``GET /job/{id}?include=messages`` lists it."""
+        out: dict[str, Any] = {
+            "seq": self.seq,
+            "ts": rfc3339(self.ts),
+            "kind": self.kind.value,
+            "text": self.text,
+        }
+        if self.status is not None:
+            out["status"] = self.status.value
+            out["attempt"] = self.attempt
+        return out
+
+    def to_event(self) -> dict[str, Any]:
+        """The message as the job and events streams send it."""
+        return {
+            "id": self.id,
+            "job_id": self.job_id,
+            "plugin": self.plugin,
+            "command": self.command,
+            **self.to_json(),
+        }
+
+
+@attrs.frozen(kw_only=True)
+class OutputLimits:
+    """How much stderr one job keeps: whichever limit is reached first."""
+
+    max_lines: int = 1000
+    max_bytes: int = 256 * 1024
+
+
+def line_size(line: str) -> int:
+    """What a line costs against :attr:`OutputLimits.max_bytes` (its UTF-8 size)."""
+    return len(line.encode("utf-8", errors="replace"))
+
+
+def dropped_marker(count: int) -> str:
+    """The text of the marker that stands for ``count`` dropped lines."""
+    noun = "line" if count == 1 else "lines"
+    return f"\u2026 {count} more stderr {noun} dropped (over the job's output cap)"
+
+
+@attrs.frozen(kw_only=True)
+class OutputTotals:
+    """What a job has kept so far."""
+
+    lines: int = 0
+    bytes: int = 0
+
+
+def admit_output(
+    totals: OutputTotals, lines: Sequence[str], limits: OutputLimits
+) -> tuple[list[str], int]:
+    """Split ``lines`` into those the job may still keep, and how many to drop.
+
+    Lines are kept in order until either limit would be passed; once one line is
+    refused every later one is too, so what is kept is always a prefix of the
+    output and a reader never sees a gap in the middle.
+    """
+    kept: list[str] = []
+    count, size = totals.lines, totals.bytes
+    for index, line in enumerate(lines):
+        cost = line_size(line)
+        if count + 1 > limits.max_lines or size + cost > limits.max_bytes:
+            return kept, len(lines) - index
+        kept.append(line)
+        count += 1
+        size += cost
+    return kept, 0
+
+
+@attrs.define(eq=False)
+class OutputBuffer:
+    """Stderr lines of one running job, waiting to be flushed to the store.
+
+    ``append`` is called from the process reader for every line and never blocks;
+    the buffer holds at most one job's worth of output (``limits``), counting what
+    it had to refuse, so a plugin flooding stderr faster than the store writes costs
+    bounded memory.
+    """
+
+    limits: OutputLimits = attrs.field(factory=OutputLimits)
+    _lines: list[tuple[float, str]] = attrs.field(factory=list, init=False)
+    _bytes: int = attrs.field(default=0, init=False)
+    _dropped: int = attrs.field(default=0, init=False)
+
+    def append(self, line: str, ts: float) -> None:
+        """Add a line read at ``ts``, or count it as dropped when the buffer is full."""
+        cost = line_size(line)
+        if len(self._lines) >= self.limits.max_lines or self._bytes + cost > self.limits.max_bytes:
+            self._dropped += 1
+            return
+        self._lines.append((ts, line))
+        self._bytes += cost
+
+    def __bool__(self) -> bool:
+        return bool(self._lines) or self._dropped > 0
+
+    def take(self) -> tuple[tuple[tuple[float, str], ...], int]:
+        """Everything buffered and the count dropped since the last take; resets both."""
+        lines, dropped = tuple(self._lines), self._dropped
+        self._lines.clear()
+        self._bytes = 0
+        self._dropped = 0
+        return lines, dropped

@@ -1,0 +1,148 @@
+"""SQL for job messages (migration 0003): stderr lines, status changes, the output cap.
+
+Status changes are written by the triggers of migration 0003; this module writes
+stderr lines and reads messages back.  Like :mod:`chamberlain.store.sqlite` it is
+synchronous and runs only on the JobStore's connection, inside its transactions.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Collection, Sequence
+from typing import Any
+
+from chamberlain.joblog import (
+    JobMessage,
+    MessageKind,
+    OutputLimits,
+    OutputTotals,
+    admit_output,
+    dropped_marker,
+    line_size,
+)
+from chamberlain.model import JobStatus
+
+_MESSAGE_COLUMNS = (
+    "m.id, m.job_id, m.seq, m.ts, m.kind, m.text, m.status, m.attempt, j.plugin, j.command"
+)
+_FROM = " FROM job_messages m JOIN jobs j ON j.id = m.job_id"
+
+
+def _message(row: Sequence[Any]) -> JobMessage:
+    return JobMessage(
+        id=row[0],
+        job_id=row[1],
+        seq=row[2],
+        ts=row[3],
+        kind=MessageKind(row[4]),
+        text=row[5],
+        status=None if row[6] is None else JobStatus(row[6]),
+        attempt=row[7],
+        plugin=row[8],
+        command=row[9],
+    )
+
+
+def last_message_id(conn: sqlite3.Connection) -> int:
+    """The newest message id ever given (0 for none): ids are never reused."""
+    row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'job_messages'").fetchone()
+    return 0 if row is None else int(row[0])
+
+
+def messages_after(conn: sqlite3.Connection, after_id: int) -> list[JobMessage]:
+    """Every message with an id above ``after_id``, oldest first."""
+    rows = conn.execute(
+        f"SELECT {_MESSAGE_COLUMNS}{_FROM} WHERE m.id > ? ORDER BY m.id", (after_id,)
+    ).fetchall()
+    return [_message(r) for r in rows]
+
+
+def job_messages(
+    conn: sqlite3.Connection, job_id: str, *, after_seq: int = 0, limit: int = 10_000
+) -> list[JobMessage]:
+    """A job's messages with ``seq`` above ``after_seq``, in order, at most ``limit``."""
+    rows = conn.execute(
+        f"SELECT {_MESSAGE_COLUMNS}{_FROM} WHERE m.job_id = ? AND m.seq > ? ORDER BY m.seq LIMIT ?",
+        (job_id, after_seq, limit),
+    ).fetchall()
+    return [_message(r) for r in rows]
+
+
+def status_changes(
+    conn: sqlite3.Connection,
+    *,
+    after_id: int,
+    plugin: str | None = None,
+    statuses: Collection[JobStatus] = (),
+    limit: int = 500,
+) -> list[JobMessage]:
+    """Status changes of every job after ``after_id``, oldest first, filtered."""
+    where = ["m.status IS NOT NULL", "m.id > ?"]
+    args: list[object] = [after_id]
+    if plugin is not None:
+        where.append("j.plugin = ?")
+        args.append(plugin)
+    if statuses:
+        where.append(f"m.status IN ({','.join('?' * len(statuses))})")
+        args.extend(s.value for s in statuses)
+    rows = conn.execute(
+        f"SELECT {_MESSAGE_COLUMNS}{_FROM} WHERE {' AND '.join(where)} ORDER BY m.id LIMIT ?",
+        (*args, limit),
+    ).fetchall()
+    return [_message(r) for r in rows]
+
+
+def _totals(conn: sqlite3.Connection, job_id: str) -> tuple[OutputTotals, int]:
+    row = conn.execute(
+        "SELECT lines, bytes, dropped FROM job_output WHERE job_id = ?", (job_id,)
+    ).fetchone()
+    if row is None:
+        return OutputTotals(), 0
+    return OutputTotals(lines=int(row[0]), bytes=int(row[1])), int(row[2])
+
+
+def append_output(
+    conn: sqlite3.Connection,
+    job_id: str,
+    lines: Sequence[tuple[float, str]],
+    *,
+    dropped: int,
+    final: bool,
+    limits: OutputLimits,
+    now: float,
+) -> int:
+    """Store a job's stderr lines within its cap; return how many were kept.
+
+    ``dropped`` counts lines the caller already had to refuse.  Lines over the cap
+    are counted, not stored; when ``final`` (the attempt is over) and some were
+    dropped since the last marker, one marker message records how many.
+    """
+    totals, pending = _totals(conn, job_id)
+    kept, refused = admit_output(totals, [text for _, text in lines], limits)
+    pending += refused + dropped
+    if not kept and not pending and not final:
+        return 0
+    (last,) = conn.execute(
+        "SELECT COALESCE(MAX(seq), 0) FROM job_messages WHERE job_id = ?", (job_id,)
+    ).fetchone()
+    rows = [
+        (job_id, last + 1 + i, ts, MessageKind.STDERR.value, text)
+        for i, (ts, text) in enumerate(lines[: len(kept)])
+    ]
+    conn.executemany(
+        "INSERT INTO job_messages (job_id, seq, ts, kind, text) VALUES (?, ?, ?, ?, ?)", rows
+    )
+    if final and pending:
+        conn.execute(
+            "INSERT INTO job_messages (job_id, seq, ts, kind, text) VALUES (?, ?, ?, ?, ?)",
+            (job_id, last + 1 + len(rows), now, MessageKind.SYSTEM.value, dropped_marker(pending)),
+        )
+        pending = 0
+    added = sum(line_size(text) for text in kept)
+    conn.execute(
+        "INSERT INTO job_output (job_id, lines, bytes, dropped) VALUES (?, ?, ?, ?)"
+        " ON CONFLICT (job_id) DO UPDATE SET lines = excluded.lines, bytes = excluded.bytes,"
+        " dropped = excluded.dropped",
+        (job_id, totals.lines + len(kept), totals.bytes + added, pending),
+    )
+    return len(kept)

@@ -1,0 +1,145 @@
+"""``GET /docs``: an interactive API explorer that works offline.
+
+The explorer is Swagger UI (``swagger-ui-dist``, Apache-2.0; its LICENSE and NOTICE
+sit next to the files in ``static/swagger-ui``) reading ``/openapi.json``.  Every
+file it needs ships inside the package and is served from here, and the page's
+Content-Security-Policy lets the browser load nothing from anywhere else, so the
+explorer works on a machine without internet and leaks nothing to a CDN.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping
+from importlib import resources
+from typing import Any
+
+import attrs
+
+from chamberlain.web.auth import PUBLIC
+from chamberlain.web.handler import Call, Reply
+from chamberlain.web.spec import ResponseSpec, Route
+
+#: Only the page's own origin; inline styles because Swagger UI sets style attributes.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline';"
+    " img-src 'self' data:; font-src 'self' data:; connect-src 'self';"
+    " base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
+
+#: Assets change only with the package: let browsers keep them for a day.
+_ASSET_CACHE = "public, max-age=86400"
+
+
+@attrs.frozen(kw_only=True)
+class Asset:
+    """One file the explorer loads: where it is served, where it ships, its type."""
+
+    path: str
+    resource: str
+    media_type: str
+    operation_id: str
+
+
+ASSETS: tuple[Asset, ...] = (
+    Asset(
+        path="/docs/swagger-ui.css",
+        resource="swagger-ui/swagger-ui.css",
+        media_type="text/css; charset=utf-8",
+        operation_id="docsSwaggerUiCss",
+    ),
+    Asset(
+        path="/docs/swagger-ui-bundle.js",
+        resource="swagger-ui/swagger-ui-bundle.js",
+        media_type="text/javascript; charset=utf-8",
+        operation_id="docsSwaggerUiJs",
+    ),
+    Asset(
+        path="/docs/explorer.js",
+        resource="explorer.js",
+        media_type="text/javascript; charset=utf-8",
+        operation_id="docsExplorerJs",
+    ),
+    Asset(
+        path="/docs/explorer.css",
+        resource="explorer.css",
+        media_type="text/css; charset=utf-8",
+        operation_id="docsExplorerCss",
+    ),
+)
+
+
+@functools.cache
+def static_file(resource: str) -> bytes:
+    """A file shipped in ``chamberlain/web/static`` (read once, then kept)."""
+    return (resources.files("chamberlain.web") / "static" / resource).read_bytes()
+
+
+async def page(call: Call) -> Reply:
+    """``GET /docs``: the explorer's page."""
+    return Reply(
+        static_file("docs.html"),
+        media_type="text/html; charset=utf-8",
+        headers={"Content-Security-Policy": CONTENT_SECURITY_POLICY},
+    )
+
+
+def _serve(asset: Asset) -> Any:
+    async def serve(call: Call) -> Reply:
+        return Reply(
+            static_file(asset.resource),
+            media_type=asset.media_type,
+            headers={"Cache-Control": _ASSET_CACHE},
+        )
+
+    serve.__doc__ = f"``GET {asset.path}``: a file of the API explorer."
+    return serve
+
+
+SCHEMAS: Mapping[str, Mapping[str, Any]] = {
+    "Html": {"type": "string", "description": "An HTML page."},
+    "Asset": {"type": "string", "description": "A stylesheet or script of the explorer."},
+}
+
+ROUTES: tuple[Route, ...] = (
+    Route(
+        operation_id="docs",
+        method="GET",
+        path="/docs",
+        handler=page,
+        access=PUBLIC,
+        summary="Interactive API explorer (works offline)",
+        description="Swagger UI on /openapi.json; every asset is served by the daemon.",
+        tag="daemon",
+        responses=(
+            ResponseSpec(
+                status=200,
+                description="The explorer's page.",
+                schema="Html",
+                media_type="text/html",
+            ),
+            ResponseSpec(status=400, description="A query parameter was given."),
+        ),
+    ),
+    *(
+        Route(
+            operation_id=asset.operation_id,
+            method="GET",
+            path=asset.path,
+            handler=_serve(asset),
+            access=PUBLIC,
+            summary=f"Explorer asset {asset.path.rsplit('/', 1)[1]}",
+            tag="daemon",
+            responses=(
+                ResponseSpec(
+                    status=200,
+                    description="The file.",
+                    schema="Asset",
+                    media_type=asset.media_type.split(";")[0],
+                ),
+                ResponseSpec(status=400, description="A query parameter was given."),
+            ),
+        )
+        for asset in ASSETS
+    ),
+)

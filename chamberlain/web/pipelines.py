@@ -1,0 +1,231 @@
+"""Pipelines over HTTP: start one by hand, list them, read a job's whole tree.
+
+``POST /pipeline/{name}`` starts a pipeline (waiting for it when it is synchronous,
+see :mod:`chamberlain.web.synchronous`); ``GET /job/{id}/tree`` shows every job a
+root set in motion, with the steps that were skipped.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from chamberlain.actors.messages import Tree
+from chamberlain.model import rfc3339
+from chamberlain.web.auth import JOBS_RO, PLUGIN_RO, PLUGIN_RW, Scoped
+from chamberlain.web.errors import bad_request, not_found
+from chamberlain.web.handler import Call, Reply
+from chamberlain.web.jobs import JOB_ID_PARAM
+from chamberlain.web.spec import BodySpec, Param, ResponseSpec, Route
+from chamberlain.web.synchronous import (
+    ASYNC_PARAM,
+    answer_synchronously,
+    sync_slot,
+    take_slot,
+    wants_async,
+)
+from chamberlain.web.trigger import decode_json_object, not_accepting
+
+
+def tree_json(tree: Tree) -> dict[str, Any]:
+    """A tree as the API shows it."""
+    return {
+        "root_job_id": tree.root_job_id,
+        "jobs": [job.to_json() for job in tree.jobs],
+        "notes": [{**note, "created_at": rfc3339(note.get("created_at"))} for note in tree.notes],
+    }
+
+
+async def start_pipeline(call: Call) -> Reply:
+    """``POST /pipeline/{name}``: run the pipeline on the posted payload."""
+    name = call.path["name"]
+    routing = call.gateway.routing
+    pipeline = routing.pipeline(name)
+    if pipeline is None:
+        raise not_found(f"unknown pipeline {name!r}")
+    identity = call.require(PLUGIN_RW, action=f"start pipeline {name}")
+    synchronous = pipeline.synchronous and not wants_async(call)
+    call.check_query()
+    body = decode_json_object(await call.read_body())
+    unknown = sorted(set(body) - {"payload"})
+    if unknown:
+        raise bad_request(f"unknown field {unknown[0]!r} in the request body; expected: payload")
+    payload = body.get("payload", {})
+    if not isinstance(payload, dict):
+        raise bad_request("payload must be a JSON object")
+    refusal = not_accepting(call.gateway.lifecycle)
+    if refusal is not None:
+        raise refusal
+    plan = routing.start(pipeline, payload, submitted_by=identity.submitted_by, now=time.time())
+    if not plan.jobs:
+        return Reply(
+            {"pipeline": name, "status": "skipped", "message": "every step's if: was false"}, 200
+        )
+    if synchronous:
+        take_slot(call)
+    try:
+        enqueued = await call.gateway.enqueue_plan(plan)
+    except BaseException:
+        if synchronous:
+            sync_slot(call).release_on_behalf_of(call.request_id)
+        raise
+    root = enqueued[0].job
+    if synchronous:
+        return await answer_synchronously(call, root, pipeline)
+    return Reply(
+        {"job_id": root.id, "status": root.status.value, "pipeline": name},
+        202,
+        {"Location": f"/job/{root.id}/tree"},
+    )
+
+
+async def job_tree(call: Call) -> Reply:
+    """``GET /job/{job_id}/tree``: every job of the tree the job belongs to."""
+    call.check_query()
+    tree = await call.gateway.get_tree(call.path["job_id"])
+    if tree is None:
+        raise not_found(f"unknown job {call.path['job_id']!r}")
+    return Reply(tree_json(tree), 200)
+
+
+async def list_pipelines(call: Call) -> Reply:
+    """``GET /pipelines``: the configured pipelines and their steps."""
+    call.check_query()
+    return Reply(
+        {
+            "pipelines": [
+                {
+                    "name": p.name,
+                    "on": p.on,
+                    "execution_mode": p.execution_mode,
+                    "timeout": p.timeout,
+                    "steps": [
+                        {
+                            "id": s.id,
+                            "uses": s.uses,
+                            "with": s.with_,
+                            "if": None
+                            if s.if_ is None
+                            else {"path": s.if_.path, "op": s.if_.op, "value": s.if_.value},
+                        }
+                        for s in p.steps
+                    ],
+                }
+                for p in call.gateway.routing.pipelines
+            ]
+        },
+        200,
+    )
+
+
+_NAME = Param(name="name", location="path", description="The pipeline's name.", required=True)
+_UNAVAILABLE = ResponseSpec(
+    status=503,
+    description="Draining, too many synchronous calls waiting, or the store did not answer.",
+)
+
+ROUTES: tuple[Route, ...] = (
+    Route(
+        operation_id="startPipeline",
+        method="POST",
+        path="/pipeline/{name}",
+        handler=start_pipeline,
+        access=Scoped(PLUGIN_RW),
+        summary="Start a pipeline on a payload",
+        description=(
+            "Step one receives the payload in a `pipeline.trigger` event. A synchronous"
+            " pipeline answers when its tree has finished (200), or 202 when that takes"
+            " longer than its timeout (capped by api.max_sync_timeout)."
+        ),
+        tag="pipelines",
+        params=(_NAME, ASYNC_PARAM),
+        body=BodySpec(schema="PipelineRequest", description="Optional: {payload: {...}}."),
+        responses=(
+            ResponseSpec(status=200, description="The finished tree.", schema="SyncResult"),
+            ResponseSpec(
+                status=202,
+                description="Started (async), or still running past the timeout.",
+                schema="PipelineStarted",
+            ),
+            ResponseSpec(status=400, description="Malformed body or query."),
+            ResponseSpec(status=404, description="Unknown pipeline."),
+            _UNAVAILABLE,
+        ),
+    ),
+    Route(
+        operation_id="listPipelines",
+        method="GET",
+        path="/pipelines",
+        handler=list_pipelines,
+        access=Scoped(PLUGIN_RO),
+        summary="The configured pipelines",
+        tag="pipelines",
+        responses=(
+            ResponseSpec(status=200, description="Pipelines.", schema="PipelineList"),
+            ResponseSpec(status=400, description="A query parameter was given."),
+        ),
+    ),
+    Route(
+        operation_id="getJobTree",
+        method="GET",
+        path="/job/{job_id}/tree",
+        handler=job_tree,
+        access=Scoped(JOBS_RO),
+        summary="Every job a root set in motion, and the steps skipped",
+        tag="jobs",
+        params=(JOB_ID_PARAM,),
+        responses=(
+            ResponseSpec(status=200, description="The tree.", schema="JobTree"),
+            ResponseSpec(status=400, description="A query parameter was given."),
+            ResponseSpec(status=404, description="Unknown job."),
+            _UNAVAILABLE,
+        ),
+    ),
+)
+
+#: Component schemas these routes refer to (merged into the OpenAPI document).
+SCHEMAS: dict[str, Any] = {
+    "PipelineRequest": {
+        "type": "object",
+        "properties": {"payload": {"type": "object"}},
+        "additionalProperties": False,
+    },
+    "PipelineStarted": {
+        "type": "object",
+        "properties": {
+            "job_id": {"type": "string"},
+            "status": {"type": "string"},
+            "pipeline": {"type": "string"},
+            "timeout_exceeded": {"type": "boolean"},
+            "message": {"type": "string"},
+        },
+        "required": ["job_id", "status"],
+    },
+    "SyncResult": {
+        "type": "object",
+        "properties": {
+            "job_id": {"type": "string"},
+            "status": {"type": "string"},
+            "pipeline": {"type": "string"},
+            "duration_ms": {"type": "number"},
+            "result": {},
+            "error": {"type": "string"},
+            "tree": {"type": "array", "items": {"$ref": "#/components/schemas/Job"}},
+        },
+        "required": ["job_id", "status", "duration_ms", "result", "tree"],
+    },
+    "JobTree": {
+        "type": "object",
+        "properties": {
+            "root_job_id": {"type": "string"},
+            "jobs": {"type": "array", "items": {"$ref": "#/components/schemas/Job"}},
+            "notes": {"type": "array", "items": {"type": "object"}},
+        },
+        "required": ["root_job_id", "jobs", "notes"],
+    },
+    "PipelineList": {
+        "type": "object",
+        "properties": {"pipelines": {"type": "array", "items": {"type": "object"}}},
+        "required": ["pipelines"],
+    },
+}
