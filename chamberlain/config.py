@@ -1268,9 +1268,21 @@ def _interpolate_string(
 
 
 class _Loader(yaml.SafeLoader):
-    """A safe loader that refuses duplicate keys instead of keeping the last one."""
+    """A safe loader that refuses duplicate keys instead of keeping the last one.
+
+    Mapping keys are always text: YAML 1.1 reads a bare ``on``/``off``/``yes``/``no``
+    as a boolean, which would turn a pipeline's ``on:`` key into ``True``.  Values
+    keep YAML 1.1's reading (``enabled: no`` is false).
+    """
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        for key_node, _ in node.value:
+            if (
+                isinstance(key_node, yaml.ScalarNode)
+                and key_node.tag == "tag:yaml.org,2002:bool"
+                and not key_node.style
+            ):
+                key_node.tag = "tag:yaml.org,2002:str"
         seen: dict[Any, yaml.Mark] = {}
         for key_node, _ in node.value:
             if key_node.tag == "tag:yaml.org,2002:merge":

@@ -1004,3 +1004,15 @@ def test_example_config_takes_secrets_from_environment() -> None:
     )
     assert config.api.auth.api_key == "prod-key"
     assert config.api.auth.tokens[0].token == "prod-read"
+
+
+def test_a_bare_on_key_stays_a_key(tmp_path: Path) -> None:
+    # YAML 1.1 would read the key `on` as the boolean true.
+    path = write(
+        tmp_path,
+        "plugins:\n  echo:\n    enabled: off\n"
+        "pipelines:\n  - name: p\n    on: echo.poll\n    steps: [{id: s, uses: echo}]\n",
+    )
+    config = load_config(path, environ={})
+    assert config.pipelines[0].on == "echo.poll"
+    assert config.plugins["echo"].enabled is False

@@ -19,6 +19,7 @@ lacks is recorded as a failed job, so the failure shows in the tree.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -29,6 +30,8 @@ from chamberlain.config import ConfigError, PipelineConfig, RouteConfig, StepCon
 from chamberlain.model import Job, NewJob, rfc3339
 from chamberlain.pipelines.templates import TemplateError, check_path, check_template, holds, render
 from chamberlain.plugins.binding import BoundPlugin
+
+log = logging.getLogger("chamberlain.router")
 
 #: Hops from a tree's root after which nothing more is routed: a guard against
 #: plugins whose events feed each other forever.
@@ -239,6 +242,7 @@ class Routing:
                 jobs.extend(more)
                 notes.extend(skips)
         for event, source in zip(events, inputs, strict=False):
+            matched = False
             # Routes: exact type match, fan-out to every match.
             for route in self.routes:
                 if route.source != job.plugin or route.event_type != event.type:
@@ -246,6 +250,7 @@ class Routing:
                 target = self.resolve_target(route.to)
                 if target is None:
                     continue  # refused at start-up; kept safe here anyway
+                matched = True
                 jobs.append(
                     self._child(
                         job,
@@ -260,6 +265,7 @@ class Routing:
             for pipeline in self._by_on.get(event.type, ()):
                 if pipeline.name in started or pipeline.name == job.pipeline:
                     continue
+                matched = True
                 more, skips = self._step_jobs(
                     pipeline,
                     0,
@@ -271,6 +277,14 @@ class Routing:
                 )
                 jobs.extend(more)
                 notes.extend(skips)
+            if not matched:
+                # Not an error: most events are only kept for the record.  Debug level,
+                # since a plugin that emits on every run would flood the log.
+                log.debug(
+                    "event %s matched no route or pipeline",
+                    event.type,
+                    extra={"component": "router", "job_id": job.id, "event_id": event.event_id},
+                )
         return Plan(events=(*events, *notes), jobs=tuple(jobs))
 
     # -- internals ---------------------------------------------------------------------
