@@ -228,7 +228,8 @@ class JobStore:
             ):
                 wake = True
             elif isinstance(request, RouteSettled) and result:
-                wake = settled = True
+                # New jobs for the Dispatcher.  The Router needs no ring: it asked.
+                wake = True
             elif isinstance(request, Settle) and result is not None:
                 self._settled(result)
                 settled = settled or result.status.terminal
