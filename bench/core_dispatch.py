@@ -6,13 +6,15 @@ from the first completion to the last, compared with the spawn bound (figure 1)
 at the same parallelism.  The daemon's own CPU time per job is reported too: it
 is the gateway's cost, the part that should be close to zero.
 
-Workloads (each makes a burst of jobs inside the daemon, then the same
+Workloads (each makes a burst of echo jobs inside the daemon, then the same
 measurement runs):
 
 - ``batch``: ``POST /jobs`` with up to 1,000 jobs, answered after one commit;
-- ``fanout``: one event fanned out to many jobs by a route.  Events and routes
-  come with pipelines (issue 5); until then this prints PENDING.  Adding it means
-  writing one ``submit`` function below and listing it in ``WORKLOADS``.
+- ``fanout``: one job of bench/plugins/burst emits as many events, which a route
+  fans out to ``echo.poll``, one job per event (the Router creates them all in one
+  transaction).
+
+Adding a workload is one ``submit`` function and one line in ``WORKLOADS``.
 
     python bench/core_dispatch.py [--jobs 1000] [--parallel 4] [--spawn-bound JOBS_PER_S]
 """
@@ -23,18 +25,28 @@ import argparse
 import sys
 import time
 from collections.abc import Callable
+from typing import Any
 
 import attrs
 import report
 import servers
 import spawn_bound
+import tools
+
+#: The plugins and the route the fan-out burst needs, merged into the daemon's config.
+FANOUT_CONFIG: dict[str, Any] = {
+    "plugin_roots": [str(tools.REPO / "plugins"), str(tools.BENCH / "plugins")],
+    "routes": [{"from": "burst", "event_type": "burst.item", "to": "echo.poll"}],
+}
 
 
 @attrs.frozen(kw_only=True)
 class Burst:
-    """The jobs a workload made, and how long the request that made them took."""
+    """How to find a workload's jobs in the store, and how long making them took."""
 
-    job_ids: tuple[str, ...]
+    #: A WHERE clause and its arguments that select exactly the burst's echo jobs.
+    where: str
+    args: tuple[Any, ...]
     submit_seconds: float
 
 
@@ -51,34 +63,56 @@ def submit_batch(d: servers.Daemon, count: int) -> Burst:
         if status != 202:
             raise RuntimeError(f"POST /jobs answered {status}: {body}")
         ids.extend(job["job_id"] for job in body["jobs"])
-    return Burst(job_ids=tuple(ids), submit_seconds=time.perf_counter() - started)
+    marks = ",".join("?" * len(ids))
+    return Burst(
+        where=f"id IN ({marks})", args=tuple(ids), submit_seconds=time.perf_counter() - started
+    )
 
 
-#: Workload name -> how to make its burst; None: not measurable yet, and why.
-WORKLOADS: dict[str, Callable[[servers.Daemon, int], Burst] | str] = {
-    "batch": submit_batch,
-    "fanout": "PENDING: an event fanned out by a route needs events and pipelines (issue 5)",
+def submit_fanout(d: servers.Daemon, count: int) -> Burst:
+    """One burst job emitting ``count`` events; the route makes an echo job of each."""
+    started = time.perf_counter()
+    status, body = d.post("/trigger/burst/poll", {"payload": {"count": count}})
+    if status != 202:
+        raise RuntimeError(f"POST /trigger/burst/poll answered {status}: {body}")
+    return Burst(
+        where="parent_job_id = ?",
+        args=(body["job_id"],),
+        submit_seconds=time.perf_counter() - started,
+    )
+
+
+#: Workload name -> how it makes its burst, and the config it needs.
+WORKLOADS: dict[str, tuple[Callable[[servers.Daemon, int], Burst], dict[str, Any]]] = {
+    "batch": (submit_batch, {}),
+    "fanout": (submit_fanout, FANOUT_CONFIG),
 }
 
 
-def wait_idle(d: servers.Daemon, timeout: float) -> None:
-    """Wait until no job is queued or running, reading the store (not the daemon's CPU)."""
+def wait_done(d: servers.Daemon, burst: Burst, count: int, timeout: float) -> None:
+    """Wait until the burst's ``count`` jobs all exist and have ended.
+
+    Reads the store, so the waiting costs the daemon nothing; and counts ended jobs
+    rather than pending ones, since a fan-out's jobs appear only once the emitting
+    job has been routed.
+    """
     deadline = time.monotonic() + timeout
+    terminal = "('succeeded', 'failed', 'timed_out', 'cancelled', 'dead')"
+    sql = f"SELECT COUNT(*) FROM jobs WHERE {burst.where} AND status IN {terminal}"
     with d.store() as db:
         while True:
-            (pending,) = db.execute(
-                "SELECT COUNT(*) FROM jobs WHERE status IN ('queued', 'running')"
-            ).fetchone()
-            if pending == 0:
+            (done,) = db.execute(sql, burst.args).fetchone()
+            if done >= count:
                 return
             if time.monotonic() > deadline:
-                raise RuntimeError(f"{pending} jobs still pending after {timeout:g}s")
+                raise RuntimeError(f"only {done} of {count} jobs ended within {timeout:g}s")
             time.sleep(0.02)
 
 
 def run_workload(
     name: str,
     submit: Callable[[servers.Daemon, int], Burst],
+    extra: dict[str, Any],
     *,
     count: int,
     parallel: int,
@@ -86,19 +120,18 @@ def run_workload(
     timeout: float,
 ) -> list[report.Figure]:
     """Start a daemon, warm it up, run one burst to the end, and read the store."""
-    with servers.daemon(max_workers=parallel) as d:
-        submit(d, min(count, 2 * parallel))
-        wait_idle(d, timeout)
+    with servers.daemon(max_workers=parallel, extra=extra) as d:
+        warm = min(count, 2 * parallel)
+        wait_done(d, submit(d, warm), warm, timeout)
         cpu_before = servers.cpu_seconds(d.pid)
         burst = submit(d, count)
-        wait_idle(d, timeout)
+        wait_done(d, burst, count, timeout)
         cpu = servers.cpu_seconds(d.pid) - cpu_before
         with d.store() as db:
-            marks = ",".join("?" * len(burst.job_ids))
             rows = db.execute(
-                f"SELECT status, COUNT(*), MIN(completed_at), MAX(completed_at) FROM jobs"
-                f" WHERE id IN ({marks}) GROUP BY status",
-                burst.job_ids,
+                "SELECT status, COUNT(*), MIN(completed_at), MAX(completed_at) FROM jobs"
+                f" WHERE {burst.where} GROUP BY status",
+                burst.args,
             ).fetchall()
     by_status = {status: (n, first, last) for status, n, first, last in rows}
     succeeded, first, last = by_status.pop("succeeded", (0, None, None))
@@ -133,14 +166,17 @@ def run_workload(
 def measure(
     count: int, parallel: int, bound: float | None, *, timeout: float = 600
 ) -> list[report.Figure]:
-    """Every workload's figures; pending workloads print why they are missing."""
+    """Every workload's figures."""
     figures: list[report.Figure] = []
-    for name, submit in WORKLOADS.items():
-        if isinstance(submit, str):
-            report.skipped(f"dispatch ({name})", submit)
-            continue
+    for name, (submit, extra) in WORKLOADS.items():
         figures += run_workload(
-            name, submit, count=count, parallel=parallel, bound=bound, timeout=timeout
+            name,
+            submit,
+            extra,
+            count=count,
+            parallel=parallel,
+            bound=bound,
+            timeout=timeout,
         )
     return figures
 

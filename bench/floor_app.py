@@ -64,7 +64,9 @@ def serve() -> None:
     trio.run(main)
 
 
-def measure(seconds: float, connections: int = CONNECTIONS) -> list[report.Figure]:
+def measure(
+    seconds: float, connections: int = CONNECTIONS, *, warm: bool = True
+) -> list[report.Figure]:
     """Load the floor with wrk; its figures (empty, with a SKIPPED line, without wrk)."""
     if tools.find("wrk") is None:
         report.skipped("framework floor", tools.missing("wrk"))
@@ -72,8 +74,9 @@ def measure(seconds: float, connections: int = CONNECTIONS) -> list[report.Figur
     from servers import floor
 
     with floor() as server:
-        # A short warm-up, so the first connections' setup is not in the figure.
-        tools.wrk(server.url + "/trigger/echo/poll", method="POST", body=BODY, seconds=1)
+        if warm:
+            # A short warm-up, so the first connections' setup is not in the figure.
+            tools.wrk(server.url + "/trigger/echo/poll", method="POST", body=BODY, seconds=1)
         result = tools.wrk(
             server.url + "/trigger/echo/poll",
             method="POST",
@@ -102,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         serve()
         return 0
     report.header(f"framework floor (wrk, {CONNECTIONS} connections)")
-    figures = measure(1.0 if args.quick else args.seconds)
+    figures = measure(1.0 if args.quick else args.seconds, warm=not args.quick)
     report.show(figures)
     report.save(args.json, "framework floor", figures)
     return 0

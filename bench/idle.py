@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args(argv)
     plugins = 3 if args.quick else args.plugins
-    seconds = 1.0 if args.quick else args.seconds
+    seconds = 0.5 if args.quick else args.seconds
     report.header(f"idle cost ({plugins} plugins, {seconds:g} s)")
     figures = measure(plugins, seconds)
     report.show(figures)

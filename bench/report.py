@@ -120,10 +120,11 @@ def _number(value: float) -> str:
 
 
 def header(title: str, where: Machine | None = None) -> None:
-    """Print a section title and the machine."""
-    where = where or machine()
+    """Print a section title and the machine (once per run: pass ``where`` after that)."""
     print(f"== {title}")
-    print(f"   {where.describe()}")
+    if where is None:
+        print(f"   {machine().describe()}")
+        busy_warning()
     sys.stdout.flush()
 
 
@@ -151,3 +152,39 @@ def save(path: str | None, title: str, figures: Sequence[Figure], **extra: Any) 
         **extra,
     }
     Path(path).write_text(json.dumps(record, indent=2) + "\n")
+
+
+def busy_warning(seconds: float = 0.5) -> float:
+    """Print a warning when other processes keep the CPUs busy; return their share (%).
+
+    Figures taken on a busy machine are not worth comparing: say so up front.
+    """
+
+    def sample() -> tuple[int, int]:
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        idle = fields[3] + fields[4]
+        return sum(fields), idle
+
+    try:
+        total0, idle0 = sample()
+        time.sleep(seconds)
+        total1, idle1 = sample()
+    except OSError:
+        return 0.0
+    busy = 100.0 * (1 - (idle1 - idle0) / max(1, total1 - total0))
+    if busy > 10:
+        print(f"  WARNING the machine is {busy:.0f}% busy before the benchmark starts;")
+        print("          figures taken now are not comparable with a quiet run")
+    sys.stdout.flush()
+    return busy
+
+
+def summary(figures: Sequence[Figure]) -> str:
+    """A markdown table of every figure, with its ratio and target when it has them."""
+    lines = ["| figure | value | ratio | target |", "|---|---|---|---|"]
+    for f in figures:
+        value = f"{_number(f.value)} {f.unit}".strip()
+        ratio = f"{f.ratio:.2f} x {f.limit_name}" if f.ratio is not None else ""
+        note = f" ({f.note})" if f.note else ""
+        lines.append(f"| {f.name}{note} | {value} | {ratio} | {f.target or ''} |")
+    return "\n".join(lines)

@@ -73,6 +73,18 @@ class Process:
             return ""
 
 
+def _readable(line: str) -> str:
+    """A log line for an error message: a JSON record's message and the end of its trace."""
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return line[:300]
+    if not isinstance(record, dict):
+        return line[:300]
+    exc = str(record.get("exc", "")).strip().splitlines()
+    return f"{record.get('level')}: {record.get('msg')}" + (f" ({exc[-1]})" if exc else "")
+
+
 def _wait_for(proc: subprocess.Popen[bytes], log: Path, ready: Any) -> str:
     """Poll ``ready(log_text)`` until it returns the URL; fail if the process dies."""
     deadline = time.monotonic() + START_TIMEOUT
@@ -82,7 +94,7 @@ def _wait_for(proc: subprocess.Popen[bytes], log: Path, ready: Any) -> str:
         if url:
             return str(url)
         if proc.poll() is not None:
-            tail = "\n".join(line[:300] for line in text.splitlines()[-10:])
+            tail = "\n".join(_readable(line) for line in text.splitlines()[-10:])
             raise RuntimeError(f"server exited with {proc.returncode} before it was ready:\n{tail}")
         time.sleep(0.02)
     proc.kill()
@@ -134,6 +146,17 @@ class Daemon(Process):
         return sqlite3.connect(f"file:{self.state}?mode=ro", uri=True)
 
 
+def _merged(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """``extra`` laid over ``base``, mappings merged key by key."""
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merged(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
 def daemon_config(
     workdir: Path,
     *,
@@ -142,7 +165,10 @@ def daemon_config(
     state: Path | None = None,
     extra: dict[str, Any] | None = None,
 ) -> Path:
-    """Write a daemon config for a benchmark into ``workdir``; return its path."""
+    """Write a daemon config for a benchmark into ``workdir``; return its path.
+
+    ``extra`` is merged over the defaults section by section.
+    """
     config: dict[str, Any] = {
         "service": {"name": "bench", "max_workers": max_workers, "shutdown_grace": "30s"},
         "state": {"path": str(state or workdir / "state.db")},
@@ -154,8 +180,7 @@ def daemon_config(
             "auth": {"api_key": API_KEY},
         },
     }
-    for key, value in (extra or {}).items():
-        config[key] = value
+    config = _merged(config, extra or {})
     path = workdir / "config.yaml"
     path.write_text(yaml.safe_dump(config))
     return path

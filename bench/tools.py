@@ -35,7 +35,7 @@ INSTALL = "apt-get install -y wrk hyperfine webhook"
 
 def find(tool: str) -> str | None:
     """The path of ``tool`` (or of ``$TOOL``), or None when it is not installed."""
-    override = os.environ.get(tool.upper())
+    override = os.environ.get(tool.upper().replace("-", "_"))
     if override is not None:
         return override if os.access(override, os.X_OK) else None
     return shutil.which(tool)

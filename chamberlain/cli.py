@@ -113,6 +113,7 @@ def cmd_start(args: argparse.Namespace) -> int:
             state_path=str(state),
             routing=loaded.routing,
             notifier=Notifier.from_environment(),
+            freeze_heap=True,
         )
         log.info(
             "starting %s with state %s",

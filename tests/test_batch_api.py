@@ -18,6 +18,7 @@ from test_web_api import FakeGateway, api_config, call, job_from
 
 from chamberlain.actors.gateway import Gateway, Phase
 from chamberlain.actors.mailbox import ActorUnavailable
+from chamberlain.config import CallbacksConfig
 from chamberlain.model import JobStatus, NewJob
 from chamberlain.store.sqlite import Enqueued
 from chamberlain.web.app import create_app
@@ -132,6 +133,21 @@ async def test_a_standing_dedupe_key_is_listed_as_a_duplicate(
             }
         ]
     }
+
+
+async def test_callback_urls_are_checked_like_a_single_triggers(gateway: CountingGateway) -> None:
+    jobs = [poll(), poll(callback_url="http://127.0.0.1:9000/done")]
+    app = create_app(cast(Gateway, gateway), api_config(max_body_size=65536))
+    status, body, _ = await call(app, "POST", "/jobs", json={"jobs": jobs})
+    assert status == 400
+    assert body["error"].startswith("jobs[1].callback_url: callbacks are not enabled")
+    assert gateway.calls == []
+
+    callbacks = CallbacksConfig(secret="s3cret")
+    app = create_app(cast(Gateway, gateway), api_config(max_body_size=65536), callbacks=callbacks)
+    status, body, _ = await call(app, "POST", "/jobs", json={"jobs": jobs})
+    assert status == 202, body
+    assert [new.callback_url for new in gateway.enqueued] == [None, "http://127.0.0.1:9000/done"]
 
 
 # -- refused: nothing is enqueued ------------------------------------------------------

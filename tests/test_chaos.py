@@ -58,7 +58,7 @@ class Expect:
 #: Every chaos plugin, the verdict its behaviour calls for, and how many jobs it gets.
 #: Jobs run with max_attempts 1, so a retryable failure ends ``dead`` at once.
 EXPECTED: dict[str, Expect] = {
-    "healthy": Expect("succeeded", jobs=150),
+    "healthy": Expect("succeeded", jobs=100),
     "segfault": Expect("dead", "SIGSEGV"),
     "selfkill": Expect("dead", "SIGKILL"),
     "silent": Expect("dead", "empty output"),

@@ -35,7 +35,19 @@ from figures import record
 
 from chamberlain.plugins.strays import find_job_processes
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.slow,
+    # A daemon killed mid-request leaves httpx's request-body generator unfinished;
+    # that is the client's bookkeeping, not something the daemon did.
+    pytest.mark.filterwarnings(
+        "ignore:Async generator 'httpx._content.ByteStream.__aiter__':ResourceWarning"
+    ),
+    pytest.mark.filterwarnings(
+        "ignore:Exception ignored in. <async_generator object ByteStream.__aiter__"
+        ":pytest.PytestUnraisableExceptionWarning"
+    ),
+]
 
 CHAOS_PLUGINS = Path(__file__).resolve().parent / "chaos_plugins"
 PHASES = ("enqueue", "dispatch", "run", "result")
@@ -43,6 +55,9 @@ PHASES = ("enqueue", "dispatch", "run", "result")
 CYCLES = int(os.environ.get("CHAMBERLAIN_CRASH_CYCLES", "20"))
 SEED = int(os.environ.get("CHAMBERLAIN_CRASH_SEED", "8"))
 SUBMITTERS = 4
+#: Triggers each client sends per cycle: enough to keep every worker busy, few
+#: enough that the final start does not spend minutes catching up.
+PER_SUBMITTER = 3
 
 
 def crash_config(tmp_path: Path) -> dict[str, Any]:
@@ -64,7 +79,7 @@ def integrity(state: Path) -> str:
 
 @attrs.define
 class Load:
-    """Triggers sent by a few concurrent clients until the daemon dies."""
+    """Triggers sent by a few concurrent clients, until the daemon dies or they are done."""
 
     daemon: DaemonProcess
     rng: random.Random
@@ -76,9 +91,9 @@ class Load:
         async with httpx.AsyncClient(
             base_url=self.daemon.base_url, headers=self.daemon.headers(), timeout=5
         ) as client:
-            while True:
+            for _ in range(PER_SUBMITTER):
                 body = {
-                    "payload": {"sleep": round(self.rng.uniform(0, 0.3), 3)},
+                    "payload": {"sleep": round(self.rng.uniform(0, 0.2), 3)},
                     "max_attempts": 50,
                 }
                 self.sent += 1
@@ -108,7 +123,7 @@ async def kill_moment(phase: str, load: Load, marks: Path, rng: random.Random) -
     match phase:
         case "enqueue":
             await load.first_accepted.wait()
-            await trio.sleep(rng.uniform(0.0, 0.5))
+            await trio.sleep(rng.uniform(0.0, 0.03))  # triggers still in flight
         case "dispatch":
             await load.first_accepted.wait()
         case "run":

@@ -685,3 +685,46 @@ async def test_crashes_restarts_and_giving_up_are_logged_with_context(
     crash = records[0].exc_info
     assert crash is not None
     assert isinstance(crash[1], ValueError)
+
+
+async def test_a_crash_during_a_dependent_start_interrupts_it_instead_of_wedging(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """rest_for_one: b's start waits for an answer from a, and a dies before answering.
+
+    Without the interruption the supervisor would wait for b forever, because it
+    handles a's exit only once b is up, and b is up only once a answers.
+    """
+    lives = {"a": 0, "b": 0}
+    mailbox_tx, mailbox_rx = trio.open_memory_channel[trio.MemorySendChannel[str]](10)
+
+    async def a(*, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        lives["a"] += 1
+        task_status.started()
+        async for reply in mailbox_rx:
+            if lives["a"] == 1:
+                raise RuntimeError("a dies before answering")
+            reply.send_nowait("ok")
+
+    async def b(*, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        lives["b"] += 1
+        reply_tx, reply_rx = trio.open_memory_channel[str](1)
+        await mailbox_tx.send(reply_tx)
+        assert await reply_rx.receive() == "ok"
+        task_status.started()
+        await trio.sleep_forever()
+
+    supervisor = Supervisor(
+        name="root",
+        children=[ChildSpec(id="a", start=a), ChildSpec(id="b", start=b)],
+        strategy=Strategy.REST_FOR_ONE,
+    )
+    async with trio.open_nursery() as nursery:
+        with trio.fail_after(TIMEOUT):
+            await nursery.start(supervisor.run)
+        counts = supervisor.statistics().restart_counts()
+        states = [child.state for child in supervisor.statistics().children]
+        await supervisor.stop()
+    assert lives == {"a": 2, "b": 2}
+    assert counts == {"root/a": 1, "root/b": 0}  # b never became ready the first time
+    assert states == ["running", "running"]

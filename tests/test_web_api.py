@@ -32,10 +32,10 @@ from chamberlain.plugins.binding import BoundPlugin
 from chamberlain.plugins.manifest import CommandSpec, CommandType, Manifest
 from chamberlain.store.sqlite import Enqueued, JobFilter
 from chamberlain.web.app import create_app
+from chamberlain.web.docs import ASSETS
 from chamberlain.web.errors import ApiError
 from chamberlain.web.jobs import parse_job_filter, parse_rfc3339
 from chamberlain.web.openapi import SCHEMAS
-from chamberlain.web.docs import ASSETS
 from chamberlain.web.routes import ROUTES
 from chamberlain.web.serve import bind_address, hypercorn_config, serve_api
 from chamberlain.web.trigger import (

@@ -212,9 +212,13 @@ class Scheduler:
     # -- loading ------------------------------------------------------------------------
 
     def _load(self, stored: StoredSchedules, started_at: float, now: float) -> None:
-        self._slots.clear()
-        self._breakers.clear()
-        self._policies.clear()
+        # A restarted actor starts from the store: nothing of the last incarnation's
+        # unsaved work survives (its callers time out and ask again).
+        for pending in (self._slots, self._breakers, self._policies):
+            pending.clear()
+        for changed in (self._dirty, self._dirty_breakers, self._wanted):
+            changed.clear()
+        self._after_commit.clear()
         for plan in self.plans:
             book = stored.books.get(plan.key)
             if book is None or book.spec != plan.fingerprint:
@@ -377,7 +381,9 @@ class Scheduler:
             runs = list(backlog.runs)
             book = attrs.evolve(book, last_fire_at=due[-1])
             if backlog.dropped or backlog.more_missed:
-                count = f"{len(backlog.dropped)}{'+' if backlog.more_missed else ''}"
+                count = (
+                    f"more than {len(found)}" if backlog.more_missed else str(len(backlog.dropped))
+                )
                 reason = (
                     f"missed {count} run(s) while the daemon was down or asleep"
                     f" (catch_up: {plan.config.catch_up.value})"
@@ -408,7 +414,7 @@ class Scheduler:
         """Apply ``if_running`` and the breaker to the slot's owed and new fires."""
         plan, config = slot.plan, slot.plan.config
         slot.cancelling &= set(outstanding)
-        pending = [Fire(t) for t in slot.book.owed] + list(fires)
+        pending = [*slot.book.owed, *fires]
         placement = place(
             config.if_running,
             pending,
@@ -442,7 +448,7 @@ class Scheduler:
             else:
                 why = f"{len(outstanding)} job(s) of this schedule still queued or running"
             self._skip(slot, fire, f"if_running: {config.if_running.value}: {why}")
-        slot.book = attrs.evolve(slot.book, owed=tuple(f.nominal for f in placement.owed))
+        slot.book = attrs.evolve(slot.book, owed=placement.owed)
         victims = [j for j in outstanding if j not in slot.cancelling][: placement.cancel]
         slot.cancelling.update(victims)
         cancels.extend((slot, victim) for victim in victims)

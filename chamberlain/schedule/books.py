@@ -12,6 +12,7 @@ from collections.abc import Mapping
 import attrs
 
 from chamberlain.schedule.breaker import Breaker, BreakerPolicy
+from chamberlain.schedule.policy import Fire
 
 ScheduleKey = tuple[str, str]
 """(plugin, schedule id): schedule ids are unique per plugin."""
@@ -41,8 +42,8 @@ class ScheduleBook:
     #: The last fire that did not run, and why.
     last_skip_at: float | None = None
     last_skip_reason: str | None = None
-    #: Nominal instants of fires waiting for room (``if_running: queue | cancel``).
-    owed: tuple[float, ...] = ()
+    #: Fires waiting for room (``if_running: queue | cancel``, and catch-up runs).
+    owed: tuple[Fire, ...] = ()
 
     @property
     def key(self) -> ScheduleKey:

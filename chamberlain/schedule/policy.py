@@ -15,6 +15,8 @@ most recent ones).  Fires handled on time always run.
 ``max_outstanding`` jobs queued or running: ``skip`` drops the new fire, ``queue``
 keeps it (durably, at most :data:`OWED_LIMIT`) until a job finishes, ``cancel``
 cancels the oldest outstanding job and runs the new fire once it is gone.
+Catch-up runs are the exception: the operator asked for each of them, so they
+always wait their turn (as with ``queue``) and never cancel one another.
 """
 
 from __future__ import annotations
@@ -134,13 +136,19 @@ def place(
     """
     room = max(0, max_outstanding - outstanding)
     now_, rest = tuple(pending[:room]), tuple(pending[room:])
-    if not rest:
-        return Placement(enqueue=now_)
+    caught_up = tuple(f for f in rest if f.late)
+    fresh = tuple(f for f in rest if not f.late)
+    if not fresh or policy is IfRunning.QUEUE:
+        waiting = caught_up + fresh
+        keep = waiting[-owed_limit:] if owed_limit > 0 else ()
+        return Placement(enqueue=now_, owed=keep, skipped=waiting[: len(waiting) - len(keep)])
     if policy is IfRunning.SKIP:
-        return Placement(enqueue=now_, skipped=rest)
-    if policy is IfRunning.QUEUE:
-        keep = rest[-owed_limit:] if owed_limit > 0 else ()
-        return Placement(enqueue=now_, owed=keep, skipped=rest[: len(rest) - len(keep)])
+        return Placement(enqueue=now_, owed=caught_up, skipped=fresh)
     # Cancel: only the newest fire matters, and it needs one free place.
     needed = outstanding - cancelling - (max_outstanding - 1)
-    return Placement(enqueue=now_, owed=rest[-1:], skipped=rest[:-1], cancel=max(0, needed))
+    return Placement(
+        enqueue=now_,
+        owed=(*caught_up, fresh[-1]),
+        skipped=fresh[:-1],
+        cancel=max(0, needed),
+    )

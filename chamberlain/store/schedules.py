@@ -20,6 +20,7 @@ from chamberlain.schedule.books import (
     StoredSchedules,
 )
 from chamberlain.schedule.breaker import Breaker, BreakerState, Transition
+from chamberlain.schedule.policy import Fire
 
 #: SQLite's default limit on bound parameters is 999 in older builds.
 _CHUNK = 400
@@ -39,7 +40,7 @@ def load(conn: sqlite3.Connection) -> StoredSchedules:
             last_status=row["last_status"],
             last_skip_at=row["last_skip_at"],
             last_skip_reason=row["last_skip_reason"],
-            owed=tuple(float(t) for t in json.loads(row["owed"])),
+            owed=tuple(Fire(float(f["at"]), late=bool(f["late"])) for f in json.loads(row["owed"])),
         )
         for row in conn.execute("SELECT * FROM schedules")
     }
@@ -92,7 +93,7 @@ def save(
                 b.last_status,
                 b.last_skip_at,
                 b.last_skip_reason,
-                json.dumps(list(b.owed)),
+                json.dumps([{"at": f.nominal, "late": f.late} for f in b.owed]),
                 now,
             )
             for b in books

@@ -20,6 +20,7 @@ from typing import Any
 
 import attrs
 
+from chamberlain import jsoncodec
 from chamberlain.model import TERMINAL_STATUSES, Job, JobStatus, NewJob
 from chamberlain.pipelines.routing import Plan, StoredEvent
 from chamberlain.retry import Settlement, recover_orphan
@@ -72,7 +73,7 @@ def _statements(script: str) -> list[str]:
 
 
 def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    return jsoncodec.dumps(value)
 
 
 def _loads(text: str | None) -> Any:
@@ -310,13 +311,35 @@ class SqliteStore:
             f"SELECT {_JOB_COLUMNS} FROM jobs{clause} ORDER BY seq DESC LIMIT ? OFFSET ?",
             (*args, flt.limit, flt.offset),
         ).fetchall()
-        (total,) = self.conn.execute(f"SELECT COUNT(*) FROM jobs{clause}", args).fetchone()
+        narrowed = (flt.command, flt.submitted_by, flt.since, flt.until)
+        if all(value is None for value in narrowed):
+            total = self.count_jobs(flt.statuses, flt.plugin)
+        else:
+            (total,) = self.conn.execute(f"SELECT COUNT(*) FROM jobs{clause}", args).fetchone()
         return [_row_to_job(r) for r in rows], total
+
+    def count_jobs(self, statuses: Iterable[JobStatus] = (), plugin: str | None = None) -> int:
+        """How many jobs have one of ``statuses`` (any when empty) and ``plugin``.
+
+        Read from ``job_counts`` (migration 0006): a few rows summed, where COUNT(*)
+        would visit every matching job.
+        """
+        where: list[str] = []
+        args: list[Any] = [s.value for s in statuses]
+        if args:
+            where.append(f"status IN ({','.join('?' * len(args))})")
+        if plugin is not None:
+            where.append("plugin = ?")
+            args.append(plugin)
+        clause = f" WHERE {' AND '.join(where)}" if where else ""
+        (n,) = self.conn.execute(
+            f"SELECT COALESCE(SUM(n), 0) FROM job_counts{clause}", args
+        ).fetchone()
+        return int(n)
 
     def queue_depth(self) -> int:
         """Jobs waiting to run, due or not."""
-        (n,) = self.conn.execute("SELECT COUNT(*) FROM jobs WHERE status = 'queued'").fetchone()
-        return int(n)
+        return self.count_jobs([JobStatus.QUEUED])
 
     def running_jobs(self) -> list[Job]:
         """Jobs marked running."""

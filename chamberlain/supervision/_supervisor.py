@@ -185,6 +185,11 @@ class Supervisor:
     _finished: trio.Event = attrs.field(factory=trio.Event, init=False, repr=False)
     # Set by a child's task after it records its exit, to wake the supervising task.
     _wakeup: trio.Event = attrs.field(factory=trio.Event, init=False, repr=False)
+    # The child being started and the scope its start runs in; a running child whose
+    # exit affects it cancels that scope (see _start_in_order).
+    _starting: tuple[_Child, trio.CancelScope] | None = attrs.field(
+        default=None, init=False, repr=False
+    )
     _intensity: RestartIntensity = attrs.field(init=False, repr=False)
 
     @_slots.default
@@ -294,40 +299,68 @@ class Supervisor:
             await self._handle_exit(nursery, exited)
 
     async def _handle_exit(self, nursery: trio.Nursery, child: _Child) -> None:
+        await self._start_in_order(nursery, await self._take_exit(child, []))
+
+    async def _take_exit(self, child: _Child, pending: list[_Child]) -> list[_Child]:
+        """Handle the exit ``child`` recorded; returns what to start next."""
         assert child.exit is not None
         error = child.exit.error
         child.exit = None
         self._note_exit(child, error)
         uptime = trio.current_time() - child.started_at if child.started_at is not None else 0.0
-        pending = await self._after_exit(child, error, uptime, [])
-        await self._start_in_order(nursery, pending)
+        return await self._after_exit(child, error, uptime, pending)
 
     async def _start_in_order(self, nursery: trio.Nursery, pending: list[_Child]) -> None:
         """Start ``pending`` one at a time, each once the one before it is ready.
 
         A child that fails to become ready goes through the same restart rules as one
-        that crashes later, and may change what is still to be started.
+        that crashes later, and may change what is still to be started.  A running
+        child whose exit the strategy says affects the child being started (an
+        earlier one under rest_for_one, any under one_for_all) interrupts that start:
+        the start may be waiting on the very child that died (a Runner asking the
+        JobStore for its orphans), and would otherwise wait forever.  The exit is
+        handled first, then the interrupted child is started again in its turn.
         """
         while pending:
-            child, pending = pending[0], pending[1:]
+            exited = next((c for c in self._slots if self._affects(c, pending[0])), None)
+            if exited is not None:
+                pending = await self._take_exit(exited, pending)
+                continue
+            child, rest = pending[0], pending[1:]
             try:
-                await self._start_child(nursery, child)
+                started = await self._start_child(nursery, child)
             except Exception as exc:
                 self._note_exit(child, exc, before_ready=True)
-                pending = await self._after_exit(child, exc, 0.0, pending)
+                pending = await self._after_exit(child, exc, 0.0, rest)
+                continue
+            if started:
+                pending = rest
 
-    async def _start_child(self, nursery: trio.Nursery, child: _Child) -> None:
+    def _affects(self, exited: _Child, other: _Child) -> bool:
+        """True when ``exited`` has an exit to handle that restarts ``other`` too."""
+        if exited.exit is None or exited is other:
+            return False
+        return other.index in affected_siblings(self.strategy, exited.index, len(self._slots))
+
+    async def _start_child(self, nursery: trio.Nursery, child: _Child) -> bool:
+        """Start one incarnation; False when a sibling's exit interrupted the start."""
         child.exit = None
         child.scope = trio.CancelScope()
         child.done = trio.Event()
         child.state = _State.STARTING
-        await nursery.start(
-            self._run_child,
-            child,
-            child.scope,
-            child.done,
-            name=f"{self.name}/{child.spec.id}",
-        )
+        with trio.CancelScope() as starting:
+            self._starting = (child, starting)
+            try:
+                await nursery.start(
+                    self._run_child,
+                    child,
+                    child.scope,
+                    child.done,
+                    name=f"{self.name}/{child.spec.id}",
+                )
+            finally:
+                self._starting = None
+        return not starting.cancelled_caught
 
     async def _run_child(
         self,
@@ -390,6 +423,8 @@ class Supervisor:
             return
         child.exit = _Exit(crash)
         self._wakeup.set()
+        if self._starting is not None and self._affects(child, self._starting[0]):
+            self._starting[1].cancel()
 
     async def _after_exit(
         self, child: _Child, error: Exception | None, uptime: float, pending: list[_Child]

@@ -19,7 +19,6 @@ for triggers adds 404 before its own 403; see :mod:`chamberlain.web.trigger`).
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import time
@@ -32,6 +31,7 @@ from quart import Response, g, has_app_context, has_request_context, request
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound, RequestEntityTooLarge
 
+from chamberlain import jsoncodec
 from chamberlain.actors.gateway import Gateway
 from chamberlain.actors.mailbox import ActorUnavailable
 from chamberlain.callbacks import AllowList, CallbackRules
@@ -89,7 +89,7 @@ def json_response(
     body: Any, status: int = 200, headers: Mapping[str, str] | None = None
 ) -> Response:
     """A JSON response: the only kind this API sends."""
-    data = json.dumps(body, ensure_ascii=False, default=_json_default) + "\n"
+    data = jsoncodec.dumps_bytes(body, default=_json_default) + b"\n"
     return Response(data, status=status, headers=dict(headers or {}), mimetype="application/json")
 
 

@@ -21,6 +21,7 @@ from typing import Any
 
 import attrs
 
+from chamberlain.callbacks import CallbackRules
 from chamberlain.plugins.binding import BoundPlugin
 from chamberlain.plugins.manifest import CommandType
 from chamberlain.store.sqlite import Enqueued
@@ -89,13 +90,15 @@ def plan_batch(
     plugins: Mapping[str, BoundPlugin],
     *,
     may_run: Callable[[CommandType, str], object],
+    callbacks: CallbackRules | None = None,
 ) -> list[BatchItem]:
     """Resolve and validate every job of a batch, in order; the first problem refuses all.
 
     For each job: its plugin and command must exist (400, naming the index: the
     route ``/jobs`` exists, so a bad name inside the body is a bad body, not a 404),
     then ``may_run(command_type, action)`` must pass (it raises the 403), then its
-    options are checked like a single trigger's.
+    options are checked like a single trigger's (``callback_url`` against
+    ``callbacks``).
     """
     planned: list[BatchItem] = []
     for index, item in enumerate(items):
@@ -120,6 +123,7 @@ def plan_batch(
             max_timeout=plugin.timeout_for(command),
             fields=BODY_FIELDS,
             path=path,
+            callbacks=callbacks,
         )
         planned.append(BatchItem(plugin=plugin, command=command, options=options))
     return planned
@@ -147,6 +151,7 @@ async def submit_batch(call: Call) -> Reply:
         items,
         call.gateway.plugins,
         may_run=lambda kind, action: call.require_command(kind, action=action),
+        callbacks=call.site.callbacks,
     )
     identity = call.identity
     if identity is None:

@@ -22,6 +22,7 @@ from chamberlain.web.handler import Call, Reply
 from chamberlain.web.jobs import MAX_LIMIT
 from chamberlain.web.metrics import SCHEMAS as METRICS_SCHEMAS
 from chamberlain.web.pipelines import SCHEMAS as PIPELINE_SCHEMAS
+from chamberlain.web.schedules import SCHEMAS as SCHEDULE_SCHEMAS
 from chamberlain.web.spec import Param, Route
 from chamberlain.web.streams import SCHEMAS as STREAM_SCHEMAS
 from chamberlain.web.trigger import DEDUPE_KEY_MAX, MAX_ATTEMPTS_LIMIT
@@ -238,6 +239,7 @@ SCHEMAS: Mapping[str, Mapping[str, Any]] = {
     **STREAM_SCHEMAS,
     **METRICS_SCHEMAS,
     **DOCS_SCHEMAS,
+    **SCHEDULE_SCHEMAS,
 }
 
 _AUTH_RESPONSES = {

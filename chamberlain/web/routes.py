@@ -18,6 +18,7 @@ from chamberlain.web import (
     openapi,
     pipelines,
     plugins,
+    schedules,
     streams,
     trigger,
 )
@@ -210,4 +211,5 @@ ROUTES: tuple[Route, ...] = (
     *streams.ROUTES,
     *metrics.ROUTES,
     *docs.ROUTES,
+    *schedules.ROUTES,
 )

@@ -16,7 +16,7 @@ CREATE TABLE schedules (
     last_status      TEXT,
     last_skip_at     REAL,
     last_skip_reason TEXT,
-    -- JSON array of nominal instants waiting for room (if_running: queue, cancel).
+    -- JSON array of {at, late}: fires waiting for room (if_running, catch-up runs).
     owed             TEXT NOT NULL DEFAULT '[]',
     updated_at       REAL NOT NULL,
     PRIMARY KEY (plugin, id)

@@ -63,7 +63,7 @@ BEGIN
                 || COALESCE(NEW.last_error, 'no reason given') || '); attempt '
                 || (NEW.attempt + 1) || '/' || NEW.max_attempts || ' due at '
                 || strftime('%Y-%m-%dT%H:%M:%fZ', NEW.run_at, 'unixepoch')
-            WHEN NEW.last_error IS NOT NULL AND NEW.status <> 'succeeded' THEN
+            WHEN NEW.last_error IS NOT NULL AND NEW.status NOT IN ('succeeded', NEW.last_error) THEN
                 'finished: ' || NEW.status || ' (' || NEW.last_error || ')'
             ELSE 'finished: ' || NEW.status
         END,

@@ -6,4 +6,6 @@ import sys
 
 request = json.load(sys.stdin)
 payload = request.get("payload") or {}
-print(json.dumps({"status": "ok", "result": payload.get("result"), "events": payload.get("emit", [])}))
+print(
+    json.dumps({"status": "ok", "result": payload.get("result"), "events": payload.get("emit", [])})
+)

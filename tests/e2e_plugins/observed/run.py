@@ -25,7 +25,11 @@ for n in range(payload.get("count", 0)):
 children = payload.get("children")
 if children:
     child = subprocess.Popen(
-        [sys.executable, "-c", "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(3600)"]
+        [
+            sys.executable,
+            "-c",
+            "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(3600)",
+        ]
     )
     with open(os.path.join(children, "pids.tmp"), "w") as f:
         f.write(f"{os.getpid()} {child.pid}")

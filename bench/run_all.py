@@ -1,0 +1,92 @@
+"""Every benchmark in one run, so the ratios compare figures taken side by side.
+
+    python bench/run_all.py [--quick] [--json results.json] [--markdown table.md]
+
+Order: the limits first (spawn bound, framework floor), then what is compared to
+them (trigger path, core dispatch), then the peer, the idle cost and store scale.
+Each part prints as it finishes; a summary of ratios and targets closes the run.
+Store scale builds a million-job store (a minute or two, about 1 GB on disk);
+``--store-jobs`` makes it smaller.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+import core_dispatch
+import floor_app
+import idle
+import peer
+import report
+import spawn_bound
+import store_scale
+import trigger_path
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run every benchmark and print the summary."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a smoke run of everything")
+    parser.add_argument("--seconds", type=float, default=10.0, help="length of each HTTP load")
+    parser.add_argument("--parallel", type=int, default=4, help="N for spawning and dispatch")
+    parser.add_argument("--store-jobs", type=int, default=1_000_000)
+    parser.add_argument("--idle-seconds", type=float, default=60.0)
+    parser.add_argument("--json", help="write every figure to this file")
+    parser.add_argument("--markdown", help="write the summary table to this file")
+    args = parser.parse_args(argv)
+    quick = args.quick
+    seconds = 1.0 if quick else args.seconds
+    started = time.monotonic()
+    where = report.machine()
+    figures: list[report.Figure] = []
+
+    def part(title: str, found: list[report.Figure]) -> list[report.Figure]:
+        report.header(title, where)
+        report.show(found)
+        figures.extend(found)
+        return found
+
+    report.busy_warning()
+    spawn = part(
+        "1. spawn bound",
+        spawn_bound.measure(
+            [1, args.parallel] if quick else sorted({1, 2, args.parallel, 8}),
+            20 if quick else 2000,
+            quick=quick,
+        ),
+    )
+    at_n = next(f.value for f in spawn if f.name == f"spawn bound: N={args.parallel}")
+    floor = part("2. framework floor", floor_app.measure(seconds, warm=not quick))
+    floor_rate = floor[0].value if floor else None
+    part(
+        "3. trigger path",
+        trigger_path.measure(
+            seconds, floor_rate=floor_rate, max_workers=args.parallel, quick=quick
+        ),
+    )
+    part(
+        "4. core dispatch",
+        core_dispatch.measure(
+            20 if quick else 1000, args.parallel, at_n, timeout=60 if quick else 600
+        ),
+    )
+    part("5. peer", peer.measure(seconds, floor_app.CONNECTIONS, args.parallel, warm=not quick))
+    part("6. idle cost", idle.measure(3 if quick else 50, 0.5 if quick else args.idle_seconds))
+    part(
+        "7. store scale",
+        store_scale.measure(2000 if quick else args.store_jobs, 10 if quick else 200),
+    )
+    print(f"== summary ({time.monotonic() - started:.0f} s)")
+    table = report.summary(figures)
+    print(table)
+    if args.markdown:
+        with open(args.markdown, "w") as out:
+            out.write(f"Measured on {where.describe()}.\n\n{table}\n")
+    report.save(args.json, "all benchmarks", figures)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

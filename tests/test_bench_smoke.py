@@ -1,0 +1,134 @@
+"""The benchmarks still run: each script once, in its quick mode, a few seconds each.
+
+Benchmarks are run by hand (docs/PERFORMANCE.md); what CI checks is only that they
+have not rotted.  Each script runs as a subprocess with ``--quick`` and with wrk,
+hyperfine and webhook hidden (their paths point nowhere), so the check needs none
+of them and must say so: a missing tool is a loud ``SKIPPED`` line, never a silent
+gap.  The wrk path itself is exercised by one more run, when wrk is installed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+
+BENCH = Path(__file__).resolve().parent.parent / "bench"
+HIDDEN = {"WRK": "/nonexistent/wrk", "HYPERFINE": "/nonexistent/hyperfine"}
+HIDDEN_ALL = {**HIDDEN, "WEBHOOK": "/nonexistent/webhook"}
+
+
+async def run_bench(
+    script: str, tmp_path: Path, env: dict[str, str], *extra: str
+) -> tuple[str, dict[str, Any]]:
+    """Run ``bench/<script> --quick``; its output and the figures it saved."""
+    out = tmp_path / "figures.json"
+    with trio.fail_after(60):
+        done = await trio.run_process(
+            [sys.executable, str(BENCH / script), "--quick", "--json", str(out), *extra],
+            capture_stdout=True,
+            capture_stderr=True,
+            check=False,
+            env={**os.environ, **env},
+            cwd=BENCH.parent,
+        )
+    text = done.stdout.decode()
+    assert done.returncode == 0, text + done.stderr.decode()
+    return text, json.loads(out.read_text())
+
+
+def figures_by_name(saved: dict[str, Any]) -> dict[str, float]:
+    figures = {f["name"]: f["value"] for f in saved["figures"]}
+    for name, value in figures.items():
+        assert isinstance(value, int | float), name
+        assert math.isfinite(value), name
+    return figures
+
+
+async def test_spawn_bound(tmp_path: Path) -> None:
+    text, saved = await run_bench("spawn_bound.py", tmp_path, HIDDEN)
+    figures = figures_by_name(saved)
+    assert figures["spawn bound: best"] > 0
+    assert figures["spawn bound: best"] == max(
+        figures["spawn bound: N=1"], figures["spawn bound: N=2"]
+    )
+    assert "SKIPPED hyperfine cross-check: hyperfine not found" in text
+
+
+async def test_spawn_bound_without_a_compiler(tmp_path: Path) -> None:
+    text, saved = await run_bench("spawn_bound.py", tmp_path, {**HIDDEN, "CC": "/nonexistent/cc"})
+    assert "SKIPPED C spawner" in text
+    assert figures_by_name(saved)["spawn bound: N=1"] > 0
+
+
+async def test_framework_floor_skips_loudly_without_wrk(tmp_path: Path) -> None:
+    text, saved = await run_bench("floor_app.py", tmp_path, HIDDEN)
+    assert "SKIPPED framework floor: wrk not found (install: apt-get install" in text
+    assert saved["figures"] == []
+
+
+@pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed")
+async def test_framework_floor_under_wrk(tmp_path: Path) -> None:
+    _, saved = await run_bench("floor_app.py", tmp_path, {})
+    figures = figures_by_name(saved)
+    assert figures["framework floor: POST rate"] > 0
+    assert 0 < figures["framework floor: p50"] <= figures["framework floor: p99"]
+
+
+async def test_trigger_path(tmp_path: Path) -> None:
+    text, saved = await run_bench("trigger_path.py", tmp_path, HIDDEN, "--floor", "1000")
+    assert "SKIPPED trigger path under wrk: wrk not found" in text
+    figures = figures_by_name(saved)
+    for label in ("ingest only", "with dispatch"):
+        p50 = figures[f"trigger ({label}): p50 at 20 req/s"]
+        assert 0 < p50 <= figures[f"trigger ({label}): p99 at 20 req/s"]
+    assert figures["jobstore: requests per transaction"] >= 1
+
+
+async def test_core_dispatch(tmp_path: Path) -> None:
+    _, saved = await run_bench("core_dispatch.py", tmp_path, HIDDEN, "--spawn-bound", "100")
+    figures = figures_by_name(saved)
+    for workload in ("batch", "fanout"):
+        assert figures[f"dispatch ({workload}): first to last completion"] > 0
+        assert figures[f"dispatch ({workload}): daemon CPU per job"] > 0
+    for rate in [f for f in saved["figures"] if f["name"].endswith("first to last completion")]:
+        assert rate["ratio"] == pytest.approx(rate["value"] / 100)
+
+
+async def test_peer_skips_loudly_without_its_tools(tmp_path: Path) -> None:
+    text, saved = await run_bench("peer.py", tmp_path, HIDDEN_ALL)
+    assert "SKIPPED peer comparison: wrk not found" in text
+    assert saved["figures"] == []
+
+
+async def test_idle(tmp_path: Path) -> None:
+    _, saved = await run_bench("idle.py", tmp_path, HIDDEN)
+    figures = figures_by_name(saved)
+    assert figures["idle: RSS"] > 1
+    assert figures["idle: CPU"] >= 0
+
+
+async def test_store_scale(tmp_path: Path) -> None:
+    _, saved = await run_bench("store_scale.py", tmp_path, HIDDEN)
+    figures = figures_by_name(saved)
+    assert 0 < figures["GET /jobs?limit=50 p50"] <= figures["GET /jobs?limit=50 p99"]
+    assert figures["GET /job/{id} p50"] > 0
+    # A stored job (with the echo plugin's response) takes a few hundred bytes at least.
+    assert figures["store: bytes per job on disk"] > 200
+
+
+async def test_run_all_imports_every_part() -> None:
+    # run_all.py is not run here (it would repeat every test above); --help runs its
+    # imports, which pull in every script it runs.
+    with trio.fail_after(30):
+        done = await trio.run_process(
+            [sys.executable, str(BENCH / "run_all.py"), "--help"], capture_stdout=True
+        )
+    assert b"--quick" in done.stdout
