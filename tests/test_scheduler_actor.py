@@ -66,9 +66,11 @@ class World:
     plugin: dict[str, Any]
     max_workers: int = 4
     shutdown_grace: str = "1s"
+    #: Added to the wall clock: a machine that slept through some time.
+    slept: float = 0.0
 
     def now(self) -> float:
-        return self.epoch + trio.current_time()
+        return self.epoch + trio.current_time() + self.slept
 
     def daemon(self, plugin: dict[str, Any] | None = None) -> Daemon:
         cfg = parse_config(
@@ -354,6 +356,28 @@ async def test_catch_up_run_all_is_bounded(tmp_path: Path, autojump_clock: trio.
     assert (await _book(w)).last_skip_reason == (
         "missed more than 100 run(s) while the daemon was down or asleep (catch_up: run_all)"
     )
+
+
+async def test_a_machine_that_slept_through_runs_applies_catch_up(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    # Suspended for an hour: the wall clock jumps, trio's (monotonic) clock does not.
+    w = world(tmp_path, "2024-05-01 10:00:30", {"every": "10m", "catch_up": "run_once"})
+    daemon = w.daemon()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(daemon.run)
+        await trio.sleep(25 * 60)  # 10:10 and 10:20 run
+        w.slept = 3600.0
+        # The Scheduler was asleep until 10:30 by trio's clock; it re-reads the wall
+        # clock within MAX_SLEEP and finds 10:30 .. 11:20 in the past.
+        await trio.sleep(31)
+        jobs = await scheduled(daemon)
+        await daemon.shutdown()
+    assert [(wall(UTC, nominal(j))[11:16], j.context["schedule"]["catch_up"]) for j in jobs] == [
+        ("10:10", False),
+        ("10:20", False),
+        ("11:20", True),
+    ]
 
 
 async def test_a_changed_timing_does_not_catch_up_the_old_one(

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from test_bench_smoke import HIDDEN, figures_by_name, run_bench
+
+pytestmark = pytest.mark.e2e
 
 
 async def test_scheduler_lateness_quick(tmp_path: Path) -> None:
