@@ -34,6 +34,7 @@ from figures import record
 from chamberlain.actors.dispatcher import Dispatcher
 from chamberlain.actors.jobstore import JobStore
 from chamberlain.actors.root import Daemon
+from chamberlain.actors.router import Router
 from chamberlain.actors.runner import Runner
 from chamberlain.config import parse_config
 from chamberlain.plugins.binding import bind_plugins
@@ -128,11 +129,23 @@ def _web(monkeypatch: pytest.MonkeyPatch, arm: Arm) -> None:
     monkeypatch.setattr(chamberlain.web.serve, "serve_api", serve_api)
 
 
+def _router(monkeypatch: pytest.MonkeyPatch, arm: Arm) -> None:
+    original = Router._route_all
+
+    async def route_all(self: Router) -> None:
+        if arm.take():
+            raise RuntimeError("injected Router fault")
+        await original(self)
+
+    monkeypatch.setattr(Router, "_route_all", route_all)
+
+
 FAULTS = {
     "jobstore": Fault(child="root/jobstore", patch=_jobstore),
     "dispatcher": Fault(child="root/dispatcher", patch=_dispatcher),
     "runner": Fault(child="root/runners/healthy", patch=_runner),
     "web": Fault(child="root/web", patch=_web),
+    "router": Fault(child="root/router", patch=_router),
 }
 
 
