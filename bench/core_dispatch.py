@@ -138,6 +138,23 @@ def run_workload(
     if by_status or succeeded != count or first is None or last is None:
         raise RuntimeError(f"not every job succeeded: {rows}")
     rate = (count - 1) / (last - first) if last > first else float("nan")
+    store = servers.store_statistics(d.final_log)
+    busy: list[report.Figure] = []
+    if store is not None and store.transactions:
+        jobs = count + warm
+        per_job = store.busy / jobs
+        busy.append(
+            report.Figure(
+                name=f"dispatch ({name}): JobStore time per job",
+                value=per_job * 1000,
+                unit="ms",
+                note=(
+                    f"{store.transactions / jobs:.2f} transactions per job,"
+                    f" {store.busy / store.transactions * 1000:.2f} ms each;"
+                    f" busy {100 * per_job * rate:.0f}% of the time at this rate"
+                ),
+            )
+        )
     return [
         report.Figure(
             name=f"dispatch ({name}): first to last completion",
@@ -160,6 +177,7 @@ def run_workload(
             unit="ms",
             note=f"{count} jobs, 202 after the commit",
         ),
+        *busy,
     ]
 
 

@@ -3,7 +3,7 @@
 webhook (Debian package ``webhook``) runs a command per HTTP request and answers
 with its output; it stores nothing.  Chamberlain answering a synchronous pipeline
 does more (every job committed, settled, routed), and the target is to stay within
-0.75 of webhook anyway.  Both run the bundled echo plugin once per request:
+0.75 of webhook anyway.  Both run the bundled echo plugin twice per request:
 
 - chamberlain: ``POST /trigger/echo/poll`` with a synchronous pipeline on
   ``echo.poll`` whose one step runs ``echo.handle`` (a pipeline has at least one
@@ -11,8 +11,7 @@ does more (every job committed, settled, routed), and the target is to stay with
 - webhook: a hook whose command runs the plugin twice with a ready request on its
   stdin (webhook cannot feed a body to stdin; a fixed request only favours it).
 
-Both are loaded by wrk at the same concurrency.  A daemon without synchronous
-pipelines prints PENDING for its side.
+Both are loaded by wrk at the same concurrency.
 
     python bench/peer.py [--seconds 10]
 """
@@ -20,7 +19,6 @@ pipelines prints PENDING for its side.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import sys
 import tempfile
 from pathlib import Path
@@ -45,11 +43,6 @@ PIPELINE = {
     "execution_mode": "synchronous",
     "steps": [{"id": "again", "uses": "echo.handle"}],
 }
-
-
-def synchronous_pipelines() -> bool:
-    """True when this daemon has synchronous pipelines."""
-    return importlib.util.find_spec("chamberlain.web.synchronous") is not None
 
 
 def webhook_rate(seconds: float, connections: int, *, warm: bool) -> list[report.Figure]:
@@ -140,10 +133,7 @@ def measure(
     else:
         figures += webhook_rate(seconds, connections, warm=warm)
         webhook = figures[0].value
-    if synchronous_pipelines():
-        figures += pipeline_rate(seconds, connections, webhook, max_workers, warm=warm)
-    else:
-        report.skipped("chamberlain side", "PENDING: synchronous pipelines come with issue 5")
+    figures += pipeline_rate(seconds, connections, webhook, max_workers, warm=warm)
     return figures
 
 

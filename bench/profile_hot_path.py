@@ -54,6 +54,37 @@ def fold(raw: str, top: int) -> tuple[list[tuple[str, float]], list[tuple[str, f
     )
 
 
+#: Where a sample's time went, by the first of these its stack contains.
+STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("logging (JSON lines)", ("Logger._log", "Logger.handle")),
+    ("spawning: Popen in a worker thread", ("Popen.",)),
+    ("JobStore: transactions (worker thread)", ("JobStore._in_thread.<locals>.transaction",)),
+    ("JobStore: thread hops and replies", ("JobStore.", "to_thread_run_sync")),
+    ("Runner: pipes, exit, settle (event loop)", ("Runner.", "run_plugin", "_Run.")),
+    ("Dispatcher", ("Dispatcher.",)),
+    ("Router", ("Router.",)),
+    ("HTTP: hypercorn, Quart, the handler", ("hypercorn/", "quart/", "quart_trio/", "web/")),
+)
+
+
+def stages(raw: str) -> tuple[list[tuple[str, float]], int]:
+    """Each stage's share of the samples (``STAGES``; the rest is trio's own loop)."""
+    shares: collections.Counter[str] = collections.Counter()
+    total = 0
+    for line in raw.splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        total += int(count)
+        stage = next(
+            (name for name, marks in STAGES if any(m in stack for m in marks)),
+            "trio: scheduling, I/O readiness, the rest",
+        )
+        shares[stage] += int(count)
+    share = 100.0 / max(1, total)
+    return [(name, n * share) for name, n in shares.most_common()], total
+
+
 def main(argv: list[str] | None = None) -> int:
     """Profile the daemon under a steady trigger load and print the hottest functions."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -104,8 +135,13 @@ def main(argv: list[str] | None = None) -> int:
             load.start()
             recorder.wait()
             load.join()
-        inclusive, own, total = fold(raw_path.read_text(), args.top)
-    print(f"  {total} samples; inclusive share of samples (the function or what it calls):")
+        raw = raw_path.read_text()
+        inclusive, own, total = fold(raw, args.top)
+        by_stage, _ = stages(raw)
+    print(f"  {total} samples (the GIL held: where Python time goes), by stage:")
+    for name, pct in by_stage:
+        print(f"  {pct:5.1f}%  {name}")
+    print("  inclusive share of samples (the function or what it calls):")
     for frame, pct in inclusive:
         print(f"  {pct:5.1f}%  {frame}")
     print("  self share (the function's own code):")

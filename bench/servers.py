@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import socket
 import sqlite3
@@ -31,6 +32,29 @@ from tools import PYTHON_ENV, REPO, find, missing
 API_KEY = "bench-key"
 ECHO = REPO / "plugins" / "echo"
 START_TIMEOUT = 30.0
+
+
+_SERVED = re.compile(r'"served (\d+) requests in (\d+) transactions, busy ([0-9.]+) s"')
+
+
+@attrs.frozen(kw_only=True)
+class StoreStatistics:
+    """What the JobStore logged as it stopped."""
+
+    requests: int
+    transactions: int
+    #: Seconds it spent serving transactions (thread hops and commits included).
+    busy: float
+
+
+def store_statistics(log: str) -> StoreStatistics | None:
+    """The JobStore's statistics from a stopped daemon's log (None if it logged none)."""
+    match = _SERVED.search(log)
+    if match is None:
+        return None
+    return StoreStatistics(
+        requests=int(match.group(1)), transactions=int(match.group(2)), busy=float(match.group(3))
+    )
 
 
 def free_port() -> int:

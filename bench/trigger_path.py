@@ -23,7 +23,6 @@ with an open-loop client (bench/paced.py).
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 
 import floor_app
@@ -34,16 +33,9 @@ import tools
 
 PACED_RATE = 200.0
 URL_PATH = "/trigger/echo/poll"
-_SERVED = re.compile(r'"served (\d+) requests in (\d+) transactions"')
 
 #: The ingest-only daemon: one echo slot, taken by a job that hangs.
 HELD = {"plugins": {"echo": {"parallelism": 1}}, "service": {"shutdown_grace": "1s"}}
-
-
-def group_commits(log: str) -> tuple[int, int] | None:
-    """(requests, transactions) the JobStore logged as it stopped."""
-    match = _SERVED.search(log)
-    return None if match is None else (int(match.group(1)), int(match.group(2)))
 
 
 def stored_jobs(d: servers.Daemon) -> tuple[int, int]:
@@ -81,10 +73,14 @@ def check_committed(rows: int, accepted: int, before: int) -> None:
 def paced_latency(
     d: servers.Daemon, rate: float, seconds: float, label: str
 ) -> list[report.Figure]:
-    """p50/p99 at a fixed rate, measured from each request's scheduled time."""
-    run = paced.paced(
-        d.url + URL_PATH, rate=rate, seconds=seconds, body=floor_app.BODY, headers=d.headers()
-    )
+    """p50/p99 at a fixed rate, measured from each request's scheduled time.
+
+    A short run first warms the daemon up: its first requests import the parts of
+    the web stack loaded on first use, which is not what a steady load sees.
+    """
+    url = d.url + URL_PATH
+    paced.paced(url, rate=rate, seconds=min(1.0, seconds), body=floor_app.BODY, headers=d.headers())
+    run = paced.paced(url, rate=rate, seconds=seconds, body=floor_app.BODY, headers=d.headers())
     if run.failures or run.statuses != (202,):
         raise RuntimeError(f"paced run failed: {run.failures} failures, {run.statuses}")
     return [
@@ -112,7 +108,7 @@ def measure(
     rate = 20.0 if quick else PACED_RATE
     paced_seconds = 0.5 if quick else max(seconds, 10.0)
     figures: list[report.Figure] = []
-    commits: list[tuple[int, int]] = []
+    commits: list[servers.StoreStatistics | None] = []
 
     with servers.daemon(max_workers=max_workers, extra=HELD) as d:
         status, _ = d.post("/trigger/echo/handle", {"payload": {"mode": "hang"}})
@@ -137,7 +133,7 @@ def measure(
                 report.Figure(name="trigger (ingest only): p50", value=result.p50_ms, unit="ms"),
                 report.Figure(name="trigger (ingest only): p99", value=result.p99_ms, unit="ms"),
             ]
-    commits.append(group_commits(d.final_log) or (0, 0))
+    commits.append(servers.store_statistics(d.final_log))
 
     with servers.daemon(max_workers=max_workers) as d:
         figures += paced_latency(d, rate, paced_seconds, "with dispatch")
@@ -164,10 +160,10 @@ def measure(
                     note=f"the dispatcher ran {ran} of {made}, {ran / (seconds + 1):.0f}/s",
                 ),
             ]
-    commits.append(group_commits(d.final_log) or (0, 0))
+    commits.append(servers.store_statistics(d.final_log))
 
-    requests = sum(r for r, _ in commits)
-    transactions = sum(t for _, t in commits)
+    requests = sum(c.requests for c in commits if c is not None)
+    transactions = sum(c.transactions for c in commits if c is not None)
     if transactions:
         figures.append(
             report.Figure(

@@ -98,6 +98,7 @@ async def test_core_dispatch(tmp_path: Path) -> None:
     for workload in ("batch", "fanout"):
         assert figures[f"dispatch ({workload}): first to last completion"] > 0
         assert figures[f"dispatch ({workload}): daemon CPU per job"] > 0
+        assert figures[f"dispatch ({workload}): JobStore time per job"] > 0
     for rate in [f for f in saved["figures"] if f["name"].endswith("first to last completion")]:
         assert rate["ratio"] == pytest.approx(rate["value"] / 100)
 
@@ -113,6 +114,7 @@ async def test_idle(tmp_path: Path) -> None:
     figures = figures_by_name(saved)
     assert figures["idle: RSS"] > 1
     assert figures["idle: CPU"] >= 0
+    assert figures["idle: context switches"] >= 0
 
 
 async def test_store_scale(tmp_path: Path) -> None:

@@ -13,14 +13,15 @@ by a crash is simply made again after the restart: delivery is at least once.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
 from collections.abc import Callable
 from importlib import metadata
+from typing import TYPE_CHECKING
 
 import attrs
-import httpx
 import trio
 
 from chamberlain.actors.mailbox import call
@@ -45,6 +46,11 @@ from chamberlain.callbacks import (
 )
 from chamberlain.config import CallbacksConfig
 from chamberlain.metrics import Metrics
+
+if TYPE_CHECKING:
+    # Imported when the first delivery is due (see CallbackSender.run): httpx and
+    # what it pulls in are about 5 MB of RSS, and many daemons never send a callback.
+    import httpx
 
 log = logging.getLogger("chamberlain.callbacks")
 
@@ -96,15 +102,28 @@ class CallbackSender:
         policy = policy_of(self.config)
         allow = AllowList.from_entries(self.config.allowed_hosts)
         self._busy.clear()
-        client = httpx.AsyncClient(
-            timeout=policy.timeout,
-            follow_redirects=False,
-            # The allow-list decides where bodies go: no proxy from the environment.
-            trust_env=False,
-            transport=self.transport,
-            headers={"User-Agent": _user_agent()},
-        )
-        async with client, trio.open_nursery() as nursery:
+        clients: list[httpx.AsyncClient] = []
+
+        def client() -> httpx.AsyncClient:
+            # Made at the first due delivery, closed when the actor stops (after
+            # the nursery, so after every attempt using it).
+            if not clients:
+                import httpx
+
+                made = httpx.AsyncClient(
+                    timeout=policy.timeout,
+                    follow_redirects=False,
+                    # The allow-list decides where bodies go: no proxy from the
+                    # environment.
+                    trust_env=False,
+                    transport=self.transport,
+                    headers={"User-Agent": _user_agent()},
+                )
+                stack.push_async_callback(made.aclose)
+                clients.append(made)
+            return clients[0]
+
+        async with contextlib.AsyncExitStack() as stack, trio.open_nursery() as nursery:
             task_status.started()
             while True:
                 next_due = await self._start_due(nursery, client, policy, allow)
@@ -122,7 +141,7 @@ class CallbackSender:
     async def _start_due(
         self,
         nursery: trio.Nursery,
-        client: httpx.AsyncClient,
+        client: Callable[[], httpx.AsyncClient],
         policy: DeliveryPolicy,
         allow: AllowList,
     ) -> float | None:
@@ -136,7 +155,7 @@ class CallbackSender:
         due, next_due = answer
         for delivery in due:
             self._busy.add(delivery.id)
-            nursery.start_soon(self._deliver, client, delivery, policy, allow)
+            nursery.start_soon(self._deliver, client(), delivery, policy, allow)
         return next_due
 
     async def _deliver(
@@ -215,6 +234,8 @@ class CallbackSender:
             DELIVERY_HEADER: delivery.id,
             SIGNATURE_HEADER: sign(secret, delivery.body),
         }
+        import httpx  # loaded by now: ``client`` is one
+
         try:
             response = await client.post(delivery.url, content=delivery.body, headers=headers)
         except httpx.HTTPError as exc:

@@ -8,6 +8,8 @@ wrong refuses the whole batch with its index in the message (``jobs[3].timeout m
 be longer than zero``).  A valid batch travels to the JobStore as one ``Enqueue``,
 which it applies in one transaction; the 202 lists the jobs' ids only after that
 commit, so every id in the answer is durable and none exists without the others.
+A batch never waits for a synchronous pipeline its jobs may start: it answers once
+the jobs are stored, as a trigger with ``?async=true`` does.
 
 The decisions are plain functions (:func:`parse_batch_body`, :func:`plan_batch`);
 :func:`submit_batch` is the thin async layer around the one await that matters.
@@ -71,12 +73,12 @@ def parse_batch_body(raw: bytes) -> list[Mapping[str, Any]]:
     if unknown:
         raise bad_request(f"unknown field {unknown[0]!r} in the request body; expected: jobs")
     if "jobs" not in body:
-        raise bad_request("jobs is required: a list of 1 to 1000 jobs")
+        raise bad_request(f"jobs is required: a list of 1 to {MAX_BATCH_JOBS} jobs")
     jobs = body["jobs"]
     if not isinstance(jobs, list):
         raise bad_request("jobs must be a list of job objects")
     if not jobs:
-        raise bad_request("jobs is empty: a batch holds 1 to 1000 jobs")
+        raise bad_request(f"jobs is empty: a batch holds 1 to {MAX_BATCH_JOBS} jobs")
     if len(jobs) > MAX_BATCH_JOBS:
         raise bad_request(f"jobs holds {len(jobs)} jobs; a batch holds at most {MAX_BATCH_JOBS}")
     for index, item in enumerate(jobs):
@@ -119,9 +121,9 @@ def plan_batch(
             spec.type, f"run the {spec.type.value} command {plugin_name}/{command} (jobs[{index}])"
         )
         options = parse_trigger_options(
-            {k: v for k, v in item.items() if k not in ("plugin", "command")},
+            item,
             max_timeout=plugin.timeout_for(command),
-            fields=BODY_FIELDS,
+            fields=ITEM_FIELDS,
             path=path,
             callbacks=callbacks,
         )
