@@ -195,3 +195,17 @@ async def wait_for(
             if value:
                 return value
             await trio.sleep(interval)
+
+
+def run_cli(
+    *args: str, cwd: Path | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m chamberlain ARGS`` to the end and return what it did."""
+    return subprocess.run(
+        [sys.executable, "-m", "chamberlain", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        cwd=cwd,
+    )

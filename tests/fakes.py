@@ -18,7 +18,7 @@ import trio
 
 from chamberlain.actors.root import Daemon
 from chamberlain.config import parse_config
-from chamberlain.model import Job, NewJob
+from chamberlain.model import Job, JobStatus, NewJob
 from chamberlain.plugins.binding import bind_plugins
 from chamberlain.plugins.manifest import CommandSpec, CommandType, Manifest
 from chamberlain.plugins.process import Limits, ProcessControl
@@ -168,3 +168,30 @@ async def finish(daemon: Daemon, ids: list[str]) -> list[Job]:
         assert job is not None
         done.append(job)
     return done
+
+
+def stored_job(**changes: object) -> Job:
+    """A running job as the store would hold it; ``changes`` override any field."""
+    job = Job(
+        id="j1",
+        plugin="echo",
+        command="poll",
+        payload={},
+        event=None,
+        context={},
+        status=JobStatus.RUNNING,
+        attempt=1,
+        max_attempts=3,
+        submitted_by="api",
+        timeout=None,
+        dedupe_key=None,
+        created_at=EPOCH,
+        started_at=EPOCH + 1,
+        completed_at=None,
+        run_at=EPOCH,
+        last_error=None,
+        result=None,
+        parent_job_id=None,
+        source_event_id=None,
+    )
+    return attrs.evolve(job, **changes)  # type: ignore[arg-type]

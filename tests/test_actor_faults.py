@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import functools
 import json
-import subprocess
-import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -28,7 +26,7 @@ import httpx
 import pytest
 import trio
 import yaml
-from conftest import API_KEY, wait_for
+from conftest import API_KEY, run_cli, wait_for
 from figures import record
 
 from chamberlain.actors.dispatcher import Dispatcher
@@ -306,13 +304,7 @@ def test_chamberlain_start_exits_1_with_a_clear_line_when_the_store_is_unusable(
     config = daemon_config(tmp_path)
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(config))
-    done = subprocess.run(
-        [sys.executable, "-m", "chamberlain", "start", "--config", str(path)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    done = run_cli("start", "--config", str(path), timeout=120)
     assert done.returncode == 1, done.stderr[-3000:]
     records = [json.loads(line) for line in done.stderr.splitlines() if line.startswith("{")]
     critical = [r for r in records if r["level"] == "critical"]

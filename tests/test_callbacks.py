@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 import trio
-from fakes import FakePlugins, finish, make_daemon, submit
+from fakes import FakePlugins, finish, make_daemon, stored_job, submit
 
 from chamberlain.callbacks import (
     AllowList,
@@ -27,7 +27,7 @@ from chamberlain.callbacks import (
     verify,
 )
 from chamberlain.config import ConfigError, parse_config
-from chamberlain.model import Job, JobStatus, NewJob
+from chamberlain.model import JobStatus, NewJob
 
 DEFAULTS = AllowList.from_entries(("127.0.0.0/8", "::1", "localhost"))
 
@@ -133,27 +133,15 @@ def test_backoff_doubles_and_is_bounded() -> None:
 
 
 def test_delivery_body_is_the_finished_job() -> None:
-    job = Job(
-        id="j1",
-        plugin="echo",
-        command="poll",
-        payload={},
-        event=None,
-        context={},
+    job = stored_job(
         status=JobStatus.FAILED,
-        attempt=1,
         max_attempts=1,
-        submitted_by="api",
-        timeout=None,
-        dedupe_key=None,
         created_at=1_700_000_000.0,
         started_at=1_700_000_001.0,
         completed_at=1_700_000_003.25,
         run_at=1_700_000_000.0,
         last_error="boom",
         result={"status": "error"},
-        parent_job_id=None,
-        source_event_id=None,
     )
     assert json.loads(delivery_body(job)) == {
         "job_id": "j1",

@@ -5,8 +5,6 @@ from __future__ import annotations
 import os
 import signal
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +12,7 @@ import httpx
 import pytest
 import trio
 import yaml
-from conftest import DaemonFactory, DaemonProcess, wait_for
+from conftest import DaemonFactory, DaemonProcess, run_cli, wait_for
 
 E2E_PLUGINS = Path(__file__).resolve().parent / "e2e_plugins"
 
@@ -177,13 +175,7 @@ async def test_a_second_daemon_on_the_same_state_exits_1(daemon: DaemonFactory) 
 def test_config_errors_exit_78_naming_the_path(tmp_path: Path) -> None:
     config = tmp_path / "bad.yaml"
     config.write_text(yaml.safe_dump({"service": {"max_workers": "many"}, "plugins": {"nope": {}}}))
-    proc = subprocess.run(
-        [sys.executable, "-m", "chamberlain", "start", "--config", str(config)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    proc = run_cli("start", "--config", str(config), timeout=60)
     assert proc.returncode == 78
     assert "service.max_workers" in proc.stderr
 
@@ -193,47 +185,18 @@ def test_a_plugins_entry_for_an_undiscovered_plugin_is_an_error(tmp_path: Path) 
     config.write_text(
         yaml.safe_dump({"plugin_roots": [str(E2E_PLUGINS)], "plugins": {"ghost": {}}})
     )
-    proc = subprocess.run(
-        [sys.executable, "-m", "chamberlain", "check", "--config", str(config)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    proc = run_cli("check", "--config", str(config), timeout=60)
     assert proc.returncode == 78
     assert "plugins.ghost: no plugin named 'ghost'" in proc.stderr
 
 
 def test_run_prints_the_job_and_exits_by_its_status(tmp_path: Path) -> None:
     repo = Path(__file__).resolve().parent.parent
-    ok = subprocess.run(
-        [sys.executable, "-m", "chamberlain", "run", "echo", "poll", "--payload", '{"n": 7}'],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        cwd=repo,
-    )
+    ok = run_cli("run", "echo", "poll", "--payload", '{"n": 7}', timeout=60, cwd=repo)
     assert ok.returncode == 0, ok.stderr
     record = yaml.safe_load(ok.stdout)  # JSON is YAML
     assert record["status"] == "succeeded"
     assert record["result"]["result"]["request"]["payload"] == {"n": 7}
-    failed = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "chamberlain",
-            "run",
-            "echo",
-            "poll",
-            "--payload",
-            '{"mode": "error"}',
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        cwd=repo,
-    )
+    failed = run_cli("run", "echo", "poll", "--payload", '{"mode": "error"}', cwd=repo)
     assert failed.returncode == 1
     assert yaml.safe_load(failed.stdout)["status"] == "dead"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import random
 
-import attrs
 import pytest
+from fakes import stored_job
 
 from chamberlain.model import Job, JobStatus
 from chamberlain.plugins.protocol import Outcome, OutcomeKind, Response
@@ -15,29 +15,9 @@ NOW = 1_000_000.0
 
 
 def make_job(**changes: object) -> Job:
-    job = Job(
-        id="j1",
-        plugin="echo",
-        command="poll",
-        payload={},
-        event=None,
-        context={},
-        status=JobStatus.RUNNING,
-        attempt=1,
-        max_attempts=3,
-        submitted_by="api",
-        timeout=None,
-        dedupe_key=None,
-        created_at=NOW - 10,
-        started_at=NOW - 1,
-        completed_at=None,
-        run_at=NOW - 10,
-        last_error=None,
-        result=None,
-        parent_job_id=None,
-        source_event_id=None,
+    return stored_job(
+        **{"created_at": NOW - 10, "started_at": NOW - 1, "run_at": NOW - 10, **changes}
     )
-    return attrs.evolve(job, **changes)  # type: ignore[arg-type]
 
 
 def outcome(

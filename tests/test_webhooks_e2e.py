@@ -6,8 +6,6 @@ import copy
 import hashlib
 import hmac
 import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +18,7 @@ from conftest import (
     DaemonProcess,
     base_config,
     deep_merge,
+    run_cli,
     wait_for,
 )
 
@@ -232,13 +231,7 @@ def test_an_empty_secret_is_refused_at_start_up(tmp_path: Path) -> None:
     cfg["webhooks"]["endpoints"][0]["secret"] = ""
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump(cfg))
-    proc = subprocess.run(
-        [sys.executable, "-m", "chamberlain", "check", "--config", str(path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    proc = run_cli("check", "--config", str(path), timeout=60)
     assert proc.returncode == 78
     assert "webhooks.endpoints[0].secret: must not be empty" in proc.stderr
 
@@ -249,13 +242,7 @@ def test_an_endpoint_naming_an_unknown_target_is_refused(tmp_path: Path) -> None
     cfg["webhooks"]["endpoints"][1]["path"] = "/jobs"
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump(cfg))
-    proc = subprocess.run(
-        [sys.executable, "-m", "chamberlain", "check", "--config", str(path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    proc = run_cli("check", "--config", str(path), timeout=60)
     assert proc.returncode == 78
     assert "webhooks.endpoints[0].plugin: no loaded plugin named 'ghost'" in proc.stderr
     assert "webhooks.endpoints[1].path: '/jobs' is an API route" in proc.stderr
