@@ -34,6 +34,7 @@ from chamberlain.actors.jobstore import JobStore
 from chamberlain.actors.root import Daemon
 from chamberlain.actors.router import Router
 from chamberlain.actors.runner import Runner
+from chamberlain.actors.scheduler import Scheduler
 from chamberlain.config import parse_config
 from chamberlain.plugins.binding import bind_plugins
 from chamberlain.plugins.registry import discover
@@ -127,6 +128,17 @@ def _web(monkeypatch: pytest.MonkeyPatch, arm: Arm) -> None:
     monkeypatch.setattr(chamberlain.web.serve, "serve_api", serve_api)
 
 
+def _scheduler(monkeypatch: pytest.MonkeyPatch, arm: Arm) -> None:
+    original = Scheduler._advance
+
+    async def advance(self: Scheduler) -> None:
+        if arm.take():
+            raise RuntimeError("injected Scheduler fault")
+        await original(self)
+
+    monkeypatch.setattr(Scheduler, "_advance", advance)
+
+
 def _router(monkeypatch: pytest.MonkeyPatch, arm: Arm) -> None:
     original = Router._route_all
 
@@ -144,6 +156,7 @@ FAULTS = {
     "runner": Fault(child="root/runners/healthy", patch=_runner),
     "web": Fault(child="root/web", patch=_web),
     "router": Fault(child="root/router", patch=_router),
+    "scheduler": Fault(child="root/scheduler", patch=_scheduler),
 }
 
 
@@ -153,7 +166,13 @@ def daemon_config(tmp_path: Path) -> dict[str, Any]:
         "state": {"path": str(tmp_path / "state.db")},
         "plugin_roots": [str(CHAOS_PLUGINS)],
         "api": {"listen": "127.0.0.1:0", "auth": {"api_key": API_KEY}},
-        "plugins": {"healthy": {"retry": {"backoff_base": "50ms"}}},
+        "plugins": {
+            "healthy": {
+                "retry": {"backoff_base": "50ms"},
+                # Keeps the Scheduler busy while faults are injected.
+                "schedules": [{"id": "tick", "command": "poll", "every": "1s"}],
+            }
+        },
     }
 
 
