@@ -222,7 +222,7 @@ def test_split_failure_keeps_base_exceptions_out_of_crashes() -> None:
 
 def test_specs_and_supervisors_reject_bad_configuration() -> None:
     async def child(*, task_status: trio.TaskStatus[None]) -> None:
-        raise NotImplementedError
+        raise AssertionError("never started: the specs are refused first")
 
     with pytest.raises(ValueError, match="'/'"):
         ChildSpec(id="a/b", start=child)

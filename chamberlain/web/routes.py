@@ -73,32 +73,30 @@ _TRIGGER_BODY = BodySpec(
     description="Optional; an empty body triggers with an empty payload.",
 )
 
+
+def _trigger_route(operation_id: str, path: str, summary: str) -> Route:
+    # /trigger/... and /plugin/... are one operation under two paths.
+    return Route(
+        operation_id=operation_id,
+        method="POST",
+        path=path,
+        handler=trigger.trigger,
+        access=ByCommand(),
+        summary=summary,
+        description=_TRIGGER_DESCRIPTION,
+        tag="jobs",
+        params=(_PLUGIN, _COMMAND, ASYNC_PARAM),
+        body=_TRIGGER_BODY,
+        responses=_TRIGGER_RESPONSES,
+    )
+
+
 ROUTES: tuple[Route, ...] = (
-    Route(
-        operation_id="trigger",
-        method="POST",
-        path="/trigger/{plugin}/{command}",
-        handler=trigger.trigger,
-        access=ByCommand(),
-        summary="Run a plugin command as a job",
-        description=_TRIGGER_DESCRIPTION,
-        tag="jobs",
-        params=(_PLUGIN, _COMMAND, ASYNC_PARAM),
-        body=_TRIGGER_BODY,
-        responses=_TRIGGER_RESPONSES,
-    ),
-    Route(
-        operation_id="triggerPlugin",
-        method="POST",
-        path="/plugin/{plugin}/{command}",
-        handler=trigger.trigger,
-        access=ByCommand(),
-        summary="Run a plugin command as a job (same as /trigger)",
-        description=_TRIGGER_DESCRIPTION,
-        tag="jobs",
-        params=(_PLUGIN, _COMMAND, ASYNC_PARAM),
-        body=_TRIGGER_BODY,
-        responses=_TRIGGER_RESPONSES,
+    _trigger_route("trigger", "/trigger/{plugin}/{command}", "Run a plugin command as a job"),
+    _trigger_route(
+        "triggerPlugin",
+        "/plugin/{plugin}/{command}",
+        "Run a plugin command as a job (same as /trigger)",
     ),
     Route(
         operation_id="getJob",
