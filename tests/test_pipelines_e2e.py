@@ -74,6 +74,17 @@ CONFIG: dict[str, Any] = {
                 {"id": "wait", "uses": "echo.handle", "with": {"mode": "slow", "seconds": 3}}
             ],
         },
+        {
+            # Holds its caller's slot for seconds: ample time for a second call to
+            # find the limit reached, however loaded the machine is.
+            "name": "hold",
+            "on": "manual.hold",
+            "execution_mode": "synchronous",
+            "timeout": "30s",
+            "steps": [
+                {"id": "wait", "uses": "echo.handle", "with": {"mode": "slow", "seconds": 4}}
+            ],
+        },
     ],
 }
 
@@ -178,7 +189,7 @@ async def test_more_waiting_calls_than_allowed_get_503(gw: DaemonProcess) -> Non
 
     async def slow_call() -> None:
         async with client(gw) as c:
-            answers.append(await c.post("/pipeline/slow", json={}))
+            answers.append(await c.post("/pipeline/hold", json={}))
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(slow_call)
@@ -189,11 +200,11 @@ async def test_more_waiting_calls_than_allowed_get_503(gw: DaemonProcess) -> Non
                 return stats["total"] > 0
 
             await wait_for(waiting)
-            refused = await c.post("/pipeline/slow", json={})
+            refused = await c.post("/pipeline/hold", json={})
             jobs_before = (await c.get("/jobs")).json()["total"]
     assert refused.status_code == 503
     assert "max_concurrent_sync" in refused.json()["error"]
-    assert answers[0].status_code == 202
+    assert answers[0].status_code == 200
     async with client(gw) as c:
         assert (await c.get("/jobs")).json()["total"] == jobs_before  # nothing enqueued
 
@@ -224,6 +235,6 @@ async def test_pipelines_are_listed_and_unknown_ones_404(gw: DaemonProcess) -> N
         listed = (await c.get("/pipelines")).json()["pipelines"]
         missing = await c.post("/pipeline/nope", json={})
         tree = await c.get("/job/nope/tree")
-    assert {p["name"] for p in listed} == {"three", "gated", "needs_city", "slow"}
+    assert {p["name"] for p in listed} == {"three", "gated", "needs_city", "slow", "hold"}
     assert missing.status_code == 404
     assert tree.status_code == 404
