@@ -17,13 +17,14 @@ $(STAMP): pyproject.toml
 start: $(STAMP)
 	$(BIN)/chamberlain start --config config.example.yaml
 
-## Lint, type-check, then the whole test suite.
+## Lint, type-check, check the layering, then the whole test suite.
 test: lint unit
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 unit: $(STAMP)
 	$(BIN)/pytest

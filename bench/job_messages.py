@@ -24,11 +24,11 @@ from pathlib import Path
 import trio
 
 from chamberlain.actors.hub import Hub
-from chamberlain.joblog import JobMessage, MessageKind, OutputLimits
-from chamberlain.model import NewJob
+from chamberlain.joblog import OutputLimits
 from chamberlain.plugins.protocol import Outcome, OutcomeKind
+from chamberlain.records import JobMessage, MessageKind, NewJob
 from chamberlain.retry import RetryPolicy, settle
-from chamberlain.store import messages
+from chamberlain.store import job_messages
 from chamberlain.store.sqlite import SqliteStore
 
 BATCH = 512
@@ -97,7 +97,7 @@ def stderr(path: Path, lines: int) -> float:
     for flush in range(lines // 100):
         job_id = ids[flush // 10]
         store.begin()
-        messages.append_output(
+        job_messages.append_output(
             store.conn,
             job_id,
             [(now, line)] * 100,

@@ -26,18 +26,18 @@ from typing import Any
 import attrs
 import trio
 
-from chamberlain import jsonlog
-from chamberlain.actors.root import Daemon
 from chamberlain.config import IN_MEMORY, Config, ConfigError, load_config, parse_config
-from chamberlain.model import NewJob
-from chamberlain.pipelines.routing import Routing, build_routing
+from chamberlain.daemon import jsonlog
+from chamberlain.daemon.instance_lock import AlreadyRunning, InstanceLock
+from chamberlain.daemon.systemd import Notifier
+from chamberlain.daemon.tree import Daemon
 from chamberlain.plugins.binding import BoundPlugin, bind_plugins
 from chamberlain.plugins.registry import discover
-from chamberlain.store.lock import AlreadyRunning, InstanceLock
+from chamberlain.records import NewJob
+from chamberlain.routing.planner import Routing, build_routing
 from chamberlain.supervision import SupervisorGaveUp
-from chamberlain.systemd import Notifier
 from chamberlain.web.routes import ROUTES
-from chamberlain.webhooks import check_endpoints
+from chamberlain.webhook_rules import check_endpoints
 
 log = logging.getLogger("chamberlain.cli")
 

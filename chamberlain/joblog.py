@@ -13,76 +13,9 @@ store applies :func:`admit_output`.
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Sequence
-from typing import Any
 
 import attrs
-
-from chamberlain.model import JobStatus, rfc3339
-
-
-class MessageKind(enum.Enum):
-    """Where a message came from."""
-
-    #: A line the plugin wrote to stderr.
-    STDERR = "stderr"
-    #: Written by chamberlain: a status change, or the dropped-lines marker.
-    SYSTEM = "system"
-
-
-@attrs.frozen(kw_only=True)
-class JobMessage:
-    """One stored message, with both of its ids.
-
-    ``id`` is global and only grows (``/events/stream`` resumes from it); ``seq``
-    counts from 1 per job (``/job/{id}/stream`` resumes from it).
-    """
-
-    id: int
-    job_id: str
-    seq: int
-    ts: float
-    kind: MessageKind
-    text: str
-    #: The job's status after this message, for status changes; None otherwise.
-    status: JobStatus | None = None
-    attempt: int | None = None
-    plugin: str
-    command: str
-
-    @property
-    def is_status(self) -> bool:
-        """True for a status change."""
-        return self.status is not None
-
-    @property
-    def ends_job(self) -> bool:
-        """True for the status change that made the job terminal (its last message)."""
-        return self.status is not None and self.status.terminal
-
-    def to_json(self) -> dict[str, Any]:
-        """The message as ``GET /job/{id}?include=messages`` lists it."""
-        out: dict[str, Any] = {
-            "seq": self.seq,
-            "ts": rfc3339(self.ts),
-            "kind": self.kind.value,
-            "text": self.text,
-        }
-        if self.status is not None:
-            out["status"] = self.status.value
-            out["attempt"] = self.attempt
-        return out
-
-    def to_event(self) -> dict[str, Any]:
-        """The message as the job and events streams send it."""
-        return {
-            "id": self.id,
-            "job_id": self.job_id,
-            "plugin": self.plugin,
-            "command": self.command,
-            **self.to_json(),
-        }
 
 
 @attrs.frozen(kw_only=True)

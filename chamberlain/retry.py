@@ -14,8 +14,8 @@ from typing import Any
 
 import attrs
 
-from chamberlain.model import Job, JobStatus
 from chamberlain.plugins.protocol import Outcome, OutcomeKind
+from chamberlain.records import Job, JobStatus
 
 #: Plugin state is handed to the plugin on every request; keep it small enough that
 #: this stays cheap.

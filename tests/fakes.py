@@ -16,14 +16,14 @@ from typing import Any
 import attrs
 import trio
 
-from chamberlain.actors.root import Daemon
 from chamberlain.config import parse_config
-from chamberlain.model import Job, JobStatus, NewJob
+from chamberlain.daemon.tree import Daemon
 from chamberlain.plugins.binding import bind_plugins
 from chamberlain.plugins.manifest import CommandSpec, CommandType, Manifest
 from chamberlain.plugins.process import Limits, ProcessControl
 from chamberlain.plugins.protocol import ProcessResult, TerminationReason
 from chamberlain.plugins.registry import Discovery
+from chamberlain.records import Job, JobStatus, NewJob
 
 EPOCH = 1_700_000_000.0
 

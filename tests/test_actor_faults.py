@@ -31,11 +31,11 @@ from figures import record
 
 from chamberlain.actors.dispatcher import Dispatcher
 from chamberlain.actors.jobstore import JobStore
-from chamberlain.actors.root import Daemon
 from chamberlain.actors.router import Router
 from chamberlain.actors.runner import Runner
 from chamberlain.actors.scheduler import Scheduler
 from chamberlain.config import parse_config
+from chamberlain.daemon.tree import Daemon
 from chamberlain.plugins.binding import bind_plugins
 from chamberlain.plugins.registry import discover
 from chamberlain.supervision import SupervisorGaveUp

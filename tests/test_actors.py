@@ -11,18 +11,20 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 import trio
+import trio.testing
 from fakes import FakePlugins, fake_plugin, finish, make_daemon, submit
 
 from chamberlain.actors.dispatcher import Dispatcher
 from chamberlain.actors.jobstore import JobStore
 from chamberlain.actors.runner import Runner
 from chamberlain.config import parse_config
-from chamberlain.model import Job, JobStatus, NewJob
 from chamberlain.plugins.binding import BoundPlugin, bind_plugins
 from chamberlain.plugins.process import ProcessControl
 from chamberlain.plugins.registry import Discovery
+from chamberlain.records import Job, JobStatus, NewJob, Tree, rfc3339
 from chamberlain.supervision import SupervisorGaveUp
 
 
@@ -398,3 +400,102 @@ async def test_cancel_an_unknown_job(tmp_path: Path, autojump_clock: trio.abc.Cl
         await daemon.shutdown()
     assert result.job is None
     assert not result.accepted
+
+
+async def test_cancelling_the_last_queued_job_of_a_tree_answers_its_waiter(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    fake = FakePlugins()
+    daemon = make_daemon(tmp_path, fake, config={"plugins": {"a": {"parallelism": 1}}})
+    trees: list[Tree | None] = []
+    answered = trio.Event()
+
+    async def wait_tree(root: str) -> None:
+        trees.append(await daemon.gateway.wait_tree(root))
+        answered.set()
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(daemon.run)
+        _, waiting = await submit(
+            daemon,
+            NewJob(plugin="a", command="poll", payload={"sleep": 1000}, timeout=2000),
+            NewJob(plugin="a", command="poll"),
+        )
+        nursery.start_soon(wait_tree, waiting)
+        # The Router holds the wait; the busy job runs long, so no Settle rings it.
+        await trio.testing.wait_all_tasks_blocked()
+        began = trio.current_time()
+        result = await daemon.gateway.cancel_job(waiting)
+        with trio.fail_after(3600):
+            await answered.wait()
+        took = trio.current_time() - began
+        still_busy = fake.running["a"]
+        await daemon.shutdown()
+    assert result.accepted
+    assert took < 10
+    assert still_busy == 1
+    (tree,) = trees
+    assert tree is not None
+    assert [j.status for j in tree.jobs] == [JobStatus.CANCELLED]
+
+
+async def test_an_orphan_given_up_after_a_runner_crash_answers_its_tree_waiter(
+    tmp_path: Path, autojump_clock: trio.abc.Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake = FakePlugins()
+    daemon = make_daemon(tmp_path, fake)
+    original = Runner._execute
+    crash = trio.Event()
+
+    async def crash_on_cue(self: Runner, job: Job, state: object, control: ProcessControl) -> None:
+        if job.payload.get("crash"):
+            await crash.wait()
+            raise RuntimeError("injected runner fault")
+        await original(self, job, state, control)
+
+    monkeypatch.setattr(Runner, "_execute", crash_on_cue)
+    trees: list[Tree | None] = []
+    answered = trio.Event()
+
+    async def wait_tree(root: str) -> None:
+        trees.append(await daemon.gateway.wait_tree(root))
+        answered.set()
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(daemon.run)
+        # The only other job runs long: no Settle rings the Router meanwhile.
+        await submit(
+            daemon, NewJob(plugin="b", command="poll", payload={"sleep": 1000}, timeout=2000)
+        )
+        (victim,) = await submit(
+            daemon, NewJob(plugin="a", command="poll", payload={"crash": True}, max_attempts=1)
+        )
+        nursery.start_soon(wait_tree, victim)
+        await trio.testing.wait_all_tasks_blocked()
+        began = trio.current_time()
+        crash.set()
+        with trio.fail_after(3600):
+            await answered.wait()
+        took = trio.current_time() - began
+        stats = daemon.root.statistics()
+        await daemon.shutdown()
+    assert stats.restart_counts()["root/runners/a"] == 1
+    assert took < 10
+    (tree,) = trees
+    assert tree is not None
+    assert [j.status for j in tree.jobs] == [JobStatus.DEAD]
+
+
+async def test_the_deadline_the_plugin_gets_follows_the_daemon_clock(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    fixed = 1_600_000_000.0
+    # make_daemon's daemon, on a wall clock that stands still.
+    daemon = attrs.evolve(make_daemon(tmp_path, fake := FakePlugins()), now=lambda: fixed)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(daemon.run)
+        ids = await submit(daemon, NewJob(plugin="a", command="poll", timeout=90))
+        await finish(daemon, ids)
+        await daemon.shutdown()
+    (request,) = fake.requests
+    assert request["deadline_at"] == rfc3339(fixed + 90)

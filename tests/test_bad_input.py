@@ -27,7 +27,7 @@ import trio
 from conftest import DaemonFactory, DaemonProcess
 from figures import record
 
-from chamberlain.web.trigger import MAX_JSON_DEPTH
+from chamberlain.web.intake import MAX_JSON_DEPTH
 
 pytestmark = pytest.mark.e2e
 

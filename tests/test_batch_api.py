@@ -19,8 +19,7 @@ from test_web_api import FakeGateway, api_config, call, job_from
 from chamberlain.actors.gateway import Gateway, Phase
 from chamberlain.actors.mailbox import ActorUnavailable
 from chamberlain.config import CallbacksConfig
-from chamberlain.model import JobStatus, NewJob
-from chamberlain.store.sqlite import Enqueued
+from chamberlain.records import Enqueued, JobStatus, NewJob
 from chamberlain.web.app import create_app
 from chamberlain.web.batch import MAX_BATCH_JOBS
 from chamberlain.web.trigger import EVENT_TYPE

@@ -15,10 +15,10 @@ import pytest
 import trio
 from fakes import FakePlugins, finish, make_daemon, stored_job, submit
 
-from chamberlain.callbacks import (
+from chamberlain.callback_rules import (
     AllowList,
+    CallbackPolicy,
     CallbackRules,
-    DeliveryPolicy,
     Verdict,
     check_callback_url,
     delivery_body,
@@ -27,7 +27,7 @@ from chamberlain.callbacks import (
     verify,
 )
 from chamberlain.config import ConfigError, parse_config
-from chamberlain.model import JobStatus, NewJob
+from chamberlain.records import JobStatus, NewJob
 
 DEFAULTS = AllowList.from_entries(("127.0.0.0/8", "::1", "localhost"))
 
@@ -120,7 +120,7 @@ def test_judge(status: int | None, verdict: Verdict) -> None:
 
 
 def test_backoff_doubles_and_is_bounded() -> None:
-    policy = DeliveryPolicy(max_attempts=4, backoff_base=2.0, backoff_max=5.0)
+    policy = CallbackPolicy(max_attempts=4, backoff_base=2.0, backoff_max=5.0)
     first = policy.next_attempt(1, Verdict.RETRY, now=100.0)
     second = policy.next_attempt(2, Verdict.RETRY, now=100.0)
     third = policy.next_attempt(3, Verdict.RETRY, now=100.0)

@@ -31,7 +31,7 @@ from hypercorn.trio import serve
 from prometheus_client.parser import text_string_to_metric_families
 from sse_client import Event, open_stream
 
-from chamberlain.callbacks import verify
+from chamberlain.callback_rules import verify
 from chamberlain.plugins.strays import find_job_processes
 
 pytestmark = pytest.mark.e2e

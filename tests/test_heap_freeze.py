@@ -17,7 +17,7 @@ import pytest
 import trio
 from fakes import FakePlugins, finish, make_daemon, submit
 
-from chamberlain.model import JobStatus, NewJob
+from chamberlain.records import JobStatus, NewJob
 
 
 @pytest.fixture

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from chamberlain.model import JobStatus, NewJob
+from chamberlain.records import JobFilter, JobStatus, NewJob
 from chamberlain.retry import Settlement, recover_orphan
-from chamberlain.store.sqlite import MIGRATIONS, JobFilter, SqliteStore, _statements
+from chamberlain.store.sqlite import MIGRATIONS, SqliteStore, _statements
 
 NOW = 1_700_000_000.0
 PLUGINS = ("echo", "sys_exec", "other")

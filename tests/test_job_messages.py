@@ -15,18 +15,16 @@ from fakes import FakePlugins, finish, make_daemon, submit
 from chamberlain.actors.hub import Hub
 from chamberlain.actors.journal import Journal
 from chamberlain.joblog import (
-    JobMessage,
-    MessageKind,
     OutputBuffer,
     OutputLimits,
     OutputTotals,
     admit_output,
     dropped_marker,
 )
-from chamberlain.model import JobStatus, NewJob
 from chamberlain.plugins.protocol import Outcome, OutcomeKind
+from chamberlain.records import JobMessage, JobStatus, MessageKind, NewJob
 from chamberlain.retry import RetryPolicy, settle
-from chamberlain.store import deliveries, messages
+from chamberlain.store import callback_queue, job_messages
 from chamberlain.store.sqlite import SqliteStore
 
 NOW = 1_700_000_000.0
@@ -85,7 +83,7 @@ def failing(error: str) -> Outcome:
 def texts(store: SqliteStore, job_id: str) -> list[tuple[int, str, str | None]]:
     return [
         (m.seq, m.text, None if m.status is None else m.status.value)
-        for m in messages.job_messages(store.conn, job_id)
+        for m in job_messages.job_messages(store.conn, job_id)
     ]
 
 
@@ -109,7 +107,7 @@ def test_every_status_change_becomes_a_system_message(store: SqliteStore) -> Non
         (4, "attempt 2/2 started", "running"),
         (5, "finished: dead (boom (gave up after 2 attempts))", "dead"),
     ]
-    ts = [m.ts for m in messages.job_messages(store.conn, job.id)]
+    ts = [m.ts for m in job_messages.job_messages(store.conn, job.id)]
     assert ts[0] == NOW and ts[1] == NOW + 100 and ts[4] == NOW + 201
 
 
@@ -124,16 +122,18 @@ def test_output_is_capped_per_job_with_one_marker_per_attempt(store: SqliteStore
     job = store.enqueue(NewJob(plugin="p", command="poll"), now=NOW, dedupe_ttl=0).job
     limits = OutputLimits(max_lines=3, max_bytes=1000)
     lines = [(NOW + n, f"line {n}") for n in range(5)]
-    kept = messages.append_output(
+    kept = job_messages.append_output(
         store.conn, job.id, lines, dropped=0, final=False, limits=limits, now=NOW
     )
     assert kept == 3
-    messages.append_output(store.conn, job.id, [], dropped=1, final=True, limits=limits, now=NOW)
+    job_messages.append_output(
+        store.conn, job.id, [], dropped=1, final=True, limits=limits, now=NOW
+    )
     # A later attempt finds the job's cap used up.
-    messages.append_output(
+    job_messages.append_output(
         store.conn, job.id, lines[:2], dropped=0, final=True, limits=limits, now=NOW
     )
-    stored = [(m.kind, m.text) for m in messages.job_messages(store.conn, job.id)]
+    stored = [(m.kind, m.text) for m in job_messages.job_messages(store.conn, job.id)]
     assert stored[1:] == [
         (MessageKind.STDERR, "line 0"),
         (MessageKind.STDERR, "line 1"),
@@ -141,17 +141,17 @@ def test_output_is_capped_per_job_with_one_marker_per_attempt(store: SqliteStore
         (MessageKind.SYSTEM, dropped_marker(3)),
         (MessageKind.SYSTEM, dropped_marker(2)),
     ]
-    assert messages.job_messages(store.conn, job.id)[1].ts == NOW
+    assert job_messages.job_messages(store.conn, job.id)[1].ts == NOW
 
 
 def test_message_ids_only_grow_even_after_every_job_is_pruned(store: SqliteStore) -> None:
     first = store.enqueue(NewJob(plugin="p", command="poll"), now=NOW, dedupe_ttl=0).job
-    top = messages.last_message_id(store.conn)
+    top = job_messages.last_message_id(store.conn)
     store.cancel_queued(first.id, now=NOW, reason="cancelled")
     assert store.prune(older_than=NOW + 1) == 1
-    assert messages.job_messages(store.conn, first.id) == []  # deleted with the job
+    assert job_messages.job_messages(store.conn, first.id) == []  # deleted with the job
     second = store.enqueue(NewJob(plugin="p", command="poll"), now=NOW, dedupe_ttl=0).job
-    (message,) = messages.job_messages(store.conn, second.id)
+    (message,) = job_messages.job_messages(store.conn, second.id)
     assert message.id > top + 1
 
 
@@ -159,14 +159,14 @@ def test_status_changes_filter_by_plugin_and_status(store: SqliteStore) -> None:
     a = store.enqueue(NewJob(plugin="a", command="poll"), now=NOW, dedupe_ttl=0).job
     b = store.enqueue(NewJob(plugin="b", command="poll"), now=NOW, dedupe_ttl=0).job
     store.cancel_queued(a.id, now=NOW, reason="cancelled")
-    found = messages.status_changes(store.conn, after_id=0, plugin="a")
+    found = job_messages.status_changes(store.conn, after_id=0, plugin="a")
     assert [(m.job_id, m.status) for m in found] == [
         (a.id, JobStatus.QUEUED),
         (a.id, JobStatus.CANCELLED),
     ]
-    cancelled = messages.status_changes(store.conn, after_id=0, statuses=[JobStatus.CANCELLED])
+    cancelled = job_messages.status_changes(store.conn, after_id=0, statuses=[JobStatus.CANCELLED])
     assert [m.job_id for m in cancelled] == [a.id]
-    later = messages.status_changes(store.conn, after_id=found[0].id)
+    later = job_messages.status_changes(store.conn, after_id=found[0].id)
     assert [m.job_id for m in later] == [b.id, a.id]
 
 
@@ -182,7 +182,7 @@ def test_the_journal_records_a_delivery_when_a_job_with_a_callback_ends(
         store.begin()
         mark = journal.mark(store)
         store.enqueue(new, now=NOW, dedupe_ttl=0)
-        deliveries.register_callbacks(store.conn, [(new, False)])
+        callback_queue.register_callbacks(store.conn, [(new, False)])
         store.cancel_queued(new.id, now=NOW + 1, reason="cancelled")
         news = journal.collect(store, mark, NOW + 1)
         store.commit()
@@ -191,7 +191,7 @@ def test_the_journal_records_a_delivery_when_a_job_with_a_callback_ends(
     assert [m.status for m in seen] == [JobStatus.QUEUED, JobStatus.CANCELLED]
     assert news.deliveries == 1
     assert rung == [True]
-    (delivery,) = deliveries.job_deliveries(store.conn, new.id)
+    (delivery,) = callback_queue.job_deliveries(store.conn, new.id)
     assert delivery.event == "job.cancelled"
     assert delivery.url == "http://127.0.0.1/hook"
     assert b'"status":"cancelled"' in delivery.body

@@ -13,14 +13,13 @@ import pytest
 import trio
 from fakes import FakePlugins, fake_plugin, make_daemon, submit
 
-from chamberlain.actors.messages import Tree
-from chamberlain.actors.root import Daemon
 from chamberlain.actors.router import Router
 from chamberlain.config import ConfigError, parse_config
-from chamberlain.model import Job, JobStatus, NewJob
-from chamberlain.pipelines.routing import MAX_DEPTH, build_routing
+from chamberlain.daemon.tree import Daemon
 from chamberlain.plugins.binding import bind_plugins
 from chamberlain.plugins.registry import Discovery
+from chamberlain.records import Job, JobStatus, NewJob, Tree
+from chamberlain.routing.planner import MAX_DEPTH, build_routing
 
 
 def emit(*events: dict[str, Any]) -> dict[str, Any]:

@@ -7,8 +7,8 @@ import random
 import pytest
 from fakes import stored_job
 
-from chamberlain.model import Job, JobStatus
 from chamberlain.plugins.protocol import Outcome, OutcomeKind, Response
+from chamberlain.records import Job, JobStatus
 from chamberlain.retry import STATE_MAX_BYTES, RetryPolicy, recover_orphan, settle
 
 NOW = 1_000_000.0

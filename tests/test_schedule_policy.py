@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from chamberlain.model import JobStatus
+from chamberlain.records import JobStatus
 from chamberlain.schedule.breaker import (
     TRANSITIONS_KEPT,
     Breaker,

@@ -5,11 +5,11 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from chamberlain.model import JobStatus, NewJob
+from chamberlain.records import JobStatus, NewJob
 from chamberlain.schedule.books import BreakerBook, ScheduleBook
 from chamberlain.schedule.breaker import Breaker, BreakerState, Transition
 from chamberlain.schedule.policy import Fire
-from chamberlain.store import schedules as books
+from chamberlain.store import schedule_books as books
 from chamberlain.store.sqlite import MIGRATIONS, SqliteStore, _statements
 
 NOW = 1_714_557_600.0

@@ -18,15 +18,14 @@ import attrs
 import trio
 from fakes import FakePlugins, fake_plugin
 
-from chamberlain.actors.root import Daemon
 from chamberlain.config import parse_config
-from chamberlain.model import Job, JobStatus, NewJob
+from chamberlain.daemon.tree import Daemon
 from chamberlain.plugins.binding import bind_plugins
 from chamberlain.plugins.registry import Discovery
+from chamberlain.records import Job, JobFilter, JobStatus, NewJob
 from chamberlain.schedule.books import ScheduleStatus
 from chamberlain.schedule.breaker import BreakerState
 from chamberlain.schedule.timing import jitter_offset
-from chamberlain.store.sqlite import JobFilter
 from chamberlain.web.jobs import parse_rfc3339
 
 UTC = ZoneInfo("UTC")
@@ -391,7 +390,7 @@ async def test_a_changed_timing_does_not_catch_up_the_old_one(
 
 
 async def _book(w: World) -> Any:
-    from chamberlain.store import schedules as schedule_books
+    from chamberlain.store import schedule_books
     from chamberlain.store.sqlite import SqliteStore
 
     store = SqliteStore(w.tmp_path / "state.db")

@@ -14,9 +14,9 @@ from quart_trio import QuartTrio
 from chamberlain.actors.gateway import Gateway, Lifecycle, Phase
 from chamberlain.actors.mailbox import ActorUnavailable
 from chamberlain.config import ApiConfig, AuthConfig, PluginConfig, TokenConfig
-from chamberlain.model import JobStatus
 from chamberlain.plugins.binding import BoundPlugin
 from chamberlain.plugins.manifest import CommandSpec, CommandType, Manifest
+from chamberlain.records import JobStatus
 from chamberlain.schedule.books import BreakerStatus, ScheduleBook, ScheduleStatus
 from chamberlain.schedule.breaker import Breaker, BreakerPolicy, BreakerState, Transition
 from chamberlain.schedule.policy import Fire

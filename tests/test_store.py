@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from chamberlain.model import JobStatus, NewJob
+from chamberlain.records import JobFilter, JobStatus, NewJob
 from chamberlain.retry import Settlement
-from chamberlain.store.sqlite import MIGRATIONS, JobFilter, SqliteStore
+from chamberlain.store.sqlite import MIGRATIONS, SqliteStore
 
 NOW = 1_700_000_000.0
 

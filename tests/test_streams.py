@@ -19,9 +19,7 @@ from test_web_api import FakeGateway, api_config
 
 from chamberlain.actors.gateway import Gateway
 from chamberlain.actors.hub import Hub
-from chamberlain.actors.messages import QueueView
-from chamberlain.joblog import JobMessage, MessageKind
-from chamberlain.model import Job, JobStatus
+from chamberlain.records import Job, JobMessage, JobStatus, MessageKind, QueueView
 from chamberlain.web.app import create_app
 from chamberlain.web.docs import ASSETS, CONTENT_SECURITY_POLICY
 from chamberlain.web.routes import ROUTES

@@ -18,7 +18,7 @@ from chamberlain.supervision import (
     Supervisor,
     SupervisorGaveUp,
 )
-from chamberlain.supervision._policy import (
+from chamberlain.supervision._decisions import (
     RestartIntensity,
     affected_siblings,
     backoff_delay,

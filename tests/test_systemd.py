@@ -23,8 +23,8 @@ from conftest import DaemonFactory, base_config, wait_for
 
 from chamberlain.cli import EXIT_CONFIG
 from chamberlain.config import ServiceConfig, parse_duration
+from chamberlain.daemon.systemd import Notifier, message, socket_address, watchdog_interval
 from chamberlain.plugins.process import Limits
-from chamberlain.systemd import Notifier, message, socket_address, watchdog_interval
 
 CHAOS_PLUGINS = Path(__file__).resolve().parent / "chaos_plugins"
 

@@ -26,11 +26,10 @@ from quart_trio import QuartTrio
 from chamberlain.actors.gateway import Gateway, Health, Lifecycle, Phase
 from chamberlain.actors.mailbox import ActorUnavailable
 from chamberlain.config import ApiConfig, AuthConfig, PluginConfig, TokenConfig
-from chamberlain.model import Job, JobStatus, NewJob
-from chamberlain.pipelines.routing import Routing
 from chamberlain.plugins.binding import BoundPlugin
 from chamberlain.plugins.manifest import CommandSpec, CommandType, Manifest
-from chamberlain.store.sqlite import Enqueued, JobFilter
+from chamberlain.records import Enqueued, Job, JobFilter, JobStatus, NewJob
+from chamberlain.routing.planner import Routing
 from chamberlain.web.app import create_app
 from chamberlain.web.docs import ASSETS
 from chamberlain.web.errors import ApiError

@@ -9,7 +9,7 @@ import json
 import pytest
 
 from chamberlain.config import WebhookEndpointConfig
-from chamberlain.webhooks import Forbidden, delivery_event, parse_body, verify_delivery
+from chamberlain.webhook_rules import Forbidden, delivery_event, parse_body, verify_delivery
 
 BODY = json.dumps({"ref": "refs/heads/main", "commits": [1, 2]}).encode()
 SECRET = "s3cret"

@@ -18,11 +18,9 @@ from collections.abc import Callable, Mapping
 import attrs
 import trio
 
-from chamberlain.actors.mailbox import ReplyTo, call
-from chamberlain.actors.messages import (
+from chamberlain.actors.mail import (
     CancelJob,
     CancelQueued,
-    CancelResult,
     Claim,
     ClaimResult,
     DispatcherRequest,
@@ -37,8 +35,9 @@ from chamberlain.actors.messages import (
     Terminate,
     Wake,
 )
-from chamberlain.model import Job
+from chamberlain.actors.mailbox import ReplyTo, call
 from chamberlain.plugins.protocol import TerminationReason
+from chamberlain.records import CancelResult, Job
 
 log = logging.getLogger("chamberlain.dispatcher")
 
@@ -47,7 +46,7 @@ log = logging.getLogger("chamberlain.dispatcher")
 
 
 @attrs.define(eq=False)
-class Books:
+class InFlight:
     """Which jobs are in flight, and the room left under each limit.  Pure logic."""
 
     max_workers: int
@@ -81,7 +80,7 @@ class Dispatcher:
     max_workers: int
     parallelism: Mapping[str, int]
     now: Callable[[], float] = time.time
-    _books: Books | None = attrs.field(default=None, init=False)
+    _books: InFlight | None = attrs.field(default=None, init=False)
     _draining: list[ReplyTo[None]] | None = attrs.field(default=None, init=False)
     #: Cancel requests for jobs not in flight: they need the store, so they wait
     #: until the messages already received have been applied.
@@ -97,7 +96,7 @@ class Dispatcher:
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         """Rebuild the books from the store, then dispatch until cancelled."""
-        books = Books(max_workers=self.max_workers, parallelism=self.parallelism)
+        books = InFlight(max_workers=self.max_workers, parallelism=self.parallelism)
         running: tuple[Job, ...] = await call(self.store, lambda r: RunningJobs(reply=r))
         for job in running:
             if job.plugin in self.parallelism:
@@ -129,7 +128,7 @@ class Dispatcher:
             while self._cancels:
                 await self._cancel_queued(self._cancels.pop(0))
 
-    def _handle(self, message: DispatcherRequest, books: Books) -> bool:
+    def _handle(self, message: DispatcherRequest, books: InFlight) -> bool:
         """Apply one message; True when it may have made room or work."""
         match message:
             case Wake():
@@ -177,13 +176,13 @@ class Dispatcher:
         job, cancelled = answer
         request.reply.send(CancelResult(job=job, was_running=False, accepted=cancelled))
 
-    def _answer_drain(self, books: Books) -> None:
+    def _answer_drain(self, books: InFlight) -> None:
         if self._draining and not books.inflight:
             for reply in self._draining:
                 reply.send(None)
             self._draining.clear()
 
-    async def _claim(self, books: Books) -> float | None:
+    async def _claim(self, books: InFlight) -> float | None:
         room, limit = books.capacity()
         if limit == 0 or not room:
             # Nothing can start; a Released message will bring us back.  We still

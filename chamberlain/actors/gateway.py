@@ -15,16 +15,14 @@ import attrs
 import trio
 
 from chamberlain.actors.hub import Hub
-from chamberlain.actors.mailbox import call
-from chamberlain.actors.messages import (
+from chamberlain.actors.mail import (
     CallbackInfo,
     CancelJob,
-    CancelResult,
     DispatcherRequest,
     DispatcherStatistics,
     Enqueue,
-    EnqueueDelivery,
     EnqueuePlan,
+    EnqueueWebhook,
     GetCallbacks,
     GetJob,
     GetMessages,
@@ -36,21 +34,29 @@ from chamberlain.actors.messages import (
     ListJobs,
     ListSchedules,
     QueueDepth,
-    QueueView,
     ResetBreaker,
     RouterRequest,
     SchedulerRequest,
     Statistics,
-    Tree,
     WaitJob,
     WaitTree,
 )
-from chamberlain.joblog import JobMessage
-from chamberlain.model import Job, JobStatus, NewJob
-from chamberlain.pipelines.routing import Plan, Routing
+from chamberlain.actors.mailbox import call
 from chamberlain.plugins.binding import BoundPlugin
+from chamberlain.records import (
+    CancelResult,
+    Enqueued,
+    Job,
+    JobFilter,
+    JobMessage,
+    JobStatus,
+    NewJob,
+    QueueView,
+    RoutePlan,
+    Tree,
+)
+from chamberlain.routing.planner import Routing
 from chamberlain.schedule.books import ScheduleStatus
-from chamberlain.store.sqlite import Enqueued, JobFilter
 from chamberlain.supervision import SupervisorStatistics
 
 
@@ -137,19 +143,19 @@ class Gateway:
         """The job once it is terminal (None if unknown).  Bound it with a cancel scope."""
         return await call(self.store, lambda r: WaitJob(job_id=job_id, reply=r))
 
-    async def enqueue_plan(self, plan: Plan) -> tuple[Enqueued, ...]:
+    async def enqueue_plan(self, plan: RoutePlan) -> tuple[Enqueued, ...]:
         """Store a plan's events and create its jobs; returns once committed."""
         return await call(
             self.store, lambda r: EnqueuePlan(plan=plan, reply=r), timeout=self.timeout
         )
 
-    async def enqueue_delivery(
-        self, endpoint: str, delivery_id: str | None, plan: Plan
+    async def enqueue_webhook(
+        self, endpoint: str, delivery_id: str | None, plan: RoutePlan
     ) -> tuple[Job | None, bool]:
-        """Create a webhook delivery's jobs unless it is a replay; see EnqueueDelivery."""
+        """Create a webhook delivery's jobs unless it is a replay; see EnqueueWebhook."""
         return await call(
             self.store,
-            lambda r: EnqueueDelivery(
+            lambda r: EnqueueWebhook(
                 endpoint=endpoint, delivery_id=delivery_id, plan=plan, reply=r
             ),
             timeout=self.timeout,

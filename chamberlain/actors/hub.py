@@ -20,7 +20,7 @@ from contextlib import contextmanager
 import attrs
 import trio
 
-from chamberlain.joblog import JobMessage
+from chamberlain.records import JobMessage
 
 #: Room per subscriber: a whole job's capped output fits, so a burst from one job
 #: (a flush of many lines) cannot by itself drop a client that keeps up.

@@ -6,6 +6,12 @@ worker thread: one thread hop and one commit (one fsync) for the whole group.  E
 request runs inside its own savepoint, so a request that fails is undone and
 answered with its error while its neighbours still commit.  Answers go out only
 after the commit, which is what makes "202 Accepted" mean "durable".
+
+What follows a commit is each request's to say (its
+:meth:`~chamberlain.actors.mail.StoreRequest.effects`): the JobStore folds the
+batch's effects into at most one ring of the Dispatcher and one of the Router,
+answers the WaitJob replies parked on the jobs that finished, and parks the
+WaitJob replies whose job has not.
 """
 
 from __future__ import annotations
@@ -19,15 +25,14 @@ import attrs
 import trio
 
 from chamberlain.actors.journal import Journal, News
-from chamberlain.actors.mailbox import ReplyTo
-from chamberlain.actors.messages import (
+from chamberlain.actors.mail import (
     CancelQueued,
     Claim,
     ClaimResult,
     CommitSchedules,
     Enqueue,
-    EnqueueDelivery,
     EnqueuePlan,
+    EnqueueWebhook,
     GetJob,
     GetTree,
     JobStatuses,
@@ -41,16 +46,16 @@ from chamberlain.actors.messages import (
     RouteSettled,
     RunningJobs,
     Settle,
-    Tree,
     TreePending,
     WaitJob,
 )
-from chamberlain.model import Job
-from chamberlain.pipelines.routing import Plan, routing_error
+from chamberlain.actors.mailbox import Waiters
 from chamberlain.plugins.strays import kill_job_processes
+from chamberlain.records import Job, RoutePlan, Tree
 from chamberlain.retry import settle
-from chamberlain.store import schedules as schedule_books
-from chamberlain.store.deliveries import register_callbacks
+from chamberlain.routing.planner import routing_error
+from chamberlain.store import schedule_books
+from chamberlain.store.callback_queue import register_callbacks
 from chamberlain.store.sqlite import SqliteStore
 
 log = logging.getLogger("chamberlain.jobstore")
@@ -63,6 +68,18 @@ PRUNE_INTERVAL = 3600.0
 
 
 # -- the actor -------------------------------------------------------------------------
+
+
+@attrs.frozen(kw_only=True)
+class JobStoreStatistics:
+    """What the JobStore has done, and what it holds for callers."""
+
+    batches: int
+    requests: int
+    busy_seconds: float
+    #: WaitJob replies parked on unfinished jobs (callers that gave up included,
+    #: until they are swept out).
+    waiters: int
 
 
 @attrs.define(eq=False)
@@ -88,7 +105,8 @@ class JobStore:
     #: announces them once it commits (see chamberlain.actors.journal).
     journal: Journal | None = None
     _store: SqliteStore | None = attrs.field(default=None, init=False)
-    _waiters: dict[str, list[ReplyTo[Job | None]]] = attrs.field(factory=dict, init=False)
+    #: WaitJob replies parked until their job finishes, by job id.
+    _waiters: Waiters[str, Any] = attrs.field(factory=Waiters, init=False)
     _limiter: trio.CapacityLimiter = attrs.field(
         factory=lambda: trio.CapacityLimiter(1), init=False
     )
@@ -110,7 +128,8 @@ class JobStore:
         try:
             orphans = await self._in_thread(self._recover_all)
             for job in orphans:
-                self._settled(job)
+                if job.status.terminal:
+                    self._finished(job)
                 log.warning(
                     "job found running at start-up: now %s (%s)",
                     job.status.value,
@@ -131,6 +150,7 @@ class JobStore:
                 with trio.move_on_at(next_prune):
                     first = await mailbox.receive()
                 if first is None:
+                    self._waiters.prune()
                     pruned = await self._in_thread(self._prune)
                     if pruned:
                         log.info("pruned %d old jobs", pruned, extra={"component": "jobstore"})
@@ -164,6 +184,15 @@ class JobStore:
             with trio.move_on_after(10) as cleanup:
                 cleanup.shield = True
                 await self._call(store.close)
+
+    def statistics(self) -> JobStoreStatistics:
+        """A snapshot of the counters."""
+        return JobStoreStatistics(
+            batches=self.batches,
+            requests=self.requests,
+            busy_seconds=self.busy,
+            waiters=len(self._waiters),
+        )
 
     # -- internals -----------------------------------------------------------------
 
@@ -207,72 +236,61 @@ class JobStore:
 
     async def _serve(self, batch: list[JobStoreRequest]) -> None:
         started = time.perf_counter()
-        results = await self._in_thread(lambda store, now: self._execute(store, batch, now))
+        outcomes = await self._in_thread(lambda store, now: self._execute(store, batch, now))
         self.busy += time.perf_counter() - started
         self.batches += 1
         self.requests += len(batch)
-        wake = False
-        settled = False
-        for request, result in zip(batch, results, strict=True):
-            if isinstance(result, Exception):
+        wake_dispatcher = wake_router = False
+        for request, (result, error) in zip(batch, outcomes, strict=True):
+            if error is not None:
                 log.error(
                     "request %s failed",
                     type(request).__name__,
-                    exc_info=result,
+                    exc_info=error,
                     extra={"component": "jobstore"},
                 )
-                request.reply.fail(result)
+                request.reply.fail(error)
                 continue
-            if isinstance(request, WaitJob):
-                job = result
-                if job is None or job.status.terminal:
-                    request.reply.send(job)
-                else:
-                    self._waiters.setdefault(job.id, []).append(request.reply)
-                continue
-            request.reply.send(result)
-            if isinstance(request, RecoverOrphans):
-                for job in result:
-                    self._settled(job)
-            if isinstance(
-                request, Enqueue | RecoverOrphans | EnqueuePlan | EnqueueDelivery | CommitSchedules
-            ):
-                wake = True
-            elif isinstance(request, RouteSettled) and result:
-                # New jobs for the Dispatcher.  The Router needs no ring: it asked.
-                wake = True
-            elif isinstance(request, Settle) and result is not None:
-                self._settled(result)
-                settled = settled or result.status.terminal
-            elif isinstance(request, CancelQueued) and result[1]:
-                self._settled(result[0])
-        if wake:
+            effects = request.effects(result)
+            if effects.wait_for is None:
+                request.reply.send(result)
+            else:
+                self._waiters.add(effects.wait_for, request.reply)
+            for job in effects.finished:
+                self._finished(job)
+            wake_dispatcher = wake_dispatcher or effects.wake_dispatcher
+            wake_router = wake_router or effects.wake_router
+        if wake_dispatcher:
             self.wake_dispatcher()
-        if settled:
+        if wake_router:
             self.wake_router()
 
-    def _settled(self, job: Job) -> None:
-        if job.status.terminal:
-            for reply in self._waiters.pop(job.id, ()):
-                reply.send(job)
-            self.job_finished(job)
+    def _finished(self, job: Job) -> None:
+        for reply in self._waiters.pop(job.id):
+            reply.send(job)
+        self.job_finished(job)
 
-    def _execute(self, store: SqliteStore, batch: list[JobStoreRequest], now: float) -> list[Any]:
-        """Run every request of a batch in the open transaction (worker thread)."""
-        results: list[Any] = []
+    def _execute(
+        self, store: SqliteStore, batch: list[JobStoreRequest], now: float
+    ) -> list[tuple[Any, Exception | None]]:
+        """Run every request of a batch in the open transaction (worker thread).
+
+        Each request gets its result, or the error that undid it.
+        """
+        outcomes: list[tuple[Any, Exception | None]] = []
         for request in batch:
             store.savepoint()
             try:
-                results.append(self._apply(store, request, now))
+                outcomes.append((self._apply(store, request, now), None))
             except Exception as exc:
                 store.undo()
-                results.append(exc)
+                outcomes.append((None, exc))
             else:
                 store.release()
-        return results
+        return outcomes
 
     def _route(
-        self, store: SqliteStore, planner: Callable[[Job, float], Plan], limit: int, now: float
+        self, store: SqliteStore, planner: Callable[[Job, float], RoutePlan], limit: int, now: float
     ) -> int:
         routed = 0
         for job in store.unrouted(limit):
@@ -313,8 +331,8 @@ class JobStore:
                 return store.settle(job_id, attempt, settlement, now=now)
             case RouteSettled(planner=planner, limit=limit):
                 return self._route(store, planner, limit, now)
-            case EnqueueDelivery(endpoint=endpoint, delivery_id=delivery_id, plan=plan):
-                return store.enqueue_delivery(
+            case EnqueueWebhook(endpoint=endpoint, delivery_id=delivery_id, plan=plan):
+                return store.enqueue_webhook(
                     endpoint,
                     delivery_id,
                     plan,

@@ -9,7 +9,7 @@ the messages to the hub and the metrics and wakes the callback sender.  Nothing 
 announced that could still be rolled back, and nothing committed goes unannounced.
 
 The journal also answers the store requests of this feature
-(:data:`~chamberlain.actors.messages.JournalRequest`), so the JobStore only
+(:data:`~chamberlain.actors.mail.JournalRequest`), so the JobStore only
 delegates them.
 """
 
@@ -21,22 +21,21 @@ from typing import Any
 import attrs
 
 from chamberlain.actors.hub import Hub
-from chamberlain.actors.messages import (
+from chamberlain.actors.mail import (
     CallbackInfo,
-    DueDeliveries,
+    DueCallbacks,
     GetCallbacks,
     GetMessages,
     GetQueue,
     GetStatusChanges,
     JournalRequest,
-    QueueView,
-    RecordDelivery,
+    RecordCallbackAttempt,
     RecordOutput,
 )
-from chamberlain.joblog import JobMessage, OutputLimits
-from chamberlain.metrics import Metrics
-from chamberlain.model import Job
-from chamberlain.store import deliveries, messages
+from chamberlain.instruments import Metrics
+from chamberlain.joblog import OutputLimits
+from chamberlain.records import Job, JobMessage, QueueView
+from chamberlain.store import callback_queue, job_messages
 from chamberlain.store.sqlite import SqliteStore
 
 
@@ -61,21 +60,21 @@ class Journal:
 
     def mark(self, store: SqliteStore) -> int:
         """Where this transaction's messages will start: call right after BEGIN."""
-        return messages.last_message_id(store.conn)
+        return job_messages.last_message_id(store.conn)
 
     def collect(self, store: SqliteStore, mark: int, now: float) -> News:
         """The messages added since ``mark``; records deliveries for ended jobs.
 
         Runs inside the transaction, before its commit.
         """
-        added = tuple(messages.messages_after(store.conn, mark))
+        added = tuple(job_messages.messages_after(store.conn, mark))
         ended: dict[str, Job] = {}
         for message in added:
             if message.ends_job:
                 job = store.get_job(message.job_id)
                 if job is not None:
                     ended[job.id] = job
-        created = deliveries.create_deliveries(store.conn, list(ended.values()), now=now)
+        created = callback_queue.create_deliveries(store.conn, list(ended.values()), now=now)
         return News(messages=added, ended=ended, deliveries=created)
 
     def publish(self, news: News) -> None:
@@ -92,14 +91,16 @@ class Journal:
         conn = store.conn
         match request:
             case RecordOutput(job_id=job_id, lines=lines, dropped=dropped, final=final):
-                return messages.append_output(
+                return job_messages.append_output(
                     conn, job_id, lines, dropped=dropped, final=final, limits=self.limits, now=now
                 )
             case GetMessages(job_id=job_id, after_seq=after_seq, limit=limit):
-                return tuple(messages.job_messages(conn, job_id, after_seq=after_seq, limit=limit))
+                return tuple(
+                    job_messages.job_messages(conn, job_id, after_seq=after_seq, limit=limit)
+                )
             case GetStatusChanges(after_id=after_id, plugin=plugin, statuses=statuses, limit=limit):
                 return tuple(
-                    messages.status_changes(
+                    job_messages.status_changes(
                         conn, after_id=after_id, plugin=plugin, statuses=statuses, limit=limit
                     )
                 )
@@ -110,24 +111,24 @@ class Journal:
                     queued=tuple(queued),
                     running_total=running_total,
                     queued_total=queued_total,
-                    last_message_id=messages.last_message_id(conn),
+                    last_message_id=job_messages.last_message_id(conn),
                 )
             case GetCallbacks(job_id=job_id):
                 return CallbackInfo(
-                    url=deliveries.callback_url(conn, job_id),
-                    deliveries=tuple(deliveries.job_deliveries(conn, job_id)),
+                    url=callback_queue.callback_url(conn, job_id),
+                    deliveries=tuple(callback_queue.job_deliveries(conn, job_id)),
                 )
-            case DueDeliveries(limit=limit, busy=busy):
-                due, next_due = deliveries.due_deliveries(conn, now=now, limit=limit, busy=busy)
+            case DueCallbacks(limit=limit, busy=busy):
+                due, next_due = callback_queue.due_deliveries(conn, now=now, limit=limit, busy=busy)
                 return tuple(due), next_due
-            case RecordDelivery(
+            case RecordCallbackAttempt(
                 delivery_id=delivery_id,
                 state=state,
                 next_attempt_at=next_attempt_at,
                 status_code=status_code,
                 error=error,
             ):
-                return deliveries.record_attempt(
+                return callback_queue.record_attempt(
                     conn,
                     delivery_id,
                     state=state,

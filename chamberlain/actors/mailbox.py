@@ -5,12 +5,16 @@ actor answers with ``send_nowait`` and ignores a caller that went away, so a
 cancelled HTTP request can never block an actor.  The caller waits with a deadline,
 so an actor that is restarting or wedged turns into :class:`ActorUnavailable`
 rather than a hung client.
+
+An actor that answers later (a job or a tree once it finishes) parks replies in
+:class:`Waiters`, which forgets the callers that went away, so callers that give
+up cannot make it grow without bound.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from typing import Any, Generic, TypeVar
 
 import attrs
@@ -18,6 +22,7 @@ import trio
 
 T = TypeVar("T")
 M = TypeVar("M")
+K = TypeVar("K", bound=Hashable)
 
 
 class ActorUnavailable(Exception):
@@ -41,6 +46,11 @@ class ReplyTo(Generic[T]):
     def __init__(self, channel: trio.MemorySendChannel[Any]) -> None:
         self._channel = channel
 
+    @property
+    def abandoned(self) -> bool:
+        """True once the caller stopped waiting: nobody can read an answer any more."""
+        return self._channel.statistics().open_receive_channels == 0
+
     def send(self, value: T) -> None:
         """Answer the request; a caller that stopped waiting is ignored."""
         self._put(value)
@@ -55,6 +65,60 @@ class ReplyTo(Generic[T]):
         except (trio.BrokenResourceError, trio.ClosedResourceError, trio.WouldBlock):
             # The caller gave up (its receive end is closed) or was already answered.
             pass
+
+
+@attrs.define(eq=False)
+class Waiters(Generic[K, T]):
+    """Replies parked under a key until their answer exists.
+
+    Replies whose caller went away are swept out whenever the count has doubled
+    since the last sweep (and on :meth:`prune`), so the parked replies stay within
+    twice the live ones (or :attr:`floor`) at the cost of amortised O(1) per
+    :meth:`add`.
+    """
+
+    #: Below this many parked replies no sweep is made.
+    floor: int = 64
+    _by_key: dict[K, list[ReplyTo[T]]] = attrs.field(factory=dict, init=False)
+    _count: int = attrs.field(default=0, init=False)
+    _sweep_at: int = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self._sweep_at = self.floor
+
+    def __len__(self) -> int:
+        """How many replies are parked."""
+        return self._count
+
+    def keys(self) -> set[K]:
+        """The keys that have at least one parked reply."""
+        return set(self._by_key)
+
+    def add(self, key: K, reply: ReplyTo[T]) -> None:
+        """Park ``reply`` under ``key``."""
+        self._by_key.setdefault(key, []).append(reply)
+        self._count += 1
+        if self._count > self._sweep_at:
+            self.prune()
+
+    def pop(self, key: K) -> list[ReplyTo[T]]:
+        """Take every reply parked under ``key`` (none: an empty list)."""
+        replies = self._by_key.pop(key, [])
+        self._count -= len(replies)
+        return replies
+
+    def prune(self) -> int:
+        """Forget the replies whose caller went away; returns how many were dropped."""
+        before = self._count
+        for key, replies in list(self._by_key.items()):
+            live = [reply for reply in replies if not reply.abandoned]
+            if live:
+                self._by_key[key] = live
+            else:
+                del self._by_key[key]
+            self._count -= len(replies) - len(live)
+        self._sweep_at = max(self.floor, 2 * self._count)
+        return before - self._count
 
 
 async def call(

@@ -18,8 +18,8 @@ from contextlib import asynccontextmanager
 import attrs
 import trio
 
+from chamberlain.actors.mail import JobStoreRequest, RecordOutput
 from chamberlain.actors.mailbox import RequestFailed, call
-from chamberlain.actors.messages import JobStoreRequest, RecordOutput
 from chamberlain.joblog import OutputBuffer, OutputLimits
 
 log = logging.getLogger("chamberlain.runner")

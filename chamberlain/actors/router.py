@@ -1,13 +1,16 @@
 """The Router actor: finished jobs' events -> stored events, routes, pipeline steps.
 
 The JobStore rings it after every commit that finished jobs.  It then asks the
-store to apply the :class:`~chamberlain.pipelines.routing.Routing` plan of every
+store to apply the :class:`~chamberlain.routing.planner.Routing` plan of every
 succeeded job not yet routed, in the transaction that marks the job routed: a
 crash between "job succeeded" and "next step enqueued" is recovered by the next
 ring (one is rung at every start), never lost and never doubled.
 
 It also answers synchronous callers waiting for a whole tree: a tree is finished
-when none of its jobs is queued, running, or succeeded-but-not-yet-routed.
+when none of its jobs is queued, running, or succeeded-but-not-yet-routed.  The
+trees it looks at are those of callers still waiting: replies whose caller gave
+up are dropped at every ring (and as more are parked), so abandoned waits cost
+nothing for long.
 """
 
 from __future__ import annotations
@@ -19,23 +22,32 @@ from collections.abc import Callable
 import attrs
 import trio
 
-from chamberlain.actors.mailbox import ReplyTo, call
-from chamberlain.actors.messages import (
+from chamberlain.actors.mail import (
     GetTree,
     JobStoreRequest,
     RouterRequest,
     RouteSettled,
-    Tree,
     TreePending,
     WaitTree,
     WakeRouter,
 )
-from chamberlain.pipelines.routing import Routing
+from chamberlain.actors.mailbox import Waiters, call
+from chamberlain.records import Tree
+from chamberlain.routing.planner import Routing
 
 log = logging.getLogger("chamberlain.router")
 
 #: Jobs routed per store request; more are taken in further requests at once.
 BATCH = 256
+
+
+@attrs.frozen(kw_only=True)
+class RouterStatistics:
+    """What the Router has done, and what it holds for callers."""
+
+    routed: int
+    #: WaitTree replies parked on unfinished trees.
+    waiters: int
 
 
 @attrs.define(eq=False)
@@ -45,7 +57,8 @@ class Router:
     store: trio.MemorySendChannel[JobStoreRequest]
     routing: Routing
     now: Callable[[], float] = time.time
-    _waiters: dict[str, list[ReplyTo[Tree | None]]] = attrs.field(factory=dict, init=False)
+    #: WaitTree replies parked until their tree finishes, by root job id.
+    _waiters: Waiters[str, Tree | None] = attrs.field(factory=Waiters, init=False)
     routed: int = attrs.field(default=0, init=False)
 
     async def run(
@@ -57,11 +70,14 @@ class Router:
         """Route what a previous run left, then serve rings and waiters until cancelled."""
         task_status.started()
         ring = True
-        fresh: set[str] = set(self._waiters)
+        fresh: set[str] = set()
         while True:
             if ring:
                 await self._route_all()
-                fresh |= set(self._waiters)
+                # Every tree is looked at on a ring: the moment to forget those
+                # nobody waits for any more.
+                self._waiters.prune()
+                fresh |= self._waiters.keys()
             if fresh:
                 await self._answer_finished(fresh)
             ring, fresh = False, set()
@@ -71,12 +87,16 @@ class Router:
                     case WakeRouter():
                         ring = True
                     case WaitTree(root_job_id=root, reply=reply):
-                        self._waiters.setdefault(root, []).append(reply)
+                        self._waiters.add(root, reply)
                         fresh.add(root)
                 try:
                     message = mailbox.receive_nowait()
                 except trio.WouldBlock:
                     break
+
+    def statistics(self) -> RouterStatistics:
+        """A snapshot of the counters."""
+        return RouterStatistics(routed=self.routed, waiters=len(self._waiters))
 
     async def _route_all(self) -> None:
         planner = self.routing.plan
@@ -101,5 +121,5 @@ class Router:
             if count:
                 continue
             tree = await self._tree(root)
-            for reply in self._waiters.pop(root, ()):
+            for reply in self._waiters.pop(root):
                 reply.send(tree)

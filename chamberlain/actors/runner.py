@@ -17,13 +17,12 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import attrs
 import trio
 
-from chamberlain.actors.mailbox import call
-from chamberlain.actors.messages import (
+from chamberlain.actors.mail import (
     DispatcherRequest,
     JobStoreRequest,
     RecoverOrphans,
@@ -33,8 +32,8 @@ from chamberlain.actors.messages import (
     Settle,
     Terminate,
 )
+from chamberlain.actors.mailbox import call
 from chamberlain.actors.output import forward_output
-from chamberlain.model import Job
 from chamberlain.plugins.binding import BoundPlugin
 from chamberlain.plugins.process import Limits, ProcessControl, run_plugin
 from chamberlain.plugins.protocol import (
@@ -45,6 +44,7 @@ from chamberlain.plugins.protocol import (
     encode_request,
 )
 from chamberlain.plugins.strays import job_environment
+from chamberlain.records import Job
 
 log = logging.getLogger("chamberlain.runner")
 
@@ -126,7 +126,7 @@ class Runner:
                 context=job.context,
                 payload=job.payload,
                 event=job.event,
-                deadline_at=datetime.now(UTC) + timedelta(seconds=timeout),
+                deadline_at=datetime.fromtimestamp(self.now() + timeout, UTC),
             )
             # Stderr lines are stored as the job's messages while it runs; they are
             # all flushed before the outcome below is settled.

@@ -26,8 +26,8 @@ from typing import Final
 
 import attrs
 
-from chamberlain.model import JobStatus
-from chamberlain.schedule.timing import format_duration
+from chamberlain.config.units import format_duration
+from chamberlain.records import JobStatus
 
 TRANSITIONS_KEPT: Final = 20
 

@@ -1,8 +1,9 @@
 """The schedules of the loaded plugins, compiled once from the configuration.
 
-A :class:`Plan` holds everything about one schedule that does not change while the
+A :class:`SchedulePlan` holds everything about one schedule that does not change while the
 daemon runs: its timing, policies, breaker settings, and how to build its jobs.
-The Scheduler actor keeps the parts that do change (the books) next to it.
+The parts that do change (the books) are kept next to it by the engine
+(:mod:`chamberlain.schedule.engine`).
 """
 
 from __future__ import annotations
@@ -15,9 +16,8 @@ from typing import Any
 import attrs
 
 from chamberlain.config import ScheduleConfig
-from chamberlain.model import NewJob, rfc3339
-from chamberlain.pipelines.routing import StoredEvent
 from chamberlain.plugins.binding import BoundPlugin
+from chamberlain.records import NewJob, StoredEvent, rfc3339
 from chamberlain.schedule.books import BreakerKey, ScheduleKey
 from chamberlain.schedule.breaker import BreakerPolicy
 from chamberlain.schedule.policy import Fire
@@ -39,7 +39,7 @@ EVENT_TYPE = "schedule.fired"
 
 
 @attrs.frozen(kw_only=True, eq=False)
-class Plan:
+class SchedulePlan:
     """One configured schedule of a loaded plugin."""
 
     plugin: str
@@ -150,9 +150,9 @@ def window_text(window: Window | None) -> str | None:
     return None if window is None else str(window)
 
 
-def build_plans(plugins: Mapping[str, BoundPlugin]) -> tuple[Plan, ...]:
+def build_plans(plugins: Mapping[str, BoundPlugin]) -> tuple[SchedulePlan, ...]:
     """The schedules of every loaded plugin, in plugin then config order."""
-    plans: list[Plan] = []
+    plans: list[SchedulePlan] = []
     for name, plugin in sorted(plugins.items()):
         settings = plugin.settings
         policy = BreakerPolicy(
@@ -163,7 +163,7 @@ def build_plans(plugins: Mapping[str, BoundPlugin]) -> tuple[Plan, ...]:
         for schedule in settings.schedules:
             zone, zone_name = resolve_zone(schedule.timezone)
             plans.append(
-                Plan(
+                SchedulePlan(
                     plugin=name,
                     config=schedule,
                     zone=zone,

@@ -550,19 +550,6 @@ def recurring(
     )
 
 
-def format_duration(seconds: float) -> str:
-    """A duration the way a config file would say it: ``90s`` -> ``1m30s``."""
-    if seconds <= 0 or seconds != int(seconds):
-        return f"{seconds:g}s"
-    parts: list[str] = []
-    rest = int(seconds)
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
-        if rest >= size:
-            parts.append(f"{rest // size}{unit}")
-            rest %= size
-    return "".join(parts)
-
-
 def jitter_offset(
     key: str, nominal: float, jitter: float, *, seed: str, room: float | None
 ) -> float:

@@ -21,8 +21,17 @@ from typing import Any
 import attrs
 
 from chamberlain import jsoncodec
-from chamberlain.model import TERMINAL_STATUSES, Job, JobStatus, NewJob
-from chamberlain.pipelines.routing import Plan, StoredEvent
+from chamberlain.records import (
+    TERMINAL_STATUSES,
+    Claimed,
+    Enqueued,
+    Job,
+    JobFilter,
+    JobStatus,
+    NewJob,
+    RoutePlan,
+    StoredEvent,
+)
 from chamberlain.retry import Settlement, recover_orphan
 
 #: Every column: rows are read by name (see _row_to_job), so a migration that adds a
@@ -109,36 +118,6 @@ def _row_to_job(row: sqlite3.Row) -> Job:
         depth=row["depth"],
         schedule_id=row["schedule_id"],
     )
-
-
-@attrs.frozen(kw_only=True)
-class JobFilter:
-    """Filters for listing jobs; every field narrows the result."""
-
-    statuses: tuple[JobStatus, ...] = ()
-    plugin: str | None = None
-    command: str | None = None
-    submitted_by: str | None = None
-    since: float | None = None
-    until: float | None = None
-    limit: int = 50
-    offset: int = 0
-
-
-@attrs.frozen(kw_only=True)
-class Enqueued:
-    """The answer to one enqueue: the job, and whether it already existed."""
-
-    job: Job
-    duplicate: bool = False
-
-
-@attrs.frozen(kw_only=True)
-class Claimed:
-    """A job handed to a runner, with its plugin's state as of the claim."""
-
-    job: Job
-    state: Mapping[str, Any]
 
 
 class SqliteStore:
@@ -519,7 +498,7 @@ class SqliteStore:
             ),
         )
 
-    def apply_plan(self, plan: Plan, *, now: float, dedupe_ttl: float) -> list[Enqueued]:
+    def apply_plan(self, plan: RoutePlan, *, now: float, dedupe_ttl: float) -> list[Enqueued]:
         """Store a plan's events and create its jobs."""
         for event in plan.events:
             self.insert_event(event)
@@ -610,11 +589,11 @@ class SqliteStore:
 
     # -- inbound webhooks (migration 0005) ------------------------------------------
 
-    def enqueue_delivery(
+    def enqueue_webhook(
         self,
         endpoint: str,
         delivery_id: str | None,
-        plan: Plan,
+        plan: RoutePlan,
         *,
         now: float,
         replay_ttl: float,

@@ -6,8 +6,8 @@ off exponentially between restarts, and gives up with :class:`SupervisorGaveUp` 
 restarts come too fast. :meth:`Supervisor.statistics` reports the whole tree.
 """
 
+from ._child_spec import ChildSpec, Restart, Strategy
 from ._exceptions import SupervisorGaveUp
-from ._spec import ChildSpec, Restart, Strategy
 from ._statistics import ChildStatistics, SupervisorStatistics
 from ._supervisor import Supervisor
 

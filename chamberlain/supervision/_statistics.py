@@ -4,7 +4,7 @@ from collections.abc import Iterable
 
 import attrs
 
-from ._spec import Strategy
+from ._child_spec import Strategy
 
 
 @attrs.frozen(kw_only=True)

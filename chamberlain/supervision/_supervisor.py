@@ -8,15 +8,15 @@ from operator import attrgetter
 import attrs
 import trio
 
-from ._exceptions import SupervisorGaveUp
-from ._policy import (
+from ._child_spec import ChildSpec, Restart, Strategy, check_name
+from ._decisions import (
     RestartIntensity,
     affected_siblings,
     backoff_delay,
     should_restart,
     split_failure,
 )
-from ._spec import ChildSpec, Restart, Strategy, check_name
+from ._exceptions import SupervisorGaveUp
 from ._statistics import ChildStatistics, SupervisorStatistics, restarts_in_tree
 
 logger = logging.getLogger("chamberlain.supervision")

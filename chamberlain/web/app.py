@@ -34,9 +34,9 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound, Reque
 from chamberlain import jsoncodec
 from chamberlain.actors.gateway import Gateway
 from chamberlain.actors.mailbox import ActorUnavailable
-from chamberlain.callbacks import AllowList, CallbackRules
+from chamberlain.callback_rules import AllowList, CallbackRules
 from chamberlain.config import ApiConfig, CallbacksConfig
-from chamberlain.metrics import Metrics
+from chamberlain.instruments import Metrics
 from chamberlain.web.auth import ByCommand, Scoped, TokenTable, authenticate, authorize
 from chamberlain.web.errors import ApiError, bad_request, error_body, too_large
 from chamberlain.web.handler import JSON, Call, Site, StreamReply
@@ -313,13 +313,15 @@ def create_app(
     routes: Sequence[Route] = ROUTES,
     metrics: Metrics | None = None,
     callbacks: CallbacksConfig | None = None,
+    now: Callable[[], float] = time.time,
 ) -> QuartTrio:
     """The HTTP API of the daemon behind ``gateway``, configured by ``api``.
 
     ``routes`` defaults to the route table; the same routes are served and described
     by ``/openapi.json``.  ``metrics`` is the daemon's (a fresh set when None); the
     app counts its requests there and ``/metrics`` renders it.  ``callbacks`` says
-    which ``callback_url`` a trigger may give (None: none).
+    which ``callback_url`` a trigger may give (None: none).  ``now`` is the daemon's
+    clock; handlers stamp what they create by it.
     """
     tokens = TokenTable.from_config(api.auth)
     if not len(tokens):
@@ -339,6 +341,7 @@ def create_app(
             allow=AllowList.from_entries(callbacks.allowed_hosts),
             enabled=callbacks.secret is not None,
         ),
+        now=now,
     )
     # The first check, before routing, lets through the largest any route accepts;
     # each route then holds its body to its own limit.

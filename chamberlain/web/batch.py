@@ -13,30 +13,30 @@ the jobs are stored, as a trigger with ``?async=true`` does.
 
 The decisions are plain functions (:func:`parse_batch_body`, :func:`plan_batch`);
 :func:`submit_batch` is the thin async layer around the one await that matters.
+The module owns the route and its schemas.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import attrs
 
-from chamberlain.callbacks import CallbackRules
+from chamberlain.callback_rules import CallbackRules
 from chamberlain.plugins.binding import BoundPlugin
 from chamberlain.plugins.manifest import CommandType
-from chamberlain.store.sqlite import Enqueued
+from chamberlain.records import Enqueued
 from chamberlain.web.auth import ByCommand
 from chamberlain.web.errors import bad_request
 from chamberlain.web.handler import Call, Reply
-from chamberlain.web.spec import BodySpec, ResponseSpec, Route
+from chamberlain.web.intake import NOT_ACCEPTING_RESPONSE, decode_json_object, not_accepting
+from chamberlain.web.spec import STRING, BodySpec, ResponseSpec, Route, object_schema, ref
 from chamberlain.web.trigger import (
     BODY_FIELDS,
+    TRIGGER_OPTIONS_SCHEMA,
     TriggerOptions,
     build_job,
-    decode_json_object,
-    not_accepting,
     parse_trigger_options,
 )
 
@@ -161,7 +161,7 @@ async def submit_batch(call: Call) -> Reply:
     refusal = not_accepting(call.gateway.lifecycle)
     if refusal is not None:
         raise refusal
-    now = time.time()
+    now = call.site.now()
     jobs = [
         build_job(
             item.plugin.name,
@@ -177,41 +177,81 @@ async def submit_batch(call: Call) -> Reply:
     return Reply({"jobs": [accepted_entry(e) for e in enqueued]}, 202)
 
 
-ROUTE = Route(
-    operation_id="submitJobs",
-    method="POST",
-    path="/jobs",
-    handler=submit_batch,
-    access=ByCommand(),
-    summary="Submit up to 1,000 jobs in one request and one commit",
-    description=(
-        "Each job is checked exactly like a single trigger, and each needs the scope of"
-        " its command's type (`plugin:ro` for read commands, `plugin:rw` for write"
-        " commands). The first invalid job refuses the whole batch, naming its index"
-        " (`jobs[3].payload ...`); nothing is stored then. A valid batch is committed in"
-        " one transaction and answered 202 only after the commit, with the jobs in the"
-        " order they were given. A job whose dedupe_key stands already is listed with"
-        " `duplicate: true` and the existing job's id and status."
-    ),
-    tag="jobs",
-    body=BodySpec(schema="BatchRequest", description="The jobs to submit.", required=True),
-    responses=(
-        ResponseSpec(
-            status=202,
-            description="Every job is committed to the store.",
-            schema="BatchAccepted",
+ROUTES: tuple[Route, ...] = (
+    Route(
+        operation_id="submitJobs",
+        method="POST",
+        path="/jobs",
+        handler=submit_batch,
+        access=ByCommand(),
+        summary="Submit up to 1,000 jobs in one request and one commit",
+        description=(
+            "Each job is checked exactly like a single trigger, and each needs the scope of"
+            " its command's type (`plugin:ro` for read commands, `plugin:rw` for write"
+            " commands). The first invalid job refuses the whole batch, naming its index"
+            " (`jobs[3].payload ...`); nothing is stored then. A valid batch is committed in"
+            " one transaction and answered 202 only after the commit, with the jobs in the"
+            " order they were given. A job whose dedupe_key stands already is listed with"
+            " `duplicate: true` and the existing job's id and status."
         ),
-        ResponseSpec(
-            status=400,
-            description=(
-                "Malformed JSON, no jobs or more than 1,000, an unknown plugin or command,"
-                " or an invalid option; the message names the job's index."
+        tag="jobs",
+        body=BodySpec(schema="BatchRequest", description="The jobs to submit.", required=True),
+        responses=(
+            ResponseSpec(
+                status=202,
+                description="Every job is committed to the store.",
+                schema="BatchAccepted",
             ),
-        ),
-        ResponseSpec(status=413, description="The body is larger than api.max_body_size."),
-        ResponseSpec(
-            status=503,
-            description="The daemon is starting or draining, or the store did not answer in time.",
+            ResponseSpec(
+                status=400,
+                description=(
+                    "Malformed JSON, no jobs or more than 1,000, an unknown plugin or command,"
+                    " or an invalid option; the message names the job's index."
+                ),
+            ),
+            ResponseSpec(status=413, description="The body is larger than api.max_body_size."),
+            NOT_ACCEPTING_RESPONSE,
         ),
     ),
 )
+
+#: Component schemas this route refers to (merged into the OpenAPI document).
+SCHEMAS: Mapping[str, Mapping[str, Any]] = {
+    "BatchRequest": object_schema(
+        {
+            "jobs": {
+                "type": "array",
+                "minItems": 1,
+                "maxItems": MAX_BATCH_JOBS,
+                "items": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "required": ["plugin", "command"],
+                    "properties": {
+                        "plugin": STRING,
+                        "command": STRING,
+                        **TRIGGER_OPTIONS_SCHEMA,
+                    },
+                },
+            }
+        },
+        closed=True,
+    ),
+    "BatchAccepted": object_schema(
+        {
+            "jobs": {
+                "type": "array",
+                "items": object_schema(
+                    {
+                        "job_id": {"type": "string", "format": "uuid"},
+                        "plugin": STRING,
+                        "command": STRING,
+                        "status": ref("JobStatus"),
+                        "duplicate": {"const": True},
+                    },
+                    required=["job_id", "plugin", "command", "status"],
+                ),
+            }
+        }
+    ),
+}

@@ -16,19 +16,19 @@ from typing import Any
 
 import trio
 
-from chamberlain.actors.messages import CancelResult
-from chamberlain.model import Job, JobStatus, NewJob
+from chamberlain.records import CancelResult, Job, JobStatus, NewJob
 from chamberlain.web.auth import JOBS_RO, JOBS_RW, Scoped, command_scope
 from chamberlain.web.errors import ApiError, bad_request, error_body, not_found
 from chamberlain.web.handler import Call, Reply
-from chamberlain.web.jobs import JOB_ID_PARAM, MAX_LIMIT
-from chamberlain.web.spec import BodySpec, Param, ResponseSpec, Route
-from chamberlain.web.trigger import (
-    MAX_ATTEMPTS_LIMIT,
+from chamberlain.web.intake import (
+    NOT_ACCEPTING_RESPONSE,
+    UNAVAILABLE,
     decode_json_object,
     not_accepting,
-    parse_trigger_options,
 )
+from chamberlain.web.jobs import JOB_ID_PARAM, MAX_LIMIT
+from chamberlain.web.spec import BodySpec, Param, ResponseSpec, Route
+from chamberlain.web.trigger import MAX_ATTEMPTS_LIMIT, parse_trigger_options
 
 #: How long a cancel waits for a running job's process group to be gone: the
 #: plugin's SIGTERM grace (5 s) and then some.
@@ -271,10 +271,6 @@ SCHEMAS: Mapping[str, Mapping[str, Any]] = {
     },
 }
 
-_UNAVAILABLE = ResponseSpec(
-    status=503, description="The daemon did not answer in time, or is not accepting jobs."
-)
-
 ROUTES: tuple[Route, ...] = (
     Route(
         operation_id="cancelJob",
@@ -304,7 +300,7 @@ ROUTES: tuple[Route, ...] = (
                 description="The job is already terminal (its status is in the body).",
                 schema="Conflict",
             ),
-            _UNAVAILABLE,
+            UNAVAILABLE,
         ),
     ),
     Route(
@@ -340,7 +336,7 @@ ROUTES: tuple[Route, ...] = (
                 ),
                 schema="Conflict",
             ),
-            _UNAVAILABLE,
+            NOT_ACCEPTING_RESPONSE,
         ),
     ),
     Route(
@@ -371,7 +367,7 @@ ROUTES: tuple[Route, ...] = (
         responses=(
             ResponseSpec(status=200, description="The queue.", schema="Queue"),
             ResponseSpec(status=400, description="A bad or unknown query parameter."),
-            _UNAVAILABLE,
+            UNAVAILABLE,
         ),
     ),
 )

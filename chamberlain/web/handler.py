@@ -8,6 +8,7 @@ translation to and from HTTP.
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any
@@ -15,9 +16,9 @@ from typing import Any
 import attrs
 
 from chamberlain.actors.gateway import Gateway
-from chamberlain.callbacks import CallbackRules
+from chamberlain.callback_rules import CallbackRules
 from chamberlain.config import ApiConfig
-from chamberlain.metrics import Metrics
+from chamberlain.instruments import Metrics
 from chamberlain.plugins.manifest import CommandType
 from chamberlain.web.auth import Access, ByCommand, Identity, TokenTable, authorize
 from chamberlain.web.errors import ApiError
@@ -37,6 +38,10 @@ class Site:
     metrics: Metrics = attrs.field(factory=Metrics)
     #: What a trigger's callback_url is checked against.
     callbacks: CallbackRules = attrs.field(factory=CallbackRules)
+    #: The daemon's clock (epoch seconds), the one its actors are given: whatever a
+    #: handler stamps (events, plans) is stamped by it, so a daemon run on a fake
+    #: clock stamps fake times everywhere.
+    now: Callable[[], float] = time.time
 
 
 @attrs.frozen(kw_only=True)

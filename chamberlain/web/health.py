@@ -2,16 +2,21 @@
 
 ``/healthz`` answers "is the daemon alive, and how is it doing" (200 whenever the
 figures could be gathered, whatever the phase); ``/ready`` answers "may I send work
-now" (200 only while new jobs are accepted, 503 while starting or draining).
+now" (200 only while new jobs are accepted, 503 while starting or draining).  The
+module owns both routes and their schemas.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from chamberlain.actors.gateway import Health, Lifecycle, Phase
+from chamberlain.web.auth import PUBLIC
 from chamberlain.web.errors import error_body
 from chamberlain.web.handler import Call, Reply
+from chamberlain.web.intake import UNAVAILABLE
+from chamberlain.web.spec import STRING, ResponseSpec, Route, object_schema
 
 
 def health_body(health: Health) -> dict[str, Any]:
@@ -49,3 +54,57 @@ async def healthz(call: Call) -> Reply:
 async def ready(call: Call) -> Reply:
     """``GET /ready``: 200 while accepting jobs, 503 otherwise."""
     return readiness(call.gateway.lifecycle)
+
+
+ROUTES: tuple[Route, ...] = (
+    Route(
+        operation_id="health",
+        method="GET",
+        path="/healthz",
+        handler=healthz,
+        access=PUBLIC,
+        summary="Liveness and load figures",
+        tag="daemon",
+        responses=(
+            ResponseSpec(status=200, description="The daemon is alive.", schema="Health"),
+            ResponseSpec(status=400, description="A query parameter was given."),
+            UNAVAILABLE,
+        ),
+    ),
+    Route(
+        operation_id="ready",
+        method="GET",
+        path="/ready",
+        handler=ready,
+        access=PUBLIC,
+        summary="Whether new jobs are accepted",
+        tag="daemon",
+        responses=(
+            ResponseSpec(status=200, description="Accepting jobs.", schema="Ready"),
+            ResponseSpec(status=400, description="A query parameter was given."),
+            ResponseSpec(
+                status=503, description="Starting or draining: not accepting.", schema="NotReady"
+            ),
+        ),
+    ),
+)
+
+#: Component schemas these routes refer to (merged into the OpenAPI document).
+SCHEMAS: Mapping[str, Mapping[str, Any]] = {
+    "Health": object_schema(
+        {
+            "status": {"type": "string", "enum": ["ok", "starting", "draining"]},
+            "uptime_seconds": {"type": "number"},
+            "queue_depth": {"type": "integer"},
+            "plugins_loaded": {"type": "integer"},
+            "running": {"type": "integer"},
+            "max_workers": {"type": "integer"},
+            "restarts": {"type": "object", "additionalProperties": {"type": "integer"}},
+            "restarts_total": {"type": "integer"},
+        }
+    ),
+    "Ready": object_schema({"status": {"const": "ready"}}),
+    "NotReady": object_schema(
+        {"error": STRING, "status": {"type": "string", "enum": ["starting", "draining"]}}
+    ),
+}

@@ -2,7 +2,8 @@
 
 :func:`parse_job_filter` turns the query string into a :class:`JobFilter` and is
 strict on purpose: a misspelt filter that was silently ignored would list every job
-and look like an answer.
+and look like an answer.  The module owns these two routes and the ``Job`` schema
+every answer showing a job refers to.
 """
 
 from __future__ import annotations
@@ -10,12 +11,23 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime
+from typing import Any
 
-from chamberlain.model import JobStatus
-from chamberlain.store.sqlite import JobFilter
+from chamberlain.records import JobFilter, JobStatus
+from chamberlain.web.auth import JOBS_RO, Scoped
 from chamberlain.web.errors import bad_request, not_found
 from chamberlain.web.handler import Call, Reply
-from chamberlain.web.spec import Param
+from chamberlain.web.intake import UNAVAILABLE
+from chamberlain.web.spec import (
+    NULLABLE_STRING,
+    NULLABLE_TIME,
+    STRING,
+    Param,
+    ResponseSpec,
+    Route,
+    object_schema,
+    ref,
+)
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
@@ -248,12 +260,104 @@ async def list_jobs(call: Call) -> Reply:
     )
 
 
+ROUTES: tuple[Route, ...] = (
+    Route(
+        operation_id="getJob",
+        method="GET",
+        path="/job/{job_id}",
+        handler=get_job,
+        access=Scoped(JOBS_RO),
+        summary="One job: status, timings, attempts, result",
+        tag="jobs",
+        params=(JOB_ID_PARAM, INCLUDE_PARAM),
+        responses=(
+            ResponseSpec(status=200, description="The job.", schema="JobDetail"),
+            ResponseSpec(status=400, description="An unknown include or query parameter."),
+            ResponseSpec(status=404, description="Unknown job."),
+            UNAVAILABLE,
+        ),
+    ),
+    Route(
+        operation_id="listJobs",
+        method="GET",
+        path="/jobs",
+        handler=list_jobs,
+        access=Scoped(JOBS_RO),
+        summary="Jobs, newest first, filtered and paged",
+        tag="jobs",
+        params=LIST_PARAMS,
+        responses=(
+            ResponseSpec(status=200, description="A page of jobs.", schema="JobList"),
+            ResponseSpec(
+                status=400,
+                description="Unknown parameter, bad status, bad RFC 3339 instant or limit.",
+            ),
+            UNAVAILABLE,
+        ),
+    ),
+)
+
+#: Component schemas these routes, and every route showing a job, refer to.
+SCHEMAS: Mapping[str, Mapping[str, Any]] = {
+    "Job": object_schema(
+        {
+            "job_id": {"type": "string", "format": "uuid"},
+            "status": ref("JobStatus"),
+            "plugin": STRING,
+            "command": STRING,
+            "payload": {"type": "object"},
+            "event": {
+                "description": "The event a handle job received (null for other commands).",
+                "type": ["object", "null"],
+            },
+            "submitted_by": STRING,
+            "created_at": {"type": "string", "format": "date-time"},
+            "started_at": NULLABLE_TIME,
+            "completed_at": NULLABLE_TIME,
+            "next_retry_at": NULLABLE_TIME,
+            "attempt": {"type": "integer", "minimum": 0},
+            "max_attempts": {"type": "integer", "minimum": 1},
+            "last_error": NULLABLE_STRING,
+            "result": {
+                "description": (
+                    "The plugin's response {status, result, error, events, state_updates,"
+                    " logs}, or its raw output when that was not valid JSON."
+                )
+            },
+            "dedupe_key": NULLABLE_STRING,
+            "parent_job_id": NULLABLE_STRING,
+            "source_event_id": NULLABLE_STRING,
+            "root_job_id": {
+                "description": "The first job of this job's pipeline or event tree.",
+                "type": ["string", "null"],
+            },
+            "pipeline": {"description": "The pipeline this job is a step of.", **NULLABLE_STRING},
+            "step_id": {"description": "Its step in that pipeline.", **NULLABLE_STRING},
+            "schedule_id": {
+                "description": "The schedule (of this plugin) that enqueued the job.",
+                **NULLABLE_STRING,
+            },
+        }
+    ),
+    "JobList": object_schema(
+        {
+            "jobs": {"type": "array", "items": ref("Job")},
+            "total": {"type": "integer", "minimum": 0},
+            "limit": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT},
+            "offset": {"type": "integer", "minimum": 0},
+        }
+    ),
+}
+
+
 __all__ = [
     "DEFAULT_LIMIT",
     "INCLUDE_PARAM",
     "JOB_ID_PARAM",
     "LIST_PARAMS",
     "MAX_LIMIT",
+    "ROUTES",
+    "SCHEMAS",
     "get_job",
     "list_jobs",
     "parse_include",

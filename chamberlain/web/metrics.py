@@ -7,9 +7,13 @@ is what ``jobs:ro`` already reveals.  Prometheus sends the token with
 
 from __future__ import annotations
 
-from chamberlain.metrics import CONTENT_TYPE, Snapshot
+from collections.abc import Mapping
+from typing import Any
+
+from chamberlain.instruments import CONTENT_TYPE, Snapshot
 from chamberlain.web.auth import JOBS_RO, Scoped
 from chamberlain.web.handler import Call, Reply
+from chamberlain.web.intake import UNAVAILABLE
 from chamberlain.web.spec import ResponseSpec, Route
 
 
@@ -52,12 +56,13 @@ ROUTES: tuple[Route, ...] = (
                 media_type="text/plain",
             ),
             ResponseSpec(status=400, description="A query parameter was given."),
-            ResponseSpec(status=503, description="The daemon did not answer in time."),
+            UNAVAILABLE,
         ),
     ),
 )
 
-SCHEMAS = {
+#: Component schemas this route refers to (merged into the OpenAPI document).
+SCHEMAS: Mapping[str, Mapping[str, Any]] = {
     "Metrics": {
         "type": "string",
         "description": "Prometheus text exposition format, version 0.0.4.",

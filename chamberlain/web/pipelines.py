@@ -2,29 +2,22 @@
 
 ``POST /pipeline/{name}`` starts a pipeline (waiting for it when it is synchronous,
 see :mod:`chamberlain.web.synchronous`); ``GET /job/{id}/tree`` shows every job a
-root set in motion, with the steps that were skipped.
+root set in motion, with the steps that were skipped; ``GET /pipelines`` lists
+them.  The module owns these routes and their schemas.
 """
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
-from chamberlain.actors.messages import Tree
-from chamberlain.model import rfc3339
+from chamberlain.records import Tree, rfc3339
 from chamberlain.web.auth import JOBS_RO, PLUGIN_RO, PLUGIN_RW, Scoped
 from chamberlain.web.errors import bad_request, not_found
 from chamberlain.web.handler import Call, Reply
+from chamberlain.web.intake import UNAVAILABLE, decode_json_object, not_accepting
 from chamberlain.web.jobs import JOB_ID_PARAM
 from chamberlain.web.spec import BodySpec, Param, ResponseSpec, Route
-from chamberlain.web.synchronous import (
-    ASYNC_PARAM,
-    answer_synchronously,
-    sync_slot,
-    take_slot,
-    wants_async,
-)
-from chamberlain.web.trigger import decode_json_object, not_accepting
+from chamberlain.web.synchronous import ASYNC_PARAM, answer_synchronously, sync_slot, wants_async
 
 
 def tree_json(tree: Tree) -> dict[str, Any]:
@@ -56,22 +49,18 @@ async def start_pipeline(call: Call) -> Reply:
     refusal = not_accepting(call.gateway.lifecycle)
     if refusal is not None:
         raise refusal
-    plan = routing.start(pipeline, payload, submitted_by=identity.submitted_by, now=time.time())
+    plan = routing.start(pipeline, payload, submitted_by=identity.submitted_by, now=call.site.now())
     if not plan.jobs:
         return Reply(
             {"pipeline": name, "status": "skipped", "message": "every step's if: was false"}, 200
         )
     if synchronous:
-        take_slot(call)
-    try:
-        enqueued = await call.gateway.enqueue_plan(plan)
-    except BaseException:
-        if synchronous:
-            sync_slot(call).release_on_behalf_of(call.request_id)
-        raise
+        # Hold a waiting slot before enqueueing, so a refusal (503) leaves nothing behind.
+        async with sync_slot(call):
+            enqueued = await call.gateway.enqueue_plan(plan)
+            return await answer_synchronously(call, enqueued[0].job, pipeline)
+    enqueued = await call.gateway.enqueue_plan(plan)
     root = enqueued[0].job
-    if synchronous:
-        return await answer_synchronously(call, root, pipeline)
     return Reply(
         {"job_id": root.id, "status": root.status.value, "pipeline": name},
         202,
@@ -119,10 +108,6 @@ async def list_pipelines(call: Call) -> Reply:
 
 
 _NAME = Param(name="name", location="path", description="The pipeline's name.", required=True)
-_UNAVAILABLE = ResponseSpec(
-    status=503,
-    description="Draining, too many synchronous calls waiting, or the store did not answer.",
-)
 
 ROUTES: tuple[Route, ...] = (
     Route(
@@ -149,7 +134,13 @@ ROUTES: tuple[Route, ...] = (
             ),
             ResponseSpec(status=400, description="Malformed body or query."),
             ResponseSpec(status=404, description="Unknown pipeline."),
-            _UNAVAILABLE,
+            ResponseSpec(
+                status=503,
+                description=(
+                    "Starting or draining, too many synchronous calls waiting, or the store"
+                    " did not answer."
+                ),
+            ),
         ),
     ),
     Route(
@@ -178,7 +169,7 @@ ROUTES: tuple[Route, ...] = (
             ResponseSpec(status=200, description="The tree.", schema="JobTree"),
             ResponseSpec(status=400, description="A query parameter was given."),
             ResponseSpec(status=404, description="Unknown job."),
-            _UNAVAILABLE,
+            UNAVAILABLE,
         ),
     ),
 )

@@ -9,14 +9,24 @@ from __future__ import annotations
 
 from typing import Any
 
-from chamberlain.model import JobStatus, rfc3339
+from chamberlain.records import JobStatus, rfc3339
 from chamberlain.schedule.books import BreakerStatus, ScheduleStatus
 from chamberlain.schedule.breaker import BreakerState
 from chamberlain.web.auth import JOBS_RO, JOBS_RW, Scoped
 from chamberlain.web.errors import bad_request, not_found
 from chamberlain.web.handler import Call, Reply
-from chamberlain.web.spec import BodySpec, Param, ResponseSpec, Route
-from chamberlain.web.trigger import decode_json_object
+from chamberlain.web.intake import UNAVAILABLE, decode_json_object
+from chamberlain.web.spec import (
+    NULLABLE_STRING,
+    NULLABLE_TIME,
+    STRING,
+    BodySpec,
+    Param,
+    ResponseSpec,
+    Route,
+    object_schema,
+    ref,
+)
 
 #: The longest ``reason`` a reset may record.
 REASON_MAX = 200
@@ -109,9 +119,6 @@ _PLUGIN = Param(name="plugin", location="path", description="The plugin's name."
 _ID = Param(
     name="id", location="path", description="The schedule's id within its plugin.", required=True
 )
-_UNAVAILABLE = ResponseSpec(
-    status=503, description="The Scheduler did not answer in time (restarting or overloaded)."
-)
 
 ROUTES: tuple[Route, ...] = (
     Route(
@@ -131,7 +138,7 @@ ROUTES: tuple[Route, ...] = (
         responses=(
             ResponseSpec(status=200, description="Every schedule.", schema="ScheduleList"),
             ResponseSpec(status=400, description="A query parameter was given."),
-            _UNAVAILABLE,
+            UNAVAILABLE,
         ),
     ),
     Route(
@@ -155,19 +162,12 @@ ROUTES: tuple[Route, ...] = (
             ),
             ResponseSpec(status=400, description="A malformed body or a query parameter."),
             ResponseSpec(status=404, description="Unknown plugin or schedule."),
-            _UNAVAILABLE,
+            UNAVAILABLE,
         ),
     ),
 )
 
-_STRING = {"type": "string"}
-_NULLABLE_STRING = {"type": ["string", "null"]}
-_NULLABLE_TIME = {"type": ["string", "null"], "format": "date-time"}
 _STATES = [s.value for s in BreakerState]
-
-
-def _closed(properties: dict[str, Any]) -> dict[str, Any]:
-    return {"type": "object", "properties": properties, "required": list(properties)}
 
 
 #: Component schemas these routes refer to (merged into the OpenAPI document).
@@ -177,55 +177,55 @@ SCHEMAS: dict[str, Any] = {
         "additionalProperties": False,
         "properties": {"reason": {"type": "string", "minLength": 1, "maxLength": REASON_MAX}},
     },
-    "BreakerTransition": _closed(
+    "BreakerTransition": object_schema(
         {
             "from": {"type": "string", "enum": _STATES},
             "to": {"type": "string", "enum": _STATES},
-            "reason": _STRING,
+            "reason": STRING,
             "at": {"type": "string", "format": "date-time"},
         }
     ),
-    "Breaker": _closed(
+    "Breaker": object_schema(
         {
-            "command": _STRING,
+            "command": STRING,
             "state": {"type": "string", "enum": _STATES},
             "failures": {"type": "integer", "minimum": 0},
             "enabled": {"type": "boolean"},
             "threshold": {"type": "integer", "minimum": 1},
             "reset_after": {"type": "number", "description": "Seconds."},
-            "opened_at": _NULLABLE_TIME,
-            "probe_at": {"description": "When an open breaker lets a probe run.", **_NULLABLE_TIME},
-            "probe_job_id": _NULLABLE_STRING,
+            "opened_at": NULLABLE_TIME,
+            "probe_at": {"description": "When an open breaker lets a probe run.", **NULLABLE_TIME},
+            "probe_job_id": NULLABLE_STRING,
             "transitions": {
                 "type": "array",
-                "items": {"$ref": "#/components/schemas/BreakerTransition"},
+                "items": ref("BreakerTransition"),
             },
         }
     ),
-    "Schedule": _closed(
+    "Schedule": object_schema(
         {
-            "plugin": _STRING,
-            "id": _STRING,
-            "command": _STRING,
+            "plugin": STRING,
+            "id": STRING,
+            "command": STRING,
             "kind": {"type": "string", "enum": ["every", "cron", "at", "after"]},
-            "spec": {"description": "The value of `kind` as configured.", **_STRING},
-            "timezone": _STRING,
-            "only_between": _NULLABLE_STRING,
-            "not_on": {"type": "array", "items": _STRING},
+            "spec": {"description": "The value of `kind` as configured.", **STRING},
+            "timezone": STRING,
+            "only_between": NULLABLE_STRING,
+            "not_on": {"type": "array", "items": STRING},
             "jitter": {"type": "number", "description": "Seconds."},
             "catch_up": {"type": "string", "enum": ["skip", "run_once", "run_all"]},
             "if_running": {"type": "string", "enum": ["skip", "queue", "cancel"]},
             "max_outstanding": {"type": "integer", "minimum": 1},
-            "next_run": _NULLABLE_TIME,
-            "last_run": _NULLABLE_TIME,
-            "last_job_id": _NULLABLE_STRING,
+            "next_run": NULLABLE_TIME,
+            "last_run": NULLABLE_TIME,
+            "last_job_id": NULLABLE_STRING,
             "last_status": {
                 "type": ["string", "null"],
                 "enum": [*[s.value for s in JobStatus], None],
             },
             "last_skipped": {
                 "type": ["object", "null"],
-                "properties": {"scheduled_for": _NULLABLE_TIME, "reason": _STRING},
+                "properties": {"scheduled_for": NULLABLE_TIME, "reason": STRING},
             },
             "waiting": {
                 "type": "integer",
@@ -233,10 +233,8 @@ SCHEMAS: dict[str, Any] = {
                 "description": "Runs held back until a job of this schedule finishes.",
             },
             "paused": {"type": "boolean", "description": "True while the daemon drains."},
-            "breaker": {"$ref": "#/components/schemas/Breaker"},
+            "breaker": ref("Breaker"),
         }
     ),
-    "ScheduleList": _closed(
-        {"schedules": {"type": "array", "items": {"$ref": "#/components/schemas/Schedule"}}}
-    ),
+    "ScheduleList": object_schema({"schedules": {"type": "array", "items": ref("Schedule")}}),
 }

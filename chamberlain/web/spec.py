@@ -2,13 +2,15 @@
 
 The app builds its URL rules, authentication and query checks from these records,
 and :mod:`chamberlain.web.openapi` builds the API description from the very same
-ones, so the two cannot disagree.
+ones, so the two cannot disagree.  Routes name their bodies' schemas; the small
+builders at the end (:func:`ref`, :func:`object_schema`) are what each feature
+module writes its ``SCHEMAS`` with.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal
 
 import attrs
@@ -127,3 +129,33 @@ class Route:
             if len(query[name]) > 1 and not param.repeatable:
                 return f"query parameter {name!r} given more than once"
         return None
+
+
+#: Schema fragments the feature modules' ``SCHEMAS`` share.
+STRING: Mapping[str, Any] = {"type": "string"}
+NULLABLE_STRING: Mapping[str, Any] = {"type": ["string", "null"]}
+NULLABLE_TIME: Mapping[str, Any] = {"type": ["string", "null"], "format": "date-time"}
+
+_REF = "#/components/schemas/"
+
+
+def ref(name: str) -> dict[str, str]:
+    """A reference to the component schema ``name``."""
+    return {"$ref": _REF + name}
+
+
+def object_schema(
+    properties: Mapping[str, Any], *, required: Iterable[str] | None = None, closed: bool = False
+) -> dict[str, Any]:
+    """An object schema: every property required unless ``required`` says which.
+
+    ``closed`` refuses properties not listed (``additionalProperties: false``).
+    """
+    schema: dict[str, Any] = {
+        "type": "object",
+        "properties": dict(properties),
+        "required": list(properties) if required is None else list(required),
+    }
+    if closed:
+        schema["additionalProperties"] = False
+    return schema

@@ -25,9 +25,7 @@ from typing import Any, Protocol
 import trio
 
 from chamberlain.actors.hub import Hub
-from chamberlain.actors.messages import QueueView
-from chamberlain.joblog import JobMessage
-from chamberlain.model import Job, JobStatus
+from chamberlain.records import Job, JobMessage, JobStatus, QueueView
 
 MEDIA_TYPE = "text/event-stream"
 

@@ -13,6 +13,7 @@ from typing import Any
 from chamberlain.web.auth import EVENTS_RO, JOBS_RO, Scoped
 from chamberlain.web.errors import bad_request, not_found
 from chamberlain.web.handler import Call, StreamReply
+from chamberlain.web.intake import UNAVAILABLE
 from chamberlain.web.jobs import JOB_ID_PARAM, parse_statuses
 from chamberlain.web.spec import Param, ResponseSpec, Route
 from chamberlain.web.sse import (
@@ -203,7 +204,7 @@ ROUTES: tuple[Route, ...] = (
             ),
             ResponseSpec(status=400, description="A bad Last-Event-ID or query parameter."),
             ResponseSpec(status=404, description="Unknown job."),
-            ResponseSpec(status=503, description="The daemon did not answer in time."),
+            UNAVAILABLE,
         ),
     ),
     Route(
@@ -242,7 +243,7 @@ ROUTES: tuple[Route, ...] = (
                 status=400,
                 description="A bad Last-Event-ID, an unknown plugin or status, or query.",
             ),
-            ResponseSpec(status=503, description="The daemon did not answer in time."),
+            UNAVAILABLE,
         ),
     ),
 )

@@ -2,23 +2,24 @@
 
 A trigger of the ``plugin.command`` a synchronous pipeline starts from, and
 ``POST /pipeline/{name}`` of a synchronous pipeline, wait here for the job tree.
-Waiting calls are bounded (``api.max_concurrent_sync``): a slot is taken before
-anything is enqueued, so a refused call (503) leaves nothing behind, and a call
-that waits longer than the pipeline's timeout (capped by ``api.max_sync_timeout``)
-is answered 202 while the pipeline goes on.
+Waiting calls are bounded (``api.max_concurrent_sync``): a call holds a slot
+(:func:`sync_slot`, an async context manager) from before anything is enqueued,
+so a refused call (503) leaves nothing behind, until it is answered, whichever
+way.  A call that waits longer than the pipeline's timeout (capped by
+``api.max_sync_timeout``) is answered 202 while the pipeline goes on.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from typing import Any
 
 import trio
 
-from chamberlain.actors.messages import Tree
 from chamberlain.config import PipelineConfig
-from chamberlain.model import Job, JobStatus
+from chamberlain.records import Job, JobStatus, Tree
 from chamberlain.web.errors import bad_request, unavailable
 from chamberlain.web.handler import Call, Reply
 from chamberlain.web.spec import Param
@@ -62,15 +63,19 @@ def _outcome(tree: Tree) -> tuple[str, Any, str | None]:
     return JobStatus.SUCCEEDED.value, response.get("result", last.result), None
 
 
-def sync_slot(call: Call) -> trio.CapacityLimiter:
-    """The limiter of waiting synchronous calls; take it with :func:`take_slot`."""
-    return call.gateway.sync_limiter
+@asynccontextmanager
+async def sync_slot(call: Call) -> AsyncIterator[None]:
+    """Hold one of the ``api.max_concurrent_sync`` slots for the block; 503 when none is free.
 
-
-def take_slot(call: Call) -> None:
-    """Claim a synchronous-call slot, or refuse with 503 before anything is enqueued."""
+    Enter it before enqueueing, so a refused call leaves nothing behind; the slot is
+    given back however the block ends.
+    """
+    limiter = call.gateway.sync_limiter
+    # A borrower of its own: anything the client sends (its X-Request-Id) may be sent
+    # by two calls at once, and trio refuses a borrower that already holds a token.
+    borrower = object()
     try:
-        sync_slot(call).acquire_on_behalf_of_nowait(call.request_id)
+        limiter.acquire_on_behalf_of_nowait(borrower)
     except trio.WouldBlock:
         limit = call.site.api.max_concurrent_sync
         raise unavailable(
@@ -78,21 +83,22 @@ def take_slot(call: Call) -> None:
             " retry later or add ?async=true",
             retry_after=1,
         ) from None
+    try:
+        yield
+    finally:
+        limiter.release_on_behalf_of(borrower)
 
 
 async def answer_synchronously(call: Call, root: Job, pipeline: PipelineConfig) -> Reply:
     """Wait for ``root``'s tree; 200 with the outcome, or 202 when it takes too long.
 
-    The caller holds a slot (:func:`take_slot`); it is released here.
+    Called inside :func:`sync_slot`, which the caller entered before enqueueing.
     """
     limit = min(pipeline.timeout, call.site.api.max_sync_timeout)
     started = time.monotonic()
     tree: Tree | None = None
-    try:
-        with trio.move_on_after(limit):
-            tree = await call.gateway.wait_tree(root.id)
-    finally:
-        sync_slot(call).release_on_behalf_of(call.request_id)
+    with trio.move_on_after(limit):
+        tree = await call.gateway.wait_tree(root.id)
     headers = {"Location": f"/job/{root.id}/tree"}
     if tree is None:
         return Reply(

@@ -1,10 +1,13 @@
 """``POST /trigger/{plugin}/{command}``: turning a request into a durable job.
 
-The decisions are plain functions: :func:`parse_trigger_body` validates the body,
-:func:`build_job` makes the :class:`NewJob` (wrapping ``handle`` payloads in an
-``api.trigger`` event), and :func:`not_accepting` words the 503 of a daemon that
-is starting or draining.  :func:`trigger` strings them together around the one
+The decisions are plain functions: :func:`parse_trigger_body` validates the body
+(decoded by :mod:`chamberlain.web.intake`), and :func:`build_job` makes the
+:class:`NewJob` (wrapping ``handle`` payloads in an ``api.trigger`` event stamped
+by the daemon's clock).  :func:`trigger` strings them together around the one
 await that matters: the enqueue, which returns only once the job is committed.
+A trigger of the command a synchronous pipeline starts from then waits for the
+pipeline (see :mod:`chamberlain.web.synchronous`).  The module owns its two
+routes (``/trigger/...`` and its alias ``/plugin/...``) and their schemas.
 
 Check order: 401 (no valid token, before this module runs), 404 (unknown plugin or
 command), 403 (the token may not run this type of command), 400 (a query string),
@@ -15,22 +18,35 @@ the daemon is in.
 
 from __future__ import annotations
 
-import json
 import math
-import time
 import uuid
 from collections.abc import Mapping, Sequence
-from typing import Any, NoReturn
+from typing import Any
 
 import attrs
 
-from chamberlain.actors.gateway import Lifecycle, Phase
-from chamberlain.callbacks import CallbackRules
+from chamberlain.callback_rules import CallbackRules
 from chamberlain.config import parse_duration
-from chamberlain.model import NewJob, rfc3339
-from chamberlain.web.errors import ApiError, bad_request, not_found, unavailable
+from chamberlain.records import NewJob, rfc3339
+from chamberlain.web.auth import ByCommand
+from chamberlain.web.errors import bad_request, not_found
 from chamberlain.web.handler import Call, Reply
-from chamberlain.web.synchronous import answer_synchronously, sync_slot, take_slot, wants_async
+from chamberlain.web.intake import (
+    NOT_ACCEPTING_RESPONSE,
+    decode_json_object,
+    json_kind,
+    not_accepting,
+)
+from chamberlain.web.spec import (
+    STRING,
+    BodySpec,
+    Param,
+    ResponseSpec,
+    Route,
+    object_schema,
+    ref,
+)
+from chamberlain.web.synchronous import ASYNC_PARAM, answer_synchronously, sync_slot, wants_async
 
 #: The command whose payload arrives wrapped in an event, as Ductile expects.
 HANDLE = "handle"
@@ -54,79 +70,11 @@ class TriggerOptions:
     callback_url: str | None = None
 
 
-def _reject_constant(name: str) -> NoReturn:
-    # NaN and Infinity are not JSON; Python accepts them unless told not to, and
-    # they would be stored as text no other JSON reader can parse.
-    raise ValueError(f"{name} is not valid JSON")
-
-
-#: Bodies nested deeper are refused.  Every layer a payload passes through (the
-#: store, the plugin's request, the API's answers) encodes it recursively, so a bound
-#: at the door keeps all of them far from Python's recursion limit.
-MAX_JSON_DEPTH = 64
-
-
-def exceeds_depth(value: object, limit: int) -> bool:
-    """True when ``value`` nests arrays and objects more than ``limit`` levels deep.
-
-    Iterative on purpose: a recursive walk would fail on the very input it checks.
-    """
-    stack: list[tuple[object, int]] = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, dict):
-            children: Any = item.values()
-        elif isinstance(item, list):
-            children = item
-        else:
-            continue
-        if depth > limit:
-            return True
-        stack.extend((child, depth + 1) for child in children)
-    return False
-
-
-def decode_json_object(raw: bytes) -> dict[str, Any]:
-    """The JSON object in ``raw``; an empty body counts as ``{}``.  400 otherwise."""
-    if not raw.strip():
-        return {}
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise bad_request("request body is not valid UTF-8") from None
-    too_deep = bad_request(f"request body is nested more than {MAX_JSON_DEPTH} levels deep")
-    try:
-        data = json.loads(text, parse_constant=_reject_constant)
-    except ValueError as exc:
-        raise bad_request(f"malformed JSON in request body: {exc}") from None
-    except RecursionError:
-        raise too_deep from None
-    if exceeds_depth(data, MAX_JSON_DEPTH):
-        raise too_deep
-    if not isinstance(data, dict):
-        raise bad_request(f"request body must be a JSON object, not {_json_kind(data)}")
-    return data
-
-
-def _json_kind(value: object) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "an array"
-    return "an object"
-
-
 def _timeout(value: object, limit: float, name: str = "timeout") -> float:
     if isinstance(value, bool) or not isinstance(value, int | float | str):
         raise bad_request(
             f"{name} must be a number of seconds or a duration such as '30s',"
-            f" not {_json_kind(value)}"
+            f" not {json_kind(value)}"
         )
     try:
         seconds = parse_duration(value)
@@ -141,7 +89,7 @@ def _timeout(value: object, limit: float, name: str = "timeout") -> float:
 
 def _max_attempts(value: object, name: str = "max_attempts") -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise bad_request(f"{name} must be an integer, not {_json_kind(value)}")
+        raise bad_request(f"{name} must be an integer, not {json_kind(value)}")
     if not 1 <= value <= MAX_ATTEMPTS_LIMIT:
         raise bad_request(f"{name} must be from 1 to {MAX_ATTEMPTS_LIMIT}, got {value}")
     return value
@@ -149,7 +97,7 @@ def _max_attempts(value: object, name: str = "max_attempts") -> int:
 
 def _dedupe_key(value: object, name: str = "dedupe_key") -> str:
     if not isinstance(value, str):
-        raise bad_request(f"{name} must be a string, not {_json_kind(value)}")
+        raise bad_request(f"{name} must be a string, not {json_kind(value)}")
     if not value.strip():
         raise bad_request(f"{name} must not be empty")
     if len(value) > DEDUPE_KEY_MAX:
@@ -193,7 +141,7 @@ def parse_trigger_options(
         raise bad_request(f"unknown field {unknown[0]!r} in {where}; expected: {', '.join(fields)}")
     payload = body.get("payload", {})
     if not isinstance(payload, dict):
-        raise bad_request(f"{path}payload must be a JSON object, not {_json_kind(payload)}")
+        raise bad_request(f"{path}payload must be a JSON object, not {json_kind(payload)}")
     return TriggerOptions(
         payload=payload,
         timeout=(
@@ -264,17 +212,6 @@ def build_job(
     )
 
 
-def not_accepting(lifecycle: Lifecycle) -> ApiError | None:
-    """The 503 to answer while the daemon takes no new work; None when it does."""
-    if lifecycle.accepting:
-        return None
-    if lifecycle.phase is Phase.DRAINING:
-        return unavailable("chamberlain is draining (shutting down); not accepting new jobs")
-    return unavailable(
-        f"chamberlain is {lifecycle.phase.value}; not accepting jobs yet", retry_after=1
-    )
-
-
 async def trigger(call: Call) -> Reply:
     """``POST /trigger/{plugin}/{command}``: enqueue a job; 202 once it is committed."""
     plugin_name, command = call.path["plugin"], call.path["command"]
@@ -306,22 +243,17 @@ async def trigger(call: Call) -> Reply:
         options,
         submitted_by=identity.submitted_by,
         default_max_attempts=plugin.max_attempts,
-        now=time.time(),
+        now=call.site.now(),
     )
-    if pipeline is not None:
+    if pipeline is None:
+        (enqueued,) = await call.gateway.enqueue([job])
+    else:
         # A synchronous pipeline starts from this trigger: hold a waiting slot
         # before enqueueing, so a refusal (503) leaves nothing behind.
-        take_slot(call)
-        try:
+        async with sync_slot(call):
             (enqueued,) = await call.gateway.enqueue([job])
-        except BaseException:
-            sync_slot(call).release_on_behalf_of(call.request_id)
-            raise
-        if not enqueued.duplicate:
-            return await answer_synchronously(call, enqueued.job, pipeline)
-        sync_slot(call).release_on_behalf_of(call.request_id)
-    else:
-        (enqueued,) = await call.gateway.enqueue([job])
+            if not enqueued.duplicate:
+                return await answer_synchronously(call, enqueued.job, pipeline)
     stored = enqueued.job
     headers = {"Location": f"/job/{stored.id}"}
     if enqueued.duplicate:
@@ -346,3 +278,118 @@ async def trigger(call: Call) -> Reply:
         202,
         headers,
     )
+
+
+_PLUGIN = Param(name="plugin", location="path", description="The plugin's name.", required=True)
+_COMMAND = Param(
+    name="command", location="path", description="A command the plugin declares.", required=True
+)
+
+_TRIGGER_RESPONSES = (
+    ResponseSpec(
+        status=202,
+        description="The job is committed to the store and queued.",
+        schema="TriggerAccepted",
+        headers={"Location": "The job's URL."},
+    ),
+    ResponseSpec(
+        status=200,
+        description="A job with this dedupe_key stands already; that job is returned.",
+        schema="TriggerDuplicate",
+        headers={"Location": "The existing job's URL."},
+    ),
+    ResponseSpec(
+        status=400,
+        description="Malformed JSON, a non-object body or payload, or an invalid option.",
+    ),
+    ResponseSpec(status=404, description="Unknown plugin or command."),
+    ResponseSpec(status=413, description="The body is larger than api.max_body_size."),
+    NOT_ACCEPTING_RESPONSE,
+)
+
+_TRIGGER_DESCRIPTION = (
+    "Enqueue a job and answer once it is durably stored. For the `handle` command the"
+    " payload is delivered inside an `api.trigger` event. Read commands need"
+    " `plugin:ro`, write commands `plugin:rw`. Checks run in this order: token (401),"
+    " plugin and command (404), scope (403), body (413, 400), daemon state (503)."
+)
+
+_TRIGGER_BODY = BodySpec(
+    schema="TriggerRequest",
+    description="Optional; an empty body triggers with an empty payload.",
+)
+
+
+def _trigger_route(operation_id: str, path: str, summary: str) -> Route:
+    # /trigger/... and /plugin/... are one operation under two paths.
+    return Route(
+        operation_id=operation_id,
+        method="POST",
+        path=path,
+        handler=trigger,
+        access=ByCommand(),
+        summary=summary,
+        description=_TRIGGER_DESCRIPTION,
+        tag="jobs",
+        params=(_PLUGIN, _COMMAND, ASYNC_PARAM),
+        body=_TRIGGER_BODY,
+        responses=_TRIGGER_RESPONSES,
+    )
+
+
+ROUTES: tuple[Route, ...] = (
+    _trigger_route("trigger", "/trigger/{plugin}/{command}", "Run a plugin command as a job"),
+    _trigger_route(
+        "triggerPlugin",
+        "/plugin/{plugin}/{command}",
+        "Run a plugin command as a job (same as /trigger)",
+    ),
+)
+
+#: The options of one trigger: the body of ``POST /trigger``, and part of a batch job.
+TRIGGER_OPTIONS_SCHEMA: Mapping[str, Any] = {
+    "payload": {
+        "type": "object",
+        "description": "Handed to the plugin; for `handle`, wrapped in an api.trigger event.",
+    },
+    "timeout": {
+        "description": "Seconds (or a duration such as '30s'); at most the command's timeout.",
+        "oneOf": [{"type": "number", "exclusiveMinimum": 0}, {"type": "string"}],
+    },
+    "max_attempts": {"type": "integer", "minimum": 1, "maximum": MAX_ATTEMPTS_LIMIT},
+    "dedupe_key": {"type": "string", "minLength": 1, "maxLength": DEDUPE_KEY_MAX},
+    "callback_url": {
+        "type": "string",
+        "format": "uri",
+        "description": (
+            "POSTed a signed summary when the job ends; http(s) on callbacks.allowed_hosts"
+            " only, and only when callbacks.secret is configured."
+        ),
+    },
+}
+
+#: Component schemas these routes refer to (merged into the OpenAPI document).
+SCHEMAS: Mapping[str, Mapping[str, Any]] = {
+    "TriggerRequest": {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": dict(TRIGGER_OPTIONS_SCHEMA),
+    },
+    "TriggerAccepted": object_schema(
+        {
+            "job_id": {"type": "string", "format": "uuid"},
+            "status": {"const": "queued"},
+            "plugin": STRING,
+            "command": STRING,
+        }
+    ),
+    "TriggerDuplicate": object_schema(
+        {
+            "job_id": {"type": "string", "format": "uuid"},
+            "status": ref("JobStatus"),
+            "plugin": STRING,
+            "command": STRING,
+            "duplicate": {"const": True},
+        }
+    ),
+}

@@ -5,25 +5,27 @@ GitHub cannot send one) and guarded by the delivery's signature instead, checked
 in constant time before anything is enqueued.  Order of checks: the body's size
 while reading (413, the rest is never read), the signature (403, nothing else
 said), the daemon's state (503), then the replay check and the enqueue, answered
-202 at once (GitHub gives up on slow answers) or 200 for a replayed delivery.
+202 at once (GitHub gives up on slow answers) or 200 for a replayed delivery.  The
+event a delivery becomes is stamped by the daemon's clock.
+
+The routes depend on the configuration, so :func:`webhook_routes` builds them;
+:data:`SCHEMAS` holds what they refer to.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 import uuid
 from typing import Any
 
 from chamberlain.config import WebhookEndpointConfig, WebhooksConfig
-from chamberlain.model import NewJob
-from chamberlain.pipelines.routing import Plan
+from chamberlain.records import NewJob, RoutePlan
 from chamberlain.web.auth import PUBLIC
 from chamberlain.web.errors import ApiError
 from chamberlain.web.handler import Call, Handler, Reply
+from chamberlain.web.intake import NOT_ACCEPTING_RESPONSE, not_accepting
 from chamberlain.web.spec import BodySpec, ResponseSpec, Route
-from chamberlain.web.trigger import not_accepting
-from chamberlain.webhooks import Forbidden, delivery_event, verify_delivery
+from chamberlain.webhook_rules import Forbidden, delivery_event, verify_delivery
 
 log = logging.getLogger("chamberlain.web")
 
@@ -38,7 +40,7 @@ _RESPONSES = (
     ),
     ResponseSpec(status=403, description="Missing, malformed or wrong signature."),
     ResponseSpec(status=413, description="The body is larger than the endpoint's max_body_size."),
-    ResponseSpec(status=503, description="The daemon is draining or its store did not answer."),
+    NOT_ACCEPTING_RESPONSE,
 )
 
 SCHEMAS: dict[str, Any] = {
@@ -73,7 +75,7 @@ def _handler(endpoint: WebhookEndpointConfig) -> Handler:
         refusal = not_accepting(call.gateway.lifecycle)
         if refusal is not None:
             raise refusal
-        now = time.time()
+        now = call.site.now()
         event = delivery_event(endpoint, delivery, body, event_id=str(uuid.uuid4()), now=now)
         submitted_by = f"webhook:{endpoint.path}"
         if endpoint.pipeline is not None:
@@ -85,7 +87,7 @@ def _handler(endpoint: WebhookEndpointConfig) -> Handler:
         else:
             assert endpoint.plugin is not None
             plugin = call.gateway.plugins[endpoint.plugin]
-            plan = Plan(
+            plan = RoutePlan(
                 jobs=(
                     NewJob(
                         plugin=endpoint.plugin,
@@ -98,7 +100,7 @@ def _handler(endpoint: WebhookEndpointConfig) -> Handler:
                     ),
                 )
             )
-        job, replay = await call.gateway.enqueue_delivery(endpoint.path, delivery.delivery_id, plan)
+        job, replay = await call.gateway.enqueue_webhook(endpoint.path, delivery.delivery_id, plan)
         if job is None:
             return Reply({"status": "skipped", "message": "every step's if: was false"}, 200)
         extra = {"component": "webhooks", "path": endpoint.path, "job_id": job.id}

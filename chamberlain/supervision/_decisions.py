@@ -10,7 +10,7 @@ from collections import deque
 
 import attrs
 
-from ._spec import Restart, Strategy
+from ._child_spec import Restart, Strategy
 
 # 2.0**1000 still fits in a float, and no sane backoff_initial makes the product
 # smaller than backoff_max after that many doublings; capping the exponent keeps a

@@ -11,7 +11,7 @@ import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from chamberlain.model import JobStatus
+from chamberlain.records import JobStatus
 from chamberlain.schedule.books import (
     BreakerBook,
     BreakerKey,

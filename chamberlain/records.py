@@ -79,7 +79,7 @@ class NewJob:
     error: str | None = None
     #: The schedule that enqueued the job (its id within ``plugin``), if any.
     schedule_id: str | None = None
-    #: Where to POST the job's summary once it ends (see chamberlain.callbacks).
+    #: Where to POST the job's summary once it ends (see chamberlain.callback_rules).
     callback_url: str | None = None
     id: str = attrs.field(factory=new_job_id)
 
@@ -144,4 +144,166 @@ class Job:
             "pipeline": self.pipeline,
             "step_id": self.step_id,
             "schedule_id": self.schedule_id,
+        }
+
+
+@attrs.frozen(kw_only=True)
+class JobFilter:
+    """Filters for listing jobs; every field narrows the result."""
+
+    statuses: tuple[JobStatus, ...] = ()
+    plugin: str | None = None
+    command: str | None = None
+    submitted_by: str | None = None
+    since: float | None = None
+    until: float | None = None
+    limit: int = 50
+    offset: int = 0
+
+
+@attrs.frozen(kw_only=True)
+class Enqueued:
+    """The answer to one enqueue: the job, and whether it already existed."""
+
+    job: Job
+    duplicate: bool = False
+
+
+@attrs.frozen(kw_only=True)
+class Claimed:
+    """A job handed to a runner, with its plugin's state as of the claim."""
+
+    job: Job
+    state: Mapping[str, Any]
+
+
+@attrs.frozen(kw_only=True)
+class StoredEvent:
+    """An event as the store keeps it, with the ids and time the core gave it."""
+
+    event_id: str
+    job_id: str
+    type: str
+    source: str
+    payload: Mapping[str, Any]
+    dedupe_key: str | None
+    created_at: float
+
+    def envelope(self) -> dict[str, Any]:
+        """The event as a ``handle`` job receives it."""
+        out: dict[str, Any] = {
+            "type": self.type,
+            "payload": dict(self.payload),
+            "event_id": self.event_id,
+            "source": self.source,
+            "timestamp": rfc3339(self.created_at),
+        }
+        if self.dedupe_key is not None:
+            out["dedupe_key"] = self.dedupe_key
+        return out
+
+
+@attrs.frozen(kw_only=True)
+class RoutePlan:
+    """Everything one succeeded job sets in motion."""
+
+    events: tuple[StoredEvent, ...] = ()
+    jobs: tuple[NewJob, ...] = ()
+
+
+@attrs.frozen(kw_only=True)
+class Tree:
+    """A job tree: its root, every job in creation order, and the core's notes."""
+
+    root_job_id: str
+    jobs: tuple[Job, ...]
+    notes: tuple[Mapping[str, Any], ...]
+
+
+@attrs.frozen(kw_only=True)
+class QueueView:
+    """Running jobs (oldest start first) and queued ones (in dispatch order)."""
+
+    running: tuple[Job, ...]
+    queued: tuple[Job, ...]
+    running_total: int
+    queued_total: int
+    #: The newest message id: a status stream that starts here misses nothing after.
+    last_message_id: int
+
+
+@attrs.frozen(kw_only=True)
+class CancelResult:
+    """What a cancel request found and did."""
+
+    #: The job as it stood after the request (None when unknown).
+    job: Job | None
+    #: True when the job was running: its process group is being terminated and it
+    #: becomes ``cancelled`` once the process is gone (wait for it with WaitJob).
+    was_running: bool
+    #: True when this request changed something (a queued job cancelled, or a
+    #: running one told to stop); False for unknown or already terminal jobs.
+    accepted: bool
+
+
+class MessageKind(enum.Enum):
+    """Where a message came from."""
+
+    #: A line the plugin wrote to stderr.
+    STDERR = "stderr"
+    #: Written by chamberlain: a status change, or the dropped-lines marker.
+    SYSTEM = "system"
+
+
+@attrs.frozen(kw_only=True)
+class JobMessage:
+    """One stored message, with both of its ids.
+
+    ``id`` is global and only grows (``/events/stream`` resumes from it); ``seq``
+    counts from 1 per job (``/job/{id}/stream`` resumes from it).
+    """
+
+    id: int
+    job_id: str
+    seq: int
+    ts: float
+    kind: MessageKind
+    text: str
+    #: The job's status after this message, for status changes; None otherwise.
+    status: JobStatus | None = None
+    attempt: int | None = None
+    plugin: str
+    command: str
+
+    @property
+    def is_status(self) -> bool:
+        """True for a status change."""
+        return self.status is not None
+
+    @property
+    def ends_job(self) -> bool:
+        """True for the status change that made the job terminal (its last message)."""
+        return self.status is not None and self.status.terminal
+
+    def to_json(self) -> dict[str, Any]:
+        """The message as ``GET /job/{id}?include=messages`` lists it."""
+        out: dict[str, Any] = {
+            "seq": self.seq,
+            "ts": rfc3339(self.ts),
+            "kind": self.kind.value,
+            "text": self.text,
+        }
+        if self.status is not None:
+            out["status"] = self.status.value
+            out["attempt"] = self.attempt
+        return out
+
+    def to_event(self) -> dict[str, Any]:
+        """The message as the job and events streams send it."""
+        return {
+            "id": self.id,
+            "job_id": self.job_id,
+            "plugin": self.plugin,
+            "command": self.command,
+            **self.to_json(),
         }

@@ -12,8 +12,8 @@ import uuid
 from collections.abc import Collection, Iterable, Sequence
 from typing import Any
 
-from chamberlain.callbacks import Delivery, DeliveryState, delivery_body, event_name
-from chamberlain.model import Job, NewJob
+from chamberlain.callback_rules import CallbackDelivery, CallbackState, delivery_body, event_name
+from chamberlain.records import Job, NewJob
 
 _COLUMNS = (
     "id, job_id, url, event, body, state, attempts, next_attempt_at, last_status_code,"
@@ -21,14 +21,14 @@ _COLUMNS = (
 )
 
 
-def _delivery(row: Sequence[Any]) -> Delivery:
-    return Delivery(
+def _delivery(row: Sequence[Any]) -> CallbackDelivery:
+    return CallbackDelivery(
         id=row[0],
         job_id=row[1],
         url=row[2],
         event=row[3],
         body=row[4].encode("utf-8"),
-        state=DeliveryState(row[5]),
+        state=CallbackState(row[5]),
         attempts=row[6],
         next_attempt_at=row[7],
         last_status_code=row[8],
@@ -88,7 +88,7 @@ def create_deliveries(conn: sqlite3.Connection, ended: Sequence[Job], *, now: fl
 
 def due_deliveries(
     conn: sqlite3.Connection, *, now: float, limit: int, busy: Collection[str] = ()
-) -> tuple[list[Delivery], float | None]:
+) -> tuple[list[CallbackDelivery], float | None]:
     """Pending deliveries due by ``now`` (not in ``busy``), and the next due instant."""
     rows = conn.execute(
         f"SELECT {_COLUMNS} FROM callback_deliveries"
@@ -109,12 +109,12 @@ def record_attempt(
     conn: sqlite3.Connection,
     delivery_id: str,
     *,
-    state: DeliveryState,
+    state: CallbackState,
     next_attempt_at: float | None,
     status_code: int | None,
     error: str | None,
     now: float,
-) -> Delivery | None:
+) -> CallbackDelivery | None:
     """Count one attempt of a delivery and store its outcome."""
     row = conn.execute(
         "UPDATE callback_deliveries SET attempts = attempts + 1, state = ?,"
@@ -134,7 +134,7 @@ def record_attempt(
     return None if row is None else _delivery(row)
 
 
-def job_deliveries(conn: sqlite3.Connection, job_id: str) -> list[Delivery]:
+def job_deliveries(conn: sqlite3.Connection, job_id: str) -> list[CallbackDelivery]:
     """Every delivery of a job's callback, oldest first."""
     rows = conn.execute(
         f"SELECT {_COLUMNS} FROM callback_deliveries WHERE job_id = ? ORDER BY created_at",

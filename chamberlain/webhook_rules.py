@@ -30,10 +30,10 @@ from typing import Any
 
 import attrs
 
-from chamberlain.callbacks import sign
+from chamberlain.callback_rules import sign
 from chamberlain.config import WebhookEndpointConfig
-from chamberlain.model import rfc3339
 from chamberlain.plugins.binding import BoundPlugin
+from chamberlain.records import rfc3339
 
 _PREFIX = "sha256="
 _HEX = re.compile(r"[0-9a-fA-F]{64}")
@@ -59,7 +59,7 @@ class Forbidden(Exception):
 
 
 @attrs.frozen(kw_only=True)
-class Delivery:
+class WebhookDelivery:
     """A verified delivery: what it is, and which one."""
 
     event_type: str
@@ -96,7 +96,7 @@ def _slug(text: str) -> str:
 
 def verify_delivery(
     endpoint: WebhookEndpointConfig, headers: Mapping[str, str], body: bytes
-) -> Delivery:
+) -> WebhookDelivery:
     """The delivery ``headers`` and ``body`` make, or :class:`Forbidden`."""
     kind = endpoint.kind
     if kind == "github":
@@ -132,7 +132,7 @@ def verify_delivery(
         )
         delivery_id = _header(headers, endpoint.delivery_header)
     kept = {name: value for name in _INTERESTING if (value := _header(headers, name)) is not None}
-    return Delivery(
+    return WebhookDelivery(
         event_type=event_type,
         delivery_id=delivery_id.strip() if delivery_id and delivery_id.strip() else None,
         headers=kept,
@@ -150,7 +150,7 @@ def parse_body(body: bytes) -> Any:
 
 def delivery_event(
     endpoint: WebhookEndpointConfig,
-    delivery: Delivery,
+    delivery: WebhookDelivery,
     body: bytes,
     *,
     event_id: str,

@@ -19,8 +19,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from chamberlain.joblog import JobMessage
-from chamberlain.model import Job, JobStatus
+from chamberlain.records import Job, JobMessage, JobStatus
 
 #: The ``Content-Type`` of the text exposition format.
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"

@@ -11,16 +11,8 @@ import sqlite3
 from collections.abc import Collection, Sequence
 from typing import Any
 
-from chamberlain.joblog import (
-    JobMessage,
-    MessageKind,
-    OutputLimits,
-    OutputTotals,
-    admit_output,
-    dropped_marker,
-    line_size,
-)
-from chamberlain.model import JobStatus
+from chamberlain.joblog import OutputLimits, OutputTotals, admit_output, dropped_marker, line_size
+from chamberlain.records import JobMessage, JobStatus, MessageKind
 
 _MESSAGE_COLUMNS = (
     "m.id, m.job_id, m.seq, m.ts, m.kind, m.text, m.status, m.attempt, j.plugin, j.command"

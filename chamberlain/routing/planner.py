@@ -27,9 +27,9 @@ from typing import Any
 import attrs
 
 from chamberlain.config import ConfigError, PipelineConfig, RouteConfig, StepConfig
-from chamberlain.model import Job, NewJob, rfc3339
-from chamberlain.pipelines.templates import TemplateError, check_path, check_template, holds, render
 from chamberlain.plugins.binding import BoundPlugin
+from chamberlain.records import Job, NewJob, RoutePlan, StoredEvent, rfc3339
+from chamberlain.routing.templates import TemplateError, check_path, check_template, holds, render
 
 log = logging.getLogger("chamberlain.router")
 
@@ -53,40 +53,6 @@ def split_target(target: str) -> tuple[str, str]:
     if not plugin:
         return target, DEFAULT_COMMAND
     return plugin, command
-
-
-@attrs.frozen(kw_only=True)
-class StoredEvent:
-    """An event as the store keeps it, with the ids and time the core gave it."""
-
-    event_id: str
-    job_id: str
-    type: str
-    source: str
-    payload: Mapping[str, Any]
-    dedupe_key: str | None
-    created_at: float
-
-    def envelope(self) -> dict[str, Any]:
-        """The event as a ``handle`` job receives it."""
-        out: dict[str, Any] = {
-            "type": self.type,
-            "payload": dict(self.payload),
-            "event_id": self.event_id,
-            "source": self.source,
-            "timestamp": rfc3339(self.created_at),
-        }
-        if self.dedupe_key is not None:
-            out["dedupe_key"] = self.dedupe_key
-        return out
-
-
-@attrs.frozen(kw_only=True)
-class Plan:
-    """Everything one succeeded job sets in motion."""
-
-    events: tuple[StoredEvent, ...] = ()
-    jobs: tuple[NewJob, ...] = ()
 
 
 @attrs.frozen(kw_only=True)
@@ -155,7 +121,7 @@ class Routing:
         submitted_by: str,
         now: float,
         event: Mapping[str, Any] | None = None,
-    ) -> Plan:
+    ) -> RoutePlan:
         """Jobs for a pipeline started from outside: ``POST /pipeline/{name}`` (step one
         gets a ``pipeline.trigger`` event with ``payload``) or a webhook delivery
         (step one gets the delivery's ``event``)."""
@@ -176,9 +142,9 @@ class Routing:
         if jobs:
             # Steps skipped before the first job are told about on that job, the root.
             skips = [attrs.evolve(s, job_id=jobs[0].id) for s in skips]
-        return Plan(events=tuple(skips), jobs=tuple(jobs))
+        return RoutePlan(events=tuple(skips), jobs=tuple(jobs))
 
-    def plan(self, job: Job, now: float) -> Plan:
+    def plan(self, job: Job, now: float) -> RoutePlan:
         """Everything the succeeded ``job`` sets in motion."""
         response = job.result if isinstance(job.result, Mapping) else {}
         events = tuple(
@@ -196,9 +162,9 @@ class Routing:
         )
         if job.depth + 1 > MAX_DEPTH:
             if not events and not self.active:
-                return Plan()
+                return RoutePlan()
             note = self._note(job, DEPTH_EVENT, {"depth": job.depth, "limit": MAX_DEPTH}, now)
-            return Plan(events=(*events, note))
+            return RoutePlan(events=(*events, note))
         inputs = [
             _Input(event=e.envelope(), event_id=e.event_id, dedupe_key=e.dedupe_key) for e in events
         ]
@@ -285,7 +251,7 @@ class Routing:
                     event.type,
                     extra={"component": "router", "job_id": job.id, "event_id": event.event_id},
                 )
-        return Plan(events=(*events, *notes), jobs=tuple(jobs))
+        return RoutePlan(events=(*events, *notes), jobs=tuple(jobs))
 
     # -- internals ---------------------------------------------------------------------
 
@@ -362,13 +328,15 @@ class Routing:
         error = None
         payload: Mapping[str, Any] = source.event.get("payload", {})
         baggage: dict[str, Any] = {}
+        key = "with"  # the YAML key being rendered: the error must name the right one
         try:
             if step.with_ is not None:
                 payload = render(step.with_, scope)
+            key = "baggage"
             if step.baggage:
                 baggage = render(step.baggage, scope)
         except TemplateError as exc:
-            error = f"pipeline {pipeline.name} step {step.id}: with: {exc}"
+            error = f"pipeline {pipeline.name} step {step.id}: {key}: {exc}"
             payload = {}
         job_id = self.new_id()
         root = (parent.root_job_id or parent.id) if parent else job_id
@@ -524,13 +492,13 @@ def build_routing(
                     check_path(step.if_.path)
                 except TemplateError as exc:
                     problems.append(f"{at}.if.path: {exc}")
-    problems.extend(_cycles(pipelines))
+    problems.extend(_cycles(pipelines, routing))
     if problems:
         raise ConfigError(problems, source=source)
     return routing
 
 
-def _cycles(pipelines: Sequence[PipelineConfig]) -> list[str]:
+def _cycles(pipelines: Sequence[PipelineConfig], routing: Routing) -> list[str]:
     """Pipelines that start one another in a loop (through their steps' ``uses``)."""
     starts: dict[str, list[int]] = {}
     for i, pipeline in enumerate(pipelines):
@@ -539,10 +507,10 @@ def _cycles(pipelines: Sequence[PipelineConfig]) -> list[str]:
     def successors(i: int) -> list[int]:
         found: list[int] = []
         for step in pipelines[i].steps:
-            plugin, command = (
-                split_target(step.uses) if "." in step.uses else (step.uses, DEFAULT_COMMAND)
-            )
-            found.extend(starts.get(f"{plugin}.{command}", ()))
+            # Resolved as the planner will run it: a dotted plugin name is not split.
+            target = routing.resolve_target(step.uses)
+            if target is not None:  # an unknown target is reported on its own
+                found.extend(starts.get(".".join(target), ()))
         return found
 
     problems: list[str] = []

@@ -1,19 +1,24 @@
-"""The root of the actor tree: builds it, owns signals, and shuts it down in order.
+"""The daemon: builds the actor tree, serves its listeners, owns signals and shutdown.
 
-::
+This is the composition root, the one place that knows every layer: it creates the
+mailboxes, the actors (``chamberlain.actors``), the HTTP apps (``chamberlain.web``)
+and the supervisors that run them::
 
     root (rest_for_one)
      ├─ jobstore
      ├─ runners (one_for_one): one Runner per plugin
      ├─ dispatcher
+     ├─ router
      ├─ scheduler
      ├─ web
+     ├─ webhooks: only with ``webhooks.listen``, the endpoints on their own listener
      └─ callbacks: delivers job callbacks; last, so its crash restarts nothing else
 
 Mailboxes are created here, before any actor starts, and outlive every restart, so
 an actor's address stays valid while it is restarted.  rest_for_one in this order
 means a JobStore crash restarts everything that depends on it, while a web crash
-restarts only the web server.
+restarts only what comes after it.  Every actor and the web layer get the same
+clock (:attr:`Daemon.now`), so a test can run the whole tree on a fake one.
 """
 
 from __future__ import annotations
@@ -29,14 +34,13 @@ from typing import Any
 import attrs
 import trio
 
-from chamberlain.actors.callbacks import CallbackSender
+from chamberlain.actors.callback_sender import CallbackSender
 from chamberlain.actors.dispatcher import Dispatcher
 from chamberlain.actors.gateway import Gateway, Lifecycle, Phase
 from chamberlain.actors.hub import Hub
 from chamberlain.actors.jobstore import JobStore
 from chamberlain.actors.journal import Journal
-from chamberlain.actors.mailbox import call
-from chamberlain.actors.messages import (
+from chamberlain.actors.mail import (
     CallbacksDue,
     DispatcherRequest,
     Drain,
@@ -49,18 +53,19 @@ from chamberlain.actors.messages import (
     Wake,
     WakeRouter,
 )
+from chamberlain.actors.mailbox import call
 from chamberlain.actors.router import Router
 from chamberlain.actors.runner import Runner
 from chamberlain.actors.scheduler import Scheduler, settled_notifier
 from chamberlain.config import Config
-from chamberlain.metrics import Metrics
-from chamberlain.pipelines.routing import Routing, build_routing
+from chamberlain.daemon.systemd import Notifier
+from chamberlain.instruments import Metrics
 from chamberlain.plugins.binding import BoundPlugin
 from chamberlain.plugins.process import Limits, run_plugin
 from chamberlain.plugins.protocol import ProcessResult, TerminationReason
+from chamberlain.routing.planner import Routing, build_routing
 from chamberlain.schedule.plan import build_plans
 from chamberlain.supervision import ChildSpec, Strategy, Supervisor
-from chamberlain.systemd import Notifier
 
 log = logging.getLogger("chamberlain.root")
 
@@ -269,6 +274,7 @@ class Daemon:
             routes=routes,
             metrics=self.metrics,
             callbacks=self.config.callbacks,
+            now=self.now,
         )
 
         async def ready(*, task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED) -> None:
@@ -289,7 +295,9 @@ class Daemon:
         hooks = self.config.webhooks
         assert hooks.listen is not None
         api = attrs.evolve(self.config.api, listen=hooks.listen)
-        app = create_app(self.gateway, api, routes=webhook_routes(hooks), metrics=self.metrics)
+        app = create_app(
+            self.gateway, api, routes=webhook_routes(hooks), metrics=self.metrics, now=self.now
+        )
         async with trio.open_nursery() as nursery:
             self.webhook_urls = list(await nursery.start(functools.partial(serve_api, app, api)))
             task_status.started(self.webhook_urls)

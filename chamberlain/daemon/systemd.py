@@ -22,7 +22,7 @@ from collections.abc import MutableMapping
 import attrs
 import trio
 
-log = logging.getLogger("chamberlain.systemd")
+log = logging.getLogger("chamberlain.daemon.systemd")
 
 NOTIFY_SOCKET = "NOTIFY_SOCKET"
 WATCHDOG_USEC = "WATCHDOG_USEC"

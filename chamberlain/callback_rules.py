@@ -5,7 +5,7 @@ summary of it there.  Everything decided about that lives here as plain
 functions, so each rule has a unit test: which URLs are allowed
 (:class:`AllowList`), what is sent (:func:`delivery_body`), how it is signed
 (:func:`sign`), and what an attempt's answer means (:func:`judge`).  The actor in
-:mod:`chamberlain.actors.callbacks` does the sending.
+:mod:`chamberlain.actors.callback_sender` does the sending.
 
 Only ``http``/``https`` URLs whose host is on ``callbacks.allowed_hosts`` are
 accepted.  Host names are compared as written and never resolved: an allow-list
@@ -27,7 +27,7 @@ from typing import Any
 
 import attrs
 
-from chamberlain.model import Job, rfc3339
+from chamberlain.records import Job, rfc3339
 from chamberlain.retry import RetryPolicy
 
 #: The hosts a callback may go to unless configured otherwise: this machine only.
@@ -188,7 +188,7 @@ def event_name(job: Job) -> str:
     return f"job.{job.status.value}"
 
 
-class DeliveryState(enum.Enum):
+class CallbackState(enum.Enum):
     """Where a delivery stands."""
 
     PENDING = "pending"
@@ -223,7 +223,7 @@ def judge(status_code: int | None) -> Verdict:
 
 
 @attrs.frozen(kw_only=True)
-class DeliveryPolicy:
+class CallbackPolicy:
     """How hard a delivery is tried."""
 
     max_attempts: int = 5
@@ -240,7 +240,7 @@ class DeliveryPolicy:
 
 
 @attrs.frozen(kw_only=True)
-class Delivery:
+class CallbackDelivery:
     """One callback delivery as stored."""
 
     id: str
@@ -248,7 +248,7 @@ class Delivery:
     url: str
     event: str
     body: bytes
-    state: DeliveryState
+    state: CallbackState
     attempts: int
     next_attempt_at: float | None
     last_status_code: int | None

@@ -2,17 +2,20 @@
 
 Each command lists its type (which decides the scope needed to trigger it), its
 input schema and the longest it may run, so a client (or an LLM tool builder) can
-construct valid triggers without reading manifests.
+construct valid triggers without reading manifests.  The module owns these two
+routes and their schemas.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from chamberlain.plugins.binding import BoundPlugin
+from chamberlain.web.auth import PLUGIN_RO, Scoped
 from chamberlain.web.errors import not_found
 from chamberlain.web.handler import Call, Reply
-from chamberlain.web.spec import Param
+from chamberlain.web.spec import STRING, Param, ResponseSpec, Route, object_schema, ref
 
 NAME_PARAM = Param(name="name", location="path", description="The plugin's name.", required=True)
 
@@ -63,3 +66,59 @@ async def get_plugin(call: Call) -> Reply:
     if plugin is None:
         raise not_found(f"unknown plugin {name!r}")
     return Reply(describe_plugin(plugin))
+
+
+ROUTES: tuple[Route, ...] = (
+    Route(
+        operation_id="listPlugins",
+        method="GET",
+        path="/plugins",
+        handler=list_plugins,
+        access=Scoped(PLUGIN_RO),
+        summary="Loaded plugins and their commands",
+        tag="plugins",
+        responses=(
+            ResponseSpec(status=200, description="Every loaded plugin.", schema="PluginList"),
+            ResponseSpec(status=400, description="A query parameter was given."),
+        ),
+    ),
+    Route(
+        operation_id="getPlugin",
+        method="GET",
+        path="/plugin/{name}",
+        handler=get_plugin,
+        access=Scoped(PLUGIN_RO),
+        summary="One plugin and its commands",
+        tag="plugins",
+        params=(NAME_PARAM,),
+        responses=(
+            ResponseSpec(status=200, description="The plugin.", schema="Plugin"),
+            ResponseSpec(status=400, description="A query parameter was given."),
+            ResponseSpec(status=404, description="Unknown plugin."),
+        ),
+    ),
+)
+
+#: Component schemas these routes refer to (merged into the OpenAPI document).
+SCHEMAS: Mapping[str, Mapping[str, Any]] = {
+    "Command": object_schema(
+        {
+            "name": STRING,
+            "type": {"type": "string", "enum": ["read", "write"]},
+            "description": STRING,
+            "input_schema": {"type": ["object", "null"]},
+            "output_schema": {"type": ["object", "null"]},
+            "timeout": {"type": "number", "description": "Seconds a job may run."},
+        }
+    ),
+    "Plugin": object_schema(
+        {
+            "name": STRING,
+            "version": STRING,
+            "description": STRING,
+            "parallelism": {"type": "integer", "minimum": 1},
+            "commands": {"type": "array", "items": ref("Command")},
+        }
+    ),
+    "PluginList": object_schema({"plugins": {"type": "array", "items": ref("Plugin")}}),
+}

@@ -1,9 +1,9 @@
 """The callback sender: delivers the deliveries the JobStore recorded.
 
 Like the Dispatcher it never polls and keeps no state the store cannot rebuild.
-It asks the JobStore for the deliveries that are due (``DueDeliveries``), attempts
+It asks the JobStore for the deliveries that are due (``DueCallbacks``), attempts
 each in its own task with httpx, records every attempt's outcome
-(``RecordDelivery``), and then sleeps until the next message (a job with a
+(``RecordCallbackAttempt``), and then sleeps until the next message (a job with a
 callback ended, or an attempt finished) or until the next retry falls due.
 
 Every attempt of one delivery sends the same stored body with the same
@@ -24,35 +24,35 @@ from typing import TYPE_CHECKING
 import attrs
 import trio
 
-from chamberlain.actors.mailbox import call
-from chamberlain.actors.messages import (
+from chamberlain.actors.mail import (
     CallbacksDue,
-    DueDeliveries,
+    DueCallbacks,
     JobStoreRequest,
-    RecordDelivery,
+    RecordCallbackAttempt,
 )
-from chamberlain.callbacks import (
+from chamberlain.actors.mailbox import call
+from chamberlain.callback_rules import (
     DELIVERY_HEADER,
     EVENT_HEADER,
     SIGNATURE_HEADER,
     AllowList,
-    Delivery,
-    DeliveryPolicy,
-    DeliveryState,
+    CallbackDelivery,
+    CallbackPolicy,
+    CallbackState,
     Verdict,
     check_callback_url,
     judge,
     sign,
 )
 from chamberlain.config import CallbacksConfig
-from chamberlain.metrics import Metrics
+from chamberlain.instruments import Metrics
 
 if TYPE_CHECKING:
     # Imported when the first delivery is due (see CallbackSender.run): httpx and
     # what it pulls in are about 5 MB of RSS, and many daemons never send a callback.
     import httpx
 
-log = logging.getLogger("chamberlain.callbacks")
+log = logging.getLogger("chamberlain.callback_rules")
 
 #: Deliveries attempted at once: receivers are often small services; a burst of
 #: finished jobs should queue here rather than hammer them.
@@ -66,9 +66,9 @@ def _user_agent() -> str:
         return "chamberlain"
 
 
-def policy_of(config: CallbacksConfig) -> DeliveryPolicy:
+def policy_of(config: CallbacksConfig) -> CallbackPolicy:
     """The delivery policy ``callbacks:`` configures."""
-    return DeliveryPolicy(
+    return CallbackPolicy(
         max_attempts=config.max_attempts,
         backoff_base=config.backoff_base,
         backoff_max=config.backoff_max,
@@ -142,15 +142,15 @@ class CallbackSender:
         self,
         nursery: trio.Nursery,
         client: Callable[[], httpx.AsyncClient],
-        policy: DeliveryPolicy,
+        policy: CallbackPolicy,
         allow: AllowList,
     ) -> float | None:
         room = self.max_concurrent - len(self._busy)
         if room <= 0:
             return None  # an attempt ending will wake us
         busy = frozenset(self._busy)
-        answer: tuple[tuple[Delivery, ...], float | None] = await call(
-            self.store, lambda r: DueDeliveries(limit=room, busy=busy, reply=r)
+        answer: tuple[tuple[CallbackDelivery, ...], float | None] = await call(
+            self.store, lambda r: DueCallbacks(limit=room, busy=busy, reply=r)
         )
         due, next_due = answer
         for delivery in due:
@@ -161,8 +161,8 @@ class CallbackSender:
     async def _deliver(
         self,
         client: httpx.AsyncClient,
-        delivery: Delivery,
-        policy: DeliveryPolicy,
+        delivery: CallbackDelivery,
+        policy: CallbackPolicy,
         allow: AllowList,
     ) -> None:
         try:
@@ -171,16 +171,16 @@ class CallbackSender:
             attempts = delivery.attempts + 1
             next_at = policy.next_attempt(attempts, verdict, now=self.now())
             if verdict is Verdict.DELIVERED:
-                state = DeliveryState.DELIVERED
+                state = CallbackState.DELIVERED
             elif next_at is not None:
-                state = DeliveryState.PENDING
+                state = CallbackState.PENDING
             else:
-                state = DeliveryState.FAILED
+                state = CallbackState.FAILED
             if self.metrics is not None:
                 self.metrics.callback_attempts.labels(verdict.value).inc()
             await call(
                 self.store,
-                lambda r: RecordDelivery(
+                lambda r: RecordCallbackAttempt(
                     delivery_id=delivery.id,
                     state=state,
                     next_attempt_at=next_at,
@@ -195,9 +195,9 @@ class CallbackSender:
                 "delivery_id": delivery.id,
                 "status_code": status_code,
             }
-            if state is DeliveryState.DELIVERED:
+            if state is CallbackState.DELIVERED:
                 log.info("callback delivered (attempt %d)", attempts, extra=extra)
-            elif state is DeliveryState.PENDING:
+            elif state is CallbackState.PENDING:
                 log.warning(
                     "callback attempt %d failed (%s); next in %.1fs",
                     attempts,
@@ -217,7 +217,7 @@ class CallbackSender:
             self.wake()
 
     async def _attempt(
-        self, client: httpx.AsyncClient, delivery: Delivery, allow: AllowList
+        self, client: httpx.AsyncClient, delivery: CallbackDelivery, allow: AllowList
     ) -> tuple[Verdict, int | None, str | None]:
         """Make one attempt: the verdict, the HTTP status (if any) and an error text."""
         secret = self.config.secret

@@ -2,21 +2,36 @@
 
 Every message is a frozen record.  A request that needs an answer carries its own
 :class:`~chamberlain.actors.mailbox.ReplyTo`; notifications carry none.
+
+A request to the JobStore (a :class:`StoreRequest`) also says what follows once
+its transaction has committed: its :meth:`~StoreRequest.effects` read its own
+result and name the actors to wake, the jobs it finished and whether its answer
+waits for a job to finish.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping
+from typing import Generic, TypeVar
 
 import attrs
 
 from chamberlain.actors.mailbox import ReplyTo
-from chamberlain.callbacks import Delivery, DeliveryState
-from chamberlain.joblog import JobMessage
-from chamberlain.model import Job, JobStatus, NewJob
-from chamberlain.pipelines.routing import Plan
+from chamberlain.callback_rules import CallbackDelivery, CallbackState
 from chamberlain.plugins.protocol import Outcome, TerminationReason
+from chamberlain.records import (
+    CancelResult,
+    Claimed,
+    Enqueued,
+    Job,
+    JobFilter,
+    JobMessage,
+    JobStatus,
+    NewJob,
+    QueueView,
+    RoutePlan,
+    Tree,
+)
 from chamberlain.retry import RetryPolicy
 from chamberlain.schedule.books import (
     BreakerBook,
@@ -26,17 +41,69 @@ from chamberlain.schedule.books import (
     ScheduleStatus,
     StoredSchedules,
 )
-from chamberlain.store.sqlite import Claimed, Enqueued, JobFilter
 
 # -- to the JobStore --------------------------------------------------------------------------
 
+R = TypeVar("R")
+
+
+def _all_terminal(instance: object, attribute: object, jobs: tuple[Job, ...]) -> None:
+    if not all(job.status.terminal for job in jobs):
+        raise ValueError("finished holds a job that is not terminal")
+
 
 @attrs.frozen(kw_only=True)
-class Enqueue:
+class Effects:
+    """What follows a JobStore request once its transaction has committed."""
+
+    #: Jobs may have become runnable: ring the Dispatcher.
+    wake_dispatcher: bool = False
+    #: Jobs that reached a terminal status in this request: they answer the
+    #: WaitJob replies parked on them and are told to ``job_finished``.
+    finished: tuple[Job, ...] = attrs.field(default=(), validator=_all_terminal)
+    #: Ring the Router, which routes finished jobs and looks at the trees it waits
+    #: on; by default whenever a job finished.
+    wake_router: bool = attrs.field(
+        default=attrs.Factory(lambda self: bool(self.finished), takes_self=True)
+    )
+    #: Park the reply until this job is terminal instead of answering now.
+    wait_for: str | None = None
+
+    @classmethod
+    def ending(cls, jobs: Iterable[Job], *, wake_dispatcher: bool = False) -> Effects:
+        """The effects of a request that settled ``jobs``: the terminal ones finished here."""
+        finished = tuple(job for job in jobs if job.status.terminal)
+        return cls(wake_dispatcher=wake_dispatcher, finished=finished)
+
+
+#: What a request that changes nothing others wait for leaves behind.
+NO_EFFECTS = Effects()
+#: What a request that may have created runnable jobs leaves behind.
+RUNNABLE = Effects(wake_dispatcher=True)
+
+
+@attrs.frozen(kw_only=True)
+class StoreRequest(Generic[R]):
+    """A request to the JobStore, answered with an ``R`` once its transaction committed."""
+
+    def effects(self, result: R) -> Effects:
+        """What follows once the transaction that produced ``result`` has committed.
+
+        Nothing, unless the request says otherwise.
+        """
+        return NO_EFFECTS
+
+
+@attrs.frozen(kw_only=True)
+class Enqueue(StoreRequest[tuple[Enqueued, ...]]):
     """Create jobs; answered once they are committed."""
 
     jobs: tuple[NewJob, ...]
     reply: ReplyTo[tuple[Enqueued, ...]]
+
+    def effects(self, result: tuple[Enqueued, ...]) -> Effects:
+        """New jobs may be runnable."""
+        return RUNNABLE
 
 
 @attrs.frozen(kw_only=True)
@@ -48,7 +115,7 @@ class ClaimResult:
 
 
 @attrs.frozen(kw_only=True)
-class Claim:
+class Claim(StoreRequest[ClaimResult]):
     """Mark due jobs running: at most ``limit`` in all and ``capacity[p]`` of plugin p."""
 
     capacity: Mapping[str, int]
@@ -57,7 +124,7 @@ class Claim:
 
 
 @attrs.frozen(kw_only=True)
-class Settle:
+class Settle(StoreRequest[Job | None]):
     """Record the outcome of an attempt; answered with the job, or None if stale."""
 
     job_id: str
@@ -66,17 +133,26 @@ class Settle:
     policy: RetryPolicy
     reply: ReplyTo[Job | None]
 
+    def effects(self, result: Job | None) -> Effects:
+        """The job finished, unless it was requeued (or the attempt was stale)."""
+        # No Dispatcher ring for a requeue: the Runner's Released brings it back.
+        return Effects.ending(() if result is None else (result,))
+
 
 @attrs.frozen(kw_only=True)
-class RecoverOrphans:
+class RecoverOrphans(StoreRequest[tuple[Job, ...]]):
     """Settle the plugin's jobs marked running with no process behind them."""
 
     plugin: str
     reply: ReplyTo[tuple[Job, ...]]
 
+    def effects(self, result: tuple[Job, ...]) -> Effects:
+        """Orphans given up finished; those requeued are runnable."""
+        return Effects.ending(result, wake_dispatcher=True)
+
 
 @attrs.frozen(kw_only=True)
-class GetJob:
+class GetJob(StoreRequest[Job | None]):
     """One job by id (None when unknown)."""
 
     job_id: str
@@ -84,7 +160,7 @@ class GetJob:
 
 
 @attrs.frozen(kw_only=True)
-class ListJobs:
+class ListJobs(StoreRequest[tuple[tuple[Job, ...], int]]):
     """Jobs matching a filter, newest first, with the total count."""
 
     filter: JobFilter
@@ -92,29 +168,35 @@ class ListJobs:
 
 
 @attrs.frozen(kw_only=True)
-class QueueDepth:
+class QueueDepth(StoreRequest[int]):
     """How many jobs are queued."""
 
     reply: ReplyTo[int]
 
 
 @attrs.frozen(kw_only=True)
-class RunningJobs:
+class RunningJobs(StoreRequest[tuple[Job, ...]]):
     """Every job marked running (the Dispatcher rebuilds its books from this)."""
 
     reply: ReplyTo[tuple[Job, ...]]
 
 
 @attrs.frozen(kw_only=True)
-class WaitJob:
+class WaitJob(StoreRequest[Job | None]):
     """Answered with the job once it is terminal (at once if it already is)."""
 
     job_id: str
     reply: ReplyTo[Job | None]
 
+    def effects(self, result: Job | None) -> Effects:
+        """Park the answer until the job finishes, unless it is unknown or has."""
+        if result is None or result.status.terminal:
+            return NO_EFFECTS
+        return Effects(wait_for=result.id)
+
 
 @attrs.frozen(kw_only=True)
-class CancelQueued:
+class CancelQueued(StoreRequest[tuple[Job | None, bool]]):
     """Cancel a job that has not started; answered with the job as it now stands.
 
     ``cancelled`` is False when the job was not queued (unknown, running, or
@@ -125,30 +207,43 @@ class CancelQueued:
     reason: str
     reply: ReplyTo[tuple[Job | None, bool]]
 
+    def effects(self, result: tuple[Job | None, bool]) -> Effects:
+        """The job finished if this request cancelled it."""
+        job, cancelled = result
+        return Effects.ending((job,) if cancelled and job is not None else ())
+
 
 @attrs.frozen(kw_only=True)
-class RouteSettled:
+class RouteSettled(StoreRequest[int]):
     """Apply ``planner`` to up to ``limit`` succeeded, unrouted jobs.
 
     Each job's plan (its events, the jobs they start) is stored in the same
     transaction that marks the job routed.  Answered with how many were routed.
     """
 
-    planner: Callable[[Job, float], Plan]
+    planner: Callable[[Job, float], RoutePlan]
     limit: int
     reply: ReplyTo[int]
 
+    def effects(self, result: int) -> Effects:
+        """Routed jobs' plans may have started jobs.  The Router needs no ring: it asked."""
+        return RUNNABLE if result else NO_EFFECTS
+
 
 @attrs.frozen(kw_only=True)
-class EnqueuePlan:
+class EnqueuePlan(StoreRequest[tuple[Enqueued, ...]]):
     """Store a plan's events and create its jobs in one transaction."""
 
-    plan: Plan
+    plan: RoutePlan
     reply: ReplyTo[tuple[Enqueued, ...]]
+
+    def effects(self, result: tuple[Enqueued, ...]) -> Effects:
+        """The plan's jobs may be runnable."""
+        return RUNNABLE
 
 
 @attrs.frozen(kw_only=True)
-class TreePending:
+class TreePending(StoreRequest[dict[str, int]]):
     """For each root id: how many jobs of its tree are unfinished or unrouted."""
 
     root_ids: tuple[str, ...]
@@ -156,16 +251,7 @@ class TreePending:
 
 
 @attrs.frozen(kw_only=True)
-class Tree:
-    """A job tree: its root, every job in creation order, and the core's notes."""
-
-    root_job_id: str
-    jobs: tuple[Job, ...]
-    notes: tuple[Mapping[str, Any], ...]
-
-
-@attrs.frozen(kw_only=True)
-class GetTree:
+class GetTree(StoreRequest[Tree | None]):
     """The whole tree ``job_id`` belongs to (None when the job is unknown)."""
 
     job_id: str
@@ -176,7 +262,7 @@ class GetTree:
 
 
 @attrs.frozen(kw_only=True)
-class RecordOutput:
+class RecordOutput(StoreRequest[int]):
     """Store stderr lines of a running job (within its cap); answered with how many were kept.
 
     ``lines`` are ``(time read, text)``; ``dropped`` counts lines the Runner could
@@ -192,7 +278,7 @@ class RecordOutput:
 
 
 @attrs.frozen(kw_only=True)
-class GetMessages:
+class GetMessages(StoreRequest[tuple[JobMessage, ...]]):
     """A job's messages after ``after_seq``, in order, at most ``limit``."""
 
     job_id: str
@@ -202,7 +288,7 @@ class GetMessages:
 
 
 @attrs.frozen(kw_only=True)
-class GetStatusChanges:
+class GetStatusChanges(StoreRequest[tuple[JobMessage, ...]]):
     """Status changes of all jobs after the global message id ``after_id``, filtered."""
 
     after_id: int
@@ -213,19 +299,7 @@ class GetStatusChanges:
 
 
 @attrs.frozen(kw_only=True)
-class QueueView:
-    """Running jobs (oldest start first) and queued ones (in dispatch order)."""
-
-    running: tuple[Job, ...]
-    queued: tuple[Job, ...]
-    running_total: int
-    queued_total: int
-    #: The newest message id: a status stream that starts here misses nothing after.
-    last_message_id: int
-
-
-@attrs.frozen(kw_only=True)
-class GetQueue:
+class GetQueue(StoreRequest[QueueView]):
     """The :class:`QueueView`, at most ``limit`` jobs in each list."""
 
     limit: int
@@ -237,11 +311,11 @@ class CallbackInfo:
     """A job's callback URL (None: it has none) and its deliveries so far."""
 
     url: str | None
-    deliveries: tuple[Delivery, ...]
+    deliveries: tuple[CallbackDelivery, ...]
 
 
 @attrs.frozen(kw_only=True)
-class GetCallbacks:
+class GetCallbacks(StoreRequest[CallbackInfo]):
     """The :class:`CallbackInfo` of a job."""
 
     job_id: str
@@ -249,24 +323,24 @@ class GetCallbacks:
 
 
 @attrs.frozen(kw_only=True)
-class DueDeliveries:
+class DueCallbacks(StoreRequest[tuple[tuple[CallbackDelivery, ...], float | None]]):
     """Pending deliveries due now (not in ``busy``), and when the next one falls due."""
 
     limit: int
     busy: frozenset[str]
-    reply: ReplyTo[tuple[tuple[Delivery, ...], float | None]]
+    reply: ReplyTo[tuple[tuple[CallbackDelivery, ...], float | None]]
 
 
 @attrs.frozen(kw_only=True)
-class RecordDelivery:
+class RecordCallbackAttempt(StoreRequest[CallbackDelivery | None]):
     """Store the outcome of one delivery attempt; answered with the delivery."""
 
     delivery_id: str
-    state: DeliveryState
+    state: CallbackState
     next_attempt_at: float | None
     status_code: int | None
     error: str | None
-    reply: ReplyTo[Delivery | None]
+    reply: ReplyTo[CallbackDelivery | None]
 
 
 JournalRequest = (
@@ -275,13 +349,13 @@ JournalRequest = (
     | GetStatusChanges
     | GetQueue
     | GetCallbacks
-    | DueDeliveries
-    | RecordDelivery
+    | DueCallbacks
+    | RecordCallbackAttempt
 )
 
 
 @attrs.frozen(kw_only=True)
-class EnqueueDelivery:
+class EnqueueWebhook(StoreRequest[tuple[Job | None, bool]]):
     """Create an inbound webhook delivery's jobs, unless it is a replay.
 
     Answered with the first job (new, or the earlier delivery's) and whether this
@@ -290,22 +364,26 @@ class EnqueueDelivery:
 
     endpoint: str
     delivery_id: str | None
-    plan: Plan
+    plan: RoutePlan
     reply: ReplyTo[tuple[Job | None, bool]]
+
+    def effects(self, result: tuple[Job | None, bool]) -> Effects:
+        """The delivery's jobs may be runnable."""
+        return RUNNABLE
 
 
 # -- the Scheduler's books (migration 0002) ------------------------------------------------
 
 
 @attrs.frozen(kw_only=True)
-class LoadSchedules:
+class LoadSchedules(StoreRequest[StoredSchedules]):
     """Every schedule's book and every circuit breaker, as stored."""
 
     reply: ReplyTo[StoredSchedules]
 
 
 @attrs.frozen(kw_only=True)
-class OutstandingJobs:
+class OutstandingJobs(StoreRequest[Mapping[ScheduleKey, tuple[str, ...]]]):
     """For each schedule, the ids of its queued and running jobs, oldest first."""
 
     keys: tuple[ScheduleKey, ...]
@@ -313,7 +391,7 @@ class OutstandingJobs:
 
 
 @attrs.frozen(kw_only=True)
-class CommitSchedules:
+class CommitSchedules(StoreRequest[tuple[Enqueued, ...]]):
     """Enqueue scheduled jobs and write the books that record them, in one transaction.
 
     Together, so a crash can neither lose a fire the books say happened nor run
@@ -327,9 +405,13 @@ class CommitSchedules:
     forget_breakers: tuple[BreakerKey, ...] = ()
     reply: ReplyTo[tuple[Enqueued, ...]]
 
+    def effects(self, result: tuple[Enqueued, ...]) -> Effects:
+        """The scheduled jobs may be runnable."""
+        return RUNNABLE
+
 
 @attrs.frozen(kw_only=True)
-class JobStatuses:
+class JobStatuses(StoreRequest[Mapping[str, JobStatus]]):
     """The current status of each of these jobs (those pruned since are left out)."""
 
     job_ids: tuple[str, ...]
@@ -338,7 +420,7 @@ class JobStatuses:
 
 JobStoreRequest = (
     JournalRequest
-    | EnqueueDelivery
+    | EnqueueWebhook
     | RouteSettled
     | EnqueuePlan
     | TreePending
@@ -398,20 +480,6 @@ class Statistics:
     """Ask for :class:`DispatcherStatistics`."""
 
     reply: ReplyTo[DispatcherStatistics]
-
-
-@attrs.frozen(kw_only=True)
-class CancelResult:
-    """What a cancel request found and did."""
-
-    #: The job as it stood after the request (None when unknown).
-    job: Job | None
-    #: True when the job was running: its process group is being terminated and it
-    #: becomes ``cancelled`` once the process is gone (wait for it with WaitJob).
-    was_running: bool
-    #: True when this request changed something (a queued job cancelled, or a
-    #: running one told to stop); False for unknown or already terminal jobs.
-    accepted: bool
 
 
 @attrs.frozen(kw_only=True)

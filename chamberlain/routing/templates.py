@@ -33,7 +33,8 @@ class TemplateError(ValueError):
 
 def check_path(path: str) -> None:
     """Raise :class:`TemplateError` unless ``path`` is well formed."""
-    if not _PATH_RE.match(path):
+    # fullmatch: with match, ``$`` would accept a trailing newline that no key has.
+    if not _PATH_RE.fullmatch(path):
         raise TemplateError(
             f"bad path {path!r}: expected {' | '.join(ROOTS)} followed by .key segments"
             " (letters, digits, '_', '-'), e.g. payload.city"

@@ -1,0 +1,423 @@
+"""The configuration records: one frozen attrs class per section of the file.
+
+Field types double as the schema: each field's ``Annotated`` rule (from
+:mod:`chamberlain.config.values`) says how its value is read, so these classes are
+the whole description of what a config file may contain. Rules that only one
+section uses (schedules, pipelines, webhooks) are defined next to it. Checks that
+span several fields live in :mod:`chamberlain.config.checks`; turning YAML into these
+records is :mod:`chamberlain.config.converter`'s job.
+"""
+
+import os
+import re
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from pathlib import Path
+from types import MappingProxyType
+from typing import Annotated, Any, Final, TypeVar
+
+import attrs
+
+from chamberlain.callback_rules import DEFAULT_ALLOWED_HOSTS
+from chamberlain.config.problems import Invalid, describe
+from chamberlain.config.units import format_duration, parse_duration
+from chamberlain.config.values import (
+    BodySize,
+    CommandName,
+    Duration,
+    FreeForm,
+    HostRule,
+    Listen,
+    NonEmptyStr,
+    PluginName,
+    PositiveDuration,
+    PositiveInt,
+    Rule,
+    Scopes,
+    Secret,
+    name_parser,
+    parse_path,
+    parse_str,
+    plain,
+    split_listen,
+)
+from chamberlain.schedule import timing as _timing
+from chamberlain.schedule.policy import CatchUp, IfRunning
+
+IN_MEMORY: Final = Path(":memory:")
+"""``state.path`` value selecting an in-memory database; never resolved against a directory."""
+
+_NO_PLUGINS: Final[Mapping[str, "PluginConfig"]] = MappingProxyType({})
+_NO_TIMEOUTS: Final[Mapping[str, float]] = MappingProxyType({})
+
+
+def _default_max_workers() -> int:
+    # Leave one core for the daemon itself and whatever else the workstation runs.
+    return max(1, (os.cpu_count() or 2) - 1)
+
+
+@attrs.frozen(kw_only=True)
+class ServiceConfig:
+    """The ``service:`` section: daemon-wide limits and housekeeping."""
+
+    name: NonEmptyStr = "chamberlain"
+    max_workers: PositiveInt = attrs.field(factory=_default_max_workers)
+    shutdown_grace: Duration = 10.0
+    dedupe_ttl: Duration = 86400.0
+    job_retention: Duration = 30 * 86400.0
+
+
+@attrs.frozen(kw_only=True)
+class StateConfig:
+    """The ``state:`` section: where the job store lives.
+
+    A relative ``path`` is relative to the configuration file's directory; the loaders
+    always return it absolute, except for :data:`IN_MEMORY`.
+    """
+
+    path: Annotated[Path, Rule(parse_path)] = Path("data/state.db")
+
+
+@attrs.frozen(kw_only=True)
+class TokenConfig:
+    """One API token in ``api.auth.tokens``."""
+
+    name: NonEmptyStr
+    token: Secret = attrs.field(repr=False)
+    scopes: Scopes
+
+
+@attrs.frozen(kw_only=True)
+class AuthConfig:
+    """The ``api.auth:`` section. ``api_key`` is the legacy all-scopes key."""
+
+    api_key: Secret | None = attrs.field(default=None, repr=False)
+    tokens: tuple[TokenConfig, ...] = ()
+
+
+@attrs.frozen(kw_only=True)
+class ApiConfig:
+    """The ``api:`` section: the HTTP listener."""
+
+    enabled: bool = True
+    listen: Listen = "127.0.0.1:8080"
+    auth: AuthConfig = attrs.field(factory=AuthConfig)
+    max_body_size: BodySize = 1024 * 1024
+    # How long a request handler waits for an actor's reply before giving up.
+    request_timeout: PositiveDuration = 5.0
+    # The longest a synchronous trigger waits for its pipeline, whatever the pipeline says.
+    max_sync_timeout: PositiveDuration = 300.0
+    # Synchronous triggers waiting at once; more are refused with 503.
+    max_concurrent_sync: PositiveInt = 16
+    # How often an idle event stream sends a keepalive comment.
+    sse_keepalive: PositiveDuration = 15.0
+    # Messages an event stream may fall behind by before its client is dropped.
+    sse_buffer: PositiveInt = 2048
+
+    @property
+    def host(self) -> str:
+        """The host part of ``listen``, without IPv6 brackets."""
+        return split_listen(self.listen)[0]
+
+    @property
+    def port(self) -> int:
+        """The port part of ``listen``; 0 asks the OS for any free port."""
+        return split_listen(self.listen)[1]
+
+
+@attrs.frozen(kw_only=True)
+class CallbacksConfig:
+    """The ``callbacks:`` section: POSTs to a trigger's ``callback_url`` when its job ends.
+
+    Without a ``secret`` no callback is accepted: an unsigned callback could not be
+    told apart from a forged one.
+    """
+
+    secret: Secret | None = attrs.field(default=None, repr=False)
+    allowed_hosts: tuple[HostRule, ...] = DEFAULT_ALLOWED_HOSTS
+    max_attempts: PositiveInt = 5
+    backoff_base: Duration = 5.0
+    backoff_max: Duration = 300.0
+    timeout: PositiveDuration = 10.0
+
+
+@attrs.frozen(kw_only=True)
+class RetryConfig:
+    """How failed jobs are retried: ``backoff_base * 2**(attempt-1)`` capped at the max."""
+
+    max_attempts: PositiveInt = 4
+    backoff_base: Duration = 30.0
+    backoff_max: Duration = 3600.0
+
+
+# Schedules (docs/SCHEDULES.md).  The values are parsed by chamberlain.schedule.timing,
+# which owns what a cron expression, a window or a weekday is.
+
+_E = TypeVar("_E", CatchUp, IfRunning)
+
+
+def _choice(kind: type[_E]) -> Callable[[object], _E]:
+    names = ", ".join(member.value for member in kind)
+
+    def parse_choice(value: object) -> _E:
+        for member in kind:
+            if value == member.value:
+                return member
+        raise Invalid(f"expected one of: {names}; got {describe(value)}")
+
+    return parse_choice
+
+
+def _parse_every(value: object) -> _timing.Every:
+    return _timing.parse_every(value, parse_duration)
+
+
+_ScheduleId = Annotated[str, Rule(name_parser("schedule id"))]
+_Every = Annotated[_timing.Every, Rule(_parse_every)]
+_Cron = Annotated[str, Rule(_timing.parse_cron)]
+_Instant = Annotated[datetime, Rule(_timing.parse_instant)]
+_TimeZone = Annotated[str, Rule(_timing.parse_timezone)]
+_Window = Annotated[_timing.Window, Rule(_timing.parse_window)]
+_Weekday = Annotated[int, Rule(_timing.parse_weekday)]
+
+#: The keys that say when a schedule fires; exactly one is given.
+SCHEDULE_KINDS: Final = ("every", "cron", "at", "after")
+
+
+@attrs.frozen(kw_only=True)
+class ScheduleConfig:
+    """One entry of ``plugins.<name>.schedules``.
+
+    ``timezone`` None means the system's zone.  A naive ``at`` is read in
+    ``timezone``; ``after`` counts from the daemon's start.
+    """
+
+    id: _ScheduleId = "default"
+    command: CommandName = "poll"
+    payload: FreeForm = attrs.field(factory=dict)
+    every: _Every | None = None
+    cron: _Cron | None = None
+    at: _Instant | None = None
+    after: Duration | None = None
+    jitter: Duration = 0.0
+    timezone: _TimeZone | None = None
+    only_between: _Window | None = None
+    not_on: tuple[_Weekday, ...] = ()
+    catch_up: Annotated[CatchUp, Rule(_choice(CatchUp))] = CatchUp.SKIP
+    if_running: Annotated[IfRunning, Rule(_choice(IfRunning))] = IfRunning.SKIP
+    max_outstanding: PositiveInt = 1
+
+    @property
+    def kind(self) -> str:
+        """Which of ``every``, ``cron``, ``at``, ``after`` is given."""
+        return next(k for k in SCHEDULE_KINDS if getattr(self, k) is not None)
+
+    @property
+    def spec(self) -> str:
+        """The value of :attr:`kind`, the way a config file says it."""
+        if self.every is not None:
+            every = self.every
+            if isinstance(every, _timing.Period):
+                return every.name
+            return format_duration(every.seconds)
+        if self.cron is not None:
+            return self.cron
+        if self.at is not None:
+            return self.at.isoformat()
+        assert self.after is not None
+        return format_duration(self.after)
+
+
+@attrs.frozen(kw_only=True)
+class CircuitBreakerConfig:
+    """``plugins.<name>.circuit_breaker``: applied to each of the plugin's commands."""
+
+    enabled: bool = True
+    threshold: PositiveInt = 3
+    reset_after: PositiveDuration = 1800.0
+
+
+@attrs.frozen(kw_only=True)
+class PluginConfig:
+    """One entry of ``plugins:``. ``config`` is the plugin's own, free-form settings."""
+
+    enabled: bool = True
+    config: FreeForm = attrs.field(factory=dict)
+    timeouts: Mapping[CommandName, PositiveDuration] = _NO_TIMEOUTS
+    retry: RetryConfig = attrs.field(factory=RetryConfig)
+    parallelism: PositiveInt | None = None
+    schedules: tuple[ScheduleConfig, ...] = ()
+    circuit_breaker: CircuitBreakerConfig = attrs.field(factory=CircuitBreakerConfig)
+
+
+_DEFAULT_PLUGIN: Final = PluginConfig()
+
+
+#: Operators of a pipeline step's ``if:`` condition.
+CONDITION_OPS: Final = ("eq", "ne", "gt", "gte", "lt", "lte", "contains", "in", "exists")
+
+
+def _parse_op(value: object) -> str:
+    op = parse_str(value)
+    if op not in CONDITION_OPS:
+        raise Invalid(f"unknown operator {op!r}; expected one of: {', '.join(CONDITION_OPS)}")
+    return op
+
+
+def _parse_mode(value: object) -> str:
+    mode = parse_str(value)
+    if mode not in ("async", "synchronous"):
+        raise Invalid(f"expected 'async' or 'synchronous', got {mode!r}")
+    return mode
+
+
+def _parse_any(value: object) -> Any:
+    return plain(value)
+
+
+_Any = Annotated[Any, Rule(_parse_any)]
+_PipelineName = Annotated[str, Rule(name_parser("pipeline name"))]
+_StepId = Annotated[str, Rule(name_parser("step id"))]
+
+
+@attrs.frozen(kw_only=True)
+class RouteConfig:
+    """One entry of ``routes:``: events of ``event_type`` from plugin ``from`` go to ``to``.
+
+    ``to`` is ``plugin`` (its ``handle`` command) or ``plugin.command``.
+    """
+
+    source: PluginName  # the YAML key is ``from``
+    event_type: NonEmptyStr
+    to: NonEmptyStr
+
+
+@attrs.frozen(kw_only=True)
+class ConditionConfig:
+    """A step's ``if:``: the step runs only when ``path op value`` holds."""
+
+    path: NonEmptyStr
+    op: Annotated[str, Rule(_parse_op)] = "eq"
+    value: _Any = None
+
+
+@attrs.frozen(kw_only=True)
+class StepConfig:
+    """One step of a pipeline (YAML keys ``with`` and ``if`` hold ``with_`` and ``if_``)."""
+
+    id: _StepId
+    uses: NonEmptyStr
+    with_: FreeForm | None = None
+    if_: ConditionConfig | None = None
+    baggage: FreeForm = attrs.field(factory=dict)
+
+
+@attrs.frozen(kw_only=True)
+class PipelineConfig:
+    """One entry of ``pipelines:``; see docs/PIPELINES.md."""
+
+    name: _PipelineName
+    on: NonEmptyStr
+    execution_mode: Annotated[str, Rule(_parse_mode)] = "async"
+    timeout: PositiveDuration = 60.0
+    steps: tuple[StepConfig, ...]
+
+    @property
+    def synchronous(self) -> bool:
+        """True when a trigger of ``on`` waits for the whole tree."""
+        return self.execution_mode == "synchronous"
+
+
+def _parse_webhook_path(value: object) -> str:
+    path = parse_str(value)
+    if not re.fullmatch(r"(/[A-Za-z0-9._~-]+)+", path) or "/../" in f"{path}/":
+        raise Invalid(
+            "expected an absolute URL path like /hooks/github (letters, digits, ._~-),"
+            f" got {path!r}"
+        )
+    return path
+
+
+def _parse_webhook_kind(value: object) -> str:
+    kind = parse_str(value)
+    if kind not in ("github", "gitlab", "hmac"):
+        raise Invalid(f"expected github, gitlab or hmac, got {kind!r}")
+    return kind
+
+
+@attrs.frozen(kw_only=True)
+class WebhookEndpointConfig:
+    """One entry of ``webhooks.endpoints``: a signed inbound URL that starts a job.
+
+    Exactly one of ``plugin`` (running ``command``) and ``pipeline``.
+    """
+
+    path: Annotated[str, Rule(_parse_webhook_path)]
+    plugin: PluginName | None = None
+    pipeline: _PipelineName | None = None
+    command: CommandName = "handle"
+    secret: Secret = attrs.field(repr=False)
+    kind: Annotated[str, Rule(_parse_webhook_kind)] = "hmac"
+    #: hmac only: the header holding ``sha256=<hex>`` (the prefix is optional).
+    signature_header: NonEmptyStr = "X-Signature-256"
+    #: Where the event type comes from (defaults per kind); hmac without one uses
+    #: ``webhook.<last path segment>``.
+    event_type_header: NonEmptyStr | None = None
+    #: hmac only: the header naming the delivery, for replay protection.
+    delivery_header: NonEmptyStr = "X-Delivery-Id"
+    max_body_size: BodySize = 1024 * 1024
+
+
+@attrs.frozen(kw_only=True)
+class WebhooksConfig:
+    """The ``webhooks:`` section.  ``listen`` serves them on a listener of their own."""
+
+    listen: Listen | None = None
+    endpoints: tuple[WebhookEndpointConfig, ...] = ()
+
+
+#: YAML keys that are Python keywords, by record and attribute.
+RENAMED: Final[Mapping[type, Mapping[str, str]]] = {
+    RouteConfig: {"source": "from"},
+    StepConfig: {"with_": "with", "if_": "if"},
+}
+
+
+@attrs.frozen(kw_only=True)
+class Config:
+    """The whole, validated configuration, with every path absolute.
+
+    ``source`` is the absolute path of the file it came from (None when parsed from
+    data); ``base_dir`` is the directory relative paths were resolved against.
+    """
+
+    service: ServiceConfig = attrs.field(factory=ServiceConfig)
+    state: StateConfig
+    plugin_roots: tuple[Path, ...]
+    api: ApiConfig = attrs.field(factory=ApiConfig)
+    plugins: Mapping[str, PluginConfig] = _NO_PLUGINS
+    routes: tuple[RouteConfig, ...] = ()
+    pipelines: tuple[PipelineConfig, ...] = ()
+    callbacks: CallbacksConfig = attrs.field(factory=CallbacksConfig)
+    webhooks: WebhooksConfig = attrs.field(factory=WebhooksConfig)
+    source: Path | None = None
+    base_dir: Path
+
+    def plugin_config(self, name: str) -> PluginConfig:
+        """Settings for plugin ``name``; defaults when ``plugins:`` does not mention it."""
+        return self.plugins.get(name, _DEFAULT_PLUGIN)
+
+
+@attrs.frozen(kw_only=True)
+class Document:
+    """The file's top level, exactly as written; :class:`Config` adds what it implies."""
+
+    service: ServiceConfig = attrs.field(factory=ServiceConfig)
+    state: StateConfig = attrs.field(factory=StateConfig)
+    plugin_roots: tuple[Annotated[Path, Rule(parse_path)], ...] = (Path("plugins"),)
+    api: ApiConfig = attrs.field(factory=ApiConfig)
+    plugins: Mapping[PluginName, PluginConfig] = _NO_PLUGINS
+    routes: tuple[RouteConfig, ...] = ()
+    pipelines: tuple[PipelineConfig, ...] = ()
+    callbacks: CallbacksConfig = attrs.field(factory=CallbacksConfig)
+    webhooks: WebhooksConfig = attrs.field(factory=WebhooksConfig)
