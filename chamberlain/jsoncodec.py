@@ -27,7 +27,7 @@ from typing import Any
 
 import orjson
 
-__all__ = ["dumps", "dumps_bytes"]
+__all__ = ["dumps", "dumps_bytes", "json_kind"]
 
 # Keys that are not strings (ints, None ...) are written as strings, as json.dumps does.
 _OPTIONS = orjson.OPT_NON_STR_KEYS
@@ -51,3 +51,24 @@ def dumps_bytes(value: Any, *, default: Callable[[Any], Any] | None = None) -> b
 def dumps(value: Any, *, default: Callable[[Any], Any] | None = None) -> str:
     """``value`` as compact JSON text; see :func:`dumps_bytes`."""
     return dumps_bytes(value, default=default).decode("utf-8")
+
+
+def json_kind(value: object) -> str:
+    """What a decoded JSON value is, in JSON's words, for error messages.
+
+    ``a string``, ``an array``, ``null`` ...: the words a client or a plugin author
+    knows, rather than Python's type names.
+    """
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__

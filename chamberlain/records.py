@@ -1,4 +1,13 @@
-"""Values that cross actor boundaries: jobs, their statuses and what creates them.
+"""The vocabulary: the records that cross layers.
+
+Jobs and their statuses, what creates them (:class:`NewJob`) and what the store
+answers about them (:class:`Enqueued`, :class:`Claimed`, :class:`JobFilter`), the
+events and plans routing produces (:class:`StoredEvent`, :class:`RoutePlan`), and
+the views the API shows (:class:`Tree`, :class:`QueueView`, :class:`CancelResult`,
+:class:`JobMessage`).  The store, the actors and the web layer all speak these and
+none of them owns them, so they live here, below every layer: this module imports
+no other chamberlain module and no trio, sqlite3 or quart (an import-linter
+contract says so).  A record that only one layer uses stays in that layer.
 
 Everything here is a frozen attrs record.  Actors pass these by reference across
 channels, so immutability is what makes sharing them safe without copies.
@@ -147,6 +156,9 @@ class Job:
         }
 
 
+# -- what the store answers ----------------------------------------------------------
+
+
 @attrs.frozen(kw_only=True)
 class JobFilter:
     """Filters for listing jobs; every field narrows the result."""
@@ -175,6 +187,9 @@ class Claimed:
 
     job: Job
     state: Mapping[str, Any]
+
+
+# -- events and routing ---------------------------------------------------------------
 
 
 @attrs.frozen(kw_only=True)
@@ -209,6 +224,9 @@ class RoutePlan:
 
     events: tuple[StoredEvent, ...] = ()
     jobs: tuple[NewJob, ...] = ()
+
+
+# -- views ----------------------------------------------------------------------------
 
 
 @attrs.frozen(kw_only=True)

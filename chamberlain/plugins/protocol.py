@@ -18,6 +18,8 @@ from typing import Any, Literal
 
 import attrs
 
+from chamberlain.jsoncodec import json_kind
+
 __all__ = [
     "EXIT_CONFIG",
     "PROTOCOL_VERSION",
@@ -142,7 +144,7 @@ def decode_response(stdout: bytes) -> Response | str:
         if document is None:
             return "not JSON"
     if not isinstance(document, dict):
-        return f"not a JSON object (got {_json_kind(document)})"
+        return f"not a JSON object (got {json_kind(document)})"
     return _envelope(document)
 
 
@@ -164,22 +166,22 @@ def _envelope(document: dict[str, Any]) -> Response | str:
 
     error = document.get("error")
     if error is not None and not isinstance(error, str):
-        return f"error must be a string, got {_json_kind(error)}"
+        return f"error must be a string, got {json_kind(error)}"
 
     retry = document.get("retry")
     if retry is None:
         retry = True
     elif not isinstance(retry, bool):
-        return f"retry must be a boolean, got {_json_kind(retry)}"
+        return f"retry must be a boolean, got {json_kind(retry)}"
 
     events = document.get("events")
     if events is None:
         events = []
     if not isinstance(events, list):
-        return f"events must be a list, got {_json_kind(events)}"
+        return f"events must be a list, got {json_kind(events)}"
     for index, event in enumerate(events):
         if not isinstance(event, dict):
-            return f"events[{index}] must be an object, got {_json_kind(event)}"
+            return f"events[{index}] must be an object, got {json_kind(event)}"
         if not isinstance(event.get("type"), str) or not event["type"]:
             return f"events[{index}] must have a non-empty string 'type'"
 
@@ -187,16 +189,16 @@ def _envelope(document: dict[str, Any]) -> Response | str:
     if state_updates is None:
         state_updates = {}
     if not isinstance(state_updates, dict):
-        return f"state_updates must be an object, got {_json_kind(state_updates)}"
+        return f"state_updates must be an object, got {json_kind(state_updates)}"
 
     logs = document.get("logs")
     if logs is None:
         logs = []
     if not isinstance(logs, list):
-        return f"logs must be a list, got {_json_kind(logs)}"
+        return f"logs must be a list, got {json_kind(logs)}"
     for index, entry in enumerate(logs):
         if not isinstance(entry, dict):
-            return f"logs[{index}] must be an object, got {_json_kind(entry)}"
+            return f"logs[{index}] must be an object, got {json_kind(entry)}"
 
     return Response(
         status=status,
@@ -416,22 +418,6 @@ def _size(count: int) -> str:
         if count >= scale and count % scale == 0:
             return f"{count // scale} {unit}"
     return f"{count} bytes"
-
-
-def _json_kind(value: object) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, (int, float)):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, dict):
-        return "an object"
-    return type(value).__name__
 
 
 def _short_repr(value: object) -> str:

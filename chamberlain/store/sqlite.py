@@ -562,8 +562,8 @@ class SqliteStore:
         ).fetchone()
         return int(n)
 
-    # -- the queue view (migration 0003; messages and callbacks: store/messages.py,
-    # store/deliveries.py) ---------------------------------------------------------------
+    # -- the queue view (migration 0003; messages and callbacks: store/job_messages.py,
+    # store/callback_queue.py) ---------------------------------------------------------
 
     def queue_view(self, limit: int) -> tuple[list[Job], list[Job], int, int]:
         """Running jobs by start, queued jobs in dispatch order (each at most ``limit``),

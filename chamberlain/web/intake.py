@@ -13,6 +13,7 @@ import json
 from typing import Any, NoReturn
 
 from chamberlain.actors.gateway import Lifecycle, Phase
+from chamberlain.jsoncodec import json_kind
 from chamberlain.web.errors import ApiError, bad_request, unavailable
 from chamberlain.web.spec import ResponseSpec
 
@@ -58,21 +59,6 @@ def exceeds_depth(value: object, limit: int) -> bool:
             return True
         stack.extend((child, depth + 1) for child in children)
     return False
-
-
-def json_kind(value: object) -> str:
-    """What ``value`` is, in JSON's words, for error messages: ``a string``, ``null`` ..."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "an array"
-    return "an object"
 
 
 def decode_json_object(raw: bytes) -> dict[str, Any]:

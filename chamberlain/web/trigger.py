@@ -26,7 +26,8 @@ from typing import Any
 import attrs
 
 from chamberlain.callback_rules import CallbackRules
-from chamberlain.config import parse_duration
+from chamberlain.config.units import parse_duration
+from chamberlain.jsoncodec import json_kind
 from chamberlain.records import NewJob, rfc3339
 from chamberlain.web.auth import ByCommand
 from chamberlain.web.errors import bad_request, not_found
@@ -34,7 +35,6 @@ from chamberlain.web.handler import Call, Reply
 from chamberlain.web.intake import (
     NOT_ACCEPTING_RESPONSE,
     decode_json_object,
-    json_kind,
     not_accepting,
 )
 from chamberlain.web.spec import (
