@@ -3,7 +3,8 @@
 The daemon's HTTP API stands on this stack; nothing it does per request can be
 cheaper than the stack itself.  The route reads the body and answers a small JSON
 object with 202, served exactly as the daemon serves its API: one process, trio,
-hypercorn configured by :func:`chamberlain.web.serve.hypercorn_config`.
+hypercorn under :func:`chamberlain.web.serve.serve_api` (its settings, its accept loop
+and connection cap).
 
     python bench/floor_app.py            # measure (needs wrk)
     python bench/floor_app.py --serve    # just serve, printing "listening URL"
@@ -14,16 +15,20 @@ from __future__ import annotations
 import argparse
 import sys
 from functools import partial
+from typing import TYPE_CHECKING
 
 import report
 import tools
+
+if TYPE_CHECKING:
+    from quart_trio import QuartTrio
 
 #: The load every HTTP figure is measured at, so their ratios compare like with like.
 CONNECTIONS = 16
 BODY = b'{"payload": {"k": "v"}}'
 
 
-def app() -> object:
+def app() -> QuartTrio:
     """The bare app: one POST route, no auth, no store."""
     from quart import Response, request
     from quart_trio import QuartTrio
@@ -44,18 +49,17 @@ def serve() -> None:
     import signal
 
     import trio
-    from hypercorn.trio import serve as hypercorn_serve
     from servers import free_port
 
     from chamberlain.config import ApiConfig
-    from chamberlain.web.serve import hypercorn_config
+    from chamberlain.web.serve import serve_api
 
-    config = hypercorn_config(ApiConfig(listen=f"127.0.0.1:{free_port()}"))
+    api = ApiConfig(listen=f"127.0.0.1:{free_port()}")
 
     async def main() -> None:
         async with trio.open_nursery() as nursery:
             with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-                urls = await nursery.start(partial(hypercorn_serve, app(), config))
+                urls = await nursery.start(partial(serve_api, app(), api))
                 print(f"listening {urls[0]}", flush=True)
                 async for _ in signals:
                     nursery.cancel_scope.cancel()

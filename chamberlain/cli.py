@@ -10,7 +10,8 @@
 
 Exit codes: 0 success; 1 runtime failure (another daemon holds the state, a
 supervisor gave up, a ``run`` job that did not succeed); 78 (EX_CONFIG) for a bad
-config, so ``RestartPreventExitStatus=78`` stops systemd from looping on it.
+config, including a ``state.path`` that cannot be opened, so
+``RestartPreventExitStatus=78`` stops systemd from looping on it.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import trio
 
 from chamberlain.config import IN_MEMORY, Config, ConfigError, load_config, parse_config
 from chamberlain.daemon import jsonlog
-from chamberlain.daemon.instance_lock import AlreadyRunning, InstanceLock
+from chamberlain.daemon.instance_lock import AlreadyRunning, InstanceLock, StateUnusable
 from chamberlain.daemon.systemd import Notifier
 from chamberlain.daemon.tree import Daemon
 from chamberlain.plugins.binding import BoundPlugin, bind_plugins
@@ -59,7 +60,7 @@ def _load(config_path: str | None) -> _Loaded:
         config = parse_config({}, base_dir=Path.cwd())
     else:
         config = load_config(config_path)
-    discovery = discover(config.plugin_roots)
+    discovery = discover(config.plugin_roots, trusted_owners=config.service.trusted_plugin_owners)
     for skipped in discovery.skipped:
         log.warning(
             "plugin skipped: %s: %s",
@@ -106,6 +107,10 @@ def cmd_start(args: argparse.Namespace) -> int:
         log.error("%s", exc, extra={"component": "root"})
         print(f"chamberlain: {exc}", file=sys.stderr)
         return EXIT_FAILURE
+    except StateUnusable as exc:
+        # A path the daemon can never use is the config's fault: exit 78, so systemd
+        # does not restart into the same error.
+        raise ConfigError([f"state.path: {exc}"], source=config.source) from None
     try:
         daemon = Daemon(
             config=config,

@@ -2,8 +2,9 @@
 
 Pure decisions, no I/O: :func:`verify_delivery` says whether a request is a genuine
 delivery (constant-time comparisons only) and what it is; :func:`delivery_event`
-builds the event the job receives.  The HTTP edge lives in
-:mod:`chamberlain.web.webhooks`.
+builds the event the job receives, from a body that is JSON by the rules every
+JSON body follows (:func:`chamberlain.jsoncodec.loads`), or else text.  The HTTP
+edge lives in :mod:`chamberlain.web.webhooks`.
 
 Kinds:
 
@@ -23,7 +24,6 @@ Kinds:
 from __future__ import annotations
 
 import hmac
-import json
 import re
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
@@ -32,6 +32,7 @@ import attrs
 
 from chamberlain.callback_rules import sign
 from chamberlain.config import WebhookEndpointConfig
+from chamberlain.jsoncodec import MAX_JSON_DEPTH, JsonRefused, loads
 from chamberlain.plugins.binding import BoundPlugin
 from chamberlain.records import rfc3339
 
@@ -140,10 +141,18 @@ def verify_delivery(
 
 
 def parse_body(body: bytes) -> Any:
-    """The body as JSON when it is JSON, else its text (undecodable bytes replaced)."""
+    """The body as JSON when it is JSON, else its text (undecodable bytes replaced).
+
+    JSON that :func:`~chamberlain.jsoncodec.loads` refuses (a lone surrogate, a
+    duplicate key, nesting deeper than ``MAX_JSON_DEPTH`` ...) raises its
+    :class:`~chamberlain.jsoncodec.JsonRefused`: kept as text, it would reach the
+    plugin as a different document than the one sent.
+    """
     text = body.decode("utf-8", errors="replace")
     try:
-        return json.loads(text)
+        return loads(text, max_depth=MAX_JSON_DEPTH)
+    except JsonRefused:
+        raise
     except ValueError:
         return text
 
@@ -156,7 +165,10 @@ def delivery_event(
     event_id: str,
     now: float,
 ) -> dict[str, Any]:
-    """The event a delivery becomes: the parsed body as its payload, plus context."""
+    """The event a delivery becomes: the parsed body as its payload, plus context.
+
+    Raises :class:`~chamberlain.jsoncodec.JsonRefused` as :func:`parse_body` does.
+    """
     parsed = parse_body(body)
     return {
         "type": delivery.event_type,

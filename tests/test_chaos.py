@@ -89,6 +89,9 @@ def chaos_config(tmp_path: Path, **service: Any) -> dict[str, Any]:
         name: {"timeouts": {"poll": TIMEOUTS[name]}} if name in TIMEOUTS else {}
         for name in EXPECTED
     }
+    for plugin in config["plugins"].values():
+        # The plugins leave their marks where the daemon's $CHAOS_MARKS says.
+        plugin["env_passthrough"] = ["CHAOS_MARKS"]
     return config
 
 

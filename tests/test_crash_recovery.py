@@ -65,6 +65,9 @@ def crash_config(tmp_path: Path) -> dict[str, Any]:
     config["service"].update({"max_workers": 4})
     config["plugin_roots"] = [str(CHAOS_PLUGINS)]
     config["plugins"] = {"healthy": {}}
+    for plugin in config["plugins"].values():
+        # The plugins leave their marks where the daemon's $CHAOS_MARKS says.
+        plugin["env_passthrough"] = ["CHAOS_MARKS"]
     return config
 
 

@@ -40,6 +40,9 @@ def drain_config(tmp_path: Path, *, hang_timeout: str) -> dict[str, Any]:
         "trapping_child": {"timeouts": {"poll": hang_timeout}},
         "ignore_term": {"timeouts": {"poll": hang_timeout}},
     }
+    for plugin in config["plugins"].values():
+        # The plugins leave their marks where the daemon's $CHAOS_MARKS says.
+        plugin["env_passthrough"] = ["CHAOS_MARKS"]
     return config
 
 

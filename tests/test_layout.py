@@ -6,8 +6,10 @@ pyproject.toml, run by ``make lint``); what import-linter cannot see is checked 
 
 from __future__ import annotations
 
+import tomllib
 from collections import defaultdict
 from pathlib import Path
+from typing import Any
 
 import chamberlain
 
@@ -71,3 +73,30 @@ def test_the_architecture_map_names_every_module() -> None:
     assert undocumented_modules(PACKAGE, doc.replace("`chamberlain/web/app.py`", "")) == [
         "chamberlain/web/app.py"
     ]
+
+
+PYPROJECT = PACKAGE.parent / "pyproject.toml"
+
+
+def unplaced_modules(root: Path, contracts: list[dict[str, Any]]) -> list[str]:
+    """Top-level modules of ``root`` that are neither a layer nor part of the domain."""
+    by_id = {c["id"]: c for c in contracts}
+    placed = {*by_id["layers"]["layers"], *by_id["domain-below-layers"]["source_modules"]}
+    top = sorted(
+        f"{root.name}.{p.stem if p.is_file() else p.name}"
+        for p in root.iterdir()
+        if (p.suffix == ".py" and p.stem not in PACKAGE_FILES) or (p / "__init__.py").exists()
+    )
+    return [name for name in top if name not in placed]
+
+
+def test_every_top_level_module_is_a_layer_or_in_the_domain() -> None:
+    contracts = tomllib.loads(PYPROJECT.read_text(encoding="utf-8"))["tool"]["importlinter"][
+        "contracts"
+    ]
+    assert unplaced_modules(PACKAGE, contracts) == []
+    # The check looks: a module left out of both lists is reported.
+    for contract in contracts:
+        if contract["id"] == "domain-below-layers":
+            contract["source_modules"].remove("chamberlain.retry")
+    assert unplaced_modules(PACKAGE, contracts) == ["chamberlain.retry"]

@@ -12,6 +12,7 @@ import pytest
 
 from chamberlain.plugins.protocol import (
     EXIT_CONFIG,
+    MAX_RESPONSE_DEPTH,
     RAW_OUTPUT_MAX,
     OutcomeKind,
     ProcessResult,
@@ -454,3 +455,84 @@ def test_outcome_unknown_signal_number() -> None:
 def test_timeout_message_falls_back_to_duration() -> None:
     outcome = decide_outcome(_result(terminated=TerminationReason.TIMEOUT, timeout=None))
     assert outcome.error == "timed out after 1.5s"
+
+
+# ------------------------------------------------- responses the store could not keep
+
+
+def nested_result(levels: int) -> bytes:
+    """A response whose result is ``levels`` arrays deep (the envelope adds one)."""
+    return b'{"status":"ok","result":' + b"[" * levels + b"]" * levels + b"}"
+
+
+@pytest.mark.parametrize(
+    ("stdout", "reason"),
+    [
+        pytest.param(
+            b'{"status":"ok","result":{"x":"\\ud800"}}',
+            "a lone surrogate (U+D800) at result.x is not valid Unicode",
+            id="surrogate-in-result",
+        ),
+        pytest.param(
+            b'{"status":"ok","events":[{"type":"a","payload":{"\\udc00":1}}]}',
+            "a lone surrogate (U+DC00) in a key of events[0].payload is not valid Unicode",
+            id="surrogate-in-event-key",
+        ),
+        pytest.param(
+            b'{"status":"error","error":"bad \\udbff"}',
+            "a lone surrogate (U+DBFF) at error is not valid Unicode",
+            id="surrogate-in-error",
+        ),
+        pytest.param(
+            b'progress\n{"status":"ok","state_updates":{"k":"\\ud800"}}',
+            "a lone surrogate (U+D800) at state_updates.k",
+            id="surrogate-in-last-line",
+        ),
+        pytest.param(
+            nested_result(MAX_RESPONSE_DEPTH),
+            f"nested more than {MAX_RESPONSE_DEPTH} levels deep",
+            id="one-level-too-deep",
+        ),
+        pytest.param(
+            nested_result(100_000),
+            f"nested more than {MAX_RESPONSE_DEPTH} levels deep",
+            id="past-the-recursion-limit",
+        ),
+        pytest.param(
+            b'{"status":"ok","result":' + b"9" * 5000 + b"}",
+            "integer too long: more than 4300 digits",
+            id="long-integer",
+        ),
+    ],
+)
+def test_a_response_that_could_not_be_stored_is_invalid(stdout: bytes, reason: str) -> None:
+    decoded = decode_response(stdout)
+    assert isinstance(decoded, str)
+    assert decoded.startswith(reason)
+    outcome = decide_outcome(_result(stdout=stdout))
+    # The outcome matrix's invalid-response row: failed, retryable, raw stdout kept.
+    assert outcome.kind is OutcomeKind.FAILED
+    assert outcome.retryable is True
+    assert outcome.response is None
+    assert outcome.error is not None
+    assert outcome.error.startswith(f"invalid response: {reason}")
+    assert "set_int_max_str_digits" not in outcome.error
+    assert outcome.raw_output == stdout[:RAW_OUTPUT_MAX].decode()
+    # What is kept can be encoded: the escape is text, not the surrogate itself.
+    assert outcome.raw_output.encode("utf-8")
+
+
+def test_a_response_just_within_the_depth_limit_is_valid() -> None:
+    response = decode_response(nested_result(MAX_RESPONSE_DEPTH - 1))
+    assert isinstance(response, Response)
+    assert response.status == "ok"
+
+
+def test_surrogate_pairs_duplicates_and_nan_from_a_plugin_are_still_accepted() -> None:
+    # Lenient where Ductile is: the last duplicate wins; NaN is stored as null.
+    response = decode_response(
+        b'{"status":"ok","result":{"face":"\\ud83d\\ude00","n":NaN,"a":1,"a":2}}'
+    )
+    assert isinstance(response, Response)
+    assert response.result["face"] == "\U0001f600"
+    assert response.result["a"] == 2

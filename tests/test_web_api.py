@@ -23,7 +23,7 @@ import pytest
 import trio
 from quart_trio import QuartTrio
 
-from chamberlain.actors.gateway import Gateway, Health, Lifecycle, Phase
+from chamberlain.actors.gateway import Gateway, Health, Lifecycle, Phase, StorageFull
 from chamberlain.actors.mailbox import ActorUnavailable
 from chamberlain.config import ApiConfig, AuthConfig, PluginConfig, TokenConfig
 from chamberlain.plugins.binding import BoundPlugin
@@ -122,6 +122,8 @@ class FakeGateway:
     fail: Exception | None = None
     #: When set, every enqueue answers that this job stands already.
     duplicate_of: Job | None = None
+    #: Why the store refuses writes (the disk is full); None while it does not.
+    degraded: str | None = None
     sync_limiter: trio.CapacityLimiter = attrs.field(factory=lambda: trio.CapacityLimiter(16))
 
     @property
@@ -131,6 +133,9 @@ class FakeGateway:
     def _maybe_fail(self) -> None:
         if self.fail is not None:
             raise self.fail
+
+    def storage_problem(self) -> str | None:
+        return self.degraded
 
     async def enqueue(self, jobs: Sequence[NewJob]) -> tuple[Enqueued, ...]:
         self._maybe_fail()
@@ -166,6 +171,7 @@ class FakeGateway:
             plugins_loaded=len(self.plugins),
             restarts={"root/jobstore": 1, "root/runners/echo": 2},
             restarts_total=3,
+            degraded=self.degraded,
         )
 
 
@@ -746,6 +752,30 @@ async def test_ready(app: QuartTrio, gateway: FakeGateway) -> None:
         assert status == 503
         assert body["status"] == phase.value
         assert phase.value in body["error"]
+
+
+async def test_a_full_disk_is_507_and_degraded(app: QuartTrio, gateway: FakeGateway) -> None:
+    reason = "SQLITE_FULL: database or disk is full"
+    gateway.fail = StorageFull(f"the database could not be written ({reason})")
+    status, body, headers = await call(app, "POST", "/trigger/echo/poll", json={})
+    assert status == 507
+    assert body == {"error": f"disk full: the database could not be written ({reason})"}
+    assert headers["Retry-After"] == "5"
+    gateway.fail = None
+    gateway.degraded = reason
+    status, body, _ = await call(app, "GET", "/healthz", who=None)
+    assert status == 200
+    assert body["status"] == "degraded"
+    assert body["degraded"] == reason
+    status, body, _ = await call(app, "GET", "/ready", who=None)
+    assert status == 503
+    assert body["status"] == "degraded"
+    assert reason in body["error"]
+    gateway.degraded = None
+    status, body, _ = await call(app, "GET", "/healthz", who=None)
+    assert (status, body["status"], "degraded" in body) == (200, "ok", False)
+    status, body, _ = await call(app, "GET", "/ready", who=None)
+    assert (status, body) == (200, {"status": "ready"})
 
 
 async def test_plugins(app: QuartTrio) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import pytest
 
 from chamberlain.actors.gateway import Lifecycle, Phase
+from chamberlain.config import WebhookEndpointConfig, WebhooksConfig
 from chamberlain.web import (
     batch,
     catalogue,
@@ -28,7 +29,7 @@ from chamberlain.web import (
     webhooks,
 )
 from chamberlain.web.errors import ApiError
-from chamberlain.web.intake import MAX_JSON_DEPTH, decode_json_object, exceeds_depth, not_accepting
+from chamberlain.web.intake import MAX_JSON_DEPTH, decode_json_object, not_accepting
 from chamberlain.web.routes import ROUTES
 
 FEATURES = (
@@ -89,10 +90,24 @@ def test_a_body_exactly_at_the_depth_limit_is_fine() -> None:
     assert decode_json_object(nested(MAX_JSON_DEPTH))
 
 
-def test_exceeds_depth_counts_arrays_and_objects_alike() -> None:
-    assert not exceeds_depth([[{"a": 1}]], 3)
-    assert exceeds_depth([[{"a": []}]], 3)
-    assert not exceeds_depth("flat", 0)
+@pytest.mark.parametrize(
+    ("raw", "fragment"),
+    [
+        (b'{"payload": {"key": "\\ud800"}}', "lone surrogate (U+D800) at payload.key"),
+        (b'{"payload": {"\\ud800": 1}}', "lone surrogate (U+D800) in a key of payload"),
+        (b'{"dedupe_key": "\\udfff"}', "at dedupe_key"),
+        (b'{"payload": {"n": 1e400}}', "number at payload.n is out of range"),
+        (b'{"payload": {"a": 1, "a": 2}}', 'duplicate key "a"'),
+        (b'{"n": ' + b"1" * 4301 + b"}", "integer too long: more than 4300 digits"),
+    ],
+)
+def test_json_the_decoder_refuses_is_400_naming_the_field(raw: bytes, fragment: str) -> None:
+    with pytest.raises(ApiError) as refused:
+        decode_json_object(raw)
+    assert refused.value.status == 400
+    assert refused.value.message.startswith("malformed JSON in request body: ")
+    assert fragment in refused.value.message
+    assert "set_int_max_str_digits" not in refused.value.message
 
 
 def test_a_ready_daemon_accepts_work() -> None:
@@ -163,3 +178,17 @@ def test_every_schema_comes_from_exactly_one_module() -> None:
 def test_a_schema_defined_twice_is_refused() -> None:
     with pytest.raises(ValueError, match="'Job' is defined twice"):
         openapi.merge_schemas({"Job": {}}, {"Other": {}}, {"Job": {}})
+
+
+def test_every_route_that_writes_documents_the_507_of_a_full_disk() -> None:
+    writes = {"trigger", "triggerPlugin", "submitJobs", "startPipeline", "cancelJob", "retryJob"}
+    documented = {
+        route.operation_id
+        for route in ROUTES
+        if any(response.status == 507 for response in route.responses)
+    }
+    assert writes <= {route.operation_id for route in ROUTES}
+    assert documented == writes
+    endpoint = WebhookEndpointConfig(path="/hooks/build", plugin="echo", secret="s" * 16)
+    (hook,) = webhooks.webhook_routes(WebhooksConfig(endpoints=(endpoint,)))
+    assert any(response.status == 507 for response in hook.responses)

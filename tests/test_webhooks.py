@@ -9,6 +9,7 @@ import json
 import pytest
 
 from chamberlain.config import WebhookEndpointConfig
+from chamberlain.jsoncodec import JsonRefused
 from chamberlain.webhook_rules import Forbidden, delivery_event, parse_body, verify_delivery
 
 BODY = json.dumps({"ref": "refs/heads/main", "commits": [1, 2]}).encode()
@@ -112,3 +113,13 @@ def test_the_event_carries_the_parsed_body_or_the_text() -> None:
     assert parse_body(b"plain \xff text") == "plain \ufffd text"
     text_event = delivery_event(ep, d, b"a=1&b=2", event_id="e2", now=0.0)
     assert text_event["payload"] == {"body": "a=1&b=2"}
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b'{"a": "\\ud800"}', b'{"a": 1, "a": 2}', b'{"n": 1e400}', b"[" * 2000 + b"]" * 2000],
+)
+def test_a_json_body_follows_the_rules_of_every_json_body(body: bytes) -> None:
+    # Kept as text instead, it would reach the plugin as another document than sent.
+    with pytest.raises(JsonRefused):
+        parse_body(body)

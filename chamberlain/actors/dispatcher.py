@@ -35,7 +35,7 @@ from chamberlain.actors.mail import (
     Terminate,
     Wake,
 )
-from chamberlain.actors.mailbox import ReplyTo, call
+from chamberlain.actors.mailbox import ReplyTo, RequestFailed, call
 from chamberlain.plugins.protocol import TerminationReason
 from chamberlain.records import CancelResult, Job
 
@@ -169,10 +169,16 @@ class Dispatcher:
         raise TypeError(f"unknown message {message!r}")
 
     async def _cancel_queued(self, request: CancelJob) -> None:
-        answer: tuple[Job | None, bool] = await call(
-            self.store,
-            lambda r: CancelQueued(job_id=request.job_id, reason="cancelled", reply=r),
-        )
+        try:
+            answer: tuple[Job | None, bool] = await call(
+                self.store,
+                lambda r: CancelQueued(job_id=request.job_id, reason="cancelled", reply=r),
+            )
+        except RequestFailed as failed:
+            # The store refused it (a full disk): the caller hears why; nothing changed.
+            cause = failed.__cause__
+            request.reply.fail(cause if isinstance(cause, Exception) else failed)
+            return
         job, cancelled = answer
         request.reply.send(CancelResult(job=job, was_running=False, accepted=cancelled))
 

@@ -2,7 +2,8 @@
 
 HTTP handlers never touch the database or actor internals: they call these
 methods, which send a message and wait for the reply with a deadline.  An actor
-that does not answer in time surfaces as :class:`ActorUnavailable` (HTTP 503).
+that does not answer in time surfaces as :class:`ActorUnavailable` (HTTP 503); a
+request the JobStore's disk refused, as :class:`StorageFull` (HTTP 507).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import enum
 import time
 from collections.abc import Callable, Mapping, Sequence
+from typing import TypeVar
 
 import attrs
 import trio
@@ -41,7 +43,8 @@ from chamberlain.actors.mail import (
     WaitJob,
     WaitTree,
 )
-from chamberlain.actors.mailbox import call
+from chamberlain.actors.mailbox import ReplyTo, RequestFailed, call
+from chamberlain.actors.storage_faults import StorageFull as StorageFull
 from chamberlain.plugins.binding import BoundPlugin
 from chamberlain.records import (
     CancelResult,
@@ -58,6 +61,9 @@ from chamberlain.records import (
 from chamberlain.routing.planner import Routing
 from chamberlain.schedule.books import ScheduleStatus
 from chamberlain.supervision import SupervisorStatistics
+
+T = TypeVar("T")
+M = TypeVar("M")
 
 
 class Phase(enum.Enum):
@@ -98,6 +104,9 @@ class Health:
     plugins_loaded: int
     restarts: Mapping[str, int]
     restarts_total: int
+    #: Why the JobStore refuses writes (the disk is full or failing); None while
+    #: writes commit.
+    degraded: str | None = None
 
 
 @attrs.define(eq=False)
@@ -119,42 +128,68 @@ class Gateway:
     hub: Hub = attrs.field(factory=Hub)
     #: The Scheduler; None for a daemon that runs no schedules.
     scheduler: trio.MemorySendChannel[SchedulerRequest] | None = None
+    #: Why the JobStore refuses writes now (its statistics' ``degraded``), None
+    #: while they commit; read without a message, so it answers even when the
+    #: store is busy.
+    storage_problem: Callable[[], str | None] = lambda: None
     sync_limiter: trio.CapacityLimiter = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
         self.sync_limiter = trio.CapacityLimiter(self.max_concurrent_sync)
 
+    async def _ask_store(
+        self,
+        build: Callable[[ReplyTo[T]], JobStoreRequest],
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109 (see mailbox.call)
+    ) -> T:
+        """``call`` the JobStore; a request its disk refused raises :class:`StorageFull`."""
+        return await self._ask(self.store, build, timeout=timeout)
+
+    async def _ask(
+        self,
+        mailbox: trio.MemorySendChannel[M],
+        build: Callable[[ReplyTo[T]], M],
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109 (see mailbox.call)
+    ) -> T:
+        """``call`` an actor; a request the store's disk refused raises :class:`StorageFull`."""
+        try:
+            answer: T = await call(mailbox, build, timeout=timeout)
+        except RequestFailed as failed:
+            if isinstance(failed.__cause__, StorageFull):
+                raise StorageFull(str(failed.__cause__)) from failed
+            raise
+        return answer
+
     async def enqueue(self, jobs: Sequence[NewJob]) -> tuple[Enqueued, ...]:
         """Create jobs; returns once they are committed."""
         batch = tuple(jobs)
-        return await call(self.store, lambda r: Enqueue(jobs=batch, reply=r), timeout=self.timeout)
+        return await self._ask_store(lambda r: Enqueue(jobs=batch, reply=r), timeout=self.timeout)
 
     async def get_job(self, job_id: str) -> Job | None:
         """One job, or None when unknown."""
-        return await call(
-            self.store, lambda r: GetJob(job_id=job_id, reply=r), timeout=self.timeout
-        )
+        return await self._ask_store(lambda r: GetJob(job_id=job_id, reply=r), timeout=self.timeout)
 
     async def list_jobs(self, flt: JobFilter) -> tuple[tuple[Job, ...], int]:
         """Jobs matching ``flt``, newest first, and the total count."""
-        return await call(self.store, lambda r: ListJobs(filter=flt, reply=r), timeout=self.timeout)
+        return await self._ask_store(lambda r: ListJobs(filter=flt, reply=r), timeout=self.timeout)
 
     async def wait_job(self, job_id: str) -> Job | None:
         """The job once it is terminal (None if unknown).  Bound it with a cancel scope."""
-        return await call(self.store, lambda r: WaitJob(job_id=job_id, reply=r))
+        return await self._ask_store(lambda r: WaitJob(job_id=job_id, reply=r))
 
     async def enqueue_plan(self, plan: RoutePlan) -> tuple[Enqueued, ...]:
         """Store a plan's events and create its jobs; returns once committed."""
-        return await call(
-            self.store, lambda r: EnqueuePlan(plan=plan, reply=r), timeout=self.timeout
+        return await self._ask_store(
+            lambda r: EnqueuePlan(plan=plan, reply=r), timeout=self.timeout
         )
 
     async def enqueue_webhook(
         self, endpoint: str, delivery_id: str | None, plan: RoutePlan
     ) -> tuple[Job | None, bool]:
         """Create a webhook delivery's jobs unless it is a replay; see EnqueueWebhook."""
-        return await call(
-            self.store,
+        return await self._ask_store(
             lambda r: EnqueueWebhook(
                 endpoint=endpoint, delivery_id=delivery_id, plan=plan, reply=r
             ),
@@ -163,8 +198,8 @@ class Gateway:
 
     async def get_tree(self, job_id: str) -> Tree | None:
         """The whole tree ``job_id`` belongs to, None when the job is unknown."""
-        return await call(
-            self.store, lambda r: GetTree(job_id=job_id, reply=r), timeout=self.timeout
+        return await self._ask_store(
+            lambda r: GetTree(job_id=job_id, reply=r), timeout=self.timeout
         )
 
     async def wait_tree(self, root_job_id: str) -> Tree | None:
@@ -177,7 +212,7 @@ class Gateway:
         A running job becomes ``cancelled`` once its process group is gone; follow
         with :meth:`wait_job` to see it settle.
         """
-        return await call(
+        return await self._ask(
             self.dispatcher, lambda r: CancelJob(job_id=job_id, reply=r), timeout=self.timeout
         )
 
@@ -187,8 +222,7 @@ class Gateway:
         self, job_id: str, *, after_seq: int = 0, limit: int = 10_000
     ) -> tuple[JobMessage, ...]:
         """A job's messages after ``after_seq``, in order."""
-        return await call(
-            self.store,
+        return await self._ask_store(
             lambda r: GetMessages(job_id=job_id, after_seq=after_seq, limit=limit, reply=r),
             timeout=self.timeout,
         )
@@ -202,8 +236,7 @@ class Gateway:
         limit: int = 500,
     ) -> tuple[JobMessage, ...]:
         """Status changes of all jobs after the message id ``after_id``, filtered."""
-        return await call(
-            self.store,
+        return await self._ask_store(
             lambda r: GetStatusChanges(
                 after_id=after_id, plugin=plugin, statuses=statuses, limit=limit, reply=r
             ),
@@ -212,14 +245,12 @@ class Gateway:
 
     async def queue(self, limit: int) -> QueueView:
         """Running and queued jobs, at most ``limit`` of each."""
-        return await call(
-            self.store, lambda r: GetQueue(limit=limit, reply=r), timeout=self.timeout
-        )
+        return await self._ask_store(lambda r: GetQueue(limit=limit, reply=r), timeout=self.timeout)
 
     async def callbacks(self, job_id: str) -> CallbackInfo:
         """A job's callback URL and its deliveries."""
-        return await call(
-            self.store, lambda r: GetCallbacks(job_id=job_id, reply=r), timeout=self.timeout
+        return await self._ask_store(
+            lambda r: GetCallbacks(job_id=job_id, reply=r), timeout=self.timeout
         )
 
     # -- schedules ---------------------------------------------------------------------
@@ -240,8 +271,8 @@ class Gateway:
         )
         if not ids:
             return found
-        live: Mapping[str, JobStatus] = await call(
-            self.store, lambda r: JobStatuses(job_ids=ids, reply=r), timeout=self.timeout
+        live: Mapping[str, JobStatus] = await self._ask_store(
+            lambda r: JobStatuses(job_ids=ids, reply=r), timeout=self.timeout
         )
         return tuple(_with_live_status(s, live) for s in found)
 
@@ -259,7 +290,7 @@ class Gateway:
 
     async def health(self) -> Health:
         """Queue, workers and supervisor figures in one snapshot."""
-        depth: int = await call(self.store, lambda r: QueueDepth(reply=r), timeout=self.timeout)
+        depth: int = await self._ask_store(lambda r: QueueDepth(reply=r), timeout=self.timeout)
         stats: DispatcherStatistics = await call(
             self.dispatcher, lambda r: Statistics(reply=r), timeout=self.timeout
         )
@@ -273,6 +304,7 @@ class Gateway:
             plugins_loaded=len(self.plugins),
             restarts=sup.restart_counts(),
             restarts_total=sup.restarts_total,
+            degraded=self.storage_problem(),
         )
 
 

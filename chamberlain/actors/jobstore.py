@@ -12,11 +12,20 @@ What follows a commit is each request's to say (its
 batch's effects into at most one ring of the Dispatcher and one of the Router,
 answers the WaitJob replies parked on the jobs that finished, and parks the
 WaitJob replies whose job has not.
+
+A full or failing disk does not crash it (see
+:mod:`chamberlain.actors.storage_faults`): the refused batch is rolled back, its
+reads are served again on their own, clients' writes are answered
+:class:`~chamberlain.actors.storage_faults.StorageFull`, the writes of actors that
+cannot take an error are kept and tried again with backoff, and the store reports
+itself degraded until a write commits again.  When writes stop for a moment the WAL
+is checkpointed and truncated, so it never grows to fill a small disk by itself.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -50,7 +59,14 @@ from chamberlain.actors.mail import (
     WaitJob,
 )
 from chamberlain.actors.mailbox import Waiters
-from chamberlain.plugins.strays import kill_job_processes
+from chamberlain.actors.storage_faults import (
+    Disposition,
+    StorageFull,
+    disposition,
+    retry_delay,
+    storage_failure,
+)
+from chamberlain.plugins.strays import kill_leftover_processes
 from chamberlain.records import Job, RoutePlan, Tree
 from chamberlain.retry import settle
 from chamberlain.routing.planner import routing_error
@@ -65,6 +81,8 @@ T = TypeVar("T")
 MAX_BATCH = 512
 #: How often terminal jobs past ``service.job_retention`` are deleted.
 PRUNE_INTERVAL = 3600.0
+#: Seconds without a write after which the WAL is checkpointed and truncated.
+IDLE_CHECKPOINT = 1.0
 
 
 # -- the actor -------------------------------------------------------------------------
@@ -79,7 +97,12 @@ class JobStoreStatistics:
     busy_seconds: float
     #: WaitJob replies parked on unfinished jobs (callers that gave up included,
     #: until they are swept out).
-    waiters: int
+    waiters: int = 0
+    #: Why writes are refused (the disk is full or failing); None while they commit.
+    degraded: str | None = None
+    #: Attempts the disk refused since the start, and requests kept for a retry now.
+    storage_failures: int = 0
+    held: int = 0
 
 
 @attrs.define(eq=False)
@@ -115,6 +138,16 @@ class JobStore:
     #: Seconds spent serving batches (thread hops and commits included): the share
     #: of the time the store was the one thing every request waited for.
     busy: float = attrs.field(default=0.0, init=False)
+    storage_failures: int = attrs.field(default=0, init=False)
+    _degraded: str | None = attrs.field(default=None, init=False)
+    #: Refused attempts in a row: what the backoff grows with.
+    _failures: int = attrs.field(default=0, init=False)
+    #: Writes refused by the disk whose senders cannot take an error (see Disposition).
+    _held: list[JobStoreRequest] = attrs.field(factory=list, init=False)
+    #: When (trio time) the held writes, or a probe write, are tried again.
+    _retry_at: float = attrs.field(default=math.inf, init=False)
+    #: When (trio time) the WAL is checkpointed if no write comes before.
+    _checkpoint_at: float = attrs.field(default=math.inf, init=False)
 
     async def run(
         self,
@@ -138,23 +171,32 @@ class JobStore:
                 )
             # Jobs that succeeded just before a crash may not have been routed yet.
             self.wake_router()
+            # After a SIGKILL their processes may still be running: they must not
+            # overlap the new attempt.  So may the escapees of our jobs that finished:
+            # whatever a daemon that is gone left of this state's jobs goes.
+            await self._call(
+                lambda: kill_leftover_processes(
+                    [j.id for j in orphans], known=lambda job: store.get_job(job) is not None
+                )
+            )
             if orphans:
-                # After a SIGKILL their processes may still be running: they must not
-                # overlap the new attempt.
-                await self._call(kill_job_processes, [j.id for j in orphans])
                 self.wake_dispatcher()
             task_status.started()
             next_prune = trio.current_time()
             while True:
                 first: JobStoreRequest | None = None
-                with trio.move_on_at(next_prune):
+                with trio.move_on_at(min(next_prune, self._retry_at, self._checkpoint_at)):
                     first = await mailbox.receive()
                 if first is None:
-                    self._waiters.prune()
-                    pruned = await self._in_thread(self._prune)
-                    if pruned:
-                        log.info("pruned %d old jobs", pruned, extra={"component": "jobstore"})
-                    next_prune = trio.current_time() + PRUNE_INTERVAL
+                    clock = trio.current_time()
+                    if clock >= self._retry_at:
+                        await self._retry()
+                    if clock >= self._checkpoint_at:
+                        await self._checkpoint()
+                    if clock >= next_prune:
+                        self._waiters.prune()
+                        await self._prune_old()
+                        next_prune = trio.current_time() + PRUNE_INTERVAL
                     continue
                 batch = [first]
                 while len(batch) < MAX_BATCH:
@@ -163,6 +205,9 @@ class JobStore:
                     except trio.WouldBlock:
                         break
                 await self._serve(batch)
+                # Steady traffic must not starve the held writes of their retry.
+                if trio.current_time() >= self._retry_at:
+                    await self._retry()
         finally:
             self._store = None
             # requests/batches is the mean group-commit size: the figure that says
@@ -183,7 +228,18 @@ class JobStore:
             # still leaves a tidy file, but never wait on it forever.
             with trio.move_on_after(10) as cleanup:
                 cleanup.shield = True
-                await self._call(store.close)
+                try:
+                    await self._call(store.close)
+                except Exception as exc:
+                    reason = storage_failure(exc)
+                    if reason is None:
+                        raise
+                    # The WAL stays; the next start checkpoints it.
+                    log.warning(
+                        "closed without a checkpoint: %s",
+                        reason,
+                        extra={"component": "jobstore", "reason": reason},
+                    )
 
     def statistics(self) -> JobStoreStatistics:
         """A snapshot of the counters."""
@@ -192,6 +248,9 @@ class JobStore:
             requests=self.requests,
             busy_seconds=self.busy,
             waiters=len(self._waiters),
+            degraded=self._degraded,
+            storage_failures=self.storage_failures,
+            held=len(self._held),
         )
 
     # -- internals -----------------------------------------------------------------
@@ -205,9 +264,12 @@ class JobStore:
 
         journal = self.journal
 
-        def transaction() -> tuple[Any, News | None]:
+        def transaction() -> tuple[Any, News | None, bool]:
+            # A rollback the disk refused leaves its transaction open: abandon it.
+            store.rollback()
             store.begin()
             try:
+                before = store.conn.total_changes
                 mark = journal.mark(store) if journal is not None else 0
                 value = fn(store, now)
                 news = journal.collect(store, mark, now) if journal is not None else None
@@ -215,9 +277,11 @@ class JobStore:
             except BaseException:
                 store.rollback()
                 raise
-            return value, news
+            return value, news, store.conn.total_changes != before
 
-        value, news = await self._call(transaction)
+        value, news, wrote = await self._call(transaction)
+        if wrote:
+            self._writes_commit()
         if journal is not None and news is not None:
             journal.publish(news)
         return value
@@ -234,12 +298,139 @@ class JobStore:
         store.prune_deliveries(older_than=now - self.dedupe_ttl)
         return store.prune(older_than=now - self.job_retention)
 
-    async def _serve(self, batch: list[JobStoreRequest]) -> None:
+    async def _prune_old(self) -> None:
+        try:
+            pruned = await self._in_thread(self._prune)
+        except Exception as exc:
+            reason = storage_failure(exc)
+            if reason is None:
+                raise
+            self._degrade(reason)
+            return
+        if pruned:
+            log.info("pruned %d old jobs", pruned, extra={"component": "jobstore"})
+
+    # -- a disk that refuses writes ------------------------------------------------
+
+    def _degrade(self, reason: str) -> None:
+        """Record a refused attempt and schedule the next one."""
+        self.storage_failures += 1
+        self._failures += 1
+        if self._degraded is None:
+            log.error(
+                "the disk refused a write (%s): refusing new jobs, serving reads,"
+                " retrying until space returns",
+                reason,
+                extra={"component": "jobstore", "reason": reason},
+            )
+        self._degraded = reason
+        self._retry_at = trio.current_time() + retry_delay(self._failures)
+
+    def _writes_commit(self) -> None:
+        """A transaction that wrote has committed: the disk takes writes."""
+        self._checkpoint_at = trio.current_time() + IDLE_CHECKPOINT
+        if self._degraded is not None:
+            log.warning(
+                "writes commit again after %d refused attempts; %d held requests to retry",
+                self._failures,
+                len(self._held),
+                extra={"component": "jobstore"},
+            )
+        self._degraded = None
+        self._failures = 0
+        self._retry_at = trio.current_time() if self._held else math.inf
+
+    async def _retry(self) -> None:
+        """Try the held writes again, or, with none held, prove the disk takes one."""
+        held = [request for request in self._held if not request.reply.abandoned]
+        self._held.clear()
+        self._retry_at = math.inf
+        if held:
+            await self._serve(held)
+            return
+        if self._degraded is None:
+            return
+        store = self._store
+        assert store is not None
+        try:
+            # Checkpointing first empties the WAL, so the probe's page needs fresh
+            # space: a probe that fits in a WAL already allocated proves nothing.
+            await self._call(store.checkpoint)
+            await self._in_thread(lambda s, now: s.probe())
+        except Exception as exc:
+            reason = storage_failure(exc)
+            if reason is None:
+                raise
+            self._degrade(reason)
+            return
+        self._writes_commit()
+
+    async def _checkpoint(self) -> None:
+        """Checkpoint and truncate the WAL now that writes have paused."""
+        self._checkpoint_at = math.inf
+        store = self._store
+        assert store is not None
+        try:
+            await self._call(store.checkpoint)
+        except Exception as exc:
+            reason = storage_failure(exc)
+            if reason is None:
+                raise
+            # Not degraded: commits may still fit.  The next write tries again.
+            log.warning(
+                "WAL checkpoint refused by the disk (%s)",
+                reason,
+                extra={"component": "jobstore", "reason": reason},
+            )
+
+    async def _refused(self, batch: list[JobStoreRequest], reason: str, *, again: bool) -> None:
+        """Answer a batch the disk refused, each request by its disposition.
+
+        ``again`` is False for a batch of reads already served again once: their
+        second failure is their answer.
+        """
+        self._degrade(reason)
+        refusal = StorageFull(
+            f"the database could not be written ({reason}); nothing of this request"
+            " was stored, try again once space is freed"
+        )
+        log.warning(
+            "a batch of %d requests was refused by the disk (%s)",
+            len(batch),
+            reason,
+            extra={"component": "jobstore", "reason": reason},
+        )
+        reads: list[JobStoreRequest] = []
+        for request in batch:
+            match disposition(request):
+                case Disposition.READ if again:
+                    reads.append(request)
+                case Disposition.HOLD:
+                    self._held.append(request)
+                case Disposition.POSTPONE:
+                    assert isinstance(request, Claim)
+                    next_due = self.now() + retry_delay(self._failures)
+                    request.reply.send(ClaimResult(jobs=(), next_due=next_due))
+                case _:
+                    request.reply.fail(refusal)
+        if reads:
+            await self._serve(reads, again=False)
+
+    async def _serve(self, batch: list[JobStoreRequest], *, again: bool = True) -> None:
         started = time.perf_counter()
-        outcomes = await self._in_thread(lambda store, now: self._execute(store, batch, now))
+        refused: str | None = None
+        try:
+            outcomes = await self._in_thread(lambda store, now: self._execute(store, batch, now))
+        except Exception as exc:
+            refused = storage_failure(exc)
+            if refused is None:
+                raise
         self.busy += time.perf_counter() - started
         self.batches += 1
         self.requests += len(batch)
+        if refused is not None:
+            await self._refused(batch, refused, again=again)
+            return
         wake_dispatcher = wake_router = False
         for request, (result, error) in zip(batch, outcomes, strict=True):
             if error is not None:
@@ -283,6 +474,10 @@ class JobStore:
             try:
                 outcomes.append((self._apply(store, request, now), None))
             except Exception as exc:
+                if storage_failure(exc) is not None:
+                    # The disk refused the batch, not this request (SQLite may
+                    # have rolled the whole transaction back already).
+                    raise
                 store.undo()
                 outcomes.append((None, exc))
             else:
@@ -298,6 +493,8 @@ class JobStore:
             try:
                 store.apply_plan(planner(job, now), now=now, dedupe_ttl=self.dedupe_ttl)
             except Exception as exc:
+                if storage_failure(exc) is not None:
+                    raise  # the disk's refusal, not the plan's: the batch is retried
                 # A plan that cannot be applied must not block every job behind it:
                 # record why, and move on.
                 store.undo()

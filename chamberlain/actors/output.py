@@ -7,6 +7,10 @@ accumulated at most every :data:`FLUSH_INTERVAL` seconds as one ``RecordOutput``
 request (one row batch, one commit shared with whatever else the JobStore is
 doing), and a last time when the attempt is over, before its outcome is settled:
 the lines of an attempt are always stored before the status change that ends it.
+
+Each line has the configured secrets redacted (:mod:`chamberlain.redaction`) before
+it is buffered: the process reader hands over complete lines, so a secret that
+arrived split across two reads is whole again by then.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import trio
 from chamberlain.actors.mail import JobStoreRequest, RecordOutput
 from chamberlain.actors.mailbox import RequestFailed, call
 from chamberlain.joblog import OutputBuffer, OutputLimits
+from chamberlain.redaction import Redactor
 
 log = logging.getLogger("chamberlain.runner")
 
@@ -36,13 +41,14 @@ class _Forwarder:
     now: Callable[[], float]
     interval: float
     buffer: OutputBuffer
+    redactor: Redactor
     _arrived: trio.Event = attrs.field(factory=trio.Event, init=False)
     _closed: trio.Event = attrs.field(factory=trio.Event, init=False)
     #: Lines were refused since the last marker: the final flush must write one.
     _marker_due: bool = attrs.field(default=False, init=False)
 
     def on_line(self, line: str) -> None:
-        self.buffer.append(line, self.now())
+        self.buffer.append(self.redactor.text(line), self.now())
         self._arrived.set()
 
     def close(self) -> None:
@@ -91,12 +97,13 @@ async def forward_output(
     now: Callable[[], float],
     limits: OutputLimits | None = None,
     interval: float = FLUSH_INTERVAL,
+    redactor: Redactor | None = None,
 ) -> AsyncIterator[Callable[[str], None]]:
     """Yield the ``on_stderr_line`` callback for one attempt of ``job_id``.
 
-    Leaving the block flushes what is left (and the dropped-lines marker) and
-    returns once the store has it; if the block raises, unsent lines are lost
-    with the attempt.
+    Lines are stored with ``redactor``'s secrets replaced.  Leaving the block
+    flushes what is left (and the dropped-lines marker) and returns once the store
+    has it; if the block raises, unsent lines are lost with the attempt.
     """
     forwarder = _Forwarder(
         store=store,
@@ -104,6 +111,7 @@ async def forward_output(
         now=now,
         interval=interval,
         buffer=OutputBuffer(limits or OutputLimits()),
+        redactor=redactor or Redactor(),
     )
     failure: BaseException | None = None
     async with trio.open_nursery() as nursery:

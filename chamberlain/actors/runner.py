@@ -4,7 +4,9 @@ Each job gets its own task in the Runner's nursery; the process work (spawn, cap
 reads, timeouts, killing the process group) lives in
 :mod:`chamberlain.plugins.process` and the verdict in
 :func:`chamberlain.plugins.protocol.decide_outcome`.  The Runner glues them to the
-JobStore (record the outcome) and the Dispatcher (free the slot).
+JobStore (record the outcome) and the Dispatcher (free the slot).  An outcome the
+store refuses is recorded as a failed attempt saying so, so that one job's answer
+cannot crash the Runner and with it the plugin's other jobs.
 
 A restarted Runner first settles its plugin's jobs still marked running: their
 processes died with the previous incarnation.  A ``Run`` message for one of those
@@ -32,9 +34,10 @@ from chamberlain.actors.mail import (
     Settle,
     Terminate,
 )
-from chamberlain.actors.mailbox import call
+from chamberlain.actors.mailbox import RequestFailed, call
 from chamberlain.actors.output import forward_output
 from chamberlain.plugins.binding import BoundPlugin
+from chamberlain.plugins.environment import job_environment
 from chamberlain.plugins.process import Limits, ProcessControl, run_plugin
 from chamberlain.plugins.protocol import (
     Outcome,
@@ -43,8 +46,8 @@ from chamberlain.plugins.protocol import (
     decide_outcome,
     encode_request,
 )
-from chamberlain.plugins.strays import job_environment
 from chamberlain.records import Job
+from chamberlain.redaction import Redactor, redact_outcome
 
 log = logging.getLogger("chamberlain.runner")
 
@@ -60,6 +63,8 @@ class Runner:
     now: Callable[[], float] = time.time
     #: Runs one plugin process; tests swap in a fake to exercise the actor alone.
     execute: Callable[..., Awaitable[ProcessResult]] = run_plugin
+    #: Takes the configured secrets out of what the job leaves behind.
+    redactor: Redactor = attrs.field(factory=Redactor)
     _controls: dict[str, ProcessControl] = attrs.field(factory=dict, init=False)
     #: Attempts recovered as orphans whose Run message may still arrive.
     _stale: set[tuple[str, int]] = attrs.field(factory=set, init=False)
@@ -107,6 +112,52 @@ class Runner:
         """How many of this plugin's processes are alive now."""
         return len(self._controls)
 
+    async def _settle(self, job: Job, outcome: Outcome) -> tuple[Job | None, Outcome]:
+        """Record ``outcome`` on the job; the job as settled and the outcome recorded.
+
+        When the store refuses the outcome (it cannot encode it), a failed attempt
+        saying so is recorded in its place: the refusal must not escape, as it
+        would crash this Runner and every running job of the plugin with it.  Only
+        a refusal of that replacement too (a store that cannot write at all) does.
+        """
+
+        async def settle(recorded: Outcome) -> Job | None:
+            settled: Job | None = await call(
+                self.store,
+                lambda r: Settle(
+                    job_id=job.id,
+                    attempt=job.attempt,
+                    outcome=recorded,
+                    policy=self.plugin.retry_policy,
+                    reply=r,
+                ),
+            )
+            return settled
+
+        try:
+            return await settle(outcome), outcome
+        except RequestFailed as refused:
+            reason = refused.__cause__ or refused
+            log.error(
+                "the store refused the outcome of the attempt",
+                exc_info=reason,
+                extra=self._extra(job.id),
+            )
+            replacement = Outcome(
+                kind=OutcomeKind.FAILED,
+                retryable=True,
+                error=_printable(
+                    f"internal error: the outcome could not be stored:"
+                    f" {type(reason).__name__}: {reason}"
+                ),
+                response=None,
+                raw_output=None,
+                exit_code=outcome.exit_code,
+                signal=outcome.signal,
+                stderr_tail=_printable(outcome.stderr_tail),
+            )
+            return await settle(replacement), replacement
+
     def _extra(self, job_id: str) -> dict[str, str]:
         return {"component": "runner", "plugin": self.plugin.name, "job_id": job_id}
 
@@ -130,13 +181,20 @@ class Runner:
             )
             # Stderr lines are stored as the job's messages while it runs; they are
             # all flushed before the outcome below is settled.
-            async with forward_output(self.store, job.id, now=self.now) as on_stderr_line:
+            async with forward_output(
+                self.store, job.id, now=self.now, redactor=self.redactor
+            ) as on_stderr_line:
                 result = await self.execute(
                     entrypoint=plugin.manifest.entrypoint,
                     cwd=plugin.manifest.directory,
                     request=request,
                     timeout=timeout,
-                    env=job_environment(job.id, plugin.name),
+                    env=job_environment(
+                        job.id,
+                        plugin.name,
+                        env=plugin.settings.env,
+                        passthrough=plugin.settings.env_passthrough,
+                    ),
                     limits=self.limits,
                     control=control,
                     on_stderr_line=on_stderr_line,
@@ -159,16 +217,8 @@ class Runner:
             )
         finally:
             self._controls.pop(job.id, None)
-        settled: Job | None = await call(
-            self.store,
-            lambda r: Settle(
-                job_id=job.id,
-                attempt=job.attempt,
-                outcome=outcome,
-                policy=plugin.retry_policy,
-                reply=r,
-            ),
-        )
+        outcome = redact_outcome(outcome, self.redactor)
+        settled, outcome = await self._settle(job, outcome)
         if settled is None:
             log.warning("outcome of a superseded attempt ignored", extra=extra)
         else:
@@ -183,3 +233,8 @@ class Runner:
                 extra=extra,
             )
         await self.dispatcher.send(Released(job_id=job.id))
+
+
+def _printable(text: str) -> str:
+    """``text`` with anything UTF-8 cannot encode (lone surrogates) spelt as escapes."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")

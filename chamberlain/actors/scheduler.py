@@ -50,7 +50,7 @@ from chamberlain.actors.mail import (
     SchedulerRequest,
     WaitJob,
 )
-from chamberlain.actors.mailbox import ActorUnavailable, call
+from chamberlain.actors.mailbox import ActorUnavailable, RequestFailed, call
 from chamberlain.records import CancelResult, Job
 from chamberlain.schedule.books import ScheduleKey, StoredSchedules
 from chamberlain.schedule.engine import (
@@ -218,6 +218,16 @@ class Scheduler:
                 cancel.plugin,
                 cancel.schedule_id,
                 cancel.job_id,
+                extra=fields,
+            )
+        except RequestFailed as failed:
+            # The store refused the cancel (a full disk); the next pass tries again.
+            log.warning(
+                "schedule %s/%s: the cancel of job %s failed: %s",
+                cancel.plugin,
+                cancel.schedule_id,
+                cancel.job_id,
+                failed.__cause__ or failed,
                 extra=fields,
             )
         else:

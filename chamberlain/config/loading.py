@@ -1,13 +1,15 @@
 """Reading a configuration: YAML, then ``${VAR}`` interpolation, then structuring.
 
 The YAML loader is safe and refuses duplicate keys (plain PyYAML keeps the last one
-silently, which hides typos in long files). Interpolation runs over the raw tree
-before any structuring, so one rule covers every string in the file, including the
-free-form ``plugins.<name>.config`` mappings no schema describes; text it produces is
-tagged :class:`~chamberlain.config.values.Interpolated` so integer and boolean fields
-may still accept ``max_workers: ${WORKERS:-2}``. Relative paths are resolved after
-structuring, so the converter stays free of per-file state. This is the only module
-that knows a file is involved; the rest of the package works on values.
+silently, which hides typos in long files); before building anything it also refuses
+a file whose aliases would expand past :data:`MAX_YAML_NODES` values. Interpolation
+runs over the raw tree before any structuring, so one rule covers every string in
+the file, including the free-form ``plugins.<name>.config`` mappings no schema
+describes; text it produces is tagged :class:`~chamberlain.config.values.Interpolated`
+so integer and boolean fields may still accept ``max_workers: ${WORKERS:-2}``.
+Relative paths are resolved after structuring, so the converter stays free of
+per-file state. This is the only module that knows a file is involved; the rest of
+the package works on values.
 """
 
 import os
@@ -134,6 +136,78 @@ class _Loader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
+#: The most values (scalars, lists and mappings) a configuration file may hold once
+#: every use of an alias (``*name``) is counted in full. A real file holds a few
+#: thousand; a "billion laughs" file of a few hundred bytes expands to millions,
+#: which interpolation and structuring would then copy one by one.
+MAX_YAML_NODES: Final = 100_000
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [item for pair in node.value for item in pair]
+    return []
+
+
+def _expansion_problem(root: yaml.Node) -> str | None:
+    """Why the composed document is refused before it is built, or None.
+
+    Aliases make the composed graph share nodes, so it stays as small as the text;
+    this counts what building it would produce, in time linear in the graph (each
+    node's expanded size is computed once), and finds an alias inside its own anchor.
+    """
+    sizes: dict[int, int] = {}
+    open_nodes: set[int] = set()  # the path from the root to the node being visited
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, finished = stack.pop()
+        key = id(node)
+        if finished:
+            open_nodes.discard(key)
+            total = 1 + sum(sizes[id(child)] for child in _children(node))
+            sizes[key] = min(total, MAX_YAML_NODES + 1)  # keeps the numbers small
+            continue
+        if key in sizes:
+            continue
+        if key in open_nodes:
+            mark = node.start_mark
+            return (
+                f"invalid YAML at line {mark.line + 1}, column {mark.column + 1}: an alias"
+                " inside this node refers to itself, which would never end"
+            )
+        open_nodes.add(key)
+        stack.append((node, True))
+        stack.extend((child, False) for child in _children(node))
+    if sizes[id(root)] > MAX_YAML_NODES:
+        return (
+            f"the YAML expands to more than {MAX_YAML_NODES:,} values once its aliases"
+            " (*name) are expanded; refusing it (write repeated parts out, or alias less)"
+        )
+    return None
+
+
+def _load_yaml(text: str, source: Path) -> object:
+    """Parse ``text`` with :class:`_Loader`, refusing what would expand without bound."""
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        problem = _expansion_problem(node)
+        if problem is not None:
+            raise ConfigError([problem], source=source)
+        return loader.construct_document(node)
+    except yaml.YAMLError as exc:
+        raise ConfigError([_yaml_problem(exc)], source=source) from None
+    except RecursionError:
+        # PyYAML composes nested collections recursively.
+        raise ConfigError(["invalid YAML: nested too deeply"], source=source) from None
+    finally:
+        loader.dispose()
+
+
 def _yaml_problem(exc: yaml.YAMLError) -> str:
     if isinstance(exc, yaml.MarkedYAMLError) and exc.problem_mark is not None:
         mark = exc.problem_mark
@@ -214,7 +288,8 @@ def load_config(
 
     Relative paths inside the file are resolved against the file's directory. Raises
     :class:`ConfigError` (whose message starts with ``path``) if the file is missing or
-    unreadable, is not valid YAML (the message names the line), or does not validate.
+    unreadable, is not valid YAML (the message names the line), would expand through
+    aliases to more than :data:`MAX_YAML_NODES` values, or does not validate.
     """
     given = Path(path)
     try:
@@ -225,10 +300,7 @@ def load_config(
         raise ConfigError([f"not valid UTF-8 ({exc.reason})"], source=given) from None
     except OSError as exc:
         raise ConfigError([exc.strerror or str(exc)], source=given) from None
-    try:
-        data = yaml.load(text, Loader=_Loader)  # _Loader derives from SafeLoader
-    except yaml.YAMLError as exc:
-        raise ConfigError([_yaml_problem(exc)], source=given) from None
+    data = _load_yaml(text, given)
     absolute = given.absolute()
     try:
         config = parse_config(data, base_dir=absolute.parent, environ=environ, source=absolute)

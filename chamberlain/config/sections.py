@@ -9,6 +9,7 @@ records is :mod:`chamberlain.config.converter`'s job.
 """
 
 import os
+import pwd
 import re
 from collections.abc import Callable, Mapping
 from datetime import datetime
@@ -36,11 +37,13 @@ from chamberlain.config.values import (
     Scopes,
     Secret,
     name_parser,
+    parse_int,
     parse_path,
     parse_str,
     plain,
     split_listen,
 )
+from chamberlain.plugins.environment import check_variable_name
 from chamberlain.schedule import timing as _timing
 from chamberlain.schedule.policy import CatchUp, IfRunning
 
@@ -53,18 +56,60 @@ _NO_TIMEOUTS: Final[Mapping[str, float]] = MappingProxyType({})
 
 def _default_max_workers() -> int:
     # Leave one core for the daemon itself and whatever else the workstation runs.
-    return max(1, (os.cpu_count() or 2) - 1)
+    return min(MAX_WORKERS, max(1, (os.cpu_count() or 2) - 1))
+
+
+#: The most plugin processes ``service.max_workers`` may allow at once.  Each holds
+#: three pipes open in the daemon, so this stays well inside a usual descriptor limit
+#: while being more processes than any one machine runs usefully.
+MAX_WORKERS: Final = 1024
+
+
+def _parse_max_workers(value: object) -> int:
+    workers = parse_int(value)
+    if workers < 1:
+        raise Invalid(f"must be at least 1, got {workers}")
+    if workers > MAX_WORKERS:
+        raise Invalid(f"must be at most {MAX_WORKERS}, got {workers}")
+    return workers
+
+
+def _parse_owner(value: object) -> int:
+    """A uid, or a user name looked up now, so a typo fails at start-up."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value < 0:
+            raise Invalid(f"a uid must be at least 0, got {value}")
+        return value
+    if isinstance(value, str) and value.strip():
+        name = value.strip()
+        if name.isdigit():  # a uid from ${VAR}; user names are never all digits
+            return int(name)
+        try:
+            return pwd.getpwnam(name).pw_uid
+        except KeyError:
+            raise Invalid(f"no user named {name!r}") from None
+    raise Invalid(f"expected a uid or a user name, got {describe(value)}")
 
 
 @attrs.frozen(kw_only=True)
 class ServiceConfig:
-    """The ``service:`` section: daemon-wide limits and housekeeping."""
+    """The ``service:`` section: daemon-wide limits and housekeeping.
+
+    ``trusted_plugin_owners`` holds uids, names already looked up: owners besides
+    root and the daemon's own user whose plugin directories may be loaded.
+    """
 
     name: NonEmptyStr = "chamberlain"
-    max_workers: PositiveInt = attrs.field(factory=_default_max_workers)
+    max_workers: Annotated[int, Rule(_parse_max_workers)] = attrs.field(
+        factory=_default_max_workers
+    )
+    trusted_plugin_owners: tuple[Annotated[int, Rule(_parse_owner)], ...] = ()
     shutdown_grace: Duration = 10.0
     dedupe_ttl: Duration = 86400.0
     job_retention: Duration = 30 * 86400.0
+    # At most how often /proc is searched for processes left over by finished runs
+    # (setsid escapees); each search reads every process's environment.
+    sweep_interval: PositiveDuration = 1.0
 
 
 @attrs.frozen(kw_only=True)
@@ -95,6 +140,29 @@ class AuthConfig:
     tokens: tuple[TokenConfig, ...] = ()
 
 
+def _duration_within(low: float, high: float) -> Callable[[object], float]:
+    def parse(value: object) -> float:
+        seconds = parse_duration(value)
+        if not low <= seconds <= high:
+            raise Invalid(
+                f"must be between {format_duration(low)} and {format_duration(high)},"
+                f" got {describe(value)}"
+            )
+        return seconds
+
+    return parse
+
+
+def _int_within(low: int, high: int) -> Callable[[object], int]:
+    def parse(value: object) -> int:
+        number = parse_int(value)
+        if not low <= number <= high:
+            raise Invalid(f"must be between {low} and {high}, got {number}")
+        return number
+
+    return parse
+
+
 @attrs.frozen(kw_only=True)
 class ApiConfig:
     """The ``api:`` section: the HTTP listener."""
@@ -113,6 +181,13 @@ class ApiConfig:
     sse_keepalive: PositiveDuration = 15.0
     # Messages an event stream may fall behind by before its client is dropped.
     sse_buffer: PositiveInt = 2048
+    # How long an idle keep-alive connection, or one that has not finished sending its
+    # request headers, stays open.
+    keep_alive_timeout: Annotated[float, Rule(_duration_within(0.1, 3600.0))] = 5.0
+    # How long a client may take to send a request body before it is answered 408.
+    read_timeout: Annotated[float, Rule(_duration_within(0.1, 3600.0))] = 30.0
+    # Connections open at once; past it the longest-waiting idle one is dropped.
+    max_connections: Annotated[int, Rule(_int_within(1, 65536))] = 512
 
     @property
     def host(self) -> str:
@@ -237,9 +312,25 @@ class CircuitBreakerConfig:
     reset_after: PositiveDuration = 1800.0
 
 
+def _parse_variable_name(value: object) -> str:
+    try:
+        return check_variable_name(parse_str(value))
+    except ValueError as exc:
+        raise Invalid(str(exc)) from None
+
+
+_VariableName = Annotated[str, Rule(_parse_variable_name)]
+_VariableValue = Annotated[str, Rule(parse_str)]
+
+
 @attrs.frozen(kw_only=True)
 class PluginConfig:
-    """One entry of ``plugins:``. ``config`` is the plugin's own, free-form settings."""
+    """One entry of ``plugins:``. ``config`` is the plugin's own, free-form settings.
+
+    ``env`` and ``env_passthrough`` add to the allow-listed environment its processes
+    get (:mod:`chamberlain.plugins.environment`): values set here, and the names of
+    daemon variables let through.
+    """
 
     enabled: bool = True
     config: FreeForm = attrs.field(factory=dict)
@@ -248,6 +339,8 @@ class PluginConfig:
     parallelism: PositiveInt | None = None
     schedules: tuple[ScheduleConfig, ...] = ()
     circuit_breaker: CircuitBreakerConfig = attrs.field(factory=CircuitBreakerConfig)
+    env: Mapping[_VariableName, _VariableValue] = attrs.field(factory=dict)
+    env_passthrough: tuple[_VariableName, ...] = ()
 
 
 _DEFAULT_PLUGIN: Final = PluginConfig()

@@ -1,7 +1,9 @@
 """JSON-lines logging on stderr: one object per line, easy for journald and jq.
 
 Records carry structured context through ``extra`` (``component``, ``job_id``,
-``plugin`` ...); those keys become top-level fields of the line.
+``plugin`` ...); those keys become top-level fields of the line.  Once the daemon
+knows its configuration it hands the formatter a :class:`~chamberlain.redaction.Redactor`
+(:func:`redact_with`), so no configured token or secret is ever written out.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ import traceback
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
+from chamberlain.redaction import Redactor
+
 # Attributes every LogRecord has; anything else on a record came from ``extra``.
 _STANDARD = frozenset(
     logging.LogRecord("", 0, "", 0, "", None, None).__dict__.keys()
@@ -21,7 +25,9 @@ _STANDARD = frozenset(
 
 
 class JsonFormatter(logging.Formatter):
-    """Formats a record as one JSON object."""
+    """Formats a record as one JSON object, with ``redactor``'s secrets replaced."""
+
+    redactor: Redactor = Redactor()
 
     def format(self, record: logging.LogRecord) -> str:
         """Render ``record``: time, level, logger, message, extras, exception."""
@@ -38,7 +44,15 @@ class JsonFormatter(logging.Formatter):
                 line[key] = value
         if record.exc_info and record.exc_info[0] is not None:
             line["exc"] = "".join(traceback.format_exception(*record.exc_info)).rstrip()
-        return json.dumps(line, default=str, ensure_ascii=False)
+        text = json.dumps(line, default=str, ensure_ascii=False)
+        redactor = self.redactor
+        if not redactor.finds(text):
+            return text
+        return json.dumps(
+            redactor.data(line),
+            default=lambda value: redactor.text(str(value)),
+            ensure_ascii=False,
+        )
 
 
 def configure(level: int | str = logging.INFO, stream: TextIO | None = None) -> None:
@@ -51,3 +65,10 @@ def configure(level: int | str = logging.INFO, stream: TextIO | None = None) -> 
     root.addHandler(handler)
     root.setLevel(level)
     logging.captureWarnings(True)
+
+
+def redact_with(redactor: Redactor) -> None:
+    """Have every JSON log handler (see :func:`configure`) redact ``redactor``'s secrets."""
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler.formatter, JsonFormatter):
+            handler.formatter.redactor = redactor

@@ -58,11 +58,14 @@ from chamberlain.actors.router import Router
 from chamberlain.actors.runner import Runner
 from chamberlain.actors.scheduler import Scheduler, settled_notifier
 from chamberlain.config import Config
+from chamberlain.daemon import jsonlog
+from chamberlain.daemon.subreaper import tend_leftovers
 from chamberlain.daemon.systemd import Notifier
 from chamberlain.instruments import Metrics
 from chamberlain.plugins.binding import BoundPlugin
 from chamberlain.plugins.process import Limits, run_plugin
 from chamberlain.plugins.protocol import ProcessResult, TerminationReason
+from chamberlain.redaction import Redactor
 from chamberlain.routing.planner import Routing, build_routing
 from chamberlain.schedule.plan import build_plans
 from chamberlain.supervision import ChildSpec, Strategy, Supervisor
@@ -110,6 +113,8 @@ class Daemon:
     metrics: Metrics = attrs.field(factory=Metrics)
     #: Off for ``chamberlain run``, which runs one job and nothing else.
     run_schedules: bool = True
+    #: Takes the configured secrets out of job results, messages and log lines.
+    redactor: Redactor = attrs.field(init=False)
     #: Filled in once the web server is listening.
     urls: list[str] = attrs.field(factory=list, init=False)
     webhook_urls: list[str] = attrs.field(factory=list, init=False)
@@ -132,6 +137,9 @@ class Daemon:
 
     def __attrs_post_init__(self) -> None:
         service = self.config.service
+        # Built once, before anything runs or logs: one compiled pattern for them all.
+        self.redactor = Redactor.from_config(self.config)
+        jsonlog.redact_with(self.redactor)
         store_tx, store_rx = trio.open_memory_channel[JobStoreRequest](STORE_MAILBOX)
         disp_tx, disp_rx = trio.open_memory_channel[DispatcherRequest](DISPATCHER_MAILBOX)
         router_tx, router_rx = trio.open_memory_channel[RouterRequest](ROUTER_MAILBOX)
@@ -171,6 +179,7 @@ class Daemon:
                 limits=self.limits,
                 now=self.now,
                 execute=self.execute,
+                redactor=self.redactor,
             )
             self.runners[name] = runner
             runner_specs.append(ChildSpec(id=name, start=functools.partial(runner.run, rx)))
@@ -203,6 +212,7 @@ class Daemon:
             plugins=self.plugins,
             lifecycle=self.lifecycle,
             supervisor_statistics=lambda: self.root.statistics(),
+            storage_problem=lambda: jobstore.statistics().degraded,
             router=router_tx,
             routing=self.routing,
             timeout=self.config.api.request_timeout,
@@ -310,13 +320,23 @@ class Daemon:
         """Run until stopped by :meth:`shutdown`, a signal, or a supervisor giving up.
 
         The first SIGINT/SIGTERM drains (see :meth:`shutdown`); a second one cancels
-        everything at once.
+        everything at once.  SIGHUP is logged and otherwise ignored: reloading the
+        configuration is not supported yet, and it must not kill the daemon.
         """
         async with trio.open_nursery() as nursery:
             self._cancel = nursery.cancel_scope
             await nursery.start(self.notifier.keep_alive)
             if self.handle_signals:
                 await nursery.start(self._watch_signals)
+            # Before any plugin starts: with signals, the daemon owns its process and
+            # adopts (subreaper) the plugin descendants that escape their group.
+            await nursery.start(
+                functools.partial(
+                    tend_leftovers,
+                    interval=self.config.service.sweep_interval,
+                    adopt=self.handle_signals,
+                )
+            )
             await nursery.start(self._run_root)
             self.lifecycle.phase = Phase.READY
             log.info(
@@ -345,12 +365,19 @@ class Daemon:
     async def _watch_signals(
         self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
     ) -> None:
-        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
             task_status.started()
             async with trio.open_nursery() as nursery:
                 async for signum in signals:
                     name = signal.Signals(signum).name
-                    if not self._stopping:
+                    if signum == signal.SIGHUP:
+                        # Its default action would end the daemon without a drain.
+                        log.warning(
+                            "SIGHUP received: reloading the configuration is not"
+                            " supported yet; carrying on unchanged",
+                            extra={"component": "root"},
+                        )
+                    elif not self._stopping:
                         log.info("%s received: draining", name, extra={"component": "root"})
                         nursery.start_soon(self.shutdown)
                     else:

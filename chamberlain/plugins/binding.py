@@ -67,22 +67,26 @@ def bind_plugins(config: Config, discovery: Discovery) -> dict[str, BoundPlugin]
     """Join config and discovery into the plugins this daemon will run.
 
     A ``plugins:`` entry naming a plugin that was not discovered is a configuration
-    error (most likely a typo, which would otherwise silently do nothing), and so is
-    a schedule naming a command its plugin's manifest does not declare.  Plugins
-    that are disabled, or whose manifest requires config keys the operator did not
-    set, are left out with a log line: one bad plugin never stops the daemon.
+    error (most likely a typo, which would otherwise silently do nothing), and so are
+    a plugin root that does not exist or is not a directory, and a schedule naming a
+    command its plugin's manifest does not declare.  Plugins that are disabled, or
+    whose manifest requires config keys the operator did not set, are left out with a
+    log line: one bad plugin never stops the daemon.
     """
+    unusable = {root.path: root.reason for root in discovery.unusable_roots}
+    problems = [
+        f"plugin_roots[{index}]: {root} {unusable[root]}"
+        for index, root in enumerate(config.plugin_roots)
+        if root in unusable
+    ]
     missing = sorted(set(config.plugins) - set(discovery.plugins))
-    if missing:
-        roots = ", ".join(str(r) for r in config.plugin_roots)
-        raise ConfigError(
-            tuple(
-                f"plugins.{name}: no plugin named {name!r} was found under the plugin"
-                f" roots ({roots})"
-                for name in missing
-            ),
-            source=config.source,
-        )
+    roots = ", ".join(str(r) for r in config.plugin_roots)
+    problems.extend(
+        f"plugins.{name}: no plugin named {name!r} was found under the plugin roots ({roots})"
+        for name in missing
+    )
+    if problems:
+        raise ConfigError(problems, source=config.source)
     unknown = [
         f"plugins.{name}.schedules[{index}].command: plugin {name!r} has no command"
         f" {schedule.command!r} (it has: {', '.join(c.name for c in manifest.commands)})"

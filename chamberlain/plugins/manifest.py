@@ -2,9 +2,9 @@
 
 A manifest is the ``manifest.yaml`` file at the top of a plugin directory, in the
 format Ductile (protocol v2) uses, so existing Ductile plugins load unmodified.
-Loading is strict about what matters for safety (where the entrypoint lives, who can
-write to it) and lenient about everything else: unknown keys are ignored, because
-manifests grow new fields faster than the daemon learns them.
+Loading is strict about what matters for safety (where the entrypoint lives, who owns
+it and who can write to it) and lenient about everything else: unknown keys are
+ignored, because manifests grow new fields faster than the daemon learns them.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import logging
 import os
 import re
 import stat
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -134,19 +134,35 @@ class ManifestError(Exception):
         return f"{self.path}: {self.reason}"
 
 
-def load_manifest(path: Path) -> Manifest:
+def load_manifest(path: Path, *, trusted_owners: Collection[int] = ()) -> Manifest:
     """Load the manifest file at ``path`` and apply the trust rules.
 
     Raises `ManifestError` with a reason for anything that makes the plugin unsafe or
     unusable: unreadable or invalid YAML, missing or malformed fields, an unsupported
     protocol, an entrypoint that escapes the plugin directory or is not an executable
-    regular file, or a world-writable plugin directory or entrypoint.
+    regular file, a world-writable plugin directory or entrypoint, or a manifest,
+    plugin directory or entrypoint owned by someone other than root, the daemon's
+    user and the uids in ``trusted_owners``.
     """
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as file:
+            owner = os.fstat(file.fileno()).st_uid  # of what is read, not of the name
+            text = file.read().decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ManifestError(path, f"cannot read manifest: {exc}") from exc
+    directory = path.parent.resolve()
+    try:
+        directory_owner = directory.stat().st_uid
+    except OSError as exc:
+        raise ManifestError(path, f"cannot stat plugin directory: {exc}") from exc
+    for what, uid in (
+        (f"plugin directory {directory}", directory_owner),
+        (f"manifest {path}", owner),
+    ):
+        untrusted = _untrusted_owner(uid, trusted_owners)
+        if untrusted is not None:
+            raise ManifestError(path, f"{what} {untrusted}")
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -155,7 +171,7 @@ def load_manifest(path: Path) -> Manifest:
         raise ManifestError(path, f"manifest must be a mapping, not {_kind(data)}")
 
     try:
-        return _build(path, data)
+        return _build(path, data, trusted_owners)
     except _Invalid as exc:
         raise ManifestError(path, exc.reason) from None
 
@@ -168,7 +184,7 @@ class _Invalid(Exception):
         self.reason = reason
 
 
-def _build(path: Path, data: Mapping[Any, Any]) -> Manifest:
+def _build(path: Path, data: Mapping[Any, Any], trusted_owners: Collection[int]) -> Manifest:
     name = _plugin_name(data.get("name"))
     log_extra = {"component": "plugins", "plugin": name}
     unknown = sorted(str(key) for key in data if key not in _KNOWN_TOP_LEVEL)
@@ -183,7 +199,7 @@ def _build(path: Path, data: Mapping[Any, Any]) -> Manifest:
         raise _Invalid(f"unsupported protocol {protocol} (only {SUPPORTED_PROTOCOL} is supported)")
 
     directory = path.parent.resolve()
-    entrypoint = _entrypoint(directory, data.get("entrypoint"))
+    entrypoint = _entrypoint(directory, data.get("entrypoint"), trusted_owners)
 
     description = _optional_str(data.get("description"), "description")
     concurrency_safe = data.get("concurrency_safe", True)
@@ -233,7 +249,22 @@ def _version(value: object) -> str:
     return text
 
 
-def _entrypoint(directory: Path, value: object) -> Path:
+def _untrusted_owner(uid: int, trusted_owners: Collection[int]) -> str | None:
+    """Why a file owned by ``uid`` may not be run, or None when its owner is trusted.
+
+    Whoever owns a plugin's files can change what the daemon runs, with the daemon's
+    privileges: a root daemon must not run what an ordinary user could rewrite.
+    """
+    daemon_user = os.geteuid()
+    if uid in (0, daemon_user) or uid in trusted_owners:
+        return None
+    return (
+        f"is owned by uid {uid}, neither root nor the daemon's user (uid {daemon_user});"
+        " list the owner in service.trusted_plugin_owners to load it"
+    )
+
+
+def _entrypoint(directory: Path, value: object, trusted_owners: Collection[int]) -> Path:
     if not isinstance(value, str) or not value.strip():
         raise _Invalid("entrypoint is required and must be a non-empty string")
     if "\x00" in value:
@@ -263,13 +294,16 @@ def _entrypoint(directory: Path, value: object) -> Path:
         raise _Invalid(f"entrypoint {value!r} resolves to {resolved}, outside the plugin directory")
 
     try:
-        mode = resolved.stat().st_mode
+        info = resolved.stat()
     except OSError as exc:
         raise _Invalid(f"cannot stat entrypoint {value!r}: {exc}") from exc
-    if not stat.S_ISREG(mode):
+    if not stat.S_ISREG(info.st_mode):
         raise _Invalid(f"entrypoint {value!r} is not a regular file")
-    if mode & stat.S_IWOTH:
+    if info.st_mode & stat.S_IWOTH:
         raise _Invalid(f"entrypoint {value!r} is world-writable")
+    untrusted = _untrusted_owner(info.st_uid, trusted_owners)
+    if untrusted is not None:
+        raise _Invalid(f"entrypoint {value!r} {untrusted}")
     if not os.access(resolved, os.X_OK):
         raise _Invalid(f"entrypoint {value!r} is not executable (chmod +x)")
     return resolved

@@ -3,8 +3,11 @@
 `run_plugin` spawns the entrypoint as the leader of a new process group, feeds it the
 request, drains stdout and stderr within fixed memory bounds, enforces the timeout,
 and makes sure that when it returns (or is cancelled) nothing of that process group
-is left alive: no process outlives its job. It returns a `ProcessResult` of raw
-observations; interpreting them is `chamberlain.plugins.protocol.decide_outcome`'s job.
+is left alive. Descendants that left the group (``setsid``) carry the run's marker
+(``CHAMBERLAIN_RUN``), and the run is booked in `chamberlain.plugins.strays.RUNS`
+while it lasts, so that the daemon's sweep kills them once it is over: no process
+outlives its job. It returns a `ProcessResult` of raw observations; interpreting them
+is `chamberlain.plugins.protocol.decide_outcome`'s job.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import attrs
 import trio
 
 from .protocol import ProcessResult, TerminationReason
+from .strays import RUN_VARIABLE, RUNS
 
 __all__ = ["STDERR_LINE_MAX", "Limits", "ProcessControl", "run_plugin"]
 
@@ -104,11 +108,12 @@ async def run_plugin(
 
     The process runs in a new session (its own process group) with ``cwd`` as working
     directory and ``env`` (default: this process's environment) plus
-    ``PYTHONUNBUFFERED=1``. After ``timeout`` seconds, or when ``control.terminate``
-    is called, the group gets SIGTERM and, ``limits.kill_grace`` seconds later,
-    SIGKILL. As soon as the plugin process exits, whatever remains of its group is
-    SIGKILLed. ``on_stderr_line`` is called with each stderr line as it arrives.
-    ``plugin`` names the plugin in log records (default: the entrypoint's directory).
+    ``PYTHONUNBUFFERED=1`` and the run marker ``CHAMBERLAIN_RUN``. After ``timeout``
+    seconds, or when ``control.terminate`` is called, the group gets SIGTERM and,
+    ``limits.kill_grace`` seconds later, SIGKILL. As soon as the plugin process
+    exits, whatever remains of its group is SIGKILLed. ``on_stderr_line`` is called
+    with each stderr line as it arrives. ``plugin`` names the plugin in log records
+    (default: the entrypoint's directory).
 
     Never raises for anything the plugin does; a spawn failure is reported in
     ``ProcessResult.spawn_error``. If the caller is cancelled, the group is killed and
@@ -149,35 +154,44 @@ async def run_plugin(
 
     child_env = dict(os.environ if env is None else env)
     child_env["PYTHONUNBUFFERED"] = "1"
+    # Set last, so that no configured variable can fake it: the marker by which the
+    # run's escapees are found once it is over (see chamberlain.plugins.strays).
+    run_number, child_env[RUN_VARIABLE] = RUNS.begin()
     try:
-        process = await trio.lowlevel.open_process(
-            [str(entrypoint)],
-            cwd=cwd,
-            env=child_env,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            start_new_session=True,
-        )
-    except OSError as exc:
-        logger.warning("cannot start %s: %s", entrypoint, exc, extra=log_extra)
-        return result(spawn_error=_describe_spawn_error(exc, entrypoint), spawn_errno=exc.errno)
+        try:
+            process = await trio.lowlevel.open_process(
+                [str(entrypoint)],
+                cwd=cwd,
+                env=child_env,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                start_new_session=True,
+            )
+        except OSError as exc:
+            logger.warning("cannot start %s: %s", entrypoint, exc, extra=log_extra)
+            return result(spawn_error=_describe_spawn_error(exc, entrypoint), spawn_errno=exc.errno)
+        RUNS.spawned(run_number, process.pid)
 
-    run = _Run(
-        process=process,
-        control=control,
-        limits=limits,
-        on_stderr_line=on_stderr_line,
-        log_extra=log_extra,
-    )
-    control.pid = process.pid
-    try:
-        await run.supervise(request, timeout)
+        run = _Run(
+            process=process,
+            control=control,
+            limits=limits,
+            on_stderr_line=on_stderr_line,
+            log_extra=log_extra,
+        )
+        control.pid = process.pid
+        try:
+            await run.supervise(request, timeout)
+        finally:
+            run.kill_group()
+            if process.returncode is None:
+                await run.reap_after_cancel()
+            run.close_pipes()
     finally:
-        run.kill_group()
-        if process.returncode is None:
-            await run.reap_after_cancel()
-        run.close_pipes()
+        # From here on, whatever still carries the marker is a leftover, for the
+        # daemon's next sweep to kill (descendants that left the group: setsid).
+        RUNS.end(run_number)
 
     returncode = process.returncode
     return result(

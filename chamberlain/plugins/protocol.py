@@ -18,10 +18,11 @@ from typing import Any, Literal
 
 import attrs
 
-from chamberlain.jsoncodec import json_kind
+from chamberlain.jsoncodec import JsonRefused, json_kind, loads
 
 __all__ = [
     "EXIT_CONFIG",
+    "MAX_RESPONSE_DEPTH",
     "PROTOCOL_VERSION",
     "RAW_OUTPUT_MAX",
     "Outcome",
@@ -40,6 +41,11 @@ PROTOCOL_VERSION = 2
 #: ``EX_CONFIG`` from sysexits.h: the plugin says it is misconfigured, so running it
 #: again without a configuration change cannot help.
 EXIT_CONFIG = 78
+
+#: A response nested deeper (the envelope is level 1) is invalid.  The store and the
+#: API encode a result recursively, inside a few levels of their own; this keeps
+#: them far from Python's recursion limit and within orjson's.
+MAX_RESPONSE_DEPTH = 128
 
 #: How much of an unusable stdout is kept on the job record for diagnosis.
 RAW_OUTPUT_MAX = 64 * 1024
@@ -132,15 +138,25 @@ def decode_response(stdout: bytes) -> Response | str:
     ``status`` is ``"ok"`` or ``"error"``; ``error`` a string; ``retry`` a boolean;
     ``events`` a list of objects with a string ``type``; ``state_updates`` an object;
     ``logs`` a list of objects. ``null`` counts as absent. Unknown keys are ignored.
+
+    Refused as invalid, wherever it is: what could not be stored as JSON text, a
+    lone surrogate (``"\\ud800"``, named by its path: ``result.x``), nesting deeper
+    than `MAX_RESPONSE_DEPTH`, an integer too long to convert.  Duplicate keys (the
+    last wins) and NaN or overflowing numbers (stored as ``null``) are let through.
     """
     # Invalid UTF-8 becomes U+FFFD rather than a failure, as in Go's encoding/json.
     text = stdout.decode("utf-8", errors="replace").strip().lstrip("\ufeff")
     if not text:
         return "empty output"
     try:
-        document = json.loads(text)
+        document = _parse(text)
+    except JsonRefused as exc:
+        return str(exc)
     except ValueError:
-        document = _last_line_object(text)
+        try:
+            document = _last_line_object(text)
+        except JsonRefused as exc:
+            return str(exc)
         if document is None:
             return "not JSON"
     if not isinstance(document, dict):
@@ -148,12 +164,18 @@ def decode_response(stdout: bytes) -> Response | str:
     return _envelope(document)
 
 
+def _parse(text: str) -> Any:
+    return loads(text, max_depth=MAX_RESPONSE_DEPTH, unique_keys=False, finite_numbers=False)
+
+
 def _last_line_object(text: str) -> dict[str, Any] | None:
     lines = [line for line in text.splitlines() if line.strip()]
     if len(lines) < 2:
         return None
     try:
-        candidate = json.loads(lines[-1])
+        candidate = _parse(lines[-1])
+    except JsonRefused:
+        raise
     except ValueError:
         return None
     return candidate if isinstance(candidate, dict) else None

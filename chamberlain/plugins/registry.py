@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from pathlib import Path
 
 import attrs
 
 from .manifest import Manifest, ManifestError, load_manifest
 
-__all__ = ["MANIFEST_FILENAME", "Discovery", "SkippedPlugin", "discover"]
+__all__ = ["MANIFEST_FILENAME", "Discovery", "SkippedPlugin", "UnusableRoot", "discover"]
 
 logger = logging.getLogger("chamberlain.plugins")
 
@@ -34,15 +34,28 @@ class SkippedPlugin:
 
 
 @attrs.frozen(kw_only=True)
+class UnusableRoot:
+    """A plugin root that could not be searched: ``reason`` says what it is instead."""
+
+    path: Path
+    reason: str
+
+
+@attrs.frozen(kw_only=True)
 class Discovery:
     """What `discover` found: loaded manifests by plugin name, and the rejects."""
 
     plugins: Mapping[str, Manifest]
     skipped: tuple[SkippedPlugin, ...]
+    unusable_roots: tuple[UnusableRoot, ...] = ()
 
 
-def discover(roots: Sequence[Path]) -> Discovery:
+def discover(roots: Sequence[Path], *, trusted_owners: Collection[int] = ()) -> Discovery:
     """Load every plugin found under ``roots``, in a deterministic order.
+
+    Plugins owned by root or the daemon's user are trusted, and so are those owned by
+    a uid in ``trusted_owners`` (``service.trusted_plugin_owners``); see
+    :func:`~chamberlain.plugins.manifest.load_manifest` for every trust rule.
 
     Each root is walked recursively in sorted order. A directory holding a
     ``manifest.yaml`` is a plugin and is not descended into further (plugins may carry
@@ -53,11 +66,13 @@ def discover(roots: Sequence[Path]) -> Discovery:
 
     When two plugins share a name, the first one found (by root order, then path
     order) wins and the later one is skipped with a reason naming the winner. A root
-    that does not exist is logged and ignored.
+    that does not exist, or is not a directory, is logged and listed in
+    ``unusable_roots`` (binding the plugins makes that a configuration error).
     """
     plugins: dict[str, Manifest] = {}
     origins: dict[str, Path] = {}
     skipped: list[SkippedPlugin] = []
+    unusable: list[UnusableRoot] = []
     visited: set[tuple[int, int]] = set()
 
     def skip(path: Path, reason: str, plugin: str | None = None) -> None:
@@ -72,10 +87,11 @@ def discover(roots: Sequence[Path]) -> Discovery:
         if not root.is_dir():
             reason = "does not exist" if not root.exists() else "is not a directory"
             logger.warning("plugin root %s %s; ignoring it", root, reason, extra=_LOG_EXTRA)
+            unusable.append(UnusableRoot(path=root, reason=reason))
             continue
         for manifest_path in _manifest_files(root, visited):
             try:
-                manifest = load_manifest(manifest_path)
+                manifest = load_manifest(manifest_path, trusted_owners=trusted_owners)
             except ManifestError as exc:
                 skip(manifest_path, exc.reason)
                 continue
@@ -96,7 +112,7 @@ def discover(roots: Sequence[Path]) -> Discovery:
                 manifest_path,
                 extra={**_LOG_EXTRA, "plugin": manifest.name},
             )
-    return Discovery(plugins=plugins, skipped=tuple(skipped))
+    return Discovery(plugins=plugins, skipped=tuple(skipped), unusable_roots=tuple(unusable))
 
 
 def _manifest_files(root: Path, visited: set[tuple[int, int]]) -> Iterator[Path]:

@@ -7,11 +7,17 @@ SQL out of the async layer keeps both easy to read and to test.
 Durability: WAL journal with ``synchronous=FULL``, so a job acknowledged to a client
 survives a crash of the daemon *and* of the machine.  Group commit (one transaction
 for everything waiting) is what keeps that affordable.
+
+The WAL is kept small: SQLite checkpoints it whenever a commit leaves it past
+:data:`WAL_CHECKPOINT_PAGES`, and cuts it back to :data:`JOURNAL_SIZE_LIMIT` when
+it restarts, so a burst cannot grow it until it fills a small disk by itself; the
+JobStore also truncates it when writes pause (:meth:`SqliteStore.checkpoint`).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from collections.abc import Iterable, Mapping
 from importlib import resources
@@ -37,6 +43,14 @@ from chamberlain.retry import Settlement, recover_orphan
 #: Every column: rows are read by name (see _row_to_job), so a migration that adds a
 #: column only has to teach _row_to_job about it.
 _JOB_COLUMNS = "*"
+
+#: Pages (4 KiB each by default) a commit may leave in the WAL before SQLite
+#: checkpoints it: 512 KiB, where SQLite's default of 1000 pages let a burst grow
+#: the WAL past 4 MiB before the first checkpoint.
+WAL_CHECKPOINT_PAGES = 128
+#: Bytes a WAL is cut back to when it restarts after a checkpoint (SQLite would
+#: otherwise keep it at its largest size for ever).
+JOURNAL_SIZE_LIMIT = 512 * 1024
 
 
 def _load_migrations() -> tuple[str, ...]:
@@ -127,6 +141,14 @@ class SqliteStore:
         self.path = str(path)
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            # Created 0600 before SQLite sees it (a later chmod would leave a window,
+            # and the umask is process-wide): jobs hold payloads and results, and
+            # SQLite gives the -wal and -shm files the database's own mode.
+            try:
+                flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+                os.close(os.open(self.path, flags, 0o600))
+            except FileExistsError:
+                pass  # an existing database keeps the mode its owner gave it
         # isolation_level=None: we issue BEGIN/COMMIT ourselves, so a group of
         # requests shares one transaction.  check_same_thread=False because the
         # JobStore hops through a worker-thread pool; it never uses two at once.
@@ -136,6 +158,8 @@ class SqliteStore:
         self.conn.execute("PRAGMA synchronous=FULL")
         self.conn.execute("PRAGMA foreign_keys=ON")
         self.conn.execute("PRAGMA busy_timeout=5000")
+        self.conn.execute(f"PRAGMA wal_autocheckpoint={WAL_CHECKPOINT_PAGES}")
+        self.conn.execute(f"PRAGMA journal_size_limit={JOURNAL_SIZE_LIMIT}")
         self.migrate()
 
     # -- lifecycle -----------------------------------------------------------------
@@ -172,9 +196,27 @@ class SqliteStore:
     def close(self) -> None:
         """Checkpoint the WAL and close, so a clean stop leaves one tidy file."""
         try:
-            self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            self.checkpoint()
         finally:
             self.conn.close()
+
+    def checkpoint(self) -> bool:
+        """Copy the WAL into the database and truncate it to nothing.
+
+        False when a reader of another connection kept part of it (it is then
+        finished by a later checkpoint).  Outside a transaction only.
+        """
+        (busy, _, _) = self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        return not busy
+
+    def probe(self) -> None:
+        """Write one page, changing nothing (inside a transaction).
+
+        Committed after :meth:`checkpoint` emptied the WAL, it proves the disk
+        takes new writes again; the user version is not used otherwise.
+        """
+        (version,) = self.conn.execute("PRAGMA user_version").fetchone()
+        self.conn.execute(f"PRAGMA user_version={int(version)}")
 
     # -- transactions ----------------------------------------------------------------
 

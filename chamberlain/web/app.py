@@ -9,8 +9,9 @@ edges every request passes through:
 - the body limit, checked on ``Content-Length`` before anything else and again
   while reading, for chunked bodies that declare no length;
 - error handlers that turn *every* failure (ours, werkzeug's 404/405/413, actors
-  that do not answer, bugs) into ``{"error": "..."}`` JSON.  Quart is configured so
-  that nothing escapes to its HTML error pages and no traceback reaches a client.
+  that do not answer, a disk that refuses writes, bugs) into ``{"error": "..."}``
+  JSON.  Quart is configured so that nothing escapes to its HTML error pages and no
+  traceback reaches a client.
 
 Check order on a protected route: 401 (token), then 403 for routes with a fixed
 scope, then 400 for query strings the route does not take, then the handler (which
@@ -32,13 +33,13 @@ from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound, RequestEntityTooLarge
 
 from chamberlain import jsoncodec
-from chamberlain.actors.gateway import Gateway
+from chamberlain.actors.gateway import Gateway, StorageFull
 from chamberlain.actors.mailbox import ActorUnavailable
 from chamberlain.callback_rules import AllowList, CallbackRules
 from chamberlain.config import ApiConfig, CallbacksConfig
 from chamberlain.instruments import Metrics
 from chamberlain.web.auth import ByCommand, Scoped, TokenTable, authenticate, authorize
-from chamberlain.web.errors import ApiError, bad_request, error_body, too_large
+from chamberlain.web.errors import ApiError, bad_request, disk_full, error_body, too_large
 from chamberlain.web.handler import JSON, Call, Site, StreamReply
 from chamberlain.web.openapi import build_openapi
 from chamberlain.web.routes import ROUTES
@@ -46,12 +47,11 @@ from chamberlain.web.spec import Route
 
 log = logging.getLogger("chamberlain.web")
 
-#: How long a client may take to send its body before it is answered 408.
-BODY_TIMEOUT = 30.0
 #: How long sending one response may take.
 RESPONSE_TIMEOUT = 60.0
 #: How long a refusal waits for the rest of a body it did not need before it gives up
-#: on keeping the connection alive (see :func:`body_received`).
+#: on keeping the connection alive (see :func:`body_received`); never longer than
+#: ``api.read_timeout``.
 DRAIN_TIMEOUT = 2.0
 
 # Request ids are echoed into headers and logs, so only tame ones are kept.
@@ -100,38 +100,41 @@ def request_id_for(header: str | None) -> str:
     return uuid.uuid4().hex
 
 
-async def read_body(limit: int) -> bytes:
+async def read_body(limit: int, within: float) -> bytes:
     """The current request's body, refusing more than ``limit`` bytes (413).
 
     ``Content-Length`` is checked before reading; the running total is checked as
-    chunks arrive, which is what stops a chunked body that declared no length.
+    chunks arrive, which is what stops a chunked body that declared no length.  A
+    body that has not fully arrived ``within`` seconds is answered 408 (and
+    the connection closed, see :func:`body_received`).
     """
     length = request.content_length
     if length is not None and length > limit:
         raise too_large(limit)
     data = bytearray()
-    with trio.move_on_after(BODY_TIMEOUT) as deadline:
+    with trio.move_on_after(within) as deadline:
         async for chunk in request.body:
             data += chunk
             if len(data) > limit:
                 raise too_large(limit)
     if deadline.cancelled_caught:
-        raise ApiError(408, f"the request body did not arrive within {BODY_TIMEOUT:g}s")
+        raise ApiError(408, f"the request body did not arrive within {within:g}s")
     return bytes(data)
 
 
-async def body_received() -> bool:
-    """Wait (briefly) until the current request's body has fully arrived.
+async def body_received(within: float) -> bool:
+    """Wait (at most ``within`` seconds) until the current request's body has arrived.
 
     A refusal (401, 404, 405, 413 ...) is often decided before the client has sent
-    its body.  If the response went out first, hypercorn would find the request
-    unfinished, try to close the connection, and quart-trio would cancel that close
-    as the request ends: the connection stayed open and the client's next request
-    on it hung forever.  Waiting for the body (within ``api.max_body_size``, which
-    the body object enforces) lets the connection be reused normally.  False when
-    the body is too large or too slow; the caller then closes the connection.
+    its body.  A response sent before the body is complete ends the connection
+    (hypercorn cannot read the next request past an unread body).  Waiting for the
+    body (within ``api.max_body_size``, which the body object enforces) lets the
+    connection be reused instead.  False when the body is too large or too slow; the
+    caller then says ``Connection: close``, and the connection is closed once the
+    response is out (see :mod:`chamberlain.web.serve`, which makes sure it is: under
+    quart-trio that close used to be cancelled, leaving the client hanging).
     """
-    with trio.move_on_after(DRAIN_TIMEOUT):
+    with trio.move_on_after(within):
         try:
             await request.body
         except HTTPException:
@@ -170,7 +173,7 @@ def _view(route: Route, site: Site) -> ViewFunction:
             query=query,
             request_id=g.request_id,
             query_error=None if problem is None else bad_request(problem),
-            read_body=lambda: read_body(limit),
+            read_body=lambda: read_body(limit, site.api.read_timeout),
             headers=dict(request.headers),
             header=request.headers.get,
         )
@@ -194,7 +197,7 @@ def _view(route: Route, site: Site) -> ViewFunction:
     return view
 
 
-def _install_edges(app: QuartTrio, limit: int) -> None:
+def _install_edges(app: QuartTrio, limit: int, drain: float) -> None:
     @app.before_request
     async def begin() -> None:
         g.started = time.perf_counter()
@@ -208,8 +211,8 @@ def _install_edges(app: QuartTrio, limit: int) -> None:
 
     @app.after_request
     async def finish(response: Response) -> Response:
-        if not await body_received():
-            # The client is told to close; hypercorn alone would leave it hanging.
+        if not await body_received(drain):
+            # The client is told to close, and the connection is closed after this.
             response.headers["Connection"] = "close"
         request_id = g.get("request_id") or request_id_for(None)
         response.headers["X-Request-Id"] = request_id
@@ -280,6 +283,11 @@ def _install_error_handlers(app: QuartTrio, limit: int) -> None:
             503,
             {"Retry-After": "1"},
         )
+
+    @app.errorhandler(StorageFull)
+    async def on_storage_full(error: StorageFull) -> Response:
+        refusal = disk_full(str(error))
+        return json_response(refusal.body(), refusal.status, refusal.headers)
 
     @app.errorhandler(Exception)
     async def on_crash(error: Exception) -> Response:
@@ -358,7 +366,7 @@ def create_app(
         # OPTIONS would otherwise answer 200 on every route, bypassing the table.
         PROVIDE_AUTOMATIC_OPTIONS=False,
         MAX_CONTENT_LENGTH=limit,
-        BODY_TIMEOUT=BODY_TIMEOUT,
+        BODY_TIMEOUT=api.read_timeout,
         RESPONSE_TIMEOUT=RESPONSE_TIMEOUT,
     )
     # werkzeug answers a doubled slash with a redirect, whose body is HTML; with
@@ -374,7 +382,7 @@ def create_app(
             methods=[route.method],
             provide_automatic_options=False,
         )
-    _install_edges(app, limit)
+    _install_edges(app, limit, min(DRAIN_TIMEOUT, api.read_timeout))
     _install_metrics(app, site.metrics, routes)
     _install_error_handlers(app, limit)
     return app

@@ -30,7 +30,12 @@ from chamberlain.records import Enqueued
 from chamberlain.web.auth import ByCommand
 from chamberlain.web.errors import bad_request
 from chamberlain.web.handler import Call, Reply
-from chamberlain.web.intake import NOT_ACCEPTING_RESPONSE, decode_json_object, not_accepting
+from chamberlain.web.intake import (
+    DISK_FULL,
+    NOT_ACCEPTING_RESPONSE,
+    decode_json_object,
+    not_accepting,
+)
 from chamberlain.web.spec import STRING, BodySpec, ResponseSpec, Route, object_schema, ref
 from chamberlain.web.trigger import (
     BODY_FIELDS,
@@ -211,6 +216,7 @@ ROUTES: tuple[Route, ...] = (
             ),
             ResponseSpec(status=413, description="The body is larger than api.max_body_size."),
             NOT_ACCEPTING_RESPONSE,
+            DISK_FULL,
         ),
     ),
 )

@@ -21,6 +21,7 @@ from chamberlain.web.auth import JOBS_RO, JOBS_RW, Scoped, command_scope
 from chamberlain.web.errors import ApiError, bad_request, error_body, not_found
 from chamberlain.web.handler import Call, Reply
 from chamberlain.web.intake import (
+    DISK_FULL,
     NOT_ACCEPTING_RESPONSE,
     UNAVAILABLE,
     decode_json_object,
@@ -301,6 +302,7 @@ ROUTES: tuple[Route, ...] = (
                 schema="Conflict",
             ),
             UNAVAILABLE,
+            DISK_FULL,
         ),
     ),
     Route(
@@ -337,6 +339,7 @@ ROUTES: tuple[Route, ...] = (
                 schema="Conflict",
             ),
             NOT_ACCEPTING_RESPONSE,
+            DISK_FULL,
         ),
     ),
     Route(

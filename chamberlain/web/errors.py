@@ -57,3 +57,8 @@ def unavailable(message: str, *, retry_after: int | None = None) -> ApiError:
     """503: the daemon cannot take this request now; trying again later may work."""
     headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
     return ApiError(503, message, headers=headers)
+
+
+def disk_full(detail: str) -> ApiError:
+    """507: the daemon's disk refused to store the request; nothing of it was kept."""
+    return ApiError(507, f"disk full: {detail}", headers={"Retry-After": "5"})

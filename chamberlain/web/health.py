@@ -2,8 +2,11 @@
 
 ``/healthz`` answers "is the daemon alive, and how is it doing" (200 whenever the
 figures could be gathered, whatever the phase); ``/ready`` answers "may I send work
-now" (200 only while new jobs are accepted, 503 while starting or draining).  The
-module owns both routes and their schemas.
+now" (200 only while new jobs are accepted, 503 while starting, draining or
+degraded).  Degraded means the disk refuses writes: the daemon is alive and serves
+reads, so ``/healthz`` stays 200 with ``"status": "degraded"`` (a supervisor must not
+restart it for this), while ``/ready`` turns balancers away until writes commit
+again.  The module owns both routes and their schemas.
 """
 
 from __future__ import annotations
@@ -19,10 +22,17 @@ from chamberlain.web.intake import UNAVAILABLE
 from chamberlain.web.spec import STRING, ResponseSpec, Route, object_schema
 
 
+def health_status(phase: Phase, degraded: str | None) -> str:
+    """``/healthz``'s status: the phase, with READY split into ok and degraded."""
+    if phase is not Phase.READY:
+        return str(phase.value)
+    return "ok" if degraded is None else "degraded"
+
+
 def health_body(health: Health) -> dict[str, Any]:
-    """The JSON ``/healthz`` answers with."""
-    return {
-        "status": "ok" if health.phase is Phase.READY else health.phase.value,
+    """The JSON ``/healthz`` answers with; ``degraded`` (why) only while degraded."""
+    body: dict[str, Any] = {
+        "status": health_status(health.phase, health.degraded),
         "uptime_seconds": round(health.uptime_seconds, 3),
         "queue_depth": health.queue_depth,
         "plugins_loaded": health.plugins_loaded,
@@ -31,10 +41,22 @@ def health_body(health: Health) -> dict[str, Any]:
         "restarts": dict(health.restarts),
         "restarts_total": health.restarts_total,
     }
+    if health.degraded is not None:
+        body["degraded"] = health.degraded
+    return body
 
 
-def readiness(lifecycle: Lifecycle) -> Reply:
-    """``/ready``'s answer for the daemon's current phase."""
+def readiness(lifecycle: Lifecycle, degraded: str | None = None) -> Reply:
+    """``/ready``'s answer for the daemon's phase and the store's ``degraded`` reason."""
+    if lifecycle.accepting and degraded is not None:
+        return Reply(
+            error_body(
+                f"chamberlain is degraded: its disk refuses writes ({degraded});"
+                " not accepting jobs",
+                status="degraded",
+            ),
+            503,
+        )
     if lifecycle.accepting:
         return Reply({"status": "ready"})
     phase = lifecycle.phase.value
@@ -53,7 +75,7 @@ async def healthz(call: Call) -> Reply:
 
 async def ready(call: Call) -> Reply:
     """``GET /ready``: 200 while accepting jobs, 503 otherwise."""
-    return readiness(call.gateway.lifecycle)
+    return readiness(call.gateway.lifecycle, call.gateway.storage_problem())
 
 
 ROUTES: tuple[Route, ...] = (
@@ -83,7 +105,9 @@ ROUTES: tuple[Route, ...] = (
             ResponseSpec(status=200, description="Accepting jobs.", schema="Ready"),
             ResponseSpec(status=400, description="A query parameter was given."),
             ResponseSpec(
-                status=503, description="Starting or draining: not accepting.", schema="NotReady"
+                status=503,
+                description="Starting, draining or degraded: not accepting.",
+                schema="NotReady",
             ),
         ),
     ),
@@ -93,7 +117,7 @@ ROUTES: tuple[Route, ...] = (
 SCHEMAS: Mapping[str, Mapping[str, Any]] = {
     "Health": object_schema(
         {
-            "status": {"type": "string", "enum": ["ok", "starting", "draining"]},
+            "status": {"type": "string", "enum": ["ok", "degraded", "starting", "draining"]},
             "uptime_seconds": {"type": "number"},
             "queue_depth": {"type": "integer"},
             "plugins_loaded": {"type": "integer"},
@@ -101,10 +125,27 @@ SCHEMAS: Mapping[str, Mapping[str, Any]] = {
             "max_workers": {"type": "integer"},
             "restarts": {"type": "object", "additionalProperties": {"type": "integer"}},
             "restarts_total": {"type": "integer"},
-        }
+            "degraded": {
+                "type": "string",
+                "description": "Why the disk refuses writes; present only while it does.",
+            },
+        },
+        required=(
+            "status",
+            "uptime_seconds",
+            "queue_depth",
+            "plugins_loaded",
+            "running",
+            "max_workers",
+            "restarts",
+            "restarts_total",
+        ),
     ),
     "Ready": object_schema({"status": {"const": "ready"}}),
     "NotReady": object_schema(
-        {"error": STRING, "status": {"type": "string", "enum": ["starting", "draining"]}}
+        {
+            "error": STRING,
+            "status": {"type": "string", "enum": ["starting", "draining", "degraded"]},
+        }
     ),
 }

@@ -1,26 +1,33 @@
 """What every route that takes work shares: decoding its JSON body, and refusing work.
 
 :func:`decode_json_object` turns a request body into the JSON object it must be
-(400 for anything else: bad UTF-8, malformed JSON, NaN, nesting deeper than
-:data:`MAX_JSON_DEPTH`, a non-object).  :func:`not_accepting` words the 503 of a
-daemon that is starting or draining.  :data:`UNAVAILABLE` and
+(400 for anything else: bad UTF-8, malformed JSON, and whatever
+:func:`chamberlain.jsoncodec.loads` refuses: NaN or a number that overflows, a
+duplicate key, a lone surrogate, an integer too long, nesting deeper than
+:data:`MAX_JSON_DEPTH`; then a non-object), worded by :func:`json_refusal`, which
+the webhook routes share.  :func:`not_accepting` words the 503
+of a daemon that is starting or draining.  :data:`UNAVAILABLE` and
 :data:`NOT_ACCEPTING_RESPONSE` document the two kinds of 503 in the route table.
 """
 
 from __future__ import annotations
 
-import json
-from typing import Any, NoReturn
+from typing import Any
 
 from chamberlain.actors.gateway import Lifecycle, Phase
-from chamberlain.jsoncodec import json_kind
+from chamberlain.jsoncodec import MAX_JSON_DEPTH, json_kind, loads
 from chamberlain.web.errors import ApiError, bad_request, unavailable
 from chamberlain.web.spec import ResponseSpec
 
-#: Bodies nested deeper are refused.  Every layer a payload passes through (the
-#: store, the plugin's request, the API's answers) encodes it recursively, so a bound
-#: at the door keeps all of them far from Python's recursion limit.
-MAX_JSON_DEPTH = 64
+__all__ = [
+    "DISK_FULL",
+    "MAX_JSON_DEPTH",
+    "NOT_ACCEPTING_RESPONSE",
+    "UNAVAILABLE",
+    "decode_json_object",
+    "json_refusal",
+    "not_accepting",
+]
 
 #: The 503 of any route that asks an actor: it did not answer in time.
 UNAVAILABLE = ResponseSpec(
@@ -34,53 +41,42 @@ NOT_ACCEPTING_RESPONSE = ResponseSpec(
     description="The daemon is starting or draining, or the store did not answer in time.",
 )
 
-
-def _reject_constant(name: str) -> NoReturn:
-    # NaN and Infinity are not JSON; Python accepts them unless told not to, and
-    # they would be stored as text no other JSON reader can parse.
-    raise ValueError(f"{name} is not valid JSON")
-
-
-def exceeds_depth(value: object, limit: int) -> bool:
-    """True when ``value`` nests arrays and objects more than ``limit`` levels deep.
-
-    Iterative on purpose: a recursive walk would fail on the very input it checks.
-    """
-    stack: list[tuple[object, int]] = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, dict):
-            children: Any = item.values()
-        elif isinstance(item, list):
-            children = item
-        else:
-            continue
-        if depth > limit:
-            return True
-        stack.extend((child, depth + 1) for child in children)
-    return False
+#: The 507 of a route that writes: the disk under the store is full or failing, and
+#: nothing of the request was stored (see docs/RELIABILITY.md).
+DISK_FULL = ResponseSpec(
+    status=507,
+    description=(
+        "The disk under the store is full or failing: nothing was stored. Retry after"
+        " Retry-After seconds; /healthz says degraded meanwhile."
+    ),
+    headers={"Retry-After": "Seconds to wait before trying again."},
+)
 
 
 def decode_json_object(raw: bytes) -> dict[str, Any]:
-    """The JSON object in ``raw``; an empty body counts as ``{}``.  400 otherwise."""
+    """The JSON object in ``raw``; an empty body counts as ``{}``.  400 otherwise.
+
+    The 400 of a value :func:`~chamberlain.jsoncodec.loads` refuses names where it
+    is (``payload.items[3]``), so a client can find it.
+    """
     if not raw.strip():
         return {}
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
         raise bad_request("request body is not valid UTF-8") from None
-    too_deep = bad_request(f"request body is nested more than {MAX_JSON_DEPTH} levels deep")
     try:
-        data = json.loads(text, parse_constant=_reject_constant)
+        data = loads(text, max_depth=MAX_JSON_DEPTH)
     except ValueError as exc:
-        raise bad_request(f"malformed JSON in request body: {exc}") from None
-    except RecursionError:
-        raise too_deep from None
-    if exceeds_depth(data, MAX_JSON_DEPTH):
-        raise too_deep
+        raise json_refusal(exc) from None
     if not isinstance(data, dict):
         raise bad_request(f"request body must be a JSON object, not {json_kind(data)}")
     return data
+
+
+def json_refusal(reason: ValueError) -> ApiError:
+    """The 400 for a body that is not JSON, or JSON that :func:`loads` refuses."""
+    return bad_request(f"malformed JSON in request body: {reason}")
 
 
 def not_accepting(lifecycle: Lifecycle) -> ApiError | None:

@@ -14,7 +14,7 @@ from chamberlain.records import Tree, rfc3339
 from chamberlain.web.auth import JOBS_RO, PLUGIN_RO, PLUGIN_RW, Scoped
 from chamberlain.web.errors import bad_request, not_found
 from chamberlain.web.handler import Call, Reply
-from chamberlain.web.intake import UNAVAILABLE, decode_json_object, not_accepting
+from chamberlain.web.intake import DISK_FULL, UNAVAILABLE, decode_json_object, not_accepting
 from chamberlain.web.jobs import JOB_ID_PARAM
 from chamberlain.web.spec import BodySpec, Param, ResponseSpec, Route
 from chamberlain.web.synchronous import ASYNC_PARAM, answer_synchronously, sync_slot, wants_async
@@ -37,8 +37,8 @@ async def start_pipeline(call: Call) -> Reply:
     if pipeline is None:
         raise not_found(f"unknown pipeline {name!r}")
     identity = call.require(PLUGIN_RW, action=f"start pipeline {name}")
-    synchronous = pipeline.synchronous and not wants_async(call)
     call.check_query()
+    synchronous = not wants_async(call) and pipeline.synchronous
     body = decode_json_object(await call.read_body())
     unknown = sorted(set(body) - {"payload"})
     if unknown:
@@ -141,6 +141,7 @@ ROUTES: tuple[Route, ...] = (
                     " did not answer."
                 ),
             ),
+            DISK_FULL,
         ),
     ),
     Route(

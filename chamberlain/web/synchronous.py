@@ -36,14 +36,19 @@ ASYNC_PARAM = Param(
 
 
 def wants_async(call: Call) -> bool:
-    """The ``?async=`` flag; 400 for anything but true/false/1/0."""
+    """The ``?async=`` flag; 400 for anything but true/false/1/0/yes/no, empty included.
+
+    Every route that takes the flag asks, whether or not a pipeline would wait: a
+    misspelt flag that is ignored today would change the answer once the pipeline
+    becomes synchronous.
+    """
     values = call.query.get("async")
     if not values:
         return False
     value = values[-1].strip().lower()
     if value in ("true", "1", "yes"):
         return True
-    if value in ("false", "0", "no", ""):
+    if value in ("false", "0", "no"):
         return False
     raise bad_request(f"async must be true or false, not {values[-1]!r}")
 

@@ -33,6 +33,7 @@ from chamberlain.web.auth import ByCommand
 from chamberlain.web.errors import bad_request, not_found
 from chamberlain.web.handler import Call, Reply
 from chamberlain.web.intake import (
+    DISK_FULL,
     NOT_ACCEPTING_RESPONSE,
     decode_json_object,
     not_accepting,
@@ -225,10 +226,10 @@ async def trigger(call: Call) -> Reply:
     identity = call.require_command(
         spec.type, action=f"run the {spec.type.value} command {plugin_name}/{command}"
     )
-    pipeline = call.gateway.routing.synchronous_for(plugin_name, command)
-    if pipeline is not None and wants_async(call):
-        pipeline = None
     call.check_query()
+    pipeline = call.gateway.routing.synchronous_for(plugin_name, command)
+    if wants_async(call):
+        pipeline = None
     options = parse_trigger_body(
         await call.read_body(),
         max_timeout=plugin.timeout_for(command),
@@ -305,6 +306,7 @@ _TRIGGER_RESPONSES = (
     ResponseSpec(status=404, description="Unknown plugin or command."),
     ResponseSpec(status=413, description="The body is larger than api.max_body_size."),
     NOT_ACCEPTING_RESPONSE,
+    DISK_FULL,
 )
 
 _TRIGGER_DESCRIPTION = (

@@ -4,7 +4,9 @@ The routes are public in the route-table sense (no bearer token: senders like
 GitHub cannot send one) and guarded by the delivery's signature instead, checked
 in constant time before anything is enqueued.  Order of checks: the body's size
 while reading (413, the rest is never read), the signature (403, nothing else
-said), the daemon's state (503), then the replay check and the enqueue, answered
+said), the body's JSON (400: JSON that breaks the rules every JSON body follows;
+a body that is not JSON is kept as text), the daemon's state (503), then the
+replay check and the enqueue, answered
 202 at once (GitHub gives up on slow answers) or 200 for a replayed delivery.  The
 event a delivery becomes is stamped by the daemon's clock.
 
@@ -19,11 +21,12 @@ import uuid
 from typing import Any
 
 from chamberlain.config import WebhookEndpointConfig, WebhooksConfig
+from chamberlain.jsoncodec import JsonRefused
 from chamberlain.records import NewJob, RoutePlan
 from chamberlain.web.auth import PUBLIC
 from chamberlain.web.errors import ApiError
 from chamberlain.web.handler import Call, Handler, Reply
-from chamberlain.web.intake import NOT_ACCEPTING_RESPONSE, not_accepting
+from chamberlain.web.intake import DISK_FULL, NOT_ACCEPTING_RESPONSE, json_refusal, not_accepting
 from chamberlain.web.spec import BodySpec, ResponseSpec, Route
 from chamberlain.webhook_rules import Forbidden, delivery_event, verify_delivery
 
@@ -38,9 +41,17 @@ _RESPONSES = (
         description="A replay of a delivery seen within service.dedupe_ttl: nothing enqueued.",
         schema="WebhookAccepted",
     ),
-    ResponseSpec(status=403, description="Missing, malformed or wrong signature."),
+    ResponseSpec(
+        status=400,
+        description=(
+            "JSON that every JSON body is refused for: a lone surrogate, a duplicate key,"
+            " a number out of range, an integer too long, nesting deeper than 64 levels."
+        ),
+    ),
     ResponseSpec(status=413, description="The body is larger than the endpoint's max_body_size."),
+    ResponseSpec(status=403, description="Missing, malformed or wrong signature."),
     NOT_ACCEPTING_RESPONSE,
+    DISK_FULL,
 )
 
 SCHEMAS: dict[str, Any] = {
@@ -72,11 +83,14 @@ def _handler(endpoint: WebhookEndpointConfig) -> Handler:
                 extra={"component": "webhooks", "path": endpoint.path},
             )
             raise ApiError(403, "forbidden") from None
+        now = call.site.now()
+        try:
+            event = delivery_event(endpoint, delivery, body, event_id=str(uuid.uuid4()), now=now)
+        except JsonRefused as exc:
+            raise json_refusal(exc) from None
         refusal = not_accepting(call.gateway.lifecycle)
         if refusal is not None:
             raise refusal
-        now = call.site.now()
-        event = delivery_event(endpoint, delivery, body, event_id=str(uuid.uuid4()), now=now)
         submitted_by = f"webhook:{endpoint.path}"
         if endpoint.pipeline is not None:
             pipeline = call.gateway.routing.pipeline(endpoint.pipeline)
