@@ -36,6 +36,7 @@ from chamberlain.config.values import (
     Rule,
     Scopes,
     Secret,
+    bounded,
     name_parser,
     parse_int,
     parse_path,
@@ -65,15 +66,6 @@ def _default_max_workers() -> int:
 MAX_WORKERS: Final = 1024
 
 
-def _parse_max_workers(value: object) -> int:
-    workers = parse_int(value)
-    if workers < 1:
-        raise Invalid(f"must be at least 1, got {workers}")
-    if workers > MAX_WORKERS:
-        raise Invalid(f"must be at most {MAX_WORKERS}, got {workers}")
-    return workers
-
-
 def _parse_owner(value: object) -> int:
     """A uid, or a user name looked up now, so a typo fails at start-up."""
     if isinstance(value, int) and not isinstance(value, bool):
@@ -100,8 +92,8 @@ class ServiceConfig:
     """
 
     name: NonEmptyStr = "chamberlain"
-    max_workers: Annotated[int, Rule(_parse_max_workers)] = attrs.field(
-        factory=_default_max_workers
+    max_workers: Annotated[int, Rule(bounded(parse_int, minimum=1, maximum=MAX_WORKERS))] = (
+        attrs.field(factory=_default_max_workers)
     )
     trusted_plugin_owners: tuple[Annotated[int, Rule(_parse_owner)], ...] = ()
     shutdown_grace: Duration = 10.0
@@ -140,27 +132,10 @@ class AuthConfig:
     tokens: tuple[TokenConfig, ...] = ()
 
 
-def _duration_within(low: float, high: float) -> Callable[[object], float]:
-    def parse(value: object) -> float:
-        seconds = parse_duration(value)
-        if not low <= seconds <= high:
-            raise Invalid(
-                f"must be between {format_duration(low)} and {format_duration(high)},"
-                f" got {describe(value)}"
-            )
-        return seconds
-
-    return parse
-
-
-def _int_within(low: int, high: int) -> Callable[[object], int]:
-    def parse(value: object) -> int:
-        number = parse_int(value)
-        if not low <= number <= high:
-            raise Invalid(f"must be between {low} and {high}, got {number}")
-        return number
-
-    return parse
+#: A connection's timeouts: long enough for a slow client, short enough to free its socket.
+_ConnectionTimeout = Annotated[
+    float, Rule(bounded(parse_duration, minimum=0.1, maximum=3600.0, show=format_duration))
+]
 
 
 @attrs.frozen(kw_only=True)
@@ -183,11 +158,11 @@ class ApiConfig:
     sse_buffer: PositiveInt = 2048
     # How long an idle keep-alive connection, or one that has not finished sending its
     # request headers, stays open.
-    keep_alive_timeout: Annotated[float, Rule(_duration_within(0.1, 3600.0))] = 5.0
+    keep_alive_timeout: _ConnectionTimeout = 5.0
     # How long a client may take to send a request body before it is answered 408.
-    read_timeout: Annotated[float, Rule(_duration_within(0.1, 3600.0))] = 30.0
+    read_timeout: _ConnectionTimeout = 30.0
     # Connections open at once; past it the longest-waiting idle one is dropped.
-    max_connections: Annotated[int, Rule(_int_within(1, 65536))] = 512
+    max_connections: Annotated[int, Rule(bounded(parse_int, minimum=1, maximum=65536))] = 512
 
     @property
     def host(self) -> str:

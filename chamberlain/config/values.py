@@ -116,14 +116,28 @@ def parse_path(value: object) -> Path:
     return Path(text).expanduser()
 
 
-def _at_least(minimum: _N, parse: Callable[[object], _N]) -> Callable[[object], _N]:
-    def parse_at_least(value: object) -> _N:
+def bounded(
+    parse: Callable[[object], _N],
+    *,
+    minimum: _N | None = None,
+    maximum: _N | None = None,
+    show: Callable[[_N], str] = str,
+) -> Callable[[object], _N]:
+    """``parse``, then refuse a result below ``minimum`` or above ``maximum``.
+
+    ``show`` writes the bounds and the value the way the file would (``format_duration``
+    for durations), so the message reads like the config it is about.
+    """
+
+    def parse_bounded(value: object) -> _N:
         result = parse(value)
-        if result < minimum:
-            raise Invalid(f"must be at least {minimum}, got {result}")
+        if minimum is not None and result < minimum:
+            raise Invalid(f"must be at least {show(minimum)}, got {show(result)}")
+        if maximum is not None and result > maximum:
+            raise Invalid(f"must be at most {show(maximum)}, got {show(result)}")
         return result
 
-    return parse_at_least
+    return parse_bounded
 
 
 def _positive_duration(value: object) -> float:
@@ -232,10 +246,10 @@ class NonEmpty:
 
 NonEmptyStr = Annotated[str, Rule(_parse_non_empty_str)]
 Secret = Annotated[str, Rule(_parse_secret)]
-PositiveInt = Annotated[int, Rule(_at_least(1, parse_int))]
+PositiveInt = Annotated[int, Rule(bounded(parse_int, minimum=1))]
 Duration = Annotated[float, Rule(parse_duration)]
 PositiveDuration = Annotated[float, Rule(_positive_duration)]
-BodySize = Annotated[int, Rule(_at_least(1, parse_size))]
+BodySize = Annotated[int, Rule(bounded(parse_size, minimum=1))]
 Listen = Annotated[str, Rule(_parse_listen)]
 _Scope = Annotated[str, Rule(_parse_scope)]
 HostRule = Annotated[str, Rule(_parse_host_rule)]
