@@ -4,6 +4,9 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# `make start CONFIG=my.yaml LISTEN=127.0.0.1:9090`: another config, another address.
+CONFIG ?= config.example.yaml
+LISTEN ?=
 
 .PHONY: start test lint unit clean
 
@@ -13,9 +16,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-## Start the daemon on config.example.yaml (Ctrl-C drains and stops it).
+## Start the daemon on $(CONFIG) (Ctrl-C drains and stops it).
 start: $(STAMP)
-	$(BIN)/chamberlain start --config config.example.yaml
+	$(BIN)/chamberlain start --config $(CONFIG)$(if $(LISTEN), --listen $(LISTEN))
 
 ## Lint, type-check, check the layering, then the whole test suite.
 test: lint unit

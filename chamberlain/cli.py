@@ -1,7 +1,9 @@
 """The ``chamberlain`` command line.
 
-``chamberlain start --config PATH``
+``chamberlain start --config PATH [--listen HOST:PORT] [--allow-default-keys]``
     Run the daemon in the foreground (systemd, a terminal, a container).
+    ``--listen`` overrides ``api.listen``.  The example config's development keys
+    are refused on a listener other than loopback unless ``--allow-default-keys``.
 ``chamberlain run PLUGIN COMMAND [--payload JSON]``
     Run one job through the same Runner and print its record as JSON; exit 0 only
     when it succeeded.  Uses a throwaway in-memory store.
@@ -10,13 +12,16 @@
 
 Exit codes: 0 success; 1 runtime failure (another daemon holds the state, a
 supervisor gave up, a ``run`` job that did not succeed); 78 (EX_CONFIG) for a bad
-config, including a ``state.path`` that cannot be opened, so
-``RestartPreventExitStatus=78`` stops systemd from looping on it.
+config, including a ``state.path`` that cannot be opened, an ``api.listen`` that
+cannot be listened on, development keys on a public listener, and (``check``
+only) a plugin that would be skipped, so ``RestartPreventExitStatus=78`` stops
+systemd from looping on it.
 """
 
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
 import logging
 import sys
@@ -28,16 +33,18 @@ import attrs
 import trio
 
 from chamberlain.config import IN_MEMORY, Config, ConfigError, load_config, parse_config
+from chamberlain.config.values import split_listen
 from chamberlain.daemon import jsonlog
 from chamberlain.daemon.instance_lock import AlreadyRunning, InstanceLock, StateUnusable
 from chamberlain.daemon.systemd import Notifier
 from chamberlain.daemon.tree import Daemon
 from chamberlain.plugins.binding import BoundPlugin, bind_plugins
-from chamberlain.plugins.registry import discover
+from chamberlain.plugins.registry import SkippedPlugin, discover
 from chamberlain.records import NewJob
 from chamberlain.routing.planner import Routing, build_routing
 from chamberlain.supervision import SupervisorGaveUp
 from chamberlain.web.routes import ROUTES
+from chamberlain.web.serve import ListenError
 from chamberlain.webhook_rules import check_endpoints
 
 log = logging.getLogger("chamberlain.cli")
@@ -45,12 +52,17 @@ log = logging.getLogger("chamberlain.cli")
 EXIT_FAILURE = 1
 EXIT_CONFIG = 78
 
+#: The placeholder keys config.example.yaml falls back on when their environment
+#: variables are unset: fine for trying things out, public knowledge everywhere else.
+DEFAULT_KEYS = frozenset({"dev-key-change-me", "read-only-change-me", "callback-secret-change-me"})
+
 
 @attrs.frozen(kw_only=True)
 class _Loaded:
     config: Config
     plugins: dict[str, BoundPlugin]
     routing: Routing
+    skipped: tuple[SkippedPlugin, ...]
 
 
 def _load(config_path: str | None) -> _Loaded:
@@ -78,7 +90,39 @@ def _load(config_path: str | None) -> _Loaded:
     )
     if problems:
         raise ConfigError(problems, source=config.source)
-    return _Loaded(config=config, plugins=plugins, routing=routing)
+    return _Loaded(
+        config=config, plugins=plugins, routing=routing, skipped=tuple(discovery.skipped)
+    )
+
+
+def default_keys(config: Config) -> list[str]:
+    """The settings of ``config`` that hold one of :data:`DEFAULT_KEYS`."""
+    found = []
+    auth = config.api.auth
+    if auth.api_key in DEFAULT_KEYS:
+        found.append("api.auth.api_key")
+    found.extend(f"api.auth.tokens.{t.name}" for t in auth.tokens if t.token in DEFAULT_KEYS)
+    if config.callbacks.secret in DEFAULT_KEYS:
+        found.append("callbacks.secret")
+    return found
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (a listen host) is reachable from this machine only."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a name: it may resolve to anything
+
+
+def _listen_option(value: str) -> str:
+    try:
+        split_listen(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return value
 
 
 def _gave_up(exc: BaseException) -> SupervisorGaveUp | None:
@@ -97,6 +141,24 @@ def cmd_start(args: argparse.Namespace) -> int:
     """Run the daemon until a signal stops it."""
     loaded = _load(args.config)
     config, plugins = loaded.config, loaded.plugins
+    if args.listen is not None:
+        config = attrs.evolve(config, api=attrs.evolve(config.api, listen=args.listen))
+    defaults = default_keys(config)
+    if defaults and not is_loopback(config.api.host) and not args.allow_default_keys:
+        raise ConfigError(
+            [
+                f"refusing to listen on {config.api.listen} with the example's development"
+                f" keys ({', '.join(defaults)}): set real ones, or pass --allow-default-keys"
+            ],
+            source=config.source,
+        )
+    if defaults:
+        log.warning(
+            "development keys in use (%s): anyone who has read the example config has"
+            " them; set real ones before this daemon is reachable from elsewhere",
+            ", ".join(defaults),
+            extra={"component": "root", "settings": defaults},
+        )
     state = config.state.path
     # An in-memory store is private to this process: nothing to guard.
     lock = InstanceLock(state) if state != IN_MEMORY else None
@@ -120,6 +182,13 @@ def cmd_start(args: argparse.Namespace) -> int:
             notifier=Notifier.from_environment(),
             freeze_heap=True,
         )
+        try:
+            daemon.bind()
+        except ListenError as exc:
+            # No restart would free the address: exit 78, once, saying so.
+            log.error("%s", exc, extra={"component": "web", "listen": exc.listen})
+            print(f"chamberlain: {exc}", file=sys.stderr)
+            return EXIT_CONFIG
         log.info(
             "starting %s with state %s",
             config.service.name,
@@ -205,6 +274,17 @@ def cmd_check(args: argparse.Namespace) -> int:
     for name, plugin in sorted(plugins.items()):
         commands = ", ".join(c.name for c in plugin.manifest.commands)
         print(f"{name} {plugin.manifest.version}: {commands} (parallelism {plugin.parallelism})")
+    if loaded.skipped:
+        # `start` runs without these; `check` is where someone looks for them.
+        print(f"skipped {len(loaded.skipped)} plugins:")
+        for skipped in loaded.skipped:
+            print(f"  {skipped.path}: {skipped.reason}")
+        print(
+            f"chamberlain: {len(loaded.skipped)} plugins would be skipped; "
+            f"{len(plugins)} plugins, state {config.state.path}",
+            file=sys.stderr,
+        )
+        return EXIT_CONFIG
     print(f"config OK: {len(plugins)} plugins, state {config.state.path}")
     return 0
 
@@ -219,6 +299,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     start = sub.add_parser("start", help="run the daemon in the foreground")
     start.add_argument("--config", "-c", required=True, help="path to the YAML config")
+    start.add_argument(
+        "--listen",
+        type=_listen_option,
+        metavar="HOST:PORT",
+        help="listen here instead of the config's api.listen",
+    )
+    start.add_argument(
+        "--allow-default-keys",
+        action="store_true",
+        help="start on a non-loopback listener even with the example's development keys",
+    )
     start.set_defaults(func=cmd_start)
 
     run = sub.add_parser("run", help="run one job in the foreground and print its record")

@@ -16,6 +16,7 @@ from chamberlain.plugins.manifest import (
     CommandType,
     Manifest,
     ManifestError,
+    expand_compact_schema,
     load_manifest,
 )
 from chamberlain.plugins.registry import SkippedPlugin, discover
@@ -194,22 +195,19 @@ def test_config_keys_as_plain_list_are_required(tmp_path: Path) -> None:
             {"properties": {"url": {"type": "string"}}},
             id="properties-only",
         ),
-        pytest.param(
-            {"url": "string", "opts": {"type": "object"}},
-            {"url": "string", "opts": {"type": "object"}},
-            id="not-all-type-names",
-        ),
-        pytest.param(
-            {"url": "uri"},
-            {"url": "uri"},
-            id="unknown-type-name",
-        ),
     ],
 )
 def test_input_schema_expansion(
     tmp_path: Path, schema: dict[str, object], expected: dict[str, object]
 ) -> None:
-    path = make_plugin(
+    path = _schema_plugin(tmp_path, schema)
+    handle = load_manifest(path).command("handle")
+    assert handle is not None
+    assert handle.input_schema == expected
+
+
+def _schema_plugin(tmp_path: Path, schema: object) -> Path:
+    return make_plugin(
         tmp_path,
         "s",
         f"""\
@@ -222,9 +220,62 @@ def test_input_schema_expansion(
             input_schema: {json.dumps(schema)}
         """,
     )
-    handle = load_manifest(path).command("handle")
-    assert handle is not None
-    assert handle.input_schema == expected
+
+
+@pytest.mark.parametrize(
+    "schema",
+    [
+        pytest.param({"url": "string", "opts": {"type": "object"}}, id="not-all-type-names"),
+        pytest.param({"url": "uri"}, id="unknown-type-name"),
+    ],
+)
+def test_input_schema_in_neither_form_is_not_expanded_and_refuses_the_plugin(
+    tmp_path: Path, schema: dict[str, object]
+) -> None:
+    # Neither the compact form nor JSON Schema: expanding it would guess, and using
+    # it as a JSON Schema would accept every payload while seeming to check fields.
+    assert expand_compact_schema(schema) == schema
+    with pytest.raises(ManifestError) as info:
+        load_manifest(_schema_plugin(tmp_path, schema))
+    assert "command 'handle': input_schema is neither the compact form" in info.value.reason
+
+
+@pytest.mark.parametrize(
+    ("schema", "reason"),
+    [
+        pytest.param(
+            {"type": "object", "properties": {"seconds": {"type": "numbr"}}},
+            "input_schema is not a valid JSON Schema: input_schema.properties.seconds.type: ",
+            id="unknown-type",
+        ),
+        pytest.param(
+            {"type": "object", "required": "url"},
+            "input_schema is not a valid JSON Schema: input_schema.required: 'url' is not of"
+            " type 'array'",
+            id="required-not-a-list",
+        ),
+        pytest.param(
+            {"type": "object", "$ref": "#/$defs/missing"},
+            "input_schema has a reference that cannot be resolved",
+            id="dangling-ref",
+        ),
+    ],
+)
+def test_invalid_json_schema_is_a_manifest_error(
+    tmp_path: Path, schema: dict[str, object], reason: str
+) -> None:
+    with pytest.raises(ManifestError) as info:
+        load_manifest(_schema_plugin(tmp_path, schema))
+    assert f"command 'handle': {reason}" in info.value.reason
+
+
+def test_an_invalid_input_schema_skips_only_its_plugin(tmp_path: Path) -> None:
+    make_plugin(tmp_path, "good")
+    _schema_plugin(tmp_path, {"type": "obj"})
+    found = discover([tmp_path])
+    assert set(found.plugins) == {"good"}
+    (skipped,) = found.skipped
+    assert "command 'handle': input_schema is not a valid JSON Schema" in skipped.reason
 
 
 def test_symlinked_entrypoint_inside_plugin_is_resolved(tmp_path: Path) -> None:

@@ -85,8 +85,10 @@ def test_the_daemon_refuses_and_the_config_allows_by_name(tmp_path: Path) -> Non
     base = {"state": {"path": str(tmp_path / "state.db")}, "plugin_roots": [str(root)]}
     config.write_text(yaml.safe_dump(base))
     refused = run_cli("check", "--config", str(config))
-    assert refused.returncode == 0, refused.stderr
-    assert "config OK: 0 plugins" in refused.stdout
+    # `check` lists what `start` would skip, and fails on it.
+    assert refused.returncode == 78, refused.stderr
+    assert "skipped 1 plugins:" in refused.stdout
+    assert f"is owned by uid {nobody}" in refused.stdout
     assert f"is owned by uid {nobody}" in refused.stderr
     config.write_text(yaml.safe_dump({**base, "service": {"trusted_plugin_owners": ["nobody"]}}))
     allowed = run_cli("check", "--config", str(config))

@@ -27,6 +27,7 @@ import functools
 import gc
 import logging
 import signal
+import socket
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
@@ -79,6 +80,9 @@ ROUTER_MAILBOX = 1024
 SCHEDULER_MAILBOX = 1024
 #: Only wake-ups travel here; one waiting is as good as many.
 CALLBACKS_MAILBOX = 16
+#: After a second SIGINT/SIGTERM, how long running jobs get to be stopped and
+#: recorded as interrupted before the daemon exits regardless.
+INTERRUPT_LIMIT = 3.0
 
 
 @attrs.define(eq=False)
@@ -134,6 +138,9 @@ class Daemon:
     )
     _cancel: trio.CancelScope | None = attrs.field(default=None, init=False)
     _stopping: bool = attrs.field(default=False, init=False)
+    _interrupting: bool = attrs.field(default=False, init=False)
+    #: The listening sockets, by child id ("web", "webhooks"); see :meth:`bind`.
+    _listeners: dict[str, socket.socket] = attrs.field(factory=dict, init=False)
 
     def __attrs_post_init__(self) -> None:
         service = self.config.service
@@ -288,7 +295,12 @@ class Daemon:
         )
 
         async def ready(*, task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED) -> None:
-            await serve_api(app, self.config.api, task_status=task_status)
+            await serve_api(
+                app,
+                self.config.api,
+                listener=self._listeners.get("web"),
+                task_status=task_status,
+            )
 
         async with trio.open_nursery() as nursery:
             self.urls = list(await nursery.start(ready))
@@ -309,8 +321,38 @@ class Daemon:
             self.gateway, api, routes=webhook_routes(hooks), metrics=self.metrics, now=self.now
         )
         async with trio.open_nursery() as nursery:
-            self.webhook_urls = list(await nursery.start(functools.partial(serve_api, app, api)))
+            serve = functools.partial(serve_api, app, api, listener=self._listeners.get("webhooks"))
+            self.webhook_urls = list(await nursery.start(serve))
             task_status.started(self.webhook_urls)
+
+    def bind(self) -> None:
+        """Open the listening sockets now, before any actor starts.
+
+        Raises :class:`~chamberlain.web.serve.ListenError` for an address that cannot
+        be listened on: a configuration problem no restart of the web layer would
+        fix.  The sockets are kept for the daemon's life, so a restarted listener
+        serves on the same one.  :meth:`run` binds if this was not called first.
+        """
+        if not self.serve_web or self._listeners:
+            return
+        from chamberlain.web.serve import open_listener
+
+        wanted = {"web": self.config.api}
+        hooks = self.config.webhooks
+        if hooks.listen and hooks.endpoints:
+            wanted["webhooks"] = attrs.evolve(self.config.api, listen=hooks.listen)
+        try:
+            for child, api in wanted.items():
+                self._listeners[child] = open_listener(api)
+        except BaseException:
+            self.close_listeners()
+            raise
+
+    def close_listeners(self) -> None:
+        """Close the sockets :meth:`bind` opened."""
+        for sock in self._listeners.values():
+            sock.close()
+        self._listeners.clear()
 
     async def run(
         self,
@@ -319,10 +361,19 @@ class Daemon:
     ) -> None:
         """Run until stopped by :meth:`shutdown`, a signal, or a supervisor giving up.
 
-        The first SIGINT/SIGTERM drains (see :meth:`shutdown`); a second one cancels
-        everything at once.  SIGHUP is logged and otherwise ignored: reloading the
-        configuration is not supported yet, and it must not kill the daemon.
+        The first SIGINT/SIGTERM drains (see :meth:`shutdown`); a second one stops
+        the running jobs, records them as interrupted (within
+        :data:`INTERRUPT_LIMIT`) and cancels everything; a third cancels at once.
+        SIGHUP is logged and otherwise ignored: reloading the configuration is not
+        supported yet, and it must not kill the daemon.
         """
+        self.bind()
+        try:
+            await self._run(task_status=task_status)
+        finally:
+            self.close_listeners()
+
+    async def _run(self, *, task_status: trio.TaskStatus[Daemon]) -> None:
         async with trio.open_nursery() as nursery:
             self._cancel = nursery.cancel_scope
             await nursery.start(self.notifier.keep_alive)
@@ -380,12 +431,43 @@ class Daemon:
                     elif not self._stopping:
                         log.info("%s received: draining", name, extra={"component": "root"})
                         nursery.start_soon(self.shutdown)
+                    elif not self._interrupting:
+                        log.warning(
+                            "%s received again: stopping at once; running jobs go back"
+                            " to the queue",
+                            name,
+                            extra={"component": "root"},
+                        )
+                        self._interrupting = True
+                        nursery.start_soon(self._interrupt)
                     else:
                         log.warning(
-                            "%s received again: stopping at once", name, extra={"component": "root"}
+                            "%s received a third time: exiting now",
+                            name,
+                            extra={"component": "root"},
                         )
                         assert self._cancel is not None
                         self._cancel.cancel()
+
+    async def _interrupt(self) -> None:
+        """Stop every running job as the drain's grace expiry does, then exit.
+
+        Each Runner records its jobs as interrupted, which gives their attempt
+        back; a job not recorded within :data:`INTERRUPT_LIMIT` (a plugin that
+        ignores SIGTERM) is left to the next start's recovery.
+        """
+
+        async def drained() -> None:
+            # Answered once no job runs; also keeps the Dispatcher from starting more.
+            await call(self._dispatcher_tx, lambda r: Drain(reply=r))
+
+        with trio.move_on_after(INTERRUPT_LIMIT):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(drained)
+                for tx in self._runner_tx.values():
+                    await tx.send(Terminate(reason=TerminationReason.SHUTDOWN))
+        assert self._cancel is not None
+        self._cancel.cancel()
 
     async def shutdown(self) -> None:
         """Drain and stop: the sequence a first SIGTERM starts.

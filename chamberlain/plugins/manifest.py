@@ -3,8 +3,10 @@
 A manifest is the ``manifest.yaml`` file at the top of a plugin directory, in the
 format Ductile (protocol v2) uses, so existing Ductile plugins load unmodified.
 Loading is strict about what matters for safety (where the entrypoint lives, who owns
-it and who can write to it) and lenient about everything else: unknown keys are
-ignored, because manifests grow new fields faster than the daemon learns them.
+it and who can write to it), and about a command's ``input_schema``, which is
+enforced on every trigger and so must be one a validator can use.  It is lenient
+about everything else: unknown keys are ignored, because manifests grow new fields
+faster than the daemon learns them.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from typing import Any
 
 import attrs
 import yaml
+
+from chamberlain.plugins.input_schema import InvalidSchema, PayloadCheck, compile_input_schema
 
 __all__ = [
     "CommandSpec",
@@ -80,7 +84,11 @@ class CommandType(enum.Enum):
 
 @attrs.frozen(kw_only=True)
 class CommandSpec:
-    """One command a plugin declares in its manifest."""
+    """One command a plugin declares in its manifest.
+
+    ``input_schema`` is compiled when the spec is made, once for the daemon's life;
+    a schema no validator can use raises `InvalidSchema` here, not at the first job.
+    """
 
     name: str
     type: CommandType
@@ -89,6 +97,19 @@ class CommandSpec:
     output_schema: Mapping[str, Any] | None = None
     idempotent: bool | None = None
     retry_safe: bool | None = None
+    _input_check: PayloadCheck | None = attrs.field(init=False, eq=False, repr=False)
+
+    @_input_check.default
+    def _compile_input_schema(self) -> PayloadCheck | None:
+        return None if self.input_schema is None else compile_input_schema(self.input_schema)
+
+    def check_payload(self, payload: Mapping[str, Any], *, path: str = "payload") -> None:
+        """Raise `InvalidPayload` if ``payload`` breaks ``input_schema`` (none: any fits).
+
+        ``path`` names the payload in the message (``jobs[3].payload`` in a batch).
+        """
+        if self._input_check is not None:
+            self._input_check.check(payload, path=path)
 
 
 @attrs.frozen(kw_only=True)
@@ -354,15 +375,18 @@ def _command_mapping(
                 f"command {name!r}: type must be 'read' or 'write', got {raw_type!r}"
             ) from None
 
-    return CommandSpec(
-        name=name,
-        type=command_type,
-        description=_optional_str(item.get("description"), f"command {name!r}: description"),
-        input_schema=_schema(item.get("input_schema"), f"command {name!r}: input_schema"),
-        output_schema=_schema(item.get("output_schema"), f"command {name!r}: output_schema"),
-        idempotent=_optional_bool(item.get("idempotent"), f"command {name!r}: idempotent"),
-        retry_safe=_optional_bool(item.get("retry_safe"), f"command {name!r}: retry_safe"),
-    )
+    try:
+        return CommandSpec(
+            name=name,
+            type=command_type,
+            description=_optional_str(item.get("description"), f"command {name!r}: description"),
+            input_schema=_schema(item.get("input_schema"), f"command {name!r}: input_schema"),
+            output_schema=_schema(item.get("output_schema"), f"command {name!r}: output_schema"),
+            idempotent=_optional_bool(item.get("idempotent"), f"command {name!r}: idempotent"),
+            retry_safe=_optional_bool(item.get("retry_safe"), f"command {name!r}: retry_safe"),
+        )
+    except InvalidSchema as exc:
+        raise _Invalid(f"command {name!r}: input_schema {exc}") from None
 
 
 def _command_name(value: object, index: int) -> str:

@@ -3,11 +3,13 @@
 A client with a thousand jobs to submit should not pay a thousand round trips and a
 thousand commits.  The batch is validated whole before anything is stored: every
 job is checked exactly as ``POST /trigger/{plugin}/{command}`` checks one (same
-fields, same limits, same scope rule by command type), and the first job that is
-wrong refuses the whole batch with its index in the message (``jobs[3].timeout must
-be longer than zero``).  A valid batch travels to the JobStore as one ``Enqueue``,
-which it applies in one transaction; the 202 lists the jobs' ids only after that
-commit, so every id in the answer is durable and none exists without the others.
+fields, same limits, same scope rule by command type, same payload check against
+the command's ``input_schema``), and the first job that is wrong refuses the whole
+batch with its index in the message (``jobs[3].timeout must be longer than zero``,
+``jobs[3].payload.seconds: 'abc' is not of type 'number'``).  A valid batch travels
+to the JobStore as one ``Enqueue``, which it applies in one transaction; the 202
+lists the jobs' ids only after that commit, so every id in the answer is durable and
+none exists without the others.
 A batch never waits for a synchronous pipeline its jobs may start: it answers once
 the jobs are stored, as a trigger with ``?async=true`` does.
 
@@ -42,6 +44,7 @@ from chamberlain.web.trigger import (
     TRIGGER_OPTIONS_SCHEMA,
     TriggerOptions,
     build_job,
+    check_payload,
     parse_trigger_options,
 )
 
@@ -105,7 +108,7 @@ def plan_batch(
     route ``/jobs`` exists, so a bad name inside the body is a bad body, not a 404),
     then ``may_run(command_type, action)`` must pass (it raises the 403), then its
     options are checked like a single trigger's (``callback_url`` against
-    ``callbacks``).
+    ``callbacks``), and its payload against the command's ``input_schema``.
     """
     planned: list[BatchItem] = []
     for index, item in enumerate(items):
@@ -132,6 +135,7 @@ def plan_batch(
             path=path,
             callbacks=callbacks,
         )
+        check_payload(spec, options.payload, path=f"{path}payload")
         planned.append(BatchItem(plugin=plugin, command=command, options=options))
     return planned
 
@@ -211,7 +215,9 @@ ROUTES: tuple[Route, ...] = (
                 status=400,
                 description=(
                     "Malformed JSON, no jobs or more than 1,000, an unknown plugin or command,"
-                    " or an invalid option; the message names the job's index."
+                    " an invalid option, or a payload that breaks its command's input_schema;"
+                    " the message names the job's index and the field"
+                    " (`jobs[3].payload.seconds: 'abc' is not of type 'number'`)."
                 ),
             ),
             ResponseSpec(status=413, description="The body is larger than api.max_body_size."),

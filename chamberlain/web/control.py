@@ -27,7 +27,7 @@ from chamberlain.web.intake import (
     decode_json_object,
     not_accepting,
 )
-from chamberlain.web.jobs import JOB_ID_PARAM, MAX_LIMIT
+from chamberlain.web.jobs import JOB_ID_PARAM, MAX_LIMIT, POLL_AFTER_DOC, accepted_headers
 from chamberlain.web.spec import BodySpec, Param, ResponseSpec, Route
 from chamberlain.web.trigger import MAX_ATTEMPTS_LIMIT, parse_trigger_options
 
@@ -175,7 +175,7 @@ async def retry(call: Call) -> Reply:
             "command": job.command,
         },
         202,
-        {"Location": f"/job/{job.id}"},
+        accepted_headers(job.id),
     )
 
 
@@ -326,7 +326,10 @@ ROUTES: tuple[Route, ...] = (
                 status=202,
                 description="The new job is committed and queued.",
                 schema="RetryAccepted",
-                headers={"Location": "The new job's URL."},
+                headers={
+                    "Location": "The new job's URL, to poll (`?wait=` long-polls it).",
+                    "Retry-After": POLL_AFTER_DOC,
+                },
             ),
             ResponseSpec(status=400, description="A bad body or a query parameter."),
             ResponseSpec(status=404, description="Unknown job."),

@@ -2,17 +2,24 @@
 
 :func:`parse_job_filter` turns the query string into a :class:`JobFilter` and is
 strict on purpose: a misspelt filter that was silently ignored would list every job
-and look like an answer.  The module owns these two routes and the ``Job`` schema
-every answer showing a job refers to.
+and look like an answer.  ``GET /job/{job_id}?wait=30s`` is a long poll: it answers
+once the job is terminal, or at the end of the wait (at most :data:`MAX_WAIT`) with
+the job as it stands.  :func:`accepted_headers` are the headers of the 202 of a
+trigger or a retry, telling the client where to poll and how soon.  The module owns
+these two routes and the ``Job`` schema every answer showing a job refers to.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+import trio
+
+from chamberlain.config.units import parse_duration
 from chamberlain.records import JobFilter, JobStatus
 from chamberlain.web.auth import JOBS_RO, Scoped
 from chamberlain.web.errors import bad_request, not_found
@@ -106,6 +113,29 @@ INCLUDE_PARAM = Param(
     ),
     schema={"type": "string", "examples": ["messages", "messages,callbacks"]},
     repeatable=True,
+)
+
+#: The longest ``GET /job/{job_id}?wait=`` may wait, in seconds.  Longer waits are
+#: refused (400) rather than cut short: a client asking for 5 minutes would
+#: otherwise take a 60 s answer for a finished wait.  It stays below the idle
+#: limits proxies commonly apply to a silent request.
+MAX_WAIT = 60.0
+
+#: The ``Retry-After`` of a 202 that created a job: seconds before a first poll is
+#: worth making (a long poll may be made at once).
+POLL_AFTER = 1
+#: How the OpenAPI document describes that header.
+POLL_AFTER_DOC = f"Seconds before a first poll is worth making ({POLL_AFTER})."
+
+WAIT_PARAM = Param(
+    name="wait",
+    location="query",
+    description=(
+        "Long poll: answer as soon as the job is terminal, or after this long with the job"
+        " as it stands (200 either way; `status` tells which). Seconds or a duration such"
+        f" as `30s`, at most {MAX_WAIT:g}s; `0` or absent answers at once."
+    ),
+    schema={"type": "string", "examples": ["30s", "10"]},
 )
 
 JOB_ID_PARAM = Param(
@@ -217,6 +247,34 @@ def parse_job_filter(query: Mapping[str, Sequence[str]]) -> JobFilter:
     )
 
 
+def parse_wait(query: Mapping[str, Sequence[str]]) -> float:
+    """Seconds ``?wait=`` asks a ``GET /job/{job_id}`` to wait for the job's end (0: none).
+
+    Takes what :func:`~chamberlain.config.units.parse_duration` takes (``10``,
+    ``1.5``, ``30s``, ``1m``).  Raises a 400 :class:`~chamberlain.web.errors.ApiError`
+    for an empty, repeated, malformed or negative value, and for one above
+    :data:`MAX_WAIT`.
+    """
+    text = _single(query, "wait")
+    if text is None:
+        return 0.0
+    try:
+        seconds = parse_duration(text)
+    except ValueError as exc:
+        raise bad_request(f"query parameter 'wait': {exc}") from None
+    if not math.isfinite(seconds) or seconds > MAX_WAIT:
+        raise bad_request(
+            f"query parameter 'wait' may be at most {MAX_WAIT:g}s, got {text!r};"
+            " poll again to wait longer"
+        )
+    return seconds
+
+
+def accepted_headers(job_id: str) -> dict[str, str]:
+    """The headers of a 202 that created ``job_id``: where to poll it, and how soon."""
+    return {"Location": f"/job/{job_id}", "Retry-After": str(POLL_AFTER)}
+
+
 def parse_include(values: Sequence[str]) -> frozenset[str]:
     """What ``?include=`` asks to add to a job: comma-separated and/or repeated."""
     found = {part.strip() for value in values for part in value.split(",")}
@@ -229,12 +287,27 @@ def parse_include(values: Sequence[str]) -> frozenset[str]:
 
 
 async def get_job(call: Call) -> Reply:
-    """``GET /job/{job_id}``: one job, or 404; ``?include=messages,callbacks`` adds those."""
+    """``GET /job/{job_id}``: one job, or 404; ``?include=messages,callbacks`` adds those.
+
+    With ``?wait=`` a job that is not terminal yet is answered once it is, or at the
+    end of the wait as it stands then.
+    """
     job_id = call.path["job_id"]
     include = parse_include(call.query.get("include", ()))
+    wait = parse_wait(call.query)
     job = await call.gateway.get_job(job_id)
     if job is None:
         raise not_found(f"unknown job {job_id!r}")
+    if wait > 0 and not job.status.terminal:
+        settled = None
+        with trio.move_on_after(wait):
+            # Parked in the JobStore until the job ends; a waiter that leaves at the
+            # deadline is forgotten there.
+            settled = await call.gateway.wait_job(job_id)
+        # At the deadline, the job as it stands now, not as it stood before the wait.
+        job = settled if settled is not None else await call.gateway.get_job(job_id)
+        if job is None:
+            raise not_found(f"unknown job {job_id!r}")
     body = job.to_json()
     if "messages" in include:
         messages = await call.gateway.job_messages(job_id)
@@ -268,11 +341,22 @@ ROUTES: tuple[Route, ...] = (
         handler=get_job,
         access=Scoped(JOBS_RO),
         summary="One job: status, timings, attempts, result",
+        description=(
+            "With `?wait=` (a long poll) the answer comes as soon as the job is terminal,"
+            f" or at the end of the wait (at most {MAX_WAIT:g}s) with the job as it stands;"
+            " a job already terminal is answered at once."
+        ),
         tag="jobs",
-        params=(JOB_ID_PARAM, INCLUDE_PARAM),
+        params=(JOB_ID_PARAM, INCLUDE_PARAM, WAIT_PARAM),
         responses=(
             ResponseSpec(status=200, description="The job.", schema="JobDetail"),
-            ResponseSpec(status=400, description="An unknown include or query parameter."),
+            ResponseSpec(
+                status=400,
+                description=(
+                    "An unknown include or query parameter, or a `wait` that is not a"
+                    f" duration from 0 to {MAX_WAIT:g}s."
+                ),
+            ),
             ResponseSpec(status=404, description="Unknown job."),
             UNAVAILABLE,
         ),
@@ -356,12 +440,18 @@ __all__ = [
     "JOB_ID_PARAM",
     "LIST_PARAMS",
     "MAX_LIMIT",
+    "MAX_WAIT",
+    "POLL_AFTER",
+    "POLL_AFTER_DOC",
     "ROUTES",
     "SCHEMAS",
+    "WAIT_PARAM",
+    "accepted_headers",
     "get_job",
     "list_jobs",
     "parse_include",
     "parse_job_filter",
     "parse_rfc3339",
     "parse_statuses",
+    "parse_wait",
 ]

@@ -25,6 +25,8 @@ other record.
 from __future__ import annotations
 
 import logging
+import os
+import socket
 from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
@@ -131,6 +133,36 @@ class _ServerLog(HypercornLogger):
 def bind_address(host: str, port: int) -> str:
     """hypercorn's bind syntax for ``host``/``port``; IPv6 hosts need brackets."""
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+class ListenError(Exception):
+    """A listener that cannot be opened; its message is one line for a person."""
+
+    def __init__(self, listen: str, reason: str) -> None:
+        super().__init__(f"cannot listen on {listen}: {reason}")
+        self.listen = listen
+        self.reason = reason
+
+
+def open_listener(api: ApiConfig) -> socket.socket:
+    """A socket bound to ``api.listen`` and listening, or :class:`ListenError`.
+
+    Opened before anything else starts, so a taken port is one plain error at
+    start-up rather than a listener crashing in a loop; :func:`serve_api` then
+    serves on it, across restarts of the web layer, without binding again.
+    """
+    family = socket.AF_INET6 if ":" in api.host else socket.AF_INET
+    try:
+        sock = socket.create_server(
+            (api.host, api.port), family=family, backlog=HypercornConfig.backlog
+        )
+    except OSError as exc:
+        # create_server appends the address to strerror; the errno's text is enough.
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)
+        raise ListenError(api.listen, reason[:1].lower() + reason[1:]) from None
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.setblocking(False)
+    return sock
 
 
 def hypercorn_config(api: ApiConfig) -> HypercornConfig:
@@ -317,10 +349,13 @@ async def serve_api(
     api: ApiConfig,
     *,
     shutdown_trigger: Callable[[], Awaitable[None]] | None = None,
+    listener: socket.socket | None = None,
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve ``app`` on ``api.listen`` until cancelled or ``shutdown_trigger`` returns.
 
+    ``listener`` is a socket from :func:`open_listener`, which stays open (its
+    opener closes it); without one, a socket is opened here and closed on return.
     Reports the bound URLs (``["http://127.0.0.1:PORT"]``; the real port when
     ``listen`` asks for port 0) through ``task_status`` once connections are
     accepted, so ``await nursery.start(serve_api, app, api)`` returns them.  Once
@@ -344,26 +379,33 @@ async def serve_api(
     async with trio.open_nursery() as lifespan_nursery:
         await lifespan_nursery.start(lifespan.handle_lifespan)
         await lifespan.wait_for_startup()
-        async with trio.open_nursery() as connections:
-            sockets = config.create_sockets()
-            listeners = []
-            urls = []
-            for sock in sockets.insecure_sockets:
-                sock.listen(config.backlog)
-                listeners.append(trio.SocketListener(trio.socket.from_stdlib_socket(sock)))
-                urls.append(f"http://{repr_socket_addr(sock.family, sock.getsockname())}")
-            for url in urls:
-                log.info("listening on %s", url, extra={"component": "web", "url": url})
-            task_status.started(urls)
-            try:
-                async with trio.open_nursery() as accepting:
-                    if shutdown_trigger is not None:
-                        accepting.start_soon(_stop_when, shutdown_trigger, accepting.cancel_scope)
-                    accepting.start_soon(server.accept, listeners, connections)
-            finally:
-                # Idle connections close now, busy ones after their response, and
-                # whatever is left is cancelled once the grace is over.
-                await context.terminated.set()
-                connections.cancel_scope.deadline = trio.current_time() + config.graceful_timeout
+        own = listener is None
+        sock = open_listener(api) if listener is None else listener
+        try:
+            async with trio.open_nursery() as connections:
+                # A duplicate, because trio closes its listeners when serving ends,
+                # and a handed-over socket must outlive this server.
+                listeners = [trio.SocketListener(trio.socket.from_stdlib_socket(sock.dup()))]
+                urls = [f"http://{repr_socket_addr(sock.family, sock.getsockname())}"]
+                for url in urls:
+                    log.info("listening on %s", url, extra={"component": "web", "url": url})
+                task_status.started(urls)
+                try:
+                    async with trio.open_nursery() as accepting:
+                        if shutdown_trigger is not None:
+                            accepting.start_soon(
+                                _stop_when, shutdown_trigger, accepting.cancel_scope
+                            )
+                        accepting.start_soon(server.accept, listeners, connections)
+                finally:
+                    # Idle connections close now, busy ones after their response, and
+                    # whatever is left is cancelled once the grace is over.
+                    await context.terminated.set()
+                    connections.cancel_scope.deadline = (
+                        trio.current_time() + config.graceful_timeout
+                    )
+        finally:
+            if own:
+                sock.close()
         await lifespan.wait_for_shutdown()
         lifespan_nursery.cancel_scope.cancel()

@@ -11,9 +11,9 @@ routes (``/trigger/...`` and its alias ``/plugin/...``) and their schemas.
 
 Check order: 401 (no valid token, before this module runs), 404 (unknown plugin or
 command), 403 (the token may not run this type of command), 400 (a query string),
-413/400 (the body), 503 (the daemon is not accepting work, or the store did not
-answer), then 202.  A request that is wrong is refused the same way whatever state
-the daemon is in.
+413/400 (the body, then its payload against the command's ``input_schema``), 503
+(the daemon is not accepting work, or the store did not answer), then 202.  A
+request that is wrong is refused the same way whatever state the daemon is in.
 """
 
 from __future__ import annotations
@@ -28,6 +28,8 @@ import attrs
 from chamberlain.callback_rules import CallbackRules
 from chamberlain.config.units import parse_duration
 from chamberlain.jsoncodec import json_kind
+from chamberlain.plugins.input_schema import InvalidPayload
+from chamberlain.plugins.manifest import CommandSpec
 from chamberlain.records import NewJob, rfc3339
 from chamberlain.web.auth import ByCommand
 from chamberlain.web.errors import bad_request, not_found
@@ -38,6 +40,7 @@ from chamberlain.web.intake import (
     decode_json_object,
     not_accepting,
 )
+from chamberlain.web.jobs import POLL_AFTER_DOC, accepted_headers
 from chamberlain.web.spec import (
     STRING,
     BodySpec,
@@ -171,6 +174,18 @@ def _callback_url(value: object, callbacks: CallbackRules | None, name: str) -> 
         raise bad_request(f"{name}: {exc}") from None
 
 
+def check_payload(spec: CommandSpec, payload: Mapping[str, Any], *, path: str = "payload") -> None:
+    """400 if ``payload`` breaks the command's ``input_schema``, naming field and rule.
+
+    For ``handle`` the schema applies to the payload as the client sends it, not to
+    the ``api.trigger`` event the daemon wraps it in.
+    """
+    try:
+        spec.check_payload(payload, path=path)
+    except InvalidPayload as exc:
+        raise bad_request(str(exc)) from None
+
+
 def trigger_event(payload: Mapping[str, Any], *, now: float, event_id: str) -> dict[str, Any]:
     """The ``api.trigger`` event a ``handle`` job receives its payload in."""
     return {
@@ -235,6 +250,7 @@ async def trigger(call: Call) -> Reply:
         max_timeout=plugin.timeout_for(command),
         callbacks=call.site.callbacks,
     )
+    check_payload(spec, options.payload)
     refusal = not_accepting(call.gateway.lifecycle)
     if refusal is not None:
         raise refusal
@@ -277,7 +293,7 @@ async def trigger(call: Call) -> Reply:
             "command": stored.command,
         },
         202,
-        headers,
+        accepted_headers(stored.id),
     )
 
 
@@ -291,7 +307,10 @@ _TRIGGER_RESPONSES = (
         status=202,
         description="The job is committed to the store and queued.",
         schema="TriggerAccepted",
-        headers={"Location": "The job's URL."},
+        headers={
+            "Location": "The job's URL, to poll (`?wait=` long-polls it).",
+            "Retry-After": POLL_AFTER_DOC,
+        },
     ),
     ResponseSpec(
         status=200,
@@ -301,7 +320,11 @@ _TRIGGER_RESPONSES = (
     ),
     ResponseSpec(
         status=400,
-        description="Malformed JSON, a non-object body or payload, or an invalid option.",
+        description=(
+            "Malformed JSON, a non-object body or payload, an invalid option, or a payload"
+            " that breaks the command's input_schema (the message names the field and the"
+            " rule: `payload.seconds: 'abc' is not of type 'number'`)."
+        ),
     ),
     ResponseSpec(status=404, description="Unknown plugin or command."),
     ResponseSpec(status=413, description="The body is larger than api.max_body_size."),
@@ -313,7 +336,8 @@ _TRIGGER_DESCRIPTION = (
     "Enqueue a job and answer once it is durably stored. For the `handle` command the"
     " payload is delivered inside an `api.trigger` event. Read commands need"
     " `plugin:ro`, write commands `plugin:rw`. Checks run in this order: token (401),"
-    " plugin and command (404), scope (403), body (413, 400), daemon state (503)."
+    " plugin and command (404), scope (403), body (413, 400), the payload against the"
+    " command's `input_schema` (400), daemon state (503)."
 )
 
 _TRIGGER_BODY = BodySpec(
