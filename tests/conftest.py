@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -195,6 +196,19 @@ async def wait_for(
             if value:
                 return value
             await trio.sleep(interval)
+
+
+def db_job(state: Path, job_id: str) -> tuple[str, int, str | None]:
+    """(status, attempt, last_error) of a job, read straight from a stopped daemon's database."""
+    conn = sqlite3.connect(state)
+    try:
+        row = conn.execute(
+            "SELECT status, attempt, last_error FROM jobs WHERE id = ?", (job_id,)
+        ).fetchone()
+    finally:
+        conn.close()
+    assert row is not None
+    return row[0], row[1], row[2]
 
 
 def run_cli(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +11,7 @@ import httpx
 import pytest
 import trio
 import yaml
-from conftest import DaemonFactory, DaemonProcess, run_cli, wait_for
+from conftest import DaemonFactory, DaemonProcess, db_job, run_cli, wait_for
 
 E2E_PLUGINS = Path(__file__).resolve().parent / "e2e_plugins"
 
@@ -73,18 +72,6 @@ def read_pid(path: Path) -> int | None:
     except FileNotFoundError:
         return None
     return int(text) if text else None
-
-
-def db_job(state: Path, job_id: str) -> tuple[str, int, str | None]:
-    conn = sqlite3.connect(state)
-    try:
-        row = conn.execute(
-            "SELECT status, attempt, last_error FROM jobs WHERE id = ?", (job_id,)
-        ).fetchone()
-    finally:
-        conn.close()
-    assert row is not None
-    return row[0], row[1], row[2]
 
 
 async def test_sigkill_mid_job_is_recovered_at_the_next_start(

@@ -7,7 +7,6 @@ import json
 import os
 import signal
 import socket
-import sqlite3
 import subprocess
 import sys
 import time
@@ -24,6 +23,7 @@ from conftest import (
     DaemonFactory,
     DaemonProcess,
     base_config,
+    db_job,
     run_cli,
     wait_for,
 )
@@ -252,18 +252,6 @@ async def test_development_keys_on_a_public_listener_start_when_allowed(
 
 
 # ------------------------------------------------------------------ Ctrl-C twice
-
-
-def db_job(state: Path, job_id: str) -> tuple[str, int, str | None]:
-    conn = sqlite3.connect(state)
-    try:
-        row = conn.execute(
-            "SELECT status, attempt, last_error FROM jobs WHERE id = ?", (job_id,)
-        ).fetchone()
-    finally:
-        conn.close()
-    assert row is not None
-    return row[0], row[1], row[2]
 
 
 async def test_a_double_sigint_gives_the_attempt_back(
