@@ -170,9 +170,17 @@ async def test_the_spec_documents_wait_and_the_poll_headers(app: QuartTrio) -> N
     (wait,) = [p for p in get_job["parameters"] if p["name"] == "wait"]
     assert wait["in"] == "query"
     assert f"{MAX_WAIT:g}s" in wait["description"]
-    for path in ("/trigger/{plugin}/{command}", "/job/{job_id}/retry"):
+    for path in ("/trigger/{plugin}/{command}", "/job/{job_id}/retry", "/pipeline/{name}"):
         headers = spec["paths"][path]["post"]["responses"]["202"]["headers"]
         assert set(headers) >= {"Location", "Retry-After"}, path
+    assert "Retry-After" in spec["paths"]["/jobs"]["post"]["responses"]["202"]["headers"]
+
+
+async def test_a_batch_202_says_how_soon_to_poll(app: QuartTrio) -> None:
+    jobs = [{"plugin": "echo", "command": "poll", "payload": {}}]
+    status, _, headers = await call(app, "POST", "/jobs", json={"jobs": jobs})
+    assert status == 202
+    assert headers["Retry-After"] == str(POLL_AFTER)
 
 
 # -- the real daemon ---------------------------------------------------------------

@@ -176,4 +176,5 @@ async def test_the_slot_is_given_back_when_the_wait_times_out(
     assert status == 202
     assert body["timeout_exceeded"] is True
     assert headers["Location"] == f"/job/{body['job_id']}/tree"
+    assert headers["Retry-After"] == "1"  # it goes on: poll the tree
     assert gateway.sync_limiter.borrowed_tokens == 0

@@ -38,6 +38,7 @@ from chamberlain.web.intake import (
     decode_json_object,
     not_accepting,
 )
+from chamberlain.web.jobs import POLL_AFTER, POLL_AFTER_DOC
 from chamberlain.web.spec import STRING, BodySpec, ResponseSpec, Route, object_schema, ref
 from chamberlain.web.trigger import (
     BODY_FIELDS,
@@ -183,7 +184,9 @@ async def submit_batch(call: Call) -> Reply:
         for item in planned
     ]
     enqueued = await call.gateway.enqueue(jobs)
-    return Reply({"jobs": [accepted_entry(e) for e in enqueued]}, 202)
+    return Reply(
+        {"jobs": [accepted_entry(e) for e in enqueued]}, 202, {"Retry-After": str(POLL_AFTER)}
+    )
 
 
 ROUTES: tuple[Route, ...] = (
@@ -210,6 +213,7 @@ ROUTES: tuple[Route, ...] = (
                 status=202,
                 description="Every job is committed to the store.",
                 schema="BatchAccepted",
+                headers={"Retry-After": POLL_AFTER_DOC},
             ),
             ResponseSpec(
                 status=400,

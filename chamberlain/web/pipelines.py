@@ -15,7 +15,7 @@ from chamberlain.web.auth import JOBS_RO, PLUGIN_RO, PLUGIN_RW, Scoped
 from chamberlain.web.errors import bad_request, not_found
 from chamberlain.web.handler import Call, Reply
 from chamberlain.web.intake import DISK_FULL, UNAVAILABLE, decode_json_object, not_accepting
-from chamberlain.web.jobs import JOB_ID_PARAM
+from chamberlain.web.jobs import JOB_ID_PARAM, POLL_AFTER, POLL_AFTER_DOC
 from chamberlain.web.spec import BodySpec, Param, ResponseSpec, Route
 from chamberlain.web.synchronous import ASYNC_PARAM, answer_synchronously, sync_slot, wants_async
 
@@ -64,7 +64,7 @@ async def start_pipeline(call: Call) -> Reply:
     return Reply(
         {"job_id": root.id, "status": root.status.value, "pipeline": name},
         202,
-        {"Location": f"/job/{root.id}/tree"},
+        {"Location": f"/job/{root.id}/tree", "Retry-After": str(POLL_AFTER)},
     )
 
 
@@ -131,6 +131,7 @@ ROUTES: tuple[Route, ...] = (
                 status=202,
                 description="Started (async), or still running past the timeout.",
                 schema="PipelineStarted",
+                headers={"Location": "The tree's URL.", "Retry-After": POLL_AFTER_DOC},
             ),
             ResponseSpec(status=400, description="Malformed body or query."),
             ResponseSpec(status=404, description="Unknown pipeline."),

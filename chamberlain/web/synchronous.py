@@ -22,6 +22,7 @@ from chamberlain.config import PipelineConfig
 from chamberlain.records import Job, JobStatus, Tree
 from chamberlain.web.errors import bad_request, unavailable
 from chamberlain.web.handler import Call, Reply
+from chamberlain.web.jobs import POLL_AFTER
 from chamberlain.web.spec import Param
 
 ASYNC_PARAM = Param(
@@ -117,7 +118,7 @@ async def answer_synchronously(call: Call, root: Job, pipeline: PipelineConfig) 
                 ),
             },
             202,
-            headers,
+            {**headers, "Retry-After": str(POLL_AFTER)},
         )
     status, result, error = _outcome(tree)
     body: dict[str, Any] = {
