@@ -103,9 +103,16 @@ def _dispatcher(monkeypatch: pytest.MonkeyPatch, arm: Arm) -> None:
 
 def _runner(monkeypatch: pytest.MonkeyPatch, arm: Arm) -> None:
     original = Runner._execute
+    #: The nurseries of the Runner incarnations that crashed already: two jobs
+    #: running side by side in one incarnation would otherwise take both shots in
+    #: one crash, and the test would count one restart for two faults.
+    crashed: list[trio.Nursery] = []
 
     async def execute(self: Runner, *args: Any, **kwargs: Any) -> None:
-        if arm.take():
+        incarnation = trio.lowlevel.current_task().parent_nursery
+        if not any(n is incarnation for n in crashed) and arm.take():
+            assert incarnation is not None
+            crashed.append(incarnation)
             raise RuntimeError("injected Runner fault")
         await original(self, *args, **kwargs)
 
