@@ -7,11 +7,18 @@ mostly succeeded jobs carrying the echo plugin's full response, some failures,
 two plugins, three submitters.  Then the daemon starts on that store and one
 client reads, one request at a time (the latency a person paging sees):
 
-- ``GET /jobs?limit=50`` (the target), also filtered by status and by plugin, and
-  a deep page (``offset=500000``) for the record;
+- ``GET /jobs?limit=50`` (the target: summaries), also with ``detail=full``,
+  filtered by status and by plugin, and the page halfway down twice: by
+  ``offset`` and by the ``after`` cursor of the page before it;
 - ``GET /job/{id}`` for random ids.
 
 Bytes per job on disk are measured after the daemon stopped (WAL checkpointed).
+
+Then a second, small store of jobs with large bodies (a 50 KB payload and a
+50 KB result each, about what issue 14's 970 KB for 9 jobs were): the bytes and
+latency of a 50-job page as a summary, with ``detail=full`` and with
+``fields=status``, and the store's own read of those 50 jobs with their bodies and
+without.
 
     python bench/store_scale.py [--jobs 1000000] [--requests 200] [--keep PATH]
 """
@@ -25,6 +32,7 @@ import sqlite3
 import sys
 import tempfile
 import time
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,6 +42,7 @@ import paced
 import report
 import servers
 
+from chamberlain.records import JobFilter
 from chamberlain.store.sqlite import SqliteStore
 
 #: Most recent first, like the API: the store holds about 20 days of jobs, inside the
@@ -42,6 +51,10 @@ SPAN_SECONDS = 20 * 86400
 
 STATUSES = ["succeeded"] * 90 + ["failed"] * 6 + ["dead"] * 3 + ["timed_out"]
 SUBMITTERS = ["api_key", "token:ci", "token:laptop"]
+
+#: Jobs of the large-body store (at most), and the size of each body (payload, result).
+LARGE_JOBS = 1000
+BODY_BYTES = 50_000
 
 
 def _result(plugin: str, job_id: str) -> str:
@@ -162,15 +175,20 @@ def measure(count: int, requests: int, keep: Path | None = None) -> list[report.
             ]
         workdir = Path(tmp) / "daemon"
         workdir.mkdir()
+        deep = count // 2
         with servers.daemon(workdir, state=path) as d:
             headers = d.headers()
+            # The cursor a client paging there holds: the page before's ``next``.
+            cursor = d.get(f"/jobs?limit=1&offset={deep - 1}&fields=job_id")["next"]
             for name, query, target in (
                 ("GET /jobs?limit=50", "/jobs?limit=50", "< 20 ms"),
+                ("GET /jobs?limit=50&detail=full", "/jobs?limit=50&detail=full", None),
                 ("GET /jobs?limit=50&status=failed", "/jobs?limit=50&status=failed", None),
                 ("GET /jobs?limit=50&plugin=sys_exec", "/jobs?limit=50&plugin=sys_exec", None),
+                (f"GET /jobs?limit=50&offset={deep}", f"/jobs?limit=50&offset={deep}", None),
                 (
-                    f"GET /jobs?limit=50&offset={count // 2}",
-                    f"/jobs?limit=50&offset={count // 2}",
+                    f"GET /jobs?limit=50&after=<cursor at {deep}>",
+                    f"/jobs?limit=50&after={cursor}",
                     None,
                 ),
             ):
@@ -188,6 +206,85 @@ def measure(count: int, requests: int, keep: Path | None = None) -> list[report.
                 note=f"{size / 1e6:,.0f} MB for {count:,} jobs, indexes included",
             )
         )
+        # A smoke run's 2,000 jobs make 100 large ones: enough for a page, and quick.
+        large = min(LARGE_JOBS, max(50, count // 20))
+        figures += measure_bodies(Path(tmp) / "large", large, requests)
+    return figures
+
+
+def build_large_store(path: Path, count: int) -> None:
+    """A store of ``count`` succeeded jobs, each with a large payload and result."""
+    SqliteStore(path).close()
+    now = time.time()
+    payload = json.dumps({"document": "p" * BODY_BYTES})
+    result = json.dumps({"status": "ok", "result": {"report": "r" * BODY_BYTES}})
+    db = sqlite3.connect(path, isolation_level=None)
+    try:
+        db.execute("PRAGMA synchronous=OFF")  # a fixture: its own durability is irrelevant
+        db.execute("BEGIN")
+        db.executemany(
+            "INSERT INTO jobs (id, plugin, command, payload, context, status, attempt,"
+            " max_attempts, submitted_by, created_at, started_at, completed_at, run_at,"
+            " result) VALUES (?, 'echo', 'poll', ?, '{}', 'succeeded', 1, 4, 'api_key',"
+            " ?, ?, ?, ?, ?)",
+            (
+                (str(uuid.uuid4()), payload, now - count + i, now, now, now, result)
+                for i in range(count)
+            ),
+        )
+        db.execute("COMMIT")
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
+        db.close()
+
+
+def _store_read(path: Path, flt: JobFilter, rounds: int) -> tuple[float, ...]:
+    """Seconds each of ``rounds`` reads of ``flt`` takes in the store itself."""
+    store = SqliteStore(path)
+    try:
+        store.list_jobs(flt)  # warm the page cache
+        took = []
+        for _ in range(rounds):
+            started = time.perf_counter()
+            store.list_jobs(flt)
+            took.append(time.perf_counter() - started)
+        return tuple(took)
+    finally:
+        store.close()
+
+
+def measure_bodies(workdir: Path, count: int, requests: int) -> list[report.Figure]:
+    """A 50-job page of jobs with large bodies: bytes and latency, summary vs full."""
+    workdir.mkdir()
+    path = workdir / "state.db"
+    build_large_store(path, count)
+    figures: list[report.Figure] = []
+    for name, flt in (
+        ("store: 50 large jobs read with bodies", JobFilter(limit=50)),
+        ("store: 50 large jobs read without", JobFilter(limit=50, bodies=False)),
+    ):
+        figures += _latency_figures(name, _store_read(path, flt, requests), None)
+    with servers.daemon(workdir, state=path) as d:
+        headers = d.headers()
+        for view, query in (
+            ("summary", "/jobs?limit=50"),
+            ("detail=full", "/jobs?limit=50&detail=full"),
+            ("fields=status", "/jobs?limit=50&fields=status"),
+        ):
+            request = urllib.request.Request(d.url + query, headers=headers)
+            with urllib.request.urlopen(request, timeout=60) as answer:
+                size = len(answer.read())
+            figures.append(
+                report.Figure(
+                    name=f"50 large jobs, {view}: bytes",
+                    value=size / 1000,
+                    unit="KB",
+                    note=f"{BODY_BYTES // 1000} KB payload + {BODY_BYTES // 1000} KB result a job",
+                )
+            )
+            paced.sequential(d.url, [query] * 3, headers=headers)  # warm caches
+            latencies = paced.sequential(d.url, [query] * requests, headers=headers)
+            figures += _latency_figures(f"50 large jobs, {view}", latencies, None)
     return figures
 
 

@@ -1,21 +1,23 @@
-"""The ``chamberlain`` command line.
+"""The ``chamberlain`` command line: ``start``, ``run`` and ``check``.
 
-``chamberlain start --config PATH [--listen HOST:PORT] [--allow-default-keys]``
-    Run the daemon in the foreground (systemd, a terminal, a container).
-    ``--listen`` overrides ``api.listen``.  The example config's development keys
-    are refused on a listener other than loopback unless ``--allow-default-keys``.
-``chamberlain run PLUGIN COMMAND [--payload JSON]``
-    Run one job through the same Runner and print its record as JSON; exit 0 only
-    when it succeeded.  Uses a throwaway in-memory store.
-``chamberlain check --config PATH``
-    Validate the config and the plugins it names, then exit.
+``start`` runs the daemon in the foreground; ``run`` runs one job through the same
+Runner on a throwaway in-memory store, showing the plugin's stderr lines and the
+job's status changes on stderr as they commit (read from the hub, the source the
+job stream of the API reads) and printing the job's record as JSON on stdout;
+``check`` validates a config and the plugins it names.
 
-Exit codes: 0 success; 1 runtime failure (another daemon holds the state, a
-supervisor gave up, a ``run`` job that did not succeed); 78 (EX_CONFIG) for a bad
-config, including a ``state.path`` that cannot be opened, an ``api.listen`` that
-cannot be listened on, development keys on a public listener, and (``check``
-only) a plugin that would be skipped, so ``RestartPreventExitStatus=78`` stops
-systemd from looping on it.
+The help each prints is written out here (:data:`PROGRAM_HELP` and its siblings),
+examples and exit codes included, rather than taken from this docstring.  Exit
+codes: 0 success; 1 runtime failure (another daemon holds the state, a supervisor
+gave up, a ``run`` job that did not succeed); 2 a bad command line; 78
+(EX_CONFIG) for a bad config, including a ``state.path`` that cannot be opened,
+an ``api.listen`` that cannot be listened on, development keys on a public
+listener, and (``check`` only) a plugin that would be skipped, so
+``RestartPreventExitStatus=78`` stops systemd from looping on it.
+
+``--log-level`` and ``--log-format`` are accepted before or after the subcommand.
+Without ``--log-format``, log lines are text (:mod:`chamberlain.daemon.textlog`)
+when stderr is a terminal and JSON (:mod:`chamberlain.daemon.jsonlog`) otherwise.
 """
 
 from __future__ import annotations
@@ -24,23 +26,31 @@ import argparse
 import ipaddress
 import json
 import logging
+import math
 import sys
-from collections.abc import Sequence
+import textwrap
+from collections.abc import Callable, Sequence
+from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import attrs
 import trio
+from rich.console import Console
+from rich.text import Text
 
+from chamberlain.actors.gateway import Gateway
 from chamberlain.config import IN_MEMORY, Config, ConfigError, load_config, parse_config
 from chamberlain.config.values import split_listen
 from chamberlain.daemon import jsonlog
 from chamberlain.daemon.instance_lock import AlreadyRunning, InstanceLock, StateUnusable
+from chamberlain.daemon.jsonlog import JsonFormatter, RedactingFormatter
 from chamberlain.daemon.systemd import Notifier
+from chamberlain.daemon.textlog import TextFormatter
 from chamberlain.daemon.tree import Daemon
 from chamberlain.plugins.binding import BoundPlugin, bind_plugins
 from chamberlain.plugins.registry import SkippedPlugin, discover
-from chamberlain.records import NewJob
+from chamberlain.records import JobMessage, JobStatus, NewJob
 from chamberlain.routing.planner import Routing, build_routing
 from chamberlain.supervision import SupervisorGaveUp
 from chamberlain.web.routes import ROUTES
@@ -123,6 +133,26 @@ def _listen_option(value: str) -> str:
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
     return value
+
+
+def _attempts_option(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, got {value!r}")
+    return number
+
+
+def _seconds_option(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = 0.0
+    if not (0 < seconds < math.inf):
+        raise argparse.ArgumentTypeError(f"must be a number of seconds above 0, got {value!r}")
+    return seconds
 
 
 def _gave_up(exc: BaseException) -> SupervisorGaveUp | None:
@@ -231,6 +261,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not isinstance(payload, dict):
         print("chamberlain: --payload must be a JSON object", file=sys.stderr)
         return EXIT_FAILURE
+    problem = plugin.payload_problem(args.command, payload, path="--payload")
+    if problem is not None:
+        # What the API would answer 400 to: the plugin never gets input it refuses.
+        print(f"chamberlain: {problem}", file=sys.stderr)
+        return EXIT_FAILURE
     event = None
     if args.command == "handle":
         event = {"type": "cli.run", "payload": payload, "source": "cli"}
@@ -252,11 +287,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         routing=loaded.routing,
         run_schedules=False,
     )
+    show = None if args.quiet else LiveView.on(sys.stderr).show
 
     async def main() -> dict[str, Any]:
         async with trio.open_nursery() as nursery:
             await nursery.start(daemon.run)
-            await daemon.gateway.enqueue([job])
+            if show is None:
+                await daemon.gateway.enqueue([job])
+            else:
+                await follow(daemon.gateway, job, show)
             done = await daemon.gateway.wait_job(job.id)
             await daemon.shutdown()
         assert done is not None
@@ -265,6 +304,100 @@ def cmd_run(args: argparse.Namespace) -> int:
     record = trio.run(main)
     print(json.dumps(record, indent=2, ensure_ascii=False))
     return 0 if record["status"] == "succeeded" else EXIT_FAILURE
+
+
+async def follow(gateway: Gateway, job: NewJob, show: Callable[[JobMessage], None]) -> None:
+    """Enqueue ``job`` and ``show`` each of its messages as it commits, until it ends.
+
+    The subscription to the hub is taken before the enqueue, so the job's first
+    message arrives live like every other.  A subscriber that falls a whole buffer
+    behind is dropped by the hub; then what it missed is read back from the store
+    and it subscribes again, the way a client of the job stream resumes.
+    """
+    seen = 0  # the seq of the last message shown
+    enqueued = False
+    while True:
+        with gateway.hub.subscribe(job_id=job.id) as live:
+            if not enqueued:
+                await gateway.enqueue([job])
+                enqueued = True
+            else:
+                while page := await gateway.job_messages(job.id, after_seq=seen):
+                    for message in page:
+                        show(message)
+                        seen = message.seq
+                        if message.ends_job:
+                            return
+            async for message in live.messages:
+                if message.seq <= seen:
+                    continue  # read back from the store after a drop
+                show(message)
+                seen = message.seq
+                if message.ends_job:
+                    return
+
+
+#: How a status is drawn on a terminal; a status not named here is drawn plain.
+_STATUS_STYLES = {
+    JobStatus.QUEUED: "blue",
+    JobStatus.RUNNING: "cyan",
+    JobStatus.SUCCEEDED: "bold green",
+    JobStatus.FAILED: "bold red",
+    JobStatus.TIMED_OUT: "bold red",
+    JobStatus.DEAD: "bold red",
+    JobStatus.CANCELLED: "bold yellow",
+}
+
+
+def live_line(message: JobMessage) -> tuple[tuple[str, str], ...]:
+    """The line ``chamberlain run`` shows for ``message``, as (text, rich style) pieces.
+
+    A status change reads ``status: running (attempt 1) - attempt 1/1 started``;
+    anything else is its kind (and a log entry's level) in brackets and its text:
+    ``[stderr] a line``, ``[log warn] stale cache``.
+    Joined, the texts are the plain line written when stderr is not a terminal.
+    """
+    if message.status is None:
+        # A log entry shows its level: [log info] fetched 3 items.
+        kind = (
+            message.kind.value if message.level is None else f"{message.kind.value} {message.level}"
+        )
+        return ((f"[{kind}] ", "dim"), (message.text, ""))
+    attempt = f" (attempt {message.attempt})" if message.attempt else ""
+    return (
+        ("status: ", "bold"),
+        (message.status.value, _STATUS_STYLES.get(message.status, "")),
+        (attempt, ""),
+        (f" - {message.text}", "dim"),
+    )
+
+
+@attrs.frozen(kw_only=True)
+class LiveView:
+    """Writes :func:`live_line` lines to a stream: styled on a terminal, plain otherwise."""
+
+    stream: TextIO
+    #: Draws on the terminal; None when the stream is not one.
+    console: Console | None
+
+    @classmethod
+    def on(cls, stream: TextIO) -> LiveView:
+        """A view on ``stream``, styled when it is a terminal."""
+        if not stream.isatty():
+            return cls(stream=stream, console=None)
+        # soft_wrap: a long line is left to the terminal to wrap, so copying it from
+        # the screen gives it back whole; no markup: a plugin's text is never parsed.
+        console = Console(file=stream, highlight=False, markup=False, emoji=False, soft_wrap=True)
+        return cls(stream=stream, console=console)
+
+    def show(self, message: JobMessage) -> None:
+        """Write ``message``'s line now."""
+        pieces = live_line(message)
+        if self.console is None:
+            self.stream.write("".join(text for text, _ in pieces) + "\n")
+            self.stream.flush()
+        else:
+            self.console.print(Text.assemble(*pieces))
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -289,15 +422,210 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0
 
 
+@attrs.frozen(kw_only=True)
+class HelpText:
+    """What ``--help`` prints for the program or one subcommand, besides its options."""
+
+    description: str
+    examples: tuple[str, ...]
+    #: (exit code, when) pairs, in the order printed.
+    exit_codes: tuple[tuple[int, str], ...]
+    #: A subcommand's line in the program's list of commands.
+    summary: str = ""
+
+    def epilog(self) -> str:
+        """The examples and the exit codes, as printed after the options."""
+        lines = ["examples:", *(f"  {example}" for example in self.examples), "", "exit codes:"]
+        for code, when in self.exit_codes:
+            lines.extend(
+                textwrap.wrap(
+                    when, width=79, initial_indent=f"  {code:<4}", subsequent_indent=" " * 6
+                )
+            )
+        return "\n".join(lines)
+
+
+_BAD_COMMAND_LINE = (2, "a bad command line: an unknown option, a missing or out-of-range value")
+_BAD_CONFIG = (
+    EXIT_CONFIG,
+    "a bad config (EX_CONFIG): the file does not load or validate, state.path cannot"
+    " be opened, api.listen cannot be listened on, or the example's development keys"
+    " are set for a listener other than loopback",
+)
+
+PROGRAM_HELP = HelpText(
+    description=(
+        "Chamberlain runs plugins (executables that read one JSON request on stdin and\n"
+        "write one JSON response on stdout) as durable jobs: once the HTTP API has\n"
+        "accepted a job, it survives a crash of the daemon and ends in exactly one\n"
+        "terminal status.  Run 'chamberlain COMMAND --help' for one command's options."
+    ),
+    examples=(
+        "chamberlain check --config config.yaml",
+        "chamberlain start --config config.yaml",
+        "chamberlain run echo poll --payload '{\"n\": 1}'",
+        "chamberlain --log-format json start --config config.yaml",
+    ),
+    exit_codes=(
+        (0, "success"),
+        (
+            EXIT_FAILURE,
+            "a runtime failure: another daemon holds the state, a supervisor gave up, or"
+            " the job of 'chamberlain run' did not succeed or names an unknown plugin or"
+            " command",
+        ),
+        _BAD_COMMAND_LINE,
+        (
+            EXIT_CONFIG,
+            "a bad config (EX_CONFIG), and for 'check' a plugin that would be skipped;"
+            " systemd's RestartPreventExitStatus=78 keeps it from restarting into the"
+            " same error",
+        ),
+    ),
+)
+
+START_HELP = HelpText(
+    summary="run the daemon in the foreground",
+    description=(
+        "Run the daemon in the foreground (under systemd, in a terminal, in a container)\n"
+        "until SIGTERM or SIGINT stops it.  The first signal drains: no new jobs start,\n"
+        "running ones get service.shutdown_grace to finish.  A second signal stops at\n"
+        "once and puts the jobs it interrupts back in the queue."
+    ),
+    examples=(
+        "chamberlain start --config /etc/chamberlain/config.yaml",
+        "chamberlain start -c config.yaml --listen 127.0.0.1:9090",
+        "chamberlain start -c config.yaml --log-format json 2>daemon.log",
+    ),
+    exit_codes=(
+        (0, "stopped by a signal, after an orderly shutdown"),
+        (EXIT_FAILURE, "another daemon holds the state, or a supervisor gave up"),
+        _BAD_COMMAND_LINE,
+        _BAD_CONFIG,
+    ),
+)
+
+RUN_HELP = HelpText(
+    summary="run one job in the foreground and print its record",
+    description=(
+        "Run one job of PLUGIN's COMMAND through the same Runner the daemon uses, on a\n"
+        "throwaway in-memory store, and print the job's record as JSON on stdout.\n"
+        "While it runs, every line the plugin writes to stderr (within the job's output\n"
+        "cap) and every status change is shown on stderr as it happens; --quiet turns\n"
+        "that off.  stdout holds the record and nothing else, so it can be piped to jq."
+    ),
+    examples=(
+        "chamberlain run echo poll",
+        "chamberlain run echo poll --payload '{\"n\": 1}' --config config.example.yaml",
+        "chamberlain run myplugin handle --payload '{\"id\": 7}' --attempts 3 --timeout 30",
+        "chamberlain run echo poll --quiet | jq .result",
+    ),
+    exit_codes=(
+        (0, "the job succeeded"),
+        (
+            EXIT_FAILURE,
+            "the job did not succeed (it ended failed, timed_out, cancelled or dead), the"
+            " plugin or the command is unknown, or --payload is not a JSON object or"
+            " breaks the command's input_schema",
+        ),
+        _BAD_COMMAND_LINE,
+        _BAD_CONFIG,
+    ),
+)
+
+CHECK_HELP = HelpText(
+    summary="validate the config and the plugins it names",
+    description=(
+        "Load and validate the config and every plugin it names, print the plugins that\n"
+        "would run (version, commands, parallelism) and exit.  What 'start' would refuse,\n"
+        "'check' refuses; a plugin that 'start' would skip with a warning fails 'check'."
+    ),
+    examples=(
+        "chamberlain check --config /etc/chamberlain/config.yaml",
+        "chamberlain check -c config.yaml && systemctl restart chamberlain",
+    ),
+    exit_codes=(
+        (0, "the config is valid and every plugin on the plugin roots loads"),
+        _BAD_COMMAND_LINE,
+        (
+            EXIT_CONFIG,
+            "a bad config (EX_CONFIG), or a plugin that would be skipped (listed with the reason)",
+        ),
+    ),
+)
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMATS = ("text", "json")
+
+
+def _logging_options(*, defaults: bool) -> argparse.ArgumentParser:
+    """The options every command takes, as a parent parser.
+
+    The program's copy holds the defaults; each subcommand's copy has none
+    (``SUPPRESS``), so a value given after the subcommand overrides one given before
+    it and a value given only before it is kept.
+    """
+    options = argparse.ArgumentParser(add_help=False)
+    group = options.add_argument_group("logging options")
+    group.add_argument(
+        "--log-level",
+        choices=LOG_LEVELS,
+        default="info" if defaults else argparse.SUPPRESS,
+        help="the least severe log records written (default: info)",
+    )
+    group.add_argument(
+        "--log-format",
+        choices=LOG_FORMATS,
+        default=None if defaults else argparse.SUPPRESS,
+        help=(
+            "text: one line per record for a person; json: one object per line for"
+            " journald and jq (default: text when stderr is a terminal, json otherwise)"
+        ),
+    )
+    return options
+
+
+def version() -> str:
+    """This installation's version, from its package metadata."""
+    try:
+        return metadata.version("chamberlain")
+    except metadata.PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+def _subcommand(
+    sub: Any, name: str, text: HelpText, options: argparse.ArgumentParser
+) -> argparse.ArgumentParser:
+    parser: argparse.ArgumentParser = sub.add_parser(
+        name,
+        help=text.summary,
+        description=text.description,
+        epilog=text.epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        parents=[options],
+    )
+    return parser
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (public so the docs and tests can inspect it)."""
-    parser = argparse.ArgumentParser(prog="chamberlain", description=__doc__.split("\n")[0])
-    parser.add_argument(
-        "--log-level", default="info", choices=["debug", "info", "warning", "error"]
+    parser = argparse.ArgumentParser(
+        prog="chamberlain",
+        description=PROGRAM_HELP.description,
+        epilog=PROGRAM_HELP.epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        parents=[_logging_options(defaults=True)],
     )
-    sub = parser.add_subparsers(dest="cmd", required=True)
+    parser.add_argument(
+        "--version",
+        action="version",
+        version=f"chamberlain {version()}",
+        help="print the version and exit",
+    )
+    options = _logging_options(defaults=False)
+    sub = parser.add_subparsers(dest="cmd", required=True, metavar="COMMAND", title="commands")
 
-    start = sub.add_parser("start", help="run the daemon in the foreground")
+    start = _subcommand(sub, "start", START_HELP, options)
     start.add_argument("--config", "-c", required=True, help="path to the YAML config")
     start.add_argument(
         "--listen",
@@ -312,27 +640,57 @@ def build_parser() -> argparse.ArgumentParser:
     )
     start.set_defaults(func=cmd_start)
 
-    run = sub.add_parser("run", help="run one job in the foreground and print its record")
-    run.add_argument("plugin")
-    run.add_argument("command")
-    run.add_argument("--payload", default="{}", help="the job's payload, a JSON object")
-    run.add_argument("--config", "-c", help="path to the YAML config (default: built-in defaults)")
-    run.add_argument("--attempts", type=int, default=1, help="attempts before giving up")
+    run = _subcommand(sub, "run", RUN_HELP, options)
+    run.add_argument("plugin", metavar="PLUGIN", help="the plugin's name")
+    run.add_argument("command", metavar="COMMAND", help="one of the plugin's commands")
     run.add_argument(
-        "--timeout", type=float, default=None, help="seconds before the job is stopped"
+        "--payload", default="{}", metavar="JSON", help="the job's payload, a JSON object"
+    )
+    run.add_argument("--config", "-c", help="path to the YAML config (default: built-in defaults)")
+    run.add_argument(
+        "--attempts",
+        type=_attempts_option,
+        default=1,
+        metavar="N",
+        help="attempts before giving up (default: 1)",
+    )
+    run.add_argument(
+        "--timeout",
+        type=_seconds_option,
+        default=None,
+        metavar="SECONDS",
+        help=(
+            "seconds an attempt may run before it is stopped (default: the command's"
+            " timeout in the config, plugins.NAME.timeouts)"
+        ),
+    )
+    run.add_argument(
+        "--quiet",
+        "-q",
+        action="store_true",
+        help="do not show the plugin's stderr and the status changes while the job runs",
     )
     run.set_defaults(func=cmd_run)
 
-    check = sub.add_parser("check", help="validate the config and plugins")
-    check.add_argument("--config", "-c", required=True)
+    check = _subcommand(sub, "check", CHECK_HELP, options)
+    check.add_argument("--config", "-c", required=True, help="path to the YAML config")
     check.set_defaults(func=cmd_check)
     return parser
+
+
+def log_formatter(choice: str | None, stream: TextIO) -> RedactingFormatter:
+    """The formatter ``--log-format`` names; without one, text on a terminal, else JSON."""
+    if choice is None:
+        choice = "text" if stream.isatty() else "json"
+    return TextFormatter() if choice == "text" else JsonFormatter()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script."""
     args = build_parser().parse_args(argv)
-    jsonlog.configure(args.log_level.upper())
+    jsonlog.configure(
+        args.log_level.upper(), sys.stderr, formatter=log_formatter(args.log_format, sys.stderr)
+    )
     try:
         code: int = args.func(args)
     except ConfigError as exc:

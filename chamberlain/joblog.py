@@ -1,21 +1,30 @@
 """Job messages: what a job said and what happened to it, as timestamped records.
 
-A job's *messages* are its plugin's stderr lines (``kind: stderr``) and system
-messages (``kind: system``): one per status change (queued, started, retry
+A job's *messages* are its plugin's stderr lines (``kind: stderr``), the entries
+of the ``logs`` list in its responses (``kind: log``, see :func:`log_message`) and
+system messages (``kind: system``): one per status change (queued, started, retry
 scheduled, finished), written by the store in the transaction that changed the
-status, and the marker that says how many stderr lines the cap dropped.
+status, and the markers that say how many lines the cap dropped.
 
-Stderr is capped per job (:class:`OutputLimits`): a plugin that prints without
-end must not fill the disk or the memory of every client that follows it.  The
-rules are plain functions here; the Runner buffers with :class:`OutputBuffer`, the
-store applies :func:`admit_output`.
+Output is capped per job (:class:`OutputLimits`), stderr and log entries together:
+a plugin that prints without end must not fill the disk or the memory of every
+client that follows it.  The rules are plain functions here; the Runner buffers
+with :class:`OutputBuffer`, the store applies :func:`admit_output`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import attrs
+
+from chamberlain import jsoncodec
+
+#: The level of a log entry that names none (or names one that is not a string).
+DEFAULT_LOG_LEVEL = "info"
+#: Levels longer than this are cut: a level is a word, not a place to put data.
+LOG_LEVEL_MAX = 32
 
 
 @attrs.frozen(kw_only=True)
@@ -35,6 +44,35 @@ def dropped_marker(count: int) -> str:
     """The text of the marker that stands for ``count`` dropped lines."""
     noun = "line" if count == 1 else "lines"
     return f"\u2026 {count} more stderr {noun} dropped (over the job's output cap)"
+
+
+def dropped_logs_marker(count: int) -> str:
+    """The text of the marker that stands for ``count`` dropped log entries."""
+    noun = "entry" if count == 1 else "entries"
+    return f"\u2026 {count} more log {noun} dropped (over the job's output cap)"
+
+
+def log_message(entry: Mapping[str, Any]) -> tuple[str, str]:
+    """The ``(level, text)`` of one entry of a response's ``logs`` list.
+
+    Ductile's plugins write ``{"level": "info", "message": "..."}``; the protocol
+    only promises an object, so nothing a plugin says is lost: a ``message`` that is
+    not a string, and any other keys, are kept as compact JSON after the message.
+    """
+    level = entry.get("level")
+    if not isinstance(level, str) or not level.strip():
+        level = DEFAULT_LOG_LEVEL
+    level = level.strip().lower()[:LOG_LEVEL_MAX]
+    message = entry.get("message")
+    rest = {k: v for k, v in entry.items() if k not in ("level", "message")}
+    parts: list[str] = []
+    if isinstance(message, str):
+        parts.append(message)
+    elif message is not None:
+        parts.append(jsoncodec.dumps(message))
+    if rest:
+        parts.append(jsoncodec.dumps(rest))
+    return level, " ".join(parts)
 
 
 @attrs.frozen(kw_only=True)

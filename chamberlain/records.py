@@ -161,7 +161,11 @@ class Job:
 
 @attrs.frozen(kw_only=True)
 class JobFilter:
-    """Filters for listing jobs; every field narrows the result."""
+    """What to list: filters that narrow the jobs, the page, and how much of each job.
+
+    Jobs come newest first (by ``seq``).  A page is either ``offset`` jobs skipped
+    or, faster and stable while jobs are added, the jobs older than ``after``.
+    """
 
     statuses: tuple[JobStatus, ...] = ()
     plugin: str | None = None
@@ -171,6 +175,13 @@ class JobFilter:
     until: float | None = None
     limit: int = 50
     offset: int = 0
+    #: Only jobs whose ``seq`` is below this one: the page after the page that ended
+    #: with that job.  New jobs get higher numbers, so they never shift such a page.
+    after: int | None = None
+    #: Read each job's payload, event and result.  They are most of a row; a listing
+    #: that shows none of them sets this False, and its jobs then carry ``{}``, None
+    #: and None in their place.
+    bodies: bool = True
 
 
 @attrs.frozen(kw_only=True)
@@ -269,6 +280,8 @@ class MessageKind(enum.Enum):
 
     #: A line the plugin wrote to stderr.
     STDERR = "stderr"
+    #: An entry of the ``logs`` list in the plugin's response, with its ``level``.
+    LOG = "log"
     #: Written by chamberlain: a status change, or the dropped-lines marker.
     SYSTEM = "system"
 
@@ -290,6 +303,8 @@ class JobMessage:
     #: The job's status after this message, for status changes; None otherwise.
     status: JobStatus | None = None
     attempt: int | None = None
+    #: For plugin log entries: the level the plugin gave (``info`` when it gave none).
+    level: str | None = None
     plugin: str
     command: str
 
@@ -314,6 +329,8 @@ class JobMessage:
         if self.status is not None:
             out["status"] = self.status.value
             out["attempt"] = self.attempt
+        if self.level is not None:
+            out["level"] = self.level
         return out
 
     def to_event(self) -> dict[str, Any]:

@@ -17,6 +17,9 @@ import pytest
 import trio
 import yaml
 
+#: Every answer a test gets from a daemon is checked against its /openapi.json.
+pytest_plugins = ["spec_conformance"]
+
 REPO = Path(__file__).resolve().parent.parent
 BUNDLED_PLUGINS = REPO / "plugins"
 TEST_PLUGINS = Path(__file__).resolve().parent / "plugins"

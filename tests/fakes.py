@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +40,8 @@ class FakePlugins:
     payload keys: ``sleep`` (seconds), ``fail_until`` (fail retryably while the
     attempt number is below it), ``fatal`` (fail with retry: false), ``emit`` (events
     to answer with), ``result`` (the result to answer with), ``reemit`` (emit the event received),
-    ``stderr`` (lines written to stderr before the sleep).
+    ``stderr`` (lines written to stderr before the sleep), ``logs`` (the response's
+    ``logs`` list, also when it fails).
     """
 
     running: Counter[str] = attrs.field(factory=Counter)
@@ -98,6 +99,8 @@ class FakePlugins:
                     response["events"] = [{"type": event["type"], "payload": event["payload"]}]
             if "state_updates" in payload:
                 response["state_updates"] = payload["state_updates"]
+            if "logs" in payload:
+                response["logs"] = payload["logs"]
             return ProcessResult(
                 exit_code=0,
                 signal=None,
@@ -113,7 +116,14 @@ class FakePlugins:
             self.running[plugin] -= 1
 
 
-def fake_plugin(tmp_path: Path, name: str, *, concurrency_safe: bool = True) -> Manifest:
+def fake_plugin(
+    tmp_path: Path,
+    name: str,
+    *,
+    concurrency_safe: bool = True,
+    handle_schema: Mapping[str, Any] | None = None,
+) -> Manifest:
+    """A manifest with ``poll`` and ``handle``; ``handle_schema`` is handle's input_schema."""
     directory = tmp_path / name
     directory.mkdir(exist_ok=True)
     return Manifest(
@@ -125,7 +135,7 @@ def fake_plugin(tmp_path: Path, name: str, *, concurrency_safe: bool = True) -> 
         concurrency_safe=concurrency_safe,
         commands=(
             CommandSpec(name="poll", type=CommandType.READ),
-            CommandSpec(name="handle", type=CommandType.WRITE),
+            CommandSpec(name="handle", type=CommandType.WRITE, input_schema=handle_schema),
         ),
     )
 

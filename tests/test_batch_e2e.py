@@ -22,7 +22,7 @@ def client(d: DaemonProcess) -> httpx.AsyncClient:
 
 async def all_jobs(d: DaemonProcess) -> dict[str, dict[str, Any]]:
     async with client(d) as c:
-        r = await c.get("/jobs", params={"limit": 500})
+        r = await c.get("/jobs", params={"limit": 500, "detail": "full"})
     assert r.status_code == 200, r.text
     return {job["job_id"]: job for job in r.json()["jobs"]}
 

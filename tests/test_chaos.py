@@ -107,7 +107,7 @@ async def fetch_jobs(client: httpx.AsyncClient) -> dict[str, dict[str, Any]]:
     jobs: dict[str, dict[str, Any]] = {}
     offset = 0
     while True:
-        r = await client.get("/jobs", params={"limit": 500, "offset": offset})
+        r = await client.get("/jobs", params={"limit": 500, "offset": offset, "detail": "full"})
         assert r.status_code == 200, r.text
         page = r.json()
         jobs.update((j["job_id"], j) for j in page["jobs"])

@@ -14,7 +14,7 @@ from typing import Any, cast
 import attrs
 import httpx
 import pytest
-from conftest import DaemonFactory, DaemonProcess
+from conftest import DaemonFactory, DaemonProcess, run_cli
 from quart_trio import QuartTrio
 from test_web_api import FakeGateway, api_config, call, make_plugin
 
@@ -171,12 +171,44 @@ def test_a_schema_is_compiled_once_when_the_command_is_declared(
         ({"type": "strin"}, "is not a valid JSON Schema: input_schema.type: "),
         ({"url": "uri"}, "is neither the compact form"),
         ({"$ref": "https://example.invalid/schema.json"}, "cannot be resolved"),
+        # Reached only by a payload that has the field: found now all the same, not
+        # by the first client as a server error.
+        (
+            {"type": "object", "properties": {"a": {"$ref": "#/$defs/missing"}}},
+            "'/$defs/missing' does not exist",
+        ),
+        (
+            {"properties": {"a": {"prefixItems": [{"$ref": "https://example.invalid/x"}]}}},
+            "cannot be resolved",
+        ),
     ],
 )
 def test_schemas_no_validator_can_use_are_refused(schema: dict[str, Any], fragment: str) -> None:
     with pytest.raises(InvalidSchema) as info:
         compile_input_schema(schema)
     assert fragment in str(info.value)
+
+
+def test_references_that_resolve_are_followed_from_their_base() -> None:
+    nested = compile_input_schema(
+        {
+            "$id": "https://schemas.test/root",
+            "properties": {
+                "a": {
+                    # Relative references below resolve against this $id, not the root's.
+                    "$id": "https://schemas.test/a",
+                    "$defs": {"n": {"type": "integer"}},
+                    "properties": {"b": {"$ref": "#/$defs/n"}},
+                }
+            },
+        }
+    )
+    nested.check({"a": {"b": 1}})
+    with pytest.raises(InvalidPayload, match=r"payload\.a\.b: 'x' is not of type 'integer'"):
+        nested.check({"a": {"b": "x"}})
+    # A "$ref" key inside data (const, enum, ...) is a value, not a reference.
+    constant = compile_input_schema({"properties": {"a": {"const": {"$ref": "#/nowhere"}}}})
+    constant.check({"a": {"$ref": "#/nowhere"}})
 
 
 # -- through the app -----------------------------------------------------------------
@@ -295,3 +327,16 @@ async def test_the_daemon_refuses_a_payload_breaking_the_manifest(
         (echo,) = (p for p in r.json()["plugins"] if p["name"] == "echo")
         (handle,) = (cmd for cmd in echo["commands"] if cmd["name"] == "handle")
         assert handle["input_schema"]["properties"]["seconds"] == {"type": "number"}
+
+
+def test_chamberlain_run_refuses_a_payload_breaking_the_manifest() -> None:
+    config = Path(__file__).resolve().parent.parent / "config.example.yaml"
+    done = run_cli(
+        "run", "echo", "handle", "--payload", '{"seconds": "abc"}', "--config", str(config)
+    )
+    assert done.returncode == 1
+    assert done.stdout == ""
+    assert done.stderr.strip().endswith(
+        "chamberlain: echo/handle: input_schema refuses the payload:"
+        " --payload.seconds: 'abc' is not of type 'number'"
+    )

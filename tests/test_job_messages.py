@@ -19,7 +19,9 @@ from chamberlain.joblog import (
     OutputLimits,
     OutputTotals,
     admit_output,
+    dropped_logs_marker,
     dropped_marker,
+    log_message,
 )
 from chamberlain.plugins.protocol import Outcome, OutcomeKind
 from chamberlain.records import JobMessage, JobStatus, MessageKind, NewJob
@@ -231,6 +233,65 @@ async def test_stderr_lines_are_stored_between_start_and_finish(
     # The status subscriber saw the status changes only, as they committed.
     assert [m.status for m in live] == [JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.SUCCEEDED]
     assert all(isinstance(m, JobMessage) for m in live)
+
+
+async def test_a_responses_logs_become_messages_before_the_end_of_the_run(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    fake = FakePlugins()
+    daemon = make_daemon(tmp_path, fake)
+    logs = [
+        {"level": "info", "message": "fetched 3 items"},
+        {"level": "WARN", "message": "item 2 is stale", "item": 2},
+        {"message": "no level given"},
+    ]
+    async with trio.open_nursery() as nursery:
+        await nursery.start(daemon.run)
+        ok, failed = await submit(
+            daemon,
+            NewJob(plugin="a", command="poll", payload={"stderr": ["said"], "logs": logs}),
+            NewJob(plugin="a", command="poll", payload={"fatal": True, "logs": logs[:1]}),
+        )
+        await finish(daemon, [ok, failed])
+        stored = await daemon.gateway.job_messages(ok)
+        stored_failed = await daemon.gateway.job_messages(failed)
+        await daemon.shutdown()
+    assert [(m.kind, m.level, m.text) for m in stored[2:]] == [
+        (MessageKind.STDERR, None, "said"),
+        (MessageKind.LOG, "info", "fetched 3 items"),
+        (MessageKind.LOG, "warn", 'item 2 is stale {"item":2}'),
+        (MessageKind.LOG, "info", "no level given"),
+        (MessageKind.SYSTEM, None, "finished: succeeded"),
+    ]
+    assert stored[3].to_json()["level"] == "info"
+    assert "level" not in stored[2].to_json()
+    # A plugin that reports an error still has its say.
+    assert [(m.kind, m.text) for m in stored_failed][-2] == (MessageKind.LOG, "fetched 3 items")
+
+
+def test_log_entries_share_the_output_cap_with_stderr(store: SqliteStore) -> None:
+    job = store.enqueue(NewJob(plugin="p", command="poll"), now=NOW, dedupe_ttl=0).job
+    limits = OutputLimits(max_lines=3, max_bytes=1000)
+    job_messages.append_output(
+        store.conn, job.id, [(NOW, "err")], dropped=0, final=True, limits=limits, now=NOW
+    )
+    entries = [{"level": "info", "message": f"log {n}"} for n in range(4)]
+    kept = job_messages.append_logs(store.conn, job.id, entries, limits=limits, now=NOW + 1)
+    assert kept == 2
+    assert [text for _, text, _ in texts(store, job.id)][1:] == [
+        "err",
+        "log 0",
+        "log 1",
+        dropped_logs_marker(2),
+    ]
+
+
+def test_log_message_keeps_everything_a_plugin_said() -> None:
+    assert log_message({"level": "error", "message": "boom"}) == ("error", "boom")
+    assert log_message({"message": "plain"}) == ("info", "plain")
+    assert log_message({"level": 3, "message": {"n": 1}}) == ("info", '{"n":1}')
+    assert log_message({"level": " Debug ", "detail": [1]}) == ("debug", '{"detail":[1]}')
+    assert log_message({"level": "x" * 100, "message": "m"})[0] == "x" * 32
 
 
 async def test_a_flood_of_stderr_is_capped_with_a_marker(

@@ -630,6 +630,83 @@ def test_a_missing_with_path_makes_a_failed_job_naming_it(tmp_path: Path) -> Non
     assert (step.pipeline, step.step_id, step.parent_job_id) == ("p", "s", "job")
 
 
+# -- input schemas ------------------------------------------------------------------------
+
+SEAT_SCHEMA = {
+    "type": "object",
+    "properties": {"seats": {"type": "integer"}},
+    "required": ["seats"],
+}
+
+
+def schema_routing(tmp_path: Path, config: dict[str, Any]) -> Routing:
+    """Routing over plugins a and c, and b whose ``handle`` requires an integer ``seats``."""
+    cfg = parse_config(config, base_dir=tmp_path)
+    found = {n: fake_plugin(tmp_path, n) for n in ("a", "c")}
+    found["b"] = fake_plugin(tmp_path, "b", handle_schema=SEAT_SCHEMA)
+    bound = bind_plugins(cfg, Discovery(plugins=found, skipped=()))
+    return attrs.evolve(build_routing(cfg.routes, cfg.pipelines, bound), new_id=counter())
+
+
+def test_a_step_payload_breaking_the_input_schema_makes_a_failed_job(tmp_path: Path) -> None:
+    config = {
+        "pipelines": [
+            pipeline("p", "a.poll", {"id": "s", "uses": "b", "with": {"seats": "{payload.n}"}})
+        ]
+    }
+    routing = schema_routing(tmp_path, config)
+    (good,) = routing.plan(succeeded(result={"n": 3}), NOW).jobs
+    assert good.error is None and good.payload == {"seats": 3}
+    (bad,) = routing.plan(succeeded(result={"n": "three"}), NOW).jobs
+    assert bad.error == (
+        "pipeline p step s: b/handle: input_schema refuses the payload:"
+        " payload.seats: 'three' is not of type 'integer'"
+    )
+    # What the step would have been given is kept, for the record and for a retry.
+    assert bad.payload == {"seats": "three"}
+
+
+def test_a_routed_event_breaking_the_input_schema_makes_a_failed_job(tmp_path: Path) -> None:
+    routing = schema_routing(
+        tmp_path, {"routes": [{"from": "a", "event_type": "a.ping", "to": "b"}]}
+    )
+    (bad,) = routing.plan(succeeded(events=[{"type": "a.ping", "payload": {}}]), NOW).jobs
+    assert bad.error == (
+        "b/handle: input_schema refuses the payload: payload: 'seats' is a required property"
+    )
+    (good,) = routing.plan(
+        succeeded(events=[{"type": "a.ping", "payload": {"seats": 2}}]), NOW
+    ).jobs
+    assert good.error is None
+
+
+def test_a_schedule_payload_breaking_the_input_schema_is_a_config_error(tmp_path: Path) -> None:
+    cfg = parse_config(
+        {
+            "plugins": {
+                "b": {
+                    "schedules": [
+                        {"id": "fine", "every": "1h", "command": "handle", "payload": {"seats": 1}},
+                        {
+                            "id": "bad",
+                            "every": "1h",
+                            "command": "handle",
+                            "payload": {"seats": "x"},
+                        },
+                    ]
+                }
+            }
+        },
+        base_dir=tmp_path,
+    )
+    found = {"b": fake_plugin(tmp_path, "b", handle_schema=SEAT_SCHEMA)}
+    with pytest.raises(ConfigError) as info:
+        bind_plugins(cfg, Discovery(plugins=found, skipped=()))
+    assert info.value.problems == (
+        "plugins.b.schedules[1].payload.seats: 'x' is not of type 'integer'",
+    )
+
+
 def test_a_missing_baggage_path_names_baggage(tmp_path: Path) -> None:
     config = {
         "pipelines": [

@@ -35,7 +35,9 @@ def instant(text: str) -> float:
 
 async def scheduled_jobs(d: DaemonProcess) -> list[dict[str, Any]]:
     async with client(d, "jobsro-token") as c:
-        r = await c.get("/jobs", params={"submitted_by": "scheduler", "limit": 500})
+        r = await c.get(
+            "/jobs", params={"submitted_by": "scheduler", "limit": 500, "detail": "full"}
+        )
     assert r.status_code == 200, r.text
     jobs: list[dict[str, Any]] = r.json()["jobs"]
     return jobs[::-1]

@@ -22,7 +22,7 @@ import trio
 from conftest import DaemonFactory, base_config, wait_for
 
 from chamberlain.cli import EXIT_CONFIG
-from chamberlain.config import ServiceConfig, parse_duration
+from chamberlain.config import ServiceConfig, parse_config, parse_duration
 from chamberlain.daemon.systemd import Notifier, message, socket_address, watchdog_interval
 from chamberlain.plugins.process import Limits
 
@@ -178,20 +178,25 @@ async def test_the_daemon_notifies_ready_watchdog_and_stopping(
 
 # -- the unit file ------------------------------------------------------------------------
 
-UNIT = Path(__file__).resolve().parent.parent / "docs" / "deploy" / "chamberlain.service"
+DEPLOY = Path(__file__).resolve().parent.parent / "docs" / "deploy"
+UNITS = {
+    "system": (DEPLOY / "chamberlain.service", "/opt/chamberlain/.venv/bin/chamberlain"),
+    "user": (DEPLOY / "chamberlain-user.service", "%h/chamberlain/.venv/bin/chamberlain"),
+}
 
 
-def unit_settings() -> dict[str, str]:
+def unit_settings(unit: Path) -> dict[str, str]:
     settings = {}
-    for line in UNIT.read_text().splitlines():
+    for line in unit.read_text().splitlines():
         if "=" in line and not line.lstrip().startswith("#"):
             key, value = line.split("=", 1)
             settings[key.strip()] = value.strip()
     return settings
 
 
-def test_the_unit_waits_longer_than_a_full_drain() -> None:
-    settings = unit_settings()
+@pytest.mark.parametrize("kind", sorted(UNITS))
+def test_the_unit_waits_longer_than_a_full_drain(kind: str) -> None:
+    settings = unit_settings(UNITS[kind][0])
     assert settings["Type"] == "notify"
     assert settings["KillMode"] == "mixed"
     assert settings["RestartPreventExitStatus"] == "78"
@@ -200,16 +205,56 @@ def test_the_unit_waits_longer_than_a_full_drain() -> None:
     assert parse_duration(settings["TimeoutStopSec"]) > drain
     # The watchdog pings at half the interval: it must be far above one ping's delay.
     assert parse_duration(settings["WatchdogSec"]) >= 10
+    # Where the config's  state.path: ${STATE_DIRECTORY}/state.db  points.
+    assert settings["StateDirectory"] == "chamberlain"
 
 
-@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="no systemd-analyze here")
-def test_systemd_accepts_the_unit(tmp_path: Path) -> None:
+def test_the_user_unit_runs_as_its_user_at_boot() -> None:
+    settings = unit_settings(UNITS["user"][0])
+    assert "User" not in settings
+    assert settings["WantedBy"] == "default.target"
+
+
+def test_a_state_path_under_the_state_directory_is_absolute(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("STATE_DIRECTORY", str(tmp_path / "state"))
+    config = parse_config({"state": {"path": "${STATE_DIRECTORY}/state.db"}}, base_dir=Path("/etc"))
+    assert config.state.path == tmp_path / "state" / "state.db"
+
+
+def verify_unit(tmp_path: Path, kind: str, text: str) -> list[str]:
+    """What ``systemd-analyze verify`` says about ``text`` as a unit of ``kind``."""
+    executable = UNITS[kind][1]
+    tmp_path.mkdir(exist_ok=True)
     unit = tmp_path / "chamberlain.service"
     # Point ExecStart at something that exists, so only the unit's syntax is judged.
     true = shutil.which("true") or "/bin/true"
-    unit.write_text(UNIT.read_text().replace("/opt/chamberlain/.venv/bin/chamberlain", true))
+    unit.write_text(text.replace(executable, true))
+    env = dict(os.environ)
+    scope = []
+    if kind == "user":
+        # A user manager needs a runtime directory, even only to read a unit.
+        runtime = tmp_path / "run"
+        runtime.mkdir(mode=0o700)
+        env["XDG_RUNTIME_DIR"] = str(runtime)
+        scope = ["--user"]
     done = subprocess.run(
-        ["systemd-analyze", "verify", str(unit)], capture_output=True, text=True, check=False
+        ["systemd-analyze", *scope, "verify", str(unit)],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=env,
     )
-    problems = [line for line in done.stderr.splitlines() if str(unit.name) in line]
-    assert not problems, done.stderr
+    assert "Failed to initialize manager" not in done.stderr, done.stderr
+    return [line for line in done.stderr.splitlines() if str(unit.name) in line]
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="no systemd-analyze here")
+@pytest.mark.parametrize("kind", sorted(UNITS))
+def test_systemd_accepts_the_unit(tmp_path: Path, kind: str) -> None:
+    text = UNITS[kind][0].read_text()
+    assert verify_unit(tmp_path, kind, text) == []
+    # The same check does see a mistake.
+    broken = verify_unit(tmp_path / "broken", kind, text.replace("KillMode=mixed", "KillMode=mixd"))
+    assert any("mixd" in line for line in broken)

@@ -160,6 +160,8 @@ def test_the_table_is_every_feature_module_s_routes_in_order() -> None:
         "docsSwaggerUiJs",
         "docsExplorerJs",
         "docsExplorerCss",
+        "favicon",
+        "docsTrailingSlash",
         "listSchedules",
         "resetScheduleBreaker",
     ]

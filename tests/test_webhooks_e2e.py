@@ -163,6 +163,25 @@ async def test_gitlab_token(hooks: DaemonProcess) -> None:
     assert wrong.status_code == 403
 
 
+async def test_a_delivery_breaking_the_input_schema_is_kept_as_a_failed_job(
+    hooks: DaemonProcess,
+) -> None:
+    # echo's handle declares seconds: number.  The sender cannot change what it
+    # sends, so the delivery is kept, failed with the reason, and echo never runs.
+    body = json.dumps({"seconds": "soon"}).encode()
+    r = await post(hooks, "/hooks/gitlab", body, {"X-Gitlab-Token": GL_SECRET})
+    assert r.status_code == 202, r.text
+    assert r.json()["status"] == "failed"
+    done = await job(hooks, r.json()["job_id"])
+    assert done["status"] == "failed"
+    assert done["attempt"] == 0
+    assert done["last_error"] == (
+        "echo/handle: input_schema refuses the payload: payload.seconds: 'soon' is not of"
+        " type 'number'"
+    )
+    assert done["payload"] == {"seconds": "soon"}
+
+
 async def test_an_oversized_body_is_refused_unread(hooks: DaemonProcess) -> None:
     big = b"{" + b" " * 4096 + b"}"
     r = await post(hooks, "/hooks/deploy", big, {"X-Deploy-Signature": sig(big, HM_SECRET)})

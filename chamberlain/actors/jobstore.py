@@ -67,7 +67,7 @@ from chamberlain.actors.storage_faults import (
     storage_failure,
 )
 from chamberlain.plugins.strays import kill_leftover_processes
-from chamberlain.records import Job, RoutePlan, Tree
+from chamberlain.records import Job, JobStatus, RoutePlan, Tree
 from chamberlain.retry import settle
 from chamberlain.routing.planner import routing_error
 from chamberlain.store import schedule_books
@@ -521,8 +521,12 @@ class JobStore:
                 return ClaimResult(jobs=tuple(claimed), next_due=next_due)
             case Settle(job_id=job_id, attempt=attempt, outcome=outcome, policy=policy):
                 job = store.get_job(job_id)
-                if job is None or job.attempt != attempt:
+                if job is None or job.attempt != attempt or job.status is not JobStatus.RUNNING:
                     return None
+                if self.journal is not None and outcome.response is not None:
+                    # Before the status change, so a stream shows them in the order
+                    # they happened: said during the run, then the end of the run.
+                    self.journal.record_logs(store, job_id, outcome.response.logs, now)
                 state = store.get_states([job.plugin]).get(job.plugin, {})
                 settlement = settle(job, outcome, now=now, policy=policy, state=state)
                 return store.settle(job_id, attempt, settlement, now=now)

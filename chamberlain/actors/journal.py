@@ -15,7 +15,7 @@ delegates them.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -85,6 +85,12 @@ class Journal:
                 self.metrics.observe(message, news.ended.get(message.job_id))
         if news.deliveries:
             self.wake_callbacks()
+
+    def record_logs(
+        self, store: SqliteStore, job_id: str, entries: Sequence[Mapping[str, Any]], now: float
+    ) -> int:
+        """Keep a response's ``logs`` as the job's messages (inside the settle)."""
+        return job_messages.append_logs(store.conn, job_id, entries, limits=self.limits, now=now)
 
     def apply(self, store: SqliteStore, request: JournalRequest, now: float) -> Any:
         """Answer one of this feature's store requests (inside the transaction)."""

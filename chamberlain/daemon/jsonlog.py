@@ -1,9 +1,13 @@
-"""JSON-lines logging on stderr: one object per line, easy for journald and jq.
+"""Logging on stderr: JSON lines (one object per line, easy for journald and jq).
 
 Records carry structured context through ``extra`` (``component``, ``job_id``,
-``plugin`` ...); those keys become top-level fields of the line.  Once the daemon
-knows its configuration it hands the formatter a :class:`~chamberlain.redaction.Redactor`
-(:func:`redact_with`), so no configured token or secret is ever written out.
+``plugin`` ...); those keys become top-level fields of the line.  :func:`configure`
+installs the one handler, with :class:`JsonFormatter` unless it is handed another
+:class:`RedactingFormatter` (the CLI passes
+:class:`~chamberlain.daemon.textlog.TextFormatter` for a terminal).  Once the
+daemon knows its configuration it hands the formatter a
+:class:`~chamberlain.redaction.Redactor` (:func:`redact_with`), so no configured
+token or secret is ever written out, whichever the format.
 """
 
 from __future__ import annotations
@@ -24,10 +28,30 @@ _STANDARD = frozenset(
 )
 
 
-class JsonFormatter(logging.Formatter):
-    """Formats a record as one JSON object, with ``redactor``'s secrets replaced."""
+def extras(record: logging.LogRecord) -> dict[str, Any]:
+    """The fields ``record`` was given through ``extra``, in the order given."""
+    return {
+        key: value
+        for key, value in record.__dict__.items()
+        if key not in _STANDARD and not key.startswith("_")
+    }
+
+
+def exception_text(record: logging.LogRecord) -> str | None:
+    """The traceback ``record`` carries, without a trailing newline; None without one."""
+    if record.exc_info and record.exc_info[0] is not None:
+        return "".join(traceback.format_exception(*record.exc_info)).rstrip()
+    return None
+
+
+class RedactingFormatter(logging.Formatter):
+    """A formatter that replaces ``redactor``'s secrets in what it writes."""
 
     redactor: Redactor = Redactor()
+
+
+class JsonFormatter(RedactingFormatter):
+    """Formats a record as one JSON object, with ``redactor``'s secrets replaced."""
 
     def format(self, record: logging.LogRecord) -> str:
         """Render ``record``: time, level, logger, message, extras, exception."""
@@ -39,11 +63,10 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
         }
-        for key, value in record.__dict__.items():
-            if key not in _STANDARD and not key.startswith("_"):
-                line[key] = value
-        if record.exc_info and record.exc_info[0] is not None:
-            line["exc"] = "".join(traceback.format_exception(*record.exc_info)).rstrip()
+        line.update(extras(record))
+        exc = exception_text(record)
+        if exc is not None:
+            line["exc"] = exc
         text = json.dumps(line, default=str, ensure_ascii=False)
         redactor = self.redactor
         if not redactor.finds(text):
@@ -55,10 +78,18 @@ class JsonFormatter(logging.Formatter):
         )
 
 
-def configure(level: int | str = logging.INFO, stream: TextIO | None = None) -> None:
-    """Send every ``chamberlain`` log record (and warnings) to ``stream`` as JSON lines."""
+def configure(
+    level: int | str = logging.INFO,
+    stream: TextIO | None = None,
+    *,
+    formatter: RedactingFormatter | None = None,
+) -> None:
+    """Send every ``chamberlain`` log record (and warnings) to ``stream``.
+
+    Lines are JSON unless ``formatter`` says otherwise; ``stream`` defaults to stderr.
+    """
     handler = logging.StreamHandler(stream or sys.stderr)
-    handler.setFormatter(JsonFormatter())
+    handler.setFormatter(formatter or JsonFormatter())
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
@@ -68,7 +99,7 @@ def configure(level: int | str = logging.INFO, stream: TextIO | None = None) -> 
 
 
 def redact_with(redactor: Redactor) -> None:
-    """Have every JSON log handler (see :func:`configure`) redact ``redactor``'s secrets."""
+    """Have every log handler :func:`configure` installed redact ``redactor``'s secrets."""
     for handler in logging.getLogger().handlers:
-        if isinstance(handler.formatter, JsonFormatter):
+        if isinstance(handler.formatter, RedactingFormatter):
             handler.formatter.redactor = redactor

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from typing import Any
 
 import attrs
 
 from chamberlain.config import Config, ConfigError, PluginConfig
+from chamberlain.plugins.input_schema import InvalidPayload
 from chamberlain.plugins.manifest import CommandSpec, Manifest
 from chamberlain.plugins.registry import Discovery
 from chamberlain.retry import RetryPolicy
@@ -47,6 +49,24 @@ class BoundPlugin:
         """The manifest's declaration of ``name``, or None if it has no such command."""
         return self.manifest.command(name)
 
+    def payload_problem(
+        self, command: str, payload: Mapping[str, Any], *, path: str = "payload"
+    ) -> str | None:
+        """Why ``payload`` breaks the ``input_schema`` of ``command``, or None if it fits.
+
+        For the jobs the daemon makes itself (routes, pipeline steps, webhooks), which
+        have no client to answer 400 to: such a job is stored failed with this reason
+        instead of handing the plugin input it declared it cannot take.
+        """
+        spec = self.command(command)
+        if spec is None:
+            return None
+        try:
+            spec.check_payload(payload, path=path)
+        except InvalidPayload as exc:
+            return f"{self.name}/{command}: input_schema refuses the payload: {exc}"
+        return None
+
     def timeout_for(self, command: str) -> float:
         """The longest a ``command`` job may run before it is stopped."""
         return self.settings.timeouts.get(command, DEFAULT_TIMEOUTS.get(command, DEFAULT_TIMEOUT))
@@ -68,8 +88,9 @@ def bind_plugins(config: Config, discovery: Discovery) -> dict[str, BoundPlugin]
 
     A ``plugins:`` entry naming a plugin that was not discovered is a configuration
     error (most likely a typo, which would otherwise silently do nothing), and so are
-    a plugin root that does not exist or is not a directory, and a schedule naming a
-    command its plugin's manifest does not declare.  Plugins that are disabled, or
+    a plugin root that does not exist or is not a directory, a schedule naming a
+    command its plugin's manifest does not declare, and a schedule whose payload
+    breaks that command's ``input_schema``.  Plugins that are disabled, or
     whose manifest requires config keys the operator did not set, are left out with a
     log line: one bad plugin never stops the daemon.
     """
@@ -96,6 +117,21 @@ def bind_plugins(config: Config, discovery: Discovery) -> dict[str, BoundPlugin]
     ]
     if unknown:
         raise ConfigError(unknown, source=config.source)
+    # A schedule's payload is fixed in the config: one that breaks its command's
+    # input_schema would fail every run, so it is refused now, where it is written.
+    refused: list[str] = []
+    for name, manifest in sorted(discovery.plugins.items()):
+        for index, schedule in enumerate(config.plugin_config(name).schedules):
+            spec = manifest.command(schedule.command)
+            assert spec is not None, "checked above"
+            try:
+                spec.check_payload(
+                    schedule.payload, path=f"plugins.{name}.schedules[{index}].payload"
+                )
+            except InvalidPayload as exc:
+                refused.append(str(exc))
+    if refused:
+        raise ConfigError(refused, source=config.source)
     bound: dict[str, BoundPlugin] = {}
     for name, manifest in sorted(discovery.plugins.items()):
         settings = config.plugins.get(name, PluginConfig())

@@ -16,7 +16,7 @@ References resolve within the schema only: nothing is ever fetched over the netw
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 import attrs
 import jsonschema
@@ -24,6 +24,7 @@ import jsonschema.exceptions
 import jsonschema.validators
 import referencing
 import referencing.exceptions
+import referencing.jsonschema
 from jsonschema.protocols import Validator
 
 __all__ = [
@@ -128,13 +129,56 @@ def compile_input_schema(schema: Mapping[str, Any]) -> PayloadCheck:
         raise InvalidSchema(f"is not a valid JSON Schema: {where}: {exc.message}") from None
     # An empty registry: a remote $ref is refused, never fetched while a request waits.
     validator = draft(plain, registry=referencing.Registry())
+    # Every reference is followed now, at start-up: one that points nowhere would
+    # otherwise be found by the first payload that reaches it, as a server error.
+    specification = referencing.jsonschema.specification_with(
+        str(plain.get("$schema", "")), default=referencing.jsonschema.DRAFT202012
+    )
+    root = specification.create_resource(plain)
+    resolver = referencing.Registry().with_resource(_ROOT_URI, root).resolver(_ROOT_URI)
     try:
-        # Most references are reached from an empty payload; one that points nowhere
-        # is found here, at start-up, rather than by the first client.
-        validator.is_valid({})
+        _follow_references(plain, resolver.in_subresource(root), specification)
     except referencing.exceptions.Unresolvable as exc:
         raise InvalidSchema(f"has a reference that cannot be resolved: {exc}") from None
     return PayloadCheck(validator=validator)
+
+
+#: The base URI a schema without ``$id`` is read under (nothing is fetched from it).
+_ROOT_URI = "urn:chamberlain:input-schema"
+
+#: Keywords whose values are data, not schemas: a ``$ref`` key inside is no reference.
+_DATA_KEYWORDS = frozenset({"const", "enum", "default", "examples"})
+
+
+class _Resolver(Protocol):
+    """What this module uses of ``referencing``'s resolver (not exported by name)."""
+
+    def lookup(self, ref: str) -> Any: ...
+
+    def in_subresource(self, subresource: referencing.Resource[Any]) -> _Resolver: ...
+
+
+def _follow_references(
+    node: Any,
+    resolver: _Resolver,
+    specification: referencing.Specification[Any],
+) -> None:
+    """Look up every ``$ref`` under ``node``; raise `Unresolvable` for one that fails."""
+    if isinstance(node, list):
+        for item in node:
+            _follow_references(item, resolver, specification)
+        return
+    if not isinstance(node, Mapping):
+        return
+    if isinstance(node.get("$id"), str):
+        # A nested $id moves the base that relative references resolve against.
+        resolver = resolver.in_subresource(specification.create_resource(node))
+    ref = node.get("$ref")
+    if isinstance(ref, str):
+        resolver.lookup(ref)
+    for key, value in node.items():
+        if key not in _DATA_KEYWORDS:
+            _follow_references(value, resolver, specification)
 
 
 def _where(path: str, parts: Iterable[str | int]) -> str:

@@ -375,6 +375,10 @@ class Routing:
         job_id: str | None = None,
     ) -> NewJob:
         plugin, command = target
+        if error is None:
+            error = self.plugins[plugin].payload_problem(command, payload)
+            if error is not None and pipeline is not None:
+                error = f"pipeline {pipeline} step {step_id}: {error}"
         return NewJob(
             id=job_id or self.new_id(),
             plugin=plugin,

@@ -1,21 +1,30 @@
-"""SQL for job messages (migration 0003): stderr lines, status changes, the output cap.
+"""SQL for job messages (migrations 0003, 0007): stderr, log entries, status changes, the cap.
 
 Status changes are written by the triggers of migration 0003; this module writes
-stderr lines and reads messages back.  Like :mod:`chamberlain.store.sqlite` it is
-synchronous and runs only on the JobStore's connection, inside its transactions.
+stderr lines and plugin log entries, and reads messages back.  Like
+:mod:`chamberlain.store.sqlite` it is synchronous and runs only on the JobStore's
+connection, inside its transactions.
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
-from chamberlain.joblog import OutputLimits, OutputTotals, admit_output, dropped_marker, line_size
+from chamberlain.joblog import (
+    OutputLimits,
+    OutputTotals,
+    admit_output,
+    dropped_logs_marker,
+    dropped_marker,
+    line_size,
+    log_message,
+)
 from chamberlain.records import JobMessage, JobStatus, MessageKind
 
 _MESSAGE_COLUMNS = (
-    "m.id, m.job_id, m.seq, m.ts, m.kind, m.text, m.status, m.attempt, j.plugin, j.command"
+    "m.id, m.job_id, m.seq, m.ts, m.kind, m.text, m.status, m.attempt, m.level, j.plugin, j.command"
 )
 _FROM = " FROM job_messages m JOIN jobs j ON j.id = m.job_id"
 
@@ -30,8 +39,9 @@ def _message(row: Sequence[Any]) -> JobMessage:
         text=row[5],
         status=None if row[6] is None else JobStatus(row[6]),
         attempt=row[7],
-        plugin=row[8],
-        command=row[9],
+        level=row[8],
+        plugin=row[9],
+        command=row[10],
     )
 
 
@@ -84,6 +94,25 @@ def status_changes(
     return [_message(r) for r in rows]
 
 
+def _last_seq(conn: sqlite3.Connection, job_id: str) -> int:
+    (last,) = conn.execute(
+        "SELECT COALESCE(MAX(seq), 0) FROM job_messages WHERE job_id = ?", (job_id,)
+    ).fetchone()
+    return int(last)
+
+
+def _store_totals(
+    conn: sqlite3.Connection, job_id: str, totals: OutputTotals, kept: Sequence[str], pending: int
+) -> None:
+    added = sum(line_size(text) for text in kept)
+    conn.execute(
+        "INSERT INTO job_output (job_id, lines, bytes, dropped) VALUES (?, ?, ?, ?)"
+        " ON CONFLICT (job_id) DO UPDATE SET lines = excluded.lines, bytes = excluded.bytes,"
+        " dropped = excluded.dropped",
+        (job_id, totals.lines + len(kept), totals.bytes + added, pending),
+    )
+
+
 def _totals(conn: sqlite3.Connection, job_id: str) -> tuple[OutputTotals, int]:
     row = conn.execute(
         "SELECT lines, bytes, dropped FROM job_output WHERE job_id = ?", (job_id,)
@@ -114,9 +143,7 @@ def append_output(
     pending += refused + dropped
     if not kept and not pending and not final:
         return 0
-    (last,) = conn.execute(
-        "SELECT COALESCE(MAX(seq), 0) FROM job_messages WHERE job_id = ?", (job_id,)
-    ).fetchone()
+    last = _last_seq(conn, job_id)
     rows = [
         (job_id, last + 1 + i, ts, MessageKind.STDERR.value, text)
         for i, (ts, text) in enumerate(lines[: len(kept)])
@@ -130,11 +157,47 @@ def append_output(
             (job_id, last + 1 + len(rows), now, MessageKind.SYSTEM.value, dropped_marker(pending)),
         )
         pending = 0
-    added = sum(line_size(text) for text in kept)
-    conn.execute(
-        "INSERT INTO job_output (job_id, lines, bytes, dropped) VALUES (?, ?, ?, ?)"
-        " ON CONFLICT (job_id) DO UPDATE SET lines = excluded.lines, bytes = excluded.bytes,"
-        " dropped = excluded.dropped",
-        (job_id, totals.lines + len(kept), totals.bytes + added, pending),
+    _store_totals(conn, job_id, totals, kept, pending)
+    return len(kept)
+
+
+def append_logs(
+    conn: sqlite3.Connection,
+    job_id: str,
+    entries: Sequence[Mapping[str, Any]],
+    *,
+    limits: OutputLimits,
+    now: float,
+) -> int:
+    """Store the ``logs`` of a plugin's response as messages; return how many were kept.
+
+    They share the job's output cap with its stderr; entries over it are counted in
+    one marker message, written at once (the response is the attempt's last word).
+    Every entry gets ``now``: the protocol gives log entries no time of their own.
+    """
+    if not entries:
+        return 0
+    totals, pending = _totals(conn, job_id)
+    formatted = [log_message(entry) for entry in entries]
+    kept, refused = admit_output(totals, [text for _, text in formatted], limits)
+    last = _last_seq(conn, job_id)
+    conn.executemany(
+        "INSERT INTO job_messages (job_id, seq, ts, kind, text, level) VALUES (?, ?, ?, ?, ?, ?)",
+        [
+            (job_id, last + 1 + i, now, MessageKind.LOG.value, text, level)
+            for i, (level, text) in enumerate(formatted[: len(kept)])
+        ],
     )
+    if refused:
+        conn.execute(
+            "INSERT INTO job_messages (job_id, seq, ts, kind, text) VALUES (?, ?, ?, ?, ?)",
+            (
+                job_id,
+                last + 1 + len(kept),
+                now,
+                MessageKind.SYSTEM.value,
+                dropped_logs_marker(refused),
+            ),
+        )
+    _store_totals(conn, job_id, totals, kept, pending)
     return len(kept)

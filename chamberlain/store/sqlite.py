@@ -16,6 +16,7 @@ JobStore also truncates it when writes pause (:meth:`SqliteStore.checkpoint`).
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sqlite3
@@ -43,6 +44,9 @@ from chamberlain.retry import Settlement, recover_orphan
 #: Every column: rows are read by name (see _row_to_job), so a migration that adds a
 #: column only has to teach _row_to_job about it.
 _JOB_COLUMNS = "*"
+#: What a listing without bodies reads instead of the large JSON columns: values
+#: _row_to_job decodes to ``{}`` and None, so one decoder serves both kinds of row.
+_BODY_STAND_INS = {"payload": "'{}'", "event": "NULL", "result": "NULL"}
 
 #: Pages (4 KiB each by default) a commit may leave in the WAL before SQLite
 #: checkpoints it: 512 KiB, where SQLite's default of 1000 pages let a burst grow
@@ -307,7 +311,12 @@ class SqliteStore:
         return None if row is None else _row_to_job(row)
 
     def list_jobs(self, flt: JobFilter) -> tuple[list[Job], int]:
-        """Jobs matching ``flt``, newest first, and how many match in all."""
+        """Jobs matching ``flt``, newest first, and how many match in all.
+
+        ``total`` counts every match, whatever page ``offset`` or ``after`` picks.
+        Without ``flt.bodies`` the large JSON columns are not read (see
+        :class:`~chamberlain.records.JobFilter`).
+        """
         where: list[str] = []
         args: list[Any] = []
         if flt.statuses:
@@ -328,9 +337,14 @@ class SqliteStore:
             where.append("created_at < ?")
             args.append(flt.until)
         clause = f" WHERE {' AND '.join(where)}" if where else ""
+        # The cursor bounds the page, not the total: it is kept out of ``clause``.
+        page = [*where, "seq < ?"] if flt.after is not None else where
+        page_clause = f" WHERE {' AND '.join(page)}" if page else ""
+        page_args = [*args, flt.after] if flt.after is not None else args
+        columns = _JOB_COLUMNS if flt.bodies else self._listing_columns
         rows = self.conn.execute(
-            f"SELECT {_JOB_COLUMNS} FROM jobs{clause} ORDER BY seq DESC LIMIT ? OFFSET ?",
-            (*args, flt.limit, flt.offset),
+            f"SELECT {columns} FROM jobs{page_clause} ORDER BY seq DESC LIMIT ? OFFSET ?",
+            (*page_args, flt.limit, flt.offset),
         ).fetchall()
         narrowed = (flt.command, flt.submitted_by, flt.since, flt.until)
         if all(value is None for value in narrowed):
@@ -338,6 +352,19 @@ class SqliteStore:
         else:
             (total,) = self.conn.execute(f"SELECT COUNT(*) FROM jobs{clause}", args).fetchone()
         return [_row_to_job(r) for r in rows], total
+
+    @functools.cached_property
+    def _listing_columns(self) -> str:
+        """Every column of ``jobs`` but the bodies, which read as their stand-ins.
+
+        Read from the schema, so a column a migration adds is listed without a
+        second list to keep up to date.
+        """
+        names = [row["name"] for row in self.conn.execute("PRAGMA table_info(jobs)")]
+        return ", ".join(
+            f"{_BODY_STAND_INS[name]} AS {name}" if name in _BODY_STAND_INS else name
+            for name in names
+        )
 
     def count_jobs(self, statuses: Iterable[JobStatus] = (), plugin: str | None = None) -> int:
         """How many jobs have one of ``statuses`` (any when empty) and ``plugin``.

@@ -371,7 +371,8 @@ def create_app(
     )
     # werkzeug answers a doubled slash with a redirect, whose body is HTML; with
     # merging off such paths simply match or 404.  (Trailing-slash redirects cannot
-    # happen either: the route table refuses paths ending in "/".)
+    # happen either: a path ending in "/" is served only beside its slash-less twin,
+    # see spec.check_table.)
     app.url_map.merge_slashes = False
 
     for route in routes:

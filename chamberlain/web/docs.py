@@ -5,6 +5,11 @@ sit next to the files in ``static/swagger-ui``) reading ``/openapi.json``.  Ever
 file it needs ships inside the package and is served from here, and the page's
 Content-Security-Policy lets the browser load nothing from anywhere else, so the
 explorer works on a machine without internet and leaks nothing to a CDN.
+
+Only the page itself is an operation of the API.  Its files, the favicon and the
+redirect from ``/docs/`` are served but left out of ``/openapi.json``
+(``in_spec=False``): they are how a browser shows the explorer, not something a
+client of the API calls.
 """
 
 from __future__ import annotations
@@ -66,7 +71,19 @@ ASSETS: tuple[Asset, ...] = (
         media_type="text/css; charset=utf-8",
         operation_id="docsExplorerCss",
     ),
+    # Browsers ask every site for /favicon.ico, whatever page they show; an SVG is
+    # what the explorer's page names, and what they accept there.
+    Asset(
+        path="/favicon.ico",
+        resource="favicon.svg",
+        media_type="image/svg+xml",
+        operation_id="favicon",
+    ),
 )
+
+#: Where ``/docs/`` sends a browser.  Relative, like every address the page uses, so
+#: the explorer also works behind a proxy that serves the API under a prefix.
+DOCS_REDIRECT = "../docs"
 
 
 @functools.cache
@@ -84,6 +101,16 @@ async def page(call: Call) -> Reply:
     )
 
 
+async def to_page(call: Call) -> Reply:
+    """``GET /docs/``: a permanent redirect to the explorer's page.
+
+    The page cannot simply be served here too: its relative addresses
+    (``docs/explorer.js``) would then point below ``/docs/docs/``.
+    """
+    call.check_query()
+    return Reply({"location": DOCS_REDIRECT}, 308, {"Location": DOCS_REDIRECT})
+
+
 def _serve(asset: Asset) -> Any:
     async def serve(call: Call) -> Reply:
         return Reply(
@@ -98,8 +125,9 @@ def _serve(asset: Asset) -> Any:
 
 SCHEMAS: Mapping[str, Mapping[str, Any]] = {
     "Html": {"type": "string", "description": "An HTML page."},
-    "Asset": {"type": "string", "description": "A stylesheet or script of the explorer."},
 }
+
+_QUERY_REFUSED = ResponseSpec(status=400, description="A query parameter was given.")
 
 ROUTES: tuple[Route, ...] = (
     Route(
@@ -118,7 +146,7 @@ ROUTES: tuple[Route, ...] = (
                 schema="Html",
                 media_type="text/html",
             ),
-            ResponseSpec(status=400, description="A query parameter was given."),
+            _QUERY_REFUSED,
         ),
     ),
     *(
@@ -134,12 +162,32 @@ ROUTES: tuple[Route, ...] = (
                 ResponseSpec(
                     status=200,
                     description="The file.",
-                    schema="Asset",
+                    schema=None,
                     media_type=asset.media_type.split(";")[0],
                 ),
-                ResponseSpec(status=400, description="A query parameter was given."),
+                _QUERY_REFUSED,
             ),
+            in_spec=False,
         )
         for asset in ASSETS
+    ),
+    Route(
+        operation_id="docsTrailingSlash",
+        method="GET",
+        path="/docs/",
+        handler=to_page,
+        access=PUBLIC,
+        summary="Redirect to /docs",
+        tag="daemon",
+        responses=(
+            ResponseSpec(
+                status=308,
+                description="The explorer is at /docs.",
+                schema=None,
+                headers={"Location": "The explorer's page, relative: ../docs."},
+            ),
+            _QUERY_REFUSED,
+        ),
+        in_spec=False,
     ),
 )

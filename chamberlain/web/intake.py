@@ -33,12 +33,14 @@ __all__ = [
 UNAVAILABLE = ResponseSpec(
     status=503,
     description="The daemon did not answer in time (an actor is restarting or overloaded).",
+    headers={"Retry-After": "Seconds to wait before trying again."},
 )
 
 #: The 503 of a route that creates work: refused while starting or draining, too.
 NOT_ACCEPTING_RESPONSE = ResponseSpec(
     status=503,
     description="The daemon is starting or draining, or the store did not answer in time.",
+    optional_headers={"Retry-After": "Seconds to wait; absent while draining."},
 )
 
 #: The 507 of a route that writes: the disk under the store is full or failing, and

@@ -2,25 +2,34 @@
 
 :func:`parse_job_filter` turns the query string into a :class:`JobFilter` and is
 strict on purpose: a misspelt filter that was silently ignored would list every job
-and look like an answer.  ``GET /job/{job_id}?wait=30s`` is a long poll: it answers
+and look like an answer.  A listing shows each job as a summary (no payload, event
+or result), all of it with ``detail=full``, or the fields ``fields=`` names
+(:func:`parse_list_fields`); it pages by ``offset`` or, stable and as fast at any
+depth, by the opaque cursor each page gives as ``next`` (:func:`encode_cursor`,
+:func:`page_of`).  ``GET /job/{job_id}?wait=30s`` is a long poll: it answers
 once the job is terminal, or at the end of the wait (at most :data:`MAX_WAIT`) with
 the job as it stands.  :func:`accepted_headers` are the headers of the 202 of a
 trigger or a retry, telling the client where to poll and how soon.  The module owns
-these two routes and the ``Job`` schema every answer showing a job refers to.
+these two routes, the ``Job`` schema every answer showing a job refers to, and the
+listing's schemas.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import math
 import re
+import urllib.parse
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+import attrs
 import trio
 
 from chamberlain.config.units import parse_duration
-from chamberlain.records import JobFilter, JobStatus
+from chamberlain.records import Job, JobFilter, JobStatus
 from chamberlain.web.auth import JOBS_RO, Scoped
 from chamberlain.web.errors import bad_request, not_found
 from chamberlain.web.handler import Call, Reply
@@ -44,6 +53,54 @@ _ONE_STATUS = f"({'|'.join(_STATUS_VALUES)})"
 #: Empty filters are refused (400), so the schema says so: a client generating
 #: requests from it must not expect an empty value to be accepted.
 _NON_EMPTY = {"type": "string", "minLength": 1}
+
+#: Every field of a job as the API shows it (:meth:`Job.to_json`), in that order.
+JOB_PROPERTIES: Mapping[str, Mapping[str, Any]] = {
+    "job_id": {"type": "string", "format": "uuid"},
+    "status": ref("JobStatus"),
+    "plugin": STRING,
+    "command": STRING,
+    "payload": {"type": "object"},
+    "event": {
+        "description": "The event a handle job received (null for other commands).",
+        "type": ["object", "null"],
+    },
+    "submitted_by": STRING,
+    "created_at": {"type": "string", "format": "date-time"},
+    "started_at": NULLABLE_TIME,
+    "completed_at": NULLABLE_TIME,
+    "next_retry_at": NULLABLE_TIME,
+    "attempt": {"type": "integer", "minimum": 0},
+    "max_attempts": {"type": "integer", "minimum": 1},
+    "last_error": NULLABLE_STRING,
+    "result": {
+        "description": (
+            "The plugin's response {status, result, error, events, state_updates,"
+            " logs}, or its raw output when that was not valid JSON."
+        )
+    },
+    "dedupe_key": NULLABLE_STRING,
+    "parent_job_id": NULLABLE_STRING,
+    "source_event_id": NULLABLE_STRING,
+    "root_job_id": {
+        "description": "The first job of this job's pipeline or event tree.",
+        "type": ["string", "null"],
+    },
+    "pipeline": {"description": "The pipeline this job is a step of.", **NULLABLE_STRING},
+    "step_id": {"description": "Its step in that pipeline.", **NULLABLE_STRING},
+    "schedule_id": {
+        "description": "The schedule (of this plugin) that enqueued the job.",
+        **NULLABLE_STRING,
+    },
+}
+
+JOB_FIELDS: tuple[str, ...] = tuple(JOB_PROPERTIES)
+#: The fields that can be large: what a summary leaves out, and what the store
+#: reads only when one of them is asked for.
+BODY_FIELDS: frozenset[str] = frozenset({"payload", "event", "result"})
+#: What ``GET /jobs`` shows of each job by default.
+SUMMARY_FIELDS: tuple[str, ...] = tuple(f for f in JOB_FIELDS if f not in BODY_FIELDS)
+DETAIL_VALUES = ("summary", "full")
 
 #: The query parameters of ``GET /jobs``; the route table and the parser share them.
 LIST_PARAMS: tuple[Param, ...] = (
@@ -97,8 +154,39 @@ LIST_PARAMS: tuple[Param, ...] = (
     Param(
         name="offset",
         location="query",
-        description="Jobs to skip, for paging.",
+        description=(
+            "Jobs to skip, for paging. Reads through every skipped job: `after` is the"
+            " fast way to page deep. Not with `after`."
+        ),
         schema={"type": "integer", "minimum": 0, "default": 0},
+    ),
+    Param(
+        name="after",
+        location="query",
+        description=(
+            "The `next` cursor of the previous page: the jobs older than that page, with"
+            " the same filters. Jobs created meanwhile do not shift it. Not with `offset`."
+        ),
+        schema=_NON_EMPTY,
+    ),
+    Param(
+        name="detail",
+        location="query",
+        description=(
+            "`summary` (the default): each job without its payload, event and result;"
+            " `full`: each job as `GET /job/{job_id}` shows it. Not with `fields`."
+        ),
+        schema={"type": "string", "enum": list(DETAIL_VALUES), "default": "summary"},
+    ),
+    Param(
+        name="fields",
+        location="query",
+        description=(
+            "Only these fields of each job (`job_id` is always shown): comma-separated"
+            f" and/or repeated, from {', '.join(JOB_FIELDS)}. Not with `detail`."
+        ),
+        schema={"type": "string", "minLength": 1, "examples": ["status,result"]},
+        repeatable=True,
     ),
 )
 
@@ -218,12 +306,81 @@ def _instant(query: Mapping[str, Sequence[str]], name: str) -> float | None:
         raise bad_request(f"query parameter {name!r}: {exc}") from None
 
 
+#: What a cursor says before it is encoded: a version, so that a later format can
+#: tell an old cursor from a bad one, and the ``seq`` of the page's last job.
+_CURSOR = re.compile(r"v1:(0|[1-9][0-9]{0,18})")
+_BASE64URL = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def encode_cursor(seq: int) -> str:
+    """The opaque ``next`` cursor of a page whose last job is numbered ``seq``."""
+    return base64.urlsafe_b64encode(f"v1:{seq}".encode("ascii")).rstrip(b"=").decode("ascii")
+
+
+def decode_cursor(text: str) -> int:
+    """The ``seq`` an :func:`encode_cursor` cursor carries; a 400 for any other text."""
+    problem = bad_request(
+        "query parameter 'after' is not a cursor this API gave out;"
+        " pass the 'next' of the previous page as it came"
+    )
+    if _BASE64URL.fullmatch(text) is None:
+        raise problem
+    try:
+        decoded = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode("ascii")
+    except (binascii.Error, UnicodeDecodeError):
+        raise problem from None
+    match = _CURSOR.fullmatch(decoded)
+    if match is None or int(match.group(1)) >= 2**63:
+        raise problem
+    return int(match.group(1))
+
+
+def parse_list_fields(query: Mapping[str, Sequence[str]]) -> tuple[str, ...]:
+    """The fields each job of a ``GET /jobs`` page shows, in :data:`JOB_FIELDS` order.
+
+    ``detail=summary`` (the default) gives :data:`SUMMARY_FIELDS`, ``detail=full``
+    every field, and ``fields=`` those it names plus ``job_id``.  Raises a 400
+    :class:`~chamberlain.web.errors.ApiError` for an unknown detail or field, an
+    empty ``fields``, and ``fields`` given with ``detail``.
+    """
+    detail = _single(query, "detail")
+    values = query.get("fields", ())
+    if values and detail is not None:
+        # Either answer would ignore half of what was asked; say so instead.
+        raise bad_request(
+            "query parameters 'fields' and 'detail' do not go together:"
+            " 'fields' alone picks the fields shown"
+        )
+    if values:
+        chosen = {"job_id"}
+        for value in values:
+            if value == "":
+                raise bad_request("query parameter 'fields' is empty")
+            for part in value.split(","):
+                name = part.strip()
+                if name not in JOB_PROPERTIES:
+                    raise bad_request(
+                        f"unknown field {name!r} in query parameter 'fields';"
+                        f" expected some of: {', '.join(JOB_FIELDS)}"
+                    )
+                chosen.add(name)
+        return tuple(name for name in JOB_FIELDS if name in chosen)
+    if detail is None or detail == "summary":
+        return SUMMARY_FIELDS
+    if detail == "full":
+        return JOB_FIELDS
+    raise bad_request(
+        f"query parameter 'detail' must be one of: {', '.join(DETAIL_VALUES)}; got {detail!r}"
+    )
+
+
 def parse_job_filter(query: Mapping[str, Sequence[str]]) -> JobFilter:
     """The :class:`JobFilter` a ``GET /jobs`` query string asks for.
 
     Raises a 400 :class:`~chamberlain.web.errors.ApiError` for unknown parameters,
-    unknown statuses, non-RFC 3339 instants, ``since`` after ``until``, and limits or
-    offsets out of range.
+    unknown statuses, non-RFC 3339 instants, ``since`` after ``until``, limits or
+    offsets out of range, a cursor this API did not give, ``after`` with ``offset``,
+    and what :func:`parse_list_fields` refuses.
     """
     known = {p.name for p in LIST_PARAMS}
     unknown = sorted(set(query) - known)
@@ -235,6 +392,13 @@ def parse_job_filter(query: Mapping[str, Sequence[str]]) -> JobFilter:
     until = _instant(query, "until")
     if since is not None and until is not None and since > until:
         raise bad_request("query parameter 'since' is later than 'until'")
+    after = _single(query, "after")
+    if after is not None and "offset" in query:
+        raise bad_request(
+            "query parameters 'after' and 'offset' do not go together:"
+            " the cursor already says where the page starts"
+        )
+    fields = parse_list_fields(query)
     return JobFilter(
         statuses=parse_statuses(query.get("status", ())),
         plugin=_single(query, "plugin"),
@@ -244,7 +408,48 @@ def parse_job_filter(query: Mapping[str, Sequence[str]]) -> JobFilter:
         until=until,
         limit=_int(query, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT),
         offset=_int(query, "offset", 0, 0, 2**63 - 1),
+        after=None if after is None else decode_cursor(after),
+        bodies=not BODY_FIELDS.isdisjoint(fields),
     )
+
+
+def lookahead(flt: JobFilter) -> JobFilter:
+    """What to ask the store for a page: a cursor page asks for one job more.
+
+    A page by offset learns from ``total`` whether another page follows; a page by
+    cursor cannot (``total`` counts from the newest job, not from the cursor), so it
+    reads one job past its end to find out.
+    """
+    return flt if flt.after is None else attrs.evolve(flt, limit=flt.limit + 1)
+
+
+def page_of(flt: JobFilter, found: Sequence[Job], total: int) -> tuple[Sequence[Job], str | None]:
+    """The jobs a page shows, out of what :func:`lookahead` found, and its ``next``.
+
+    ``next`` is the cursor of the page after, or None when none follows.
+    """
+    if flt.after is None:
+        shown, more = found, flt.offset + len(found) < total
+    else:
+        shown, more = found[: flt.limit], len(found) > flt.limit
+    return shown, encode_cursor(shown[-1].seq) if more and shown else None
+
+
+def next_link(query: Mapping[str, Sequence[str]], cursor: str) -> str:
+    """A ``Link`` header to the page after: the same query, from ``cursor`` on."""
+    pairs = [
+        (name, value)
+        for name, values in query.items()
+        if name not in ("after", "offset")
+        for value in values
+    ]
+    return f'</jobs?{urllib.parse.urlencode([*pairs, ("after", cursor)])}>; rel="next"'
+
+
+def job_fields(job: Job, fields: Sequence[str]) -> dict[str, Any]:
+    """The JSON of ``job`` with only ``fields`` (names from :data:`JOB_FIELDS`)."""
+    shown = job.to_json()
+    return {name: shown[name] for name in fields}
 
 
 def parse_wait(query: Mapping[str, Sequence[str]]) -> float:
@@ -320,17 +525,25 @@ async def get_job(call: Call) -> Reply:
 
 
 async def list_jobs(call: Call) -> Reply:
-    """``GET /jobs``: a page of jobs, newest first, with the number matching in all."""
+    """``GET /jobs``: a page of jobs, newest first, with the number matching in all.
+
+    The answer's ``next`` (and its ``Link: rel="next"`` header) is the cursor of the
+    page after; ``offset`` is echoed only for a page asked by offset.
+    """
     flt = parse_job_filter(call.query)
-    jobs, total = await call.gateway.list_jobs(flt)
-    return Reply(
-        {
-            "jobs": [job.to_json() for job in jobs],
-            "total": total,
-            "limit": flt.limit,
-            "offset": flt.offset,
-        }
-    )
+    fields = parse_list_fields(call.query)
+    found, total = await call.gateway.list_jobs(lookahead(flt))
+    jobs, cursor = page_of(flt, found, total)
+    body: dict[str, Any] = {
+        "jobs": [job_fields(job, fields) for job in jobs],
+        "total": total,
+        "limit": flt.limit,
+    }
+    if flt.after is None:
+        body["offset"] = flt.offset
+    body["next"] = cursor
+    headers = {} if cursor is None else {"Link": next_link(call.query, cursor)}
+    return Reply(body, headers=headers)
 
 
 ROUTES: tuple[Route, ...] = (
@@ -368,13 +581,33 @@ ROUTES: tuple[Route, ...] = (
         handler=list_jobs,
         access=Scoped(JOBS_RO),
         summary="Jobs, newest first, filtered and paged",
+        description=(
+            "Each job is a summary (no payload, event or result) unless `detail=full`"
+            " or `fields=` says otherwise. Page on with `after=<next>` until `next` is"
+            " null: a cursor costs the same at any depth, where a deep `offset` reads"
+            " through every job it skips."
+        ),
         tag="jobs",
         params=LIST_PARAMS,
         responses=(
-            ResponseSpec(status=200, description="A page of jobs.", schema="JobList"),
+            ResponseSpec(
+                status=200,
+                description="A page of jobs.",
+                schema="JobList",
+                optional_headers={
+                    "Link": (
+                        'The page after, as `</jobs?…&after=<next>>; rel="next"`;'
+                        " absent on the last page."
+                    )
+                },
+            ),
             ResponseSpec(
                 status=400,
-                description="Unknown parameter, bad status, bad RFC 3339 instant or limit.",
+                description=(
+                    "Unknown parameter, bad status, bad RFC 3339 instant or limit, unknown"
+                    " field or detail, a cursor this API did not give, `after` with"
+                    " `offset`, or `fields` with `detail`."
+                ),
             ),
             UNAVAILABLE,
         ),
@@ -383,61 +616,58 @@ ROUTES: tuple[Route, ...] = (
 
 #: Component schemas these routes, and every route showing a job, refer to.
 SCHEMAS: Mapping[str, Mapping[str, Any]] = {
-    "Job": object_schema(
-        {
-            "job_id": {"type": "string", "format": "uuid"},
-            "status": ref("JobStatus"),
-            "plugin": STRING,
-            "command": STRING,
-            "payload": {"type": "object"},
-            "event": {
-                "description": "The event a handle job received (null for other commands).",
-                "type": ["object", "null"],
-            },
-            "submitted_by": STRING,
-            "created_at": {"type": "string", "format": "date-time"},
-            "started_at": NULLABLE_TIME,
-            "completed_at": NULLABLE_TIME,
-            "next_retry_at": NULLABLE_TIME,
-            "attempt": {"type": "integer", "minimum": 0},
-            "max_attempts": {"type": "integer", "minimum": 1},
-            "last_error": NULLABLE_STRING,
-            "result": {
-                "description": (
-                    "The plugin's response {status, result, error, events, state_updates,"
-                    " logs}, or its raw output when that was not valid JSON."
-                )
-            },
-            "dedupe_key": NULLABLE_STRING,
-            "parent_job_id": NULLABLE_STRING,
-            "source_event_id": NULLABLE_STRING,
-            "root_job_id": {
-                "description": "The first job of this job's pipeline or event tree.",
-                "type": ["string", "null"],
-            },
-            "pipeline": {"description": "The pipeline this job is a step of.", **NULLABLE_STRING},
-            "step_id": {"description": "Its step in that pipeline.", **NULLABLE_STRING},
-            "schedule_id": {
-                "description": "The schedule (of this plugin) that enqueued the job.",
-                **NULLABLE_STRING,
-            },
-        }
-    ),
+    # Open: JobDetail adds fields to it.
+    "Job": object_schema(JOB_PROPERTIES),
+    "JobSummary": {
+        "description": "A job as `GET /jobs` lists it by default: no payload, event or result.",
+        **object_schema({name: JOB_PROPERTIES[name] for name in SUMMARY_FIELDS}, closed=True),
+    },
+    "JobFields": {
+        "description": "A job as `GET /jobs?fields=` lists it: `job_id` and the fields named.",
+        **object_schema(JOB_PROPERTIES, required=["job_id"], closed=True),
+    },
     "JobList": object_schema(
         {
-            "jobs": {"type": "array", "items": ref("Job")},
-            "total": {"type": "integer", "minimum": 0},
+            "jobs": {
+                "type": "array",
+                "items": {"anyOf": [ref("JobSummary"), ref("Job"), ref("JobFields")]},
+                "description": (
+                    "JobSummary by default, Job with `detail=full`, JobFields with `fields=`."
+                ),
+            },
+            "total": {
+                "description": "Every job the filters match, whatever the page.",
+                "type": "integer",
+                "minimum": 0,
+            },
             "limit": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT},
-            "offset": {"type": "integer", "minimum": 0},
-        }
+            "offset": {
+                "description": "The `offset` asked for (absent for a page asked with `after`).",
+                "type": "integer",
+                "minimum": 0,
+            },
+            "next": {
+                "description": (
+                    "Pass it as `after` for the page after, with the same filters;"
+                    " null when this page is the last."
+                ),
+                "type": ["string", "null"],
+            },
+        },
+        required=["jobs", "total", "limit", "next"],
+        closed=True,
     ),
 }
 
 
 __all__ = [
+    "BODY_FIELDS",
     "DEFAULT_LIMIT",
+    "DETAIL_VALUES",
     "INCLUDE_PARAM",
+    "JOB_FIELDS",
     "JOB_ID_PARAM",
+    "JOB_PROPERTIES",
     "LIST_PARAMS",
     "MAX_LIMIT",
     "MAX_WAIT",
@@ -445,12 +675,20 @@ __all__ = [
     "POLL_AFTER_DOC",
     "ROUTES",
     "SCHEMAS",
+    "SUMMARY_FIELDS",
     "WAIT_PARAM",
     "accepted_headers",
+    "decode_cursor",
+    "encode_cursor",
     "get_job",
+    "job_fields",
     "list_jobs",
+    "lookahead",
+    "next_link",
+    "page_of",
     "parse_include",
     "parse_job_filter",
+    "parse_list_fields",
     "parse_rfc3339",
     "parse_statuses",
     "parse_wait",

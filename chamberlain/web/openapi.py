@@ -2,12 +2,14 @@
 
 :func:`build_openapi` reads the same :class:`~chamberlain.web.spec.Route` records the
 app is built from: paths, methods, parameters, bodies, responses and who may call
-what.  Protected operations carry the bearer security requirement and the scope
-they need in ``x-required-scope`` (a string, or for the trigger routes an object
-mapping the command type to its scope).  :data:`SCHEMAS` gathers the component
-schemas each feature module declares next to its routes; this module adds only
-the shared ones (the error shape, a job's status), the document's own and its
-route, ``GET /openapi.json``.
+what.  Routes that are no operation of the API (the explorer's files, the favicon,
+the redirect from ``/docs/``: ``in_spec=False``) are served but left out.  Protected
+operations carry the bearer security requirement and the scope they need in
+``x-required-scope`` (a string, or for the trigger routes an object mapping the
+command type to its scope).  :data:`SCHEMAS` gathers the component schemas each
+feature module declares next to its routes; this module adds only the shared ones
+(the error shape, a job's status), the document's own and its route,
+``GET /openapi.json``.
 """
 
 from __future__ import annotations
@@ -28,12 +30,13 @@ from chamberlain.web import (
     pipelines,
     schedules,
     streams,
+    synchronous,
     trigger,
     webhooks,
 )
 from chamberlain.web.auth import PUBLIC, ByCommand, Public, Scoped
 from chamberlain.web.handler import Call, Reply
-from chamberlain.web.spec import STRING, Param, ResponseSpec, Route, ref
+from chamberlain.web.spec import STRING, Param, ResponseSpec, Route, check_table, ref
 
 OPENAPI_VERSION = "3.1.0"
 SECURITY_SCHEME = "bearerAuth"
@@ -77,6 +80,7 @@ SCHEMAS: Mapping[str, Mapping[str, Any]] = merge_schemas(
     health.SCHEMAS,
     _DOCUMENT_SCHEMAS,
     pipelines.SCHEMAS,
+    synchronous.SCHEMAS,
     webhooks.SCHEMAS,
     control.SCHEMAS,
     streams.SCHEMAS,
@@ -88,11 +92,24 @@ SCHEMAS: Mapping[str, Mapping[str, Any]] = merge_schemas(
 _AUTH_RESPONSES = {
     "401": {
         "description": "Missing, malformed or unknown bearer token.",
-        "headers": {"WWW-Authenticate": {"schema": STRING, "description": "A Bearer challenge."}},
+        "headers": {
+            "WWW-Authenticate": {
+                "schema": STRING,
+                "description": "A Bearer challenge.",
+                "required": True,
+            }
+        },
         "content": {"application/json": {"schema": ref("Error")}},
     },
     "403": {
         "description": "The token lacks the scope this operation needs.",
+        "headers": {
+            "WWW-Authenticate": {
+                "schema": STRING,
+                "description": "A Bearer challenge: insufficient_scope, naming the scope.",
+                "required": True,
+            }
+        },
         "content": {"application/json": {"schema": ref("Error")}},
     },
 }
@@ -131,6 +148,27 @@ def _required_scope(route: Route) -> Any:
     return None
 
 
+def _response(spec: ResponseSpec) -> dict[str, Any]:
+    answer: dict[str, Any] = {"description": spec.description}
+    headers = {
+        **{
+            name: {"schema": STRING, "description": text, "required": True}
+            for name, text in spec.headers.items()
+        },
+        **{
+            name: {"schema": STRING, "description": text}
+            for name, text in spec.optional_headers.items()
+        },
+    }
+    if headers:
+        answer["headers"] = headers
+    if isinstance(spec.schema, str):
+        answer["content"] = {spec.media_type: {"schema": ref(spec.schema)}}
+    elif spec.schema is not None:
+        answer["content"] = {spec.media_type: {"schema": {"oneOf": [ref(s) for s in spec.schema]}}}
+    return answer
+
+
 def _operation(route: Route) -> dict[str, Any]:
     op: dict[str, Any] = {
         "operationId": route.operation_id,
@@ -147,16 +185,7 @@ def _operation(route: Route) -> dict[str, Any]:
             "required": route.body.required,
             "content": {"application/json": {"schema": ref(route.body.schema)}},
         }
-    responses: dict[str, Any] = {}
-    for spec in route.responses:
-        answer: dict[str, Any] = {"description": spec.description}
-        if spec.headers:
-            answer["headers"] = {
-                name: {"schema": STRING, "description": text} for name, text in spec.headers.items()
-            }
-        if spec.schema is not None:
-            answer["content"] = {spec.media_type: {"schema": ref(spec.schema)}}
-        responses[str(spec.status)] = answer
+    responses = {str(spec.status): _response(spec) for spec in route.responses}
     if isinstance(route.access, Public):
         op["security"] = []
     else:
@@ -170,14 +199,17 @@ def _operation(route: Route) -> dict[str, Any]:
 
 
 def build_openapi(routes: Iterable[Route], *, title: str = "Chamberlain") -> dict[str, Any]:
-    """The OpenAPI 3.1 document describing ``routes``."""
+    """The OpenAPI 3.1 document describing ``routes``.
+
+    The whole table is checked (:func:`~chamberlain.web.spec.check_table`), routes
+    left out of the document included, since the app serves them all.
+    """
+    table = tuple(routes)
+    check_table(table)
     paths: dict[str, dict[str, Any]] = {}
-    for route in routes:
-        methods = paths.setdefault(route.path, {})
-        key = route.method.lower()
-        if key in methods:
-            raise ValueError(f"two routes for {route.method} {route.path}")
-        methods[key] = _operation(route)
+    for route in table:
+        if route.in_spec:
+            paths.setdefault(route.path, {})[route.method.lower()] = _operation(route)
     return {
         "openapi": OPENAPI_VERSION,
         "info": {

@@ -16,8 +16,16 @@ from chamberlain.web.errors import bad_request, not_found
 from chamberlain.web.handler import Call, Reply
 from chamberlain.web.intake import DISK_FULL, UNAVAILABLE, decode_json_object, not_accepting
 from chamberlain.web.jobs import JOB_ID_PARAM, POLL_AFTER, POLL_AFTER_DOC
-from chamberlain.web.spec import BodySpec, Param, ResponseSpec, Route
-from chamberlain.web.synchronous import ASYNC_PARAM, answer_synchronously, sync_slot, wants_async
+from chamberlain.web.spec import STRING, BodySpec, Param, ResponseSpec, Route, object_schema, ref
+from chamberlain.web.synchronous import (
+    ASYNC_PARAM,
+    SYNC_DONE_DOC,
+    SYNC_TIMEOUT_DOC,
+    SYNC_UNAVAILABLE,
+    answer_synchronously,
+    sync_slot,
+    wants_async,
+)
 
 
 def tree_json(tree: Tree) -> dict[str, Any]:
@@ -126,22 +134,24 @@ ROUTES: tuple[Route, ...] = (
         params=(_NAME, ASYNC_PARAM),
         body=BodySpec(schema="PipelineRequest", description="Optional: {payload: {...}}."),
         responses=(
-            ResponseSpec(status=200, description="The finished tree.", schema="SyncResult"),
+            ResponseSpec(
+                status=200,
+                description=(
+                    "Nothing to run: every step's `if:` was false (PipelineSkipped)."
+                    + SYNC_DONE_DOC
+                ),
+                schema=("SyncResult", "PipelineSkipped"),
+                optional_headers={"Location": "The tree's URL; absent when nothing ran."},
+            ),
             ResponseSpec(
                 status=202,
-                description="Started (async), or still running past the timeout.",
-                schema="PipelineStarted",
+                description="Started (PipelineStarted)." + SYNC_TIMEOUT_DOC,
+                schema=("PipelineStarted", "SyncTimeout"),
                 headers={"Location": "The tree's URL.", "Retry-After": POLL_AFTER_DOC},
             ),
             ResponseSpec(status=400, description="Malformed body or query."),
             ResponseSpec(status=404, description="Unknown pipeline."),
-            ResponseSpec(
-                status=503,
-                description=(
-                    "Starting or draining, too many synchronous calls waiting, or the store"
-                    " did not answer."
-                ),
-            ),
+            SYNC_UNAVAILABLE,
             DISK_FULL,
         ),
     ),
@@ -183,30 +193,16 @@ SCHEMAS: dict[str, Any] = {
         "properties": {"payload": {"type": "object"}},
         "additionalProperties": False,
     },
-    "PipelineStarted": {
-        "type": "object",
-        "properties": {
-            "job_id": {"type": "string"},
-            "status": {"type": "string"},
-            "pipeline": {"type": "string"},
-            "timeout_exceeded": {"type": "boolean"},
-            "message": {"type": "string"},
-        },
-        "required": ["job_id", "status"],
-    },
-    "SyncResult": {
-        "type": "object",
-        "properties": {
-            "job_id": {"type": "string"},
-            "status": {"type": "string"},
-            "pipeline": {"type": "string"},
-            "duration_ms": {"type": "number"},
-            "result": {},
-            "error": {"type": "string"},
-            "tree": {"type": "array", "items": {"$ref": "#/components/schemas/Job"}},
-        },
-        "required": ["job_id", "status", "duration_ms", "result", "tree"],
-    },
+    "PipelineStarted": object_schema(
+        {
+            "job_id": {"type": "string", "format": "uuid", "description": "The root job."},
+            "status": ref("JobStatus"),
+            "pipeline": STRING,
+        }
+    ),
+    "PipelineSkipped": object_schema(
+        {"pipeline": STRING, "status": {"const": "skipped"}, "message": STRING}
+    ),
     "JobTree": {
         "type": "object",
         "properties": {

@@ -2,9 +2,10 @@
 
 The app builds its URL rules, authentication and query checks from these records,
 and :mod:`chamberlain.web.openapi` builds the API description from the very same
-ones, so the two cannot disagree.  Routes name their bodies' schemas; the small
-builders at the end (:func:`ref`, :func:`object_schema`) are what each feature
-module writes its ``SCHEMAS`` with.
+ones, so the two cannot disagree; :func:`check_table` refuses a table the app could
+not serve as declared.  Routes name their bodies' schemas; the small builders at
+the end (:func:`ref`, :func:`object_schema`) are what each feature module writes
+its ``SCHEMAS`` with.
 """
 
 from __future__ import annotations
@@ -47,13 +48,20 @@ class BodySpec:
 
 @attrs.frozen(kw_only=True)
 class ResponseSpec:
-    """One documented answer: ``schema`` names a component schema (None: no body)."""
+    """One documented answer: ``schema`` names a component schema (None: no body).
+
+    When one status stands for answers of different shapes (a trigger's 200 is a
+    duplicate, or a synchronous pipeline's outcome), ``schema`` names each of them:
+    the body is one of those.
+    """
 
     status: int
     description: str
-    schema: str | None = "Error"
-    #: Response headers worth documenting, name -> description.
+    schema: str | tuple[str, ...] | None = "Error"
+    #: Headers every such answer carries, name -> description.
     headers: Mapping[str, str] = attrs.field(factory=dict)
+    #: Headers only some such answers carry, name -> description (say when).
+    optional_headers: Mapping[str, str] = attrs.field(factory=dict)
     #: What the body is; anything but JSON is sent as produced (streams, text, assets).
     media_type: str = "application/json"
 
@@ -61,8 +69,10 @@ class ResponseSpec:
 def _check_path(route: Route, attribute: attrs.Attribute[Any], value: str) -> None:
     if not value.startswith("/"):
         raise ValueError(f"route {route.operation_id}: path must start with '/': {value!r}")
-    if value.endswith("/"):
-        # werkzeug would redirect the slash-less form, with an HTML body.
+    if value.endswith("/") and route.in_spec:
+        # werkzeug would redirect the slash-less form, with an HTML body.  Only a
+        # route outside the API (the redirect from /docs/) may end with '/', and only
+        # beside its slash-less twin: see check_table.
         raise ValueError(f"route {route.operation_id}: path must not end with '/': {value!r}")
 
 
@@ -84,6 +94,9 @@ class Route:
     responses: tuple[ResponseSpec, ...]
     #: This route's largest body, when it differs from ``api.max_body_size``.
     body_limit: int | None = None
+    #: False for a route the app serves that is no operation of the API (the
+    #: explorer's files, the redirect to it): ``/openapi.json`` leaves it out.
+    in_spec: bool = True
 
     def __attrs_post_init__(self) -> None:
         declared = {p.name for p in self.params if p.location == "path"}
@@ -129,6 +142,27 @@ class Route:
             if len(query[name]) > 1 and not param.repeatable:
                 return f"query parameter {name!r} given more than once"
         return None
+
+
+def check_table(routes: Iterable[Route]) -> None:
+    """Refuse a route table the app could not serve as declared.
+
+    Two routes for one method and path are an error.  So is a path ending in '/'
+    without its slash-less twin for the same method: werkzeug matches each of the
+    two exactly when both exist, but with the slashed one alone it answers the
+    slash-less path with a redirect.
+    """
+    keys: set[tuple[str, str]] = set()
+    for route in routes:
+        key = (route.method, route.path)
+        if key in keys:
+            raise ValueError(f"two routes for {route.method} {route.path}")
+        keys.add(key)
+    for method, path in keys:
+        if path != "/" and path.endswith("/") and (method, path.rstrip("/")) not in keys:
+            raise ValueError(
+                f"route {method} {path}: a path ending in '/' needs {method} {path.rstrip('/')}"
+            )
 
 
 #: Schema fragments the feature modules' ``SCHEMAS`` share.

@@ -100,13 +100,17 @@ SCHEMAS: Mapping[str, Mapping[str, Any]] = {
         "properties": {
             "seq": {"type": "integer", "minimum": 1},
             "ts": {"type": "string", "format": "date-time"},
-            "kind": {"type": "string", "enum": ["stderr", "system"]},
+            "kind": {"type": "string", "enum": ["stderr", "log", "system"]},
             "text": {"type": "string"},
             "status": {
                 "$ref": "#/components/schemas/JobStatus",
                 "description": "Status changes only: the job's new status.",
             },
             "attempt": {"type": "integer", "description": "Status changes only."},
+            "level": {
+                "type": "string",
+                "description": "Log entries only: the level the plugin gave, or `info`.",
+            },
         },
         "required": ["seq", "ts", "kind", "text"],
     },
@@ -166,7 +170,7 @@ SCHEMAS: Mapping[str, Mapping[str, Any]] = {
             "plugin": {"type": "string"},
             "command": {"type": "string"},
             "ts": {"type": "string", "format": "date-time"},
-            "kind": {"type": "string", "enum": ["stderr", "system"]},
+            "kind": {"type": "string", "enum": ["stderr", "log", "system"]},
             "text": {"type": "string"},
             "status": {
                 "$ref": "#/components/schemas/JobStatus",

@@ -6,7 +6,9 @@ Waiting calls are bounded (``api.max_concurrent_sync``): a call holds a slot
 (:func:`sync_slot`, an async context manager) from before anything is enqueued,
 so a refused call (503) leaves nothing behind, until it is answered, whichever
 way.  A call that waits longer than the pipeline's timeout (capped by
-``api.max_sync_timeout``) is answered 202 while the pipeline goes on.
+``api.max_sync_timeout``) is answered 202 while the pipeline goes on.  The schemas
+of those two answers (``SyncResult``, ``SyncTimeout``) and their wording in the
+route table live here, next to the code that builds them, for both routes to name.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from chamberlain.records import Job, JobStatus, Tree
 from chamberlain.web.errors import bad_request, unavailable
 from chamberlain.web.handler import Call, Reply
 from chamberlain.web.jobs import POLL_AFTER
-from chamberlain.web.spec import Param
+from chamberlain.web.spec import STRING, Param, ResponseSpec, object_schema, ref
 
 ASYNC_PARAM = Param(
     name="async",
@@ -33,6 +35,54 @@ ASYNC_PARAM = Param(
         " for the pipeline."
     ),
     schema={"type": "boolean", "default": False},
+)
+
+
+#: Component schemas of the two answers of a synchronous call (merged into the OpenAPI
+#: document); the routes that make such calls name them next to their own.
+SCHEMAS: Mapping[str, Mapping[str, Any]] = {
+    "SyncResult": object_schema(
+        {
+            "job_id": {"type": "string", "format": "uuid", "description": "The root job."},
+            "status": {
+                **ref("JobStatus"),
+                "description": "succeeded, or the status of the first job that did not.",
+            },
+            "pipeline": STRING,
+            "duration_ms": {"type": "number", "description": "How long the call waited."},
+            "result": {"description": "The last job's result, when every job succeeded."},
+            "error": {**STRING, "description": "The error of the first job that did not succeed."},
+            "tree": {"type": "array", "items": ref("Job")},
+        },
+        required=("job_id", "status", "pipeline", "duration_ms", "result", "tree"),
+    ),
+    "SyncTimeout": object_schema(
+        {
+            "job_id": {"type": "string", "format": "uuid", "description": "The root job."},
+            "status": {"const": "running"},
+            "timeout_exceeded": {"const": True},
+            "message": STRING,
+        }
+    ),
+}
+
+#: What a call that waited adds to its route's 200 and 202.
+SYNC_DONE_DOC = (
+    " With a synchronous pipeline (unless `?async=true`): the finished tree (SyncResult),"
+    " whatever its outcome; `status` says it."
+)
+SYNC_TIMEOUT_DOC = (
+    " With a synchronous pipeline: it did not finish within its timeout (capped by"
+    " api.max_sync_timeout) and goes on (SyncTimeout); poll the tree at Location."
+)
+#: The 503 of a route that may wait for a synchronous pipeline.
+SYNC_UNAVAILABLE = ResponseSpec(
+    status=503,
+    description=(
+        "The daemon is starting or draining, too many synchronous calls are waiting"
+        " (api.max_concurrent_sync), or the store did not answer in time."
+    ),
+    optional_headers={"Retry-After": "Seconds to wait; absent while draining."},
 )
 
 

@@ -12,8 +12,10 @@ routes (``/trigger/...`` and its alias ``/plugin/...``) and their schemas.
 Check order: 401 (no valid token, before this module runs), 404 (unknown plugin or
 command), 403 (the token may not run this type of command), 400 (a query string),
 413/400 (the body, then its payload against the command's ``input_schema``), 503
-(the daemon is not accepting work, or the store did not answer), then 202.  A
-request that is wrong is refused the same way whatever state the daemon is in.
+(the daemon is not accepting work, no synchronous slot is free, or the store did not
+answer), then 202 (or, after a synchronous pipeline, 200 with its tree or 202 past
+its timeout).  A request that is wrong is refused the same way whatever state the
+daemon is in.
 """
 
 from __future__ import annotations
@@ -34,12 +36,7 @@ from chamberlain.records import NewJob, rfc3339
 from chamberlain.web.auth import ByCommand
 from chamberlain.web.errors import bad_request, not_found
 from chamberlain.web.handler import Call, Reply
-from chamberlain.web.intake import (
-    DISK_FULL,
-    NOT_ACCEPTING_RESPONSE,
-    decode_json_object,
-    not_accepting,
-)
+from chamberlain.web.intake import DISK_FULL, decode_json_object, not_accepting
 from chamberlain.web.jobs import POLL_AFTER_DOC, accepted_headers
 from chamberlain.web.spec import (
     STRING,
@@ -50,7 +47,15 @@ from chamberlain.web.spec import (
     object_schema,
     ref,
 )
-from chamberlain.web.synchronous import ASYNC_PARAM, answer_synchronously, sync_slot, wants_async
+from chamberlain.web.synchronous import (
+    ASYNC_PARAM,
+    SYNC_DONE_DOC,
+    SYNC_TIMEOUT_DOC,
+    SYNC_UNAVAILABLE,
+    answer_synchronously,
+    sync_slot,
+    wants_async,
+)
 
 #: The command whose payload arrives wrapped in an event, as Ductile expects.
 HANDLE = "handle"
@@ -305,18 +310,25 @@ _COMMAND = Param(
 _TRIGGER_RESPONSES = (
     ResponseSpec(
         status=202,
-        description="The job is committed to the store and queued.",
-        schema="TriggerAccepted",
+        description="The job is committed to the store and queued (TriggerAccepted)."
+        + SYNC_TIMEOUT_DOC,
+        schema=("TriggerAccepted", "SyncTimeout"),
         headers={
-            "Location": "The job's URL, to poll (`?wait=` long-polls it).",
+            "Location": (
+                "The job's URL, to poll (`?wait=` long-polls it); after a synchronous"
+                " pipeline's timeout, its tree's URL."
+            ),
             "Retry-After": POLL_AFTER_DOC,
         },
     ),
     ResponseSpec(
         status=200,
-        description="A job with this dedupe_key stands already; that job is returned.",
-        schema="TriggerDuplicate",
-        headers={"Location": "The existing job's URL."},
+        description=(
+            "A job with this dedupe_key stands already; that job is returned"
+            " (TriggerDuplicate)." + SYNC_DONE_DOC
+        ),
+        schema=("TriggerDuplicate", "SyncResult"),
+        headers={"Location": "The existing job's URL; for a synchronous pipeline, its tree's."},
     ),
     ResponseSpec(
         status=400,
@@ -328,7 +340,7 @@ _TRIGGER_RESPONSES = (
     ),
     ResponseSpec(status=404, description="Unknown plugin or command."),
     ResponseSpec(status=413, description="The body is larger than api.max_body_size."),
-    NOT_ACCEPTING_RESPONSE,
+    SYNC_UNAVAILABLE,
     DISK_FULL,
 )
 
@@ -337,7 +349,9 @@ _TRIGGER_DESCRIPTION = (
     " payload is delivered inside an `api.trigger` event. Read commands need"
     " `plugin:ro`, write commands `plugin:rw`. Checks run in this order: token (401),"
     " plugin and command (404), scope (403), body (413, 400), the payload against the"
-    " command's `input_schema` (400), daemon state (503)."
+    " command's `input_schema` (400), daemon state (503). When a synchronous pipeline"
+    " starts from this command, the call waits for the pipeline (200 with the tree, or"
+    " 202 past its timeout) unless `?async=true` is given."
 )
 
 _TRIGGER_BODY = BodySpec(

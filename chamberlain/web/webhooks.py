@@ -111,6 +111,9 @@ def _handler(endpoint: WebhookEndpointConfig) -> Handler:
                         submitted_by=submitted_by,
                         max_attempts=plugin.max_attempts,
                         source_event_id=event["event_id"],
+                        # Stored failed, not refused: the sender cannot change what it
+                        # sends, and the delivery stays on record with the reason.
+                        error=plugin.payload_problem(endpoint.command, event["payload"]),
                     ),
                 )
             )
