@@ -46,6 +46,18 @@ def stored_jobs(d: servers.Daemon) -> tuple[int, int]:
     return int(rows), int(queued)
 
 
+def ran_during(before: tuple[int, int], after: tuple[int, int]) -> int:
+    """How many jobs left the queue between two :func:`stored_jobs` counts.
+
+    Jobs that were still queued at the first count (from an earlier phase) and ran
+    meanwhile count too, and none of them twice: what is not queued at the end,
+    less what was not queued at the start.  (Subtracting only the final backlog
+    from the new rows went negative when earlier jobs were still queued.)
+    """
+    (rows_before, queued_before), (rows_after, queued_after) = before, after
+    return (rows_after - queued_after) - (rows_before - queued_before)
+
+
 def full_load(
     d: servers.Daemon, seconds: float, *, warm: bool = True
 ) -> tuple[tools.LoadResult, int]:
@@ -138,12 +150,14 @@ def measure(
     with servers.daemon(max_workers=max_workers) as d:
         figures += paced_latency(d, rate, paced_seconds, "with dispatch")
         if have_wrk:
-            before, _ = stored_jobs(d)
+            counted = stored_jobs(d)
             result, accepted = full_load(d, seconds, warm=not quick)
             rows, backlog = stored_jobs(d)
-            check_committed(rows, accepted, before)
-            ran = rows - before - backlog
-            made = rows - before
+            check_committed(rows, accepted, counted[0])
+            ran = ran_during(counted, (rows, backlog))
+            made = rows - counted[0]
+            # The warm-up second loads the daemon too (full_load runs it unless quick).
+            loaded_for = seconds + (0 if quick else 1)
             figures += [
                 report.Figure(
                     name="trigger (with dispatch): rate",
@@ -157,7 +171,7 @@ def measure(
                     name="trigger (with dispatch): queue after the load",
                     value=backlog,
                     unit="jobs",
-                    note=f"the dispatcher ran {ran} of {made}, {ran / (seconds + 1):.0f}/s",
+                    note=f"the dispatcher ran {ran} of {made}, {ran / loaded_for:.0f}/s",
                 ),
             ]
     commits.append(servers.store_statistics(d.final_log))

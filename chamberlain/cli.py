@@ -1,18 +1,28 @@
-"""The ``chamberlain`` command line: ``start``, ``run`` and ``check``.
+"""The ``chamberlain`` command line: ``start``, ``run``, ``check`` and ``secret-key``.
 
 ``start`` runs the daemon in the foreground; ``run`` runs one job through the same
 Runner on a throwaway in-memory store, showing the plugin's stderr lines and the
 job's status changes on stderr as they commit (read from the hub, the source the
 job stream of the API reads) and printing the job's record as JSON on stdout;
-``check`` validates a config and the plugins it names.
+``check`` validates a config and the plugins it names; ``secret-key`` prints a
+fresh key for ``CHAMBERLAIN_SECRET_KEY``.
+
+``start`` and ``check`` open the secret registry before anything runs (see
+:func:`open_registry`): the key, the key check, every value unsealed into the
+vault the daemon starts with, every ``${secret:name}`` of the config checked
+against it.  ``run`` does too when its config refers to a registry secret: it
+reads the registry of ``state.path``, read-only, so ``${secret:name}`` resolves
+for it as it would for the daemon.  A wrong or unusable key, and a reference to a
+secret the registry does not hold, are config errors.
 
 The help each prints is written out here (:data:`PROGRAM_HELP` and its siblings),
 examples and exit codes included, rather than taken from this docstring.  Exit
 codes: 0 success; 1 runtime failure (another daemon holds the state, a supervisor
 gave up, a ``run`` job that did not succeed); 2 a bad command line; 78
 (EX_CONFIG) for a bad config, including a ``state.path`` that cannot be opened,
-an ``api.listen`` that cannot be listened on, development keys on a public
-listener, and (``check`` only) a plugin that would be skipped, so
+a secret key that is malformed, unsafe, missing or not the one the registry was
+sealed with, an ``api.listen`` that cannot be listened on, development keys on a
+public listener, and (``check`` only) a plugin that would be skipped, so
 ``RestartPreventExitStatus=78`` stops systemd from looping on it.
 
 ``--log-level`` and ``--log-format`` are accepted before or after the subcommand.
@@ -27,6 +37,8 @@ import ipaddress
 import json
 import logging
 import math
+import os
+import sqlite3
 import sys
 import textwrap
 from collections.abc import Callable, Sequence
@@ -41,6 +53,7 @@ from rich.text import Text
 
 from chamberlain.actors.gateway import Gateway
 from chamberlain.config import IN_MEMORY, Config, ConfigError, load_config, parse_config
+from chamberlain.config.references import check_secret_references
 from chamberlain.config.values import split_listen
 from chamberlain.daemon import jsonlog
 from chamberlain.daemon.instance_lock import AlreadyRunning, InstanceLock, StateUnusable
@@ -52,7 +65,18 @@ from chamberlain.plugins.binding import BoundPlugin, bind_plugins
 from chamberlain.plugins.registry import SkippedPlugin, discover
 from chamberlain.records import JobMessage, JobStatus, NewJob
 from chamberlain.routing.planner import Routing, build_routing
+from chamberlain.sealing import (
+    SECRET_KEY_ENV,
+    KeyProblem,
+    Sealer,
+    WrongKey,
+    key_file_path,
+    load_sealer,
+    new_key_text,
+)
+from chamberlain.store.secret_rows import SealedRegistry, read_sealed
 from chamberlain.supervision import SupervisorGaveUp
+from chamberlain.vault import Vault
 from chamberlain.web.routes import ROUTES
 from chamberlain.web.serve import ListenError
 from chamberlain.webhook_rules import check_endpoints
@@ -103,6 +127,71 @@ def _load(config_path: str | None) -> _Loaded:
     return _Loaded(
         config=config, plugins=plugins, routing=routing, skipped=tuple(discovery.skipped)
     )
+
+
+@attrs.frozen(kw_only=True)
+class Registry:
+    """The secret registry as the daemon starts with it."""
+
+    #: Seals what the registry is given from now on.
+    sealer: Sealer
+    #: Every registry value unsealed, and the config's own secrets.
+    vault: Vault = attrs.field(repr=False)
+
+
+def open_registry(config: Config, *, create_key: bool) -> Registry:
+    """The state's key, checked, and every registry value unsealed into a vault.
+
+    The sealed values are read straight from ``state.path``, read-only, before the
+    tree starts.  The key comes from ``CHAMBERLAIN_SECRET_KEY`` or the key file
+    beside the state (see :func:`chamberlain.sealing.load_sealer`); with
+    ``create_key`` a missing key file is created, but never while the state holds
+    secrets: they were sealed with a key that is missing, and a new one would not
+    open them.  Raises :class:`ConfigError` (exit 78) for a key that is malformed,
+    unsafe, missing or wrong, for a state whose secrets cannot be read, and for a
+    ``${secret:name}`` of the config whose secret the registry does not hold.
+    """
+    state = config.state.path
+    in_memory = state == IN_MEMORY
+    registry = SealedRegistry()
+    if not in_memory:
+        try:
+            registry = read_sealed(state)
+        except sqlite3.Error as exc:
+            raise ConfigError(
+                [f"state.path: cannot read the secrets in {state}: {exc}"], source=config.source
+            ) from None
+    sealed_before = bool(registry.values) or registry.check is not None
+    try:
+        sealer = load_sealer(
+            None if in_memory else state, os.environ, create=create_key and not sealed_before
+        )
+    except KeyProblem as exc:
+        raise ConfigError([str(exc)], source=config.source) from None
+    if sealer is None:
+        if sealed_before:
+            raise ConfigError(
+                [
+                    f"the secrets in {state} need the key they were sealed with: set"
+                    f" {SECRET_KEY_ENV}, or restore the key file {key_file_path(state)}"
+                ],
+                source=config.source,
+            )
+        # Nothing is sealed and nothing may be created (check): no key is needed.
+        sealer = Sealer.random()
+    try:
+        if registry.check is not None:
+            sealer.verify(registry.check)
+        values = {name: sealer.unseal(name, blob) for name, blob in registry.values.items()}
+    except WrongKey as exc:
+        raise ConfigError([f"{exc} (state {state})"], source=config.source) from None
+    vault = Vault()
+    vault.configure(config)
+    vault.load(values)
+    problems = check_secret_references(config, set(vault.names()))
+    if problems:
+        raise ConfigError(problems, source=config.source)
+    return Registry(sealer=sealer, vault=vault)
 
 
 def default_keys(config: Config) -> list[str]:
@@ -204,6 +293,8 @@ def cmd_start(args: argparse.Namespace) -> int:
         # does not restart into the same error.
         raise ConfigError([f"state.path: {exc}"], source=config.source) from None
     try:
+        # After the lock: no other daemon is writing the registry while it is read.
+        registry = open_registry(config, create_key=True)
         daemon = Daemon(
             config=config,
             plugins=plugins,
@@ -211,6 +302,8 @@ def cmd_start(args: argparse.Namespace) -> int:
             routing=loaded.routing,
             notifier=Notifier.from_environment(),
             freeze_heap=True,
+            vault=registry.vault,
+            sealer=registry.sealer,
         )
         try:
             daemon.bind()
@@ -278,6 +371,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         max_attempts=args.attempts,
         timeout=args.timeout,
     )
+    # The job's store is in memory; the registry it resolves ${secret:} from is the
+    # state's, read-only, when the config refers to it.
+    if config.secret_references:
+        vault = open_registry(config, create_key=False).vault
+    else:
+        vault = Vault()
+        vault.configure(config)
     daemon = Daemon(
         config=config,
         plugins=plugins,
@@ -286,6 +386,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         handle_signals=False,
         routing=loaded.routing,
         run_schedules=False,
+        vault=vault,
     )
     show = None if args.quiet else LiveView.on(sys.stderr).show
 
@@ -404,6 +505,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     """Validate config and plugins, print what would run."""
     loaded = _load(args.config)
     config, plugins = loaded.config, loaded.plugins
+    # Read-only: a check creates no key file, and runs beside a running daemon.
+    registry = open_registry(config, create_key=False)
     for name, plugin in sorted(plugins.items()):
         commands = ", ".join(c.name for c in plugin.manifest.commands)
         print(f"{name} {plugin.manifest.version}: {commands} (parallelism {plugin.parallelism})")
@@ -418,7 +521,16 @@ def cmd_check(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_CONFIG
+    stored = len(list(registry.vault.names()))
+    if stored:
+        print(f"secrets: {stored} in the registry, opened with {registry.sealer.source}")
     print(f"config OK: {len(plugins)} plugins, state {config.state.path}")
+    return 0
+
+
+def cmd_secret_key(args: argparse.Namespace) -> int:
+    """Print a fresh secret key."""
+    print(new_key_text())
     return 0
 
 
@@ -449,8 +561,9 @@ _BAD_COMMAND_LINE = (2, "a bad command line: an unknown option, a missing or out
 _BAD_CONFIG = (
     EXIT_CONFIG,
     "a bad config (EX_CONFIG): the file does not load or validate, state.path cannot"
-    " be opened, api.listen cannot be listened on, or the example's development keys"
-    " are set for a listener other than loopback",
+    " be opened, the secret key is malformed, open to others, missing or not the one"
+    " the stored secrets were sealed with, api.listen cannot be listened on, or the"
+    " example's development keys are set for a listener other than loopback",
 )
 
 PROGRAM_HELP = HelpText(
@@ -549,9 +662,27 @@ CHECK_HELP = HelpText(
         _BAD_COMMAND_LINE,
         (
             EXIT_CONFIG,
-            "a bad config (EX_CONFIG), or a plugin that would be skipped (listed with the reason)",
+            "a bad config (EX_CONFIG), a secret key that does not open the stored"
+            " secrets, or a plugin that would be skipped (listed with the reason)",
         ),
     ),
+)
+
+SECRET_KEY_HELP = HelpText(
+    summary="print a fresh key for CHAMBERLAIN_SECRET_KEY",
+    description=(
+        "Print a fresh secret key: the URL-safe base64 of 32 random bytes, the form\n"
+        "CHAMBERLAIN_SECRET_KEY and the key file (secret.key beside state.path) hold.\n"
+        "The daemon seals the registry's secrets with it (AES-GCM).  Keep it where the\n"
+        "daemon's environment comes from (under systemd, the EnvironmentFile of mode\n"
+        "0600); without the key the stored secrets cannot be opened."
+    ),
+    examples=(
+        "chamberlain secret-key",
+        '(umask 077; echo "CHAMBERLAIN_SECRET_KEY=$(chamberlain secret-key)"'
+        " >> /etc/chamberlain/env)",
+    ),
+    exit_codes=((0, "the key was printed"), _BAD_COMMAND_LINE),
 )
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -675,6 +806,9 @@ def build_parser() -> argparse.ArgumentParser:
     check = _subcommand(sub, "check", CHECK_HELP, options)
     check.add_argument("--config", "-c", required=True, help="path to the YAML config")
     check.set_defaults(func=cmd_check)
+
+    secret_key = _subcommand(sub, "secret-key", SECRET_KEY_HELP, options)
+    secret_key.set_defaults(func=cmd_secret_key)
     return parser
 
 

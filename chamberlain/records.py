@@ -2,10 +2,11 @@
 
 Jobs and their statuses, what creates them (:class:`NewJob`) and what the store
 answers about them (:class:`Enqueued`, :class:`Claimed`, :class:`JobFilter`), the
-events and plans routing produces (:class:`StoredEvent`, :class:`RoutePlan`), and
-the views the API shows (:class:`Tree`, :class:`QueueView`, :class:`CancelResult`,
-:class:`JobMessage`).  The store, the actors and the web layer all speak these and
-none of them owns them, so they live here, below every layer: this module imports
+events and plans routing produces (:class:`StoredEvent`, :class:`RoutePlan`), the
+views the API shows (:class:`Tree`, :class:`QueueView`, :class:`CancelResult`,
+:class:`JobMessage`), and the MCP servers of the registry (:class:`McpServer`).
+The store, the actors and the web layer all speak these and none of them owns
+them, so they live here, below every layer: this module imports
 no other chamberlain module and no trio, sqlite3 or quart (an import-linter
 contract says so).  A record that only one layer uses stays in that layer.
 
@@ -90,6 +91,8 @@ class NewJob:
     schedule_id: str | None = None
     #: Where to POST the job's summary once it ends (see chamberlain.callback_rules).
     callback_url: str | None = None
+    #: MCP servers of the registry written into the job's workspace (their names).
+    mcp_servers: tuple[str, ...] = ()
     id: str = attrs.field(factory=new_job_id)
 
 
@@ -122,6 +125,8 @@ class Job:
     root_job_id: str | None = None
     depth: int = 0
     schedule_id: str | None = None
+    #: MCP servers of the registry written into the job's workspace (their names).
+    mcp_servers: tuple[str, ...] = ()
     seq: int = 0
 
     def to_json(self) -> dict[str, Any]:
@@ -153,6 +158,39 @@ class Job:
             "pipeline": self.pipeline,
             "step_id": self.step_id,
             "schedule_id": self.schedule_id,
+            "mcp_servers": list(self.mcp_servers),
+        }
+
+
+# -- MCP servers ----------------------------------------------------------------------
+
+
+@attrs.frozen(kw_only=True)
+class McpServer:
+    """An MCP server of the registry, exactly as registered.
+
+    Either ``command`` (argv: the agent starts it, with ``env``) or ``url`` (an http
+    server, sent ``headers``).  Values of ``env`` and ``headers`` may hold
+    ``${secret:name}``: they stay references here and everywhere the registry is
+    shown, and are resolved only into a job's ``.mcp.json``.
+    """
+
+    name: str
+    command: tuple[str, ...] = ()
+    env: Mapping[str, str] = attrs.field(factory=dict)
+    url: str | None = None
+    headers: Mapping[str, str] = attrs.field(factory=dict)
+    created_at: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        """The server as the API shows it: references as written, never a value."""
+        return {
+            "name": self.name,
+            "command": list(self.command) if self.url is None else None,
+            "env": dict(self.env),
+            "url": self.url,
+            "headers": dict(self.headers),
+            "created_at": rfc3339(self.created_at),
         }
 
 

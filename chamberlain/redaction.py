@@ -1,31 +1,34 @@
-"""Redacting the configured secrets from what jobs leave behind: results, messages, logs.
+"""Redacting secrets from what jobs leave behind: results, messages, logs, error bodies.
 
 Plugins never see the daemon's secrets in their environment
 (:mod:`chamberlain.plugins.environment`), but one may still come across a token (a
-misconfigured plugin config, a service that echoes it back), and whatever a plugin
-prints ends up readable by anyone with a read-only token.  So every value of
-:func:`configured_secrets` is replaced by ``[redacted:<name>]`` wherever job data
-enters the store (the outcome, stderr lines) and in every log line.
+misconfigured plugin config, a service that echoes it back), and a plugin given a
+registry secret may print it; whatever a plugin prints ends up readable by anyone
+with a read-only token.  So every value of :func:`configured_secrets` and of the
+secret registry is replaced by ``[redacted:<name>]`` wherever job data enters the
+store (the outcome, stderr lines), in every log line and in API error bodies.
+:class:`chamberlain.vault.Vault` builds the daemon's redactor from both and builds
+it again whenever a registry value changes.
 
-A :class:`Redactor` is built once at start-up: one compiled alternation of the
-values, longest first, so where two secrets start at the same place the longer one is
-hidden whole; where they overlap otherwise, the replacement covers both.  A plain
-substring search per value comes first and decides whether there is anything to
-replace at all, and without any secret configured nothing is done.  Stderr is
-redacted per complete line, after the process reader has joined the reads it
-arrived in.
+A :class:`Redactor` is one compiled alternation of the values, longest first, so
+where two secrets start at the same place the longer one is hidden whole; where they
+overlap otherwise, the replacement covers both.  A plain substring search per value
+comes first and decides whether there is anything to replace at all, and without
+any secret nothing is done.  Stderr is redacted per complete line, after the process
+reader has joined the reads it arrived in.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
 import attrs
 
 from chamberlain.config import Config
+from chamberlain.config.references import MARKER
 from chamberlain.plugins.protocol import RAW_OUTPUT_MAX, Outcome
 
 #: The shortest start of a secret hidden where a text was cut off: shorter ones give
@@ -37,7 +40,11 @@ _ELLIPSIS: Final = "\u2026"
 
 
 def configured_secrets(config: Config) -> dict[str, str]:
-    """Every secret ``config`` holds, by the name a redaction shows: name -> value."""
+    """Every secret ``config`` holds, by the name a redaction shows: name -> value.
+
+    A setting that holds a ``${secret:name}`` reference is left out: the text is not
+    a value, and the registry's value is redacted under its own name.
+    """
     secrets: dict[str, str] = {}
     auth = config.api.auth
     if auth.api_key is not None:
@@ -48,7 +55,7 @@ def configured_secrets(config: Config) -> dict[str, str]:
         secrets[f"webhooks.endpoints[{endpoint.path}].secret"] = endpoint.secret
     if config.callbacks.secret is not None:
         secrets["callbacks.secret"] = config.callbacks.secret
-    return secrets
+    return {name: value for name, value in secrets.items() if MARKER not in value}
 
 
 def _label(names: list[str]) -> str:
@@ -62,15 +69,25 @@ class Redactor:
     Build it with :meth:`from_secrets` or :meth:`from_config`.
     """
 
-    _pattern: re.Pattern[str] | None = None
+    # Neither is in the repr: both hold the very values this class exists to hide.
+    _pattern: re.Pattern[str] | None = attrs.field(default=None, repr=False)
     #: value (or its JSON-escaped form) -> the name of the first secret with that value.
-    _names: Mapping[str, str] = attrs.field(factory=dict)
+    _names: Mapping[str, str] = attrs.field(factory=dict, repr=False)
 
     @classmethod
     def from_secrets(cls, secrets: Mapping[str, str]) -> Redactor:
         """A redactor for ``secrets`` (name -> value); empty values are ignored."""
+        return cls.from_pairs(secrets.items())
+
+    @classmethod
+    def from_pairs(cls, secrets: Iterable[tuple[str, str]]) -> Redactor:
+        """A redactor for ``(name, value)`` pairs, where one name may have several values.
+
+        Where two names share a value, the first pair's name is shown.  Empty values
+        are ignored.
+        """
         names: dict[str, str] = {}
-        for name, value in secrets.items():
+        for name, value in secrets:
             if value:
                 names.setdefault(value, name)
         if not names:

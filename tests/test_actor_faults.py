@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import json
+import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -324,9 +325,14 @@ async def test_past_the_budget_the_daemon_stops_instead_of_limping(
 def test_chamberlain_start_exits_1_with_a_clear_line_when_the_store_is_unusable(
     tmp_path: Path,
 ) -> None:
-    """A fault no restart can fix (a corrupt database) ends in exit 1, not a loop."""
+    """A fault no restart can fix ends in exit 1, not a loop: here a database written by
+    a newer chamberlain, which the JobStore refuses every time it is restarted."""
     state = tmp_path / "state.db"
-    state.write_bytes(b"this is not a SQLite database" * 100)
+    conn = sqlite3.connect(state)
+    conn.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at REAL)")
+    conn.execute("INSERT INTO schema_migrations VALUES (999, 0)")
+    conn.commit()
+    conn.close()
     config = daemon_config(tmp_path)
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(config))
@@ -337,4 +343,17 @@ def test_chamberlain_start_exits_1_with_a_clear_line_when_the_store_is_unusable(
     assert len(critical) == 1, done.stderr[-3000:]
     assert "supervisor 'root' gave up" in critical[0]["msg"]
     assert "jobstore" in critical[0]["msg"]
-    assert "not a database" in critical[0].get("exc", "")
+    assert "newer than this chamberlain understands" in critical[0].get("exc", "")
+
+
+def test_a_file_that_is_no_database_is_refused_before_the_tree_starts(tmp_path: Path) -> None:
+    """Reading the secret registry at start-up finds a corrupt state first: one plain
+    line naming state.path, and exit 78, so systemd does not restart into it."""
+    state = tmp_path / "state.db"
+    state.write_bytes(b"this is not a SQLite database" * 100)
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(daemon_config(tmp_path)))
+    done = run_cli("start", "--config", str(path), timeout=120)
+    assert done.returncode == 78, done.stderr[-3000:]
+    (line,) = [line for line in done.stderr.splitlines() if line.startswith("chamberlain:")]
+    assert f"state.path: cannot read the secrets in {state}: file is not a database" in line

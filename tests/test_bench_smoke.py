@@ -134,3 +134,18 @@ async def test_run_all_imports_every_part() -> None:
             [sys.executable, str(BENCH / "run_all.py"), "--help"], capture_stdout=True
         )
     assert b"--quick" in done.stdout
+
+
+def test_the_dispatch_count_under_load_is_never_negative() -> None:
+    sys.path.insert(0, str(BENCH))
+    try:
+        from trigger_path import ran_during
+    finally:
+        sys.path.remove(str(BENCH))
+    # 100 jobs stored, 40 of them still queued from the phase before; the load adds
+    # 500 and leaves 300 queued: 240 left the queue (the 40 among them).
+    assert ran_during((100, 40), (600, 300)) == 240
+    # The old arithmetic (new rows less the final backlog) said 500 - 300 = 200, and
+    # went negative once the earlier backlog outgrew what the load ran.
+    assert ran_during((3000, 2900), (6000, 5000)) == 900
+    assert ran_during((10, 0), (10, 0)) == 0

@@ -18,12 +18,15 @@ pytestmark = pytest.mark.e2e
 
 ADMIN_KEY = "admin-key-5f1e9c"
 UNRELATED = "unrelated-secret-77d0"
+#: Opens every secret of the registry: the one variable a plugin must never see.
+SECRET_KEY = "c2VjcmV0LWtleS1mb3ItdGhlLWUyZS10ZXN0cy0zMmI="
 #: ``api.auth.tokens[reader]`` in the shared test config.
 READER_TOKEN = "reader-token"
 
 #: What the daemon's environment holds when these tests start it.
 DAEMON_ENV = {
     "CHAMBERLAIN_API_KEY": ADMIN_KEY,
+    "CHAMBERLAIN_SECRET_KEY": SECRET_KEY,
     "SECRET_THING": UNRELATED,
     "LANG": "C.UTF-8",
     "TZ": "UTC",
@@ -74,11 +77,12 @@ async def test_plugins_get_an_allow_listed_environment_and_secrets_are_redacted(
     job = await run_job(d, {"split": ["using rea", "der-token and admin-", "key-5f1e9c now"]})
     assert job["status"] == "succeeded", job
     text = json.dumps(job)
-    for secret in (ADMIN_KEY, UNRELATED, READER_TOKEN):
+    for secret in (ADMIN_KEY, UNRELATED, READER_TOKEN, SECRET_KEY):
         assert secret not in text
 
     env: dict[str, str] = job["result"]["result"]["env"]
     assert "CHAMBERLAIN_API_KEY" not in env
+    assert "CHAMBERLAIN_SECRET_KEY" not in env
     assert "SECRET_THING" not in env
     assert "NOT_PASSED" not in env
     assert env["CHAMBERLAIN_JOB_ID"] == job["job_id"]

@@ -277,3 +277,11 @@ def test_objects_that_are_not_json_are_left_as_they_are(redactor: Redactor) -> N
         "a": marker,
         "b": "[redacted:api.auth.api_key]",
     }
+
+
+def test_one_name_may_have_several_values() -> None:
+    # A rotated secret: the value a running job was given and the one the next gets.
+    redactor = Redactor.from_pairs([("github", "ghp-new-222"), ("github", "ghp-old-111")])
+    assert redactor.text("old ghp-old-111, new ghp-new-222") == (
+        "old [redacted:github], new [redacted:github]"
+    )

@@ -30,6 +30,7 @@ from chamberlain.plugins.binding import BoundPlugin
 from chamberlain.plugins.manifest import CommandSpec, CommandType, Manifest
 from chamberlain.records import Enqueued, Job, JobFilter, JobStatus, NewJob
 from chamberlain.routing.planner import Routing
+from chamberlain.vault import Vault
 from chamberlain.web.app import create_app
 from chamberlain.web.docs import ASSETS
 from chamberlain.web.errors import ApiError
@@ -125,6 +126,8 @@ class FakeGateway:
     #: Why the store refuses writes (the disk is full); None while it does not.
     degraded: str | None = None
     sync_limiter: trio.CapacityLimiter = attrs.field(factory=lambda: trio.CapacityLimiter(16))
+    #: The registry's secrets: none, unless a test puts some.
+    vault: Vault = attrs.field(factory=Vault)
 
     @property
     def routing(self) -> Routing:

@@ -20,10 +20,12 @@ from chamberlain.web import (
     docs,
     health,
     jobs,
+    mcp_registry,
     metrics,
     openapi,
     pipelines,
     schedules,
+    secret_registry,
     streams,
     trigger,
     webhooks,
@@ -45,6 +47,8 @@ FEATURES = (
     metrics,
     docs,
     schedules,
+    secret_registry,
+    mcp_registry,
 )
 
 
@@ -164,6 +168,15 @@ def test_the_table_is_every_feature_module_s_routes_in_order() -> None:
         "docsTrailingSlash",
         "listSchedules",
         "resetScheduleBreaker",
+        "listSecrets",
+        "createSecret",
+        "getSecret",
+        "rotateSecret",
+        "deleteSecret",
+        "listMcpServers",
+        "createMcpServer",
+        "getMcpServer",
+        "deleteMcpServer",
     ]
 
 
@@ -183,7 +196,19 @@ def test_a_schema_defined_twice_is_refused() -> None:
 
 
 def test_every_route_that_writes_documents_the_507_of_a_full_disk() -> None:
-    writes = {"trigger", "triggerPlugin", "submitJobs", "startPipeline", "cancelJob", "retryJob"}
+    writes = {
+        "trigger",
+        "triggerPlugin",
+        "submitJobs",
+        "startPipeline",
+        "cancelJob",
+        "retryJob",
+        "createSecret",
+        "rotateSecret",
+        "deleteSecret",
+        "createMcpServer",
+        "deleteMcpServer",
+    }
     documented = {
         route.operation_id
         for route in ROUTES

@@ -9,6 +9,9 @@ callback ended, or an attempt finished) or until the next retry falls due.
 Every attempt of one delivery sends the same stored body with the same
 ``X-Chamberlain-Delivery`` id, so a receiver can drop repeats.  An attempt cut off
 by a crash is simply made again after the restart: delivery is at least once.
+
+``callbacks.secret`` may be a ``${secret:name}`` reference; it is resolved from the
+vault for each attempt, so a rotated secret signs the next attempt.
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ from chamberlain.callback_rules import (
 )
 from chamberlain.config import CallbacksConfig
 from chamberlain.instruments import Metrics
+from chamberlain.vault import UnknownSecret, Vault
 
 if TYPE_CHECKING:
     # Imported when the first delivery is due (see CallbackSender.run): httpx and
@@ -86,6 +90,8 @@ class CallbackSender:
     wake: Callable[[], None]
     metrics: Metrics | None = None
     now: Callable[[], float] = time.time
+    #: Resolves a ``${secret:name}`` in ``callbacks.secret``.
+    vault: Vault = attrs.field(factory=Vault)
     #: Tests hand in an in-process transport; None sends over the network.
     transport: httpx.AsyncBaseTransport | None = None
     max_concurrent: int = MAX_CONCURRENT
@@ -220,9 +226,14 @@ class CallbackSender:
         self, client: httpx.AsyncClient, delivery: CallbackDelivery, allow: AllowList
     ) -> tuple[Verdict, int | None, str | None]:
         """Make one attempt: the verdict, the HTTP status (if any) and an error text."""
-        secret = self.config.secret
-        if secret is None:
+        configured = self.config.secret
+        if configured is None:
             return Verdict.FINAL, None, "callbacks.secret is not configured; nothing was sent"
+        try:
+            secret = self.vault.resolve(configured)
+        except UnknownSecret as missing:
+            # Deleted since start-up: worth trying again once it is registered again.
+            return Verdict.RETRY, None, f"callbacks.secret: {missing}; nothing was sent"
         try:
             check_callback_url(delivery.url, allow)
         except ValueError as exc:

@@ -4,13 +4,18 @@ HTTP handlers never touch the database or actor internals: they call these
 methods, which send a message and wait for the reply with a deadline.  An actor
 that does not answer in time surfaces as :class:`ActorUnavailable` (HTTP 503); a
 request the JobStore's disk refused, as :class:`StorageFull` (HTTP 507).
+
+The table of registered MCP servers is kept here, in step with the store (loaded
+when the JobStore opens the database, changed after each write of it commits), so
+a trigger's ``mcp_servers`` are checked, and the vault learns which secrets the
+servers use, without a message.
 """
 
 from __future__ import annotations
 
 import enum
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TypeVar
 
 import attrs
@@ -20,6 +25,10 @@ from chamberlain.actors.hub import Hub
 from chamberlain.actors.mail import (
     CallbackInfo,
     CancelJob,
+    CreateMcpServer,
+    CreateSecret,
+    DeleteMcpServer,
+    DeleteSecret,
     DispatcherRequest,
     DispatcherStatistics,
     Enqueue,
@@ -29,14 +38,18 @@ from chamberlain.actors.mail import (
     GetJob,
     GetMessages,
     GetQueue,
+    GetSecret,
     GetStatusChanges,
     GetTree,
     JobStatuses,
     JobStoreRequest,
     ListJobs,
+    ListMcpServers,
     ListSchedules,
+    ListSecrets,
     QueueDepth,
     ResetBreaker,
+    RotateSecret,
     RouterRequest,
     SchedulerRequest,
     Statistics,
@@ -46,6 +59,7 @@ from chamberlain.actors.mail import (
 from chamberlain.actors.mailbox import ReplyTo, RequestFailed, call
 from chamberlain.actors.storage_faults import StorageFull as StorageFull
 from chamberlain.plugins.binding import BoundPlugin
+from chamberlain.plugins.mcp_servers import mcp_references
 from chamberlain.records import (
     CancelResult,
     Enqueued,
@@ -53,6 +67,7 @@ from chamberlain.records import (
     JobFilter,
     JobMessage,
     JobStatus,
+    McpServer,
     NewJob,
     QueueView,
     RoutePlan,
@@ -60,7 +75,9 @@ from chamberlain.records import (
 )
 from chamberlain.routing.planner import Routing
 from chamberlain.schedule.books import ScheduleStatus
+from chamberlain.sealing import Sealer, SecretInfo, hint
 from chamberlain.supervision import SupervisorStatistics
+from chamberlain.vault import Vault
 
 T = TypeVar("T")
 M = TypeVar("M")
@@ -132,10 +149,24 @@ class Gateway:
     #: while they commit; read without a message, so it answers even when the
     #: store is busy.
     storage_problem: Callable[[], str | None] = lambda: None
+    #: The registry's values in the clear, and the redactor that hides them; kept in
+    #: step with the store by the secret methods below.
+    vault: Vault = attrs.field(factory=Vault, repr=False)
+    #: Seals the values the registry is given (the state's key; see sealing.py).
+    sealer: Sealer = attrs.field(factory=Sealer.random)
     sync_limiter: trio.CapacityLimiter = attrs.field(init=False)
+    #: One secret write at a time, so the vault changes in the order the store did.
+    _secret_writes: trio.Lock = attrs.field(factory=trio.Lock, init=False)
+
+    #: The MCP servers registered, by name, kept in step with the store (see the MCP
+    #: servers section below).
+    _mcp: dict[str, McpServer] = attrs.field(factory=dict, init=False)
+    _mcp_writes: trio.Lock = attrs.field(factory=trio.Lock, init=False)
 
     def __attrs_post_init__(self) -> None:
         self.sync_limiter = trio.CapacityLimiter(self.max_concurrent_sync)
+        # A secret a server's env names is in use: DELETE /secrets/{name} says where.
+        self.vault.add_reference_source(self._mcp_references)
 
     async def _ask_store(
         self,
@@ -287,6 +318,130 @@ class Gateway:
             lambda r: ResetBreaker(plugin=plugin, schedule_id=schedule_id, by=by, reply=r),
             timeout=self.timeout,
         )
+
+    # -- secrets ---------------------------------------------------------------------
+    # A write is sealed here, committed by the JobStore, and only then put in the
+    # vault.  It is shielded from the caller's cancellation (within the timeout), so
+    # a client that hangs up cannot leave the vault behind what the store holds.
+
+    async def list_secrets(self) -> tuple[SecretInfo, ...]:
+        """What the registry tells about every secret, by name."""
+        return await self._ask_store(lambda r: ListSecrets(reply=r), timeout=self.timeout)
+
+    async def get_secret(self, name: str) -> SecretInfo | None:
+        """What the registry tells about secret ``name``, or None."""
+        return await self._ask_store(lambda r: GetSecret(name=name, reply=r), timeout=self.timeout)
+
+    async def create_secret(
+        self, name: str, value: str, *, description: str | None
+    ) -> SecretInfo | None:
+        """Register a secret; None when the name is taken (nothing changes then)."""
+        sealed, shown, check = self.sealer.seal(name, value), hint(value), self.sealer.check_blob()
+        async with self._secret_writes:
+            with trio.CancelScope(shield=True):
+                created: SecretInfo | None = await self._ask_store(
+                    lambda r: CreateSecret(
+                        name=name,
+                        description=description,
+                        sealed=sealed,
+                        hint=shown,
+                        check=check,
+                        reply=r,
+                    ),
+                    timeout=self.timeout,
+                )
+                if created is not None:
+                    self.vault.put(name, value)
+        return created
+
+    async def rotate_secret(
+        self,
+        name: str,
+        value: str,
+        *,
+        description: str | None = None,
+        keep_description: bool = True,
+    ) -> SecretInfo | None:
+        """Give a secret a new value (the next job gets it); None when it is unknown."""
+        sealed, shown, check = self.sealer.seal(name, value), hint(value), self.sealer.check_blob()
+        async with self._secret_writes:
+            with trio.CancelScope(shield=True):
+                rotated: SecretInfo | None = await self._ask_store(
+                    lambda r: RotateSecret(
+                        name=name,
+                        sealed=sealed,
+                        hint=shown,
+                        check=check,
+                        description=description,
+                        keep_description=keep_description,
+                        reply=r,
+                    ),
+                    timeout=self.timeout,
+                )
+                if rotated is not None:
+                    self.vault.put(name, value)
+        return rotated
+
+    async def delete_secret(self, name: str) -> bool:
+        """Forget a secret; False when it is unknown."""
+        async with self._secret_writes:
+            with trio.CancelScope(shield=True):
+                deleted: bool = await self._ask_store(
+                    lambda r: DeleteSecret(name=name, reply=r), timeout=self.timeout
+                )
+                if deleted:
+                    self.vault.remove(name)
+        return deleted
+
+    # -- MCP servers -----------------------------------------------------------------
+    # The table of servers is loaded when the JobStore opens the database and changed
+    # here after each write commits (shielded, like the secrets), so a trigger's
+    # mcp_servers are checked, and the vault told where a secret is used, without a
+    # round trip.  Reads of the registry itself ask the store.
+
+    def mcp_servers_loaded(self, servers: Sequence[McpServer]) -> None:
+        """The JobStore opened the database: these are the servers registered."""
+        self._mcp = {server.name: server for server in servers}
+
+    def unknown_mcp_servers(self, names: Iterable[str]) -> list[str]:
+        """Those of ``names`` that name no registered MCP server, in order."""
+        return [name for name in names if name not in self._mcp]
+
+    def _mcp_references(self, secret: str) -> list[str]:
+        return mcp_references(sorted(self._mcp.values(), key=lambda s: s.name), secret)
+
+    async def list_mcp_servers(self) -> tuple[McpServer, ...]:
+        """Every registered MCP server, by name."""
+        return await self._ask_store(lambda r: ListMcpServers(reply=r), timeout=self.timeout)
+
+    async def get_mcp_server(self, name: str) -> McpServer | None:
+        """The MCP server ``name``, or None."""
+        found: tuple[McpServer, ...] = await self._ask_store(
+            lambda r: ListMcpServers(names=(name,), reply=r), timeout=self.timeout
+        )
+        return found[0] if found else None
+
+    async def create_mcp_server(self, server: McpServer) -> McpServer | None:
+        """Register ``server``; None when its name is taken (nothing changes then)."""
+        async with self._mcp_writes:
+            with trio.CancelScope(shield=True):
+                created: McpServer | None = await self._ask_store(
+                    lambda r: CreateMcpServer(server=server, reply=r), timeout=self.timeout
+                )
+                if created is not None:
+                    self._mcp[created.name] = created
+        return created
+
+    async def delete_mcp_server(self, name: str) -> bool:
+        """Forget MCP server ``name``; False when it is unknown."""
+        async with self._mcp_writes:
+            with trio.CancelScope(shield=True):
+                deleted: bool = await self._ask_store(
+                    lambda r: DeleteMcpServer(name=name, reply=r), timeout=self.timeout
+                )
+                if deleted:
+                    self._mcp.pop(name, None)
+        return deleted
 
     async def health(self) -> Health:
         """Queue, workers and supervisor figures in one snapshot."""

@@ -20,6 +20,10 @@ reads are served again on their own, clients' writes are answered
 cannot take an error are kept and tried again with backoff, and the store reports
 itself degraded until a write commits again.  When writes stop for a moment the WAL
 is checkpointed and truncated, so it never grows to fill a small disk by itself.
+
+When it opens the database it recovers the jobs a dead daemon left running and
+removes what they left behind (their processes, their workspaces), then tells the
+Gateway which MCP servers are registered.
 """
 
 from __future__ import annotations
@@ -39,19 +43,27 @@ from chamberlain.actors.mail import (
     Claim,
     ClaimResult,
     CommitSchedules,
+    CreateMcpServer,
+    CreateSecret,
+    DeleteMcpServer,
+    DeleteSecret,
     Enqueue,
     EnqueuePlan,
     EnqueueWebhook,
     GetJob,
+    GetSecret,
     GetTree,
     JobStatuses,
     JobStoreRequest,
     JournalRequest,
     ListJobs,
+    ListMcpServers,
+    ListSecrets,
     LoadSchedules,
     OutstandingJobs,
     QueueDepth,
     RecoverOrphans,
+    RotateSecret,
     RouteSettled,
     RunningJobs,
     Settle,
@@ -67,10 +79,11 @@ from chamberlain.actors.storage_faults import (
     storage_failure,
 )
 from chamberlain.plugins.strays import kill_leftover_processes
-from chamberlain.records import Job, JobStatus, RoutePlan, Tree
+from chamberlain.plugins.workspace import Workspaces, workspace_root
+from chamberlain.records import Job, JobStatus, McpServer, RoutePlan, Tree
 from chamberlain.retry import settle
 from chamberlain.routing.planner import routing_error
-from chamberlain.store import schedule_books
+from chamberlain.store import mcp_rows, schedule_books, secret_rows
 from chamberlain.store.callback_queue import register_callbacks
 from chamberlain.store.sqlite import SqliteStore
 
@@ -118,6 +131,9 @@ class JobStore:
     #: Told (without blocking) of every job that reaches a terminal status here:
     #: settled by its Runner, cancelled while queued, or given up as an orphan.
     job_finished: Callable[[Job], None] = lambda job: None
+    #: Told (on the trio thread, before the store serves anything) of every MCP
+    #: server registered, each time the store opens: the Gateway's table of them.
+    mcp_servers_loaded: Callable[[tuple[McpServer, ...]], None] = lambda servers: None
     dedupe_ttl: float = 86400.0
     job_retention: float = 30 * 86400.0
     now: Callable[[], float] = time.time
@@ -179,6 +195,7 @@ class JobStore:
                     [j.id for j in orphans], known=lambda job: store.get_job(job) is not None
                 )
             )
+            await self._start_mcp()
             if orphans:
                 self.wake_dispatcher()
             task_status.started()
@@ -293,6 +310,20 @@ class JobStore:
 
     def _recover_all(self, store: SqliteStore, now: float) -> list[Job]:
         return store.recover_orphans(now=now)
+
+    async def _start_mcp(self) -> None:
+        """Sweep the workspaces a dead daemon left, and announce the MCP servers."""
+        # No job runs now (a restarted JobStore restarted every Runner too), so every
+        # workspace left is a dead attempt's, with resolved secrets in its .mcp.json.
+        swept = await self._call(Workspaces(workspace_root(self.path)).sweep)
+        if swept:
+            log.warning(
+                "removed %d workspaces of jobs that are no longer running",
+                len(swept),
+                extra={"component": "jobstore", "job_ids": swept},
+            )
+        servers = await self._in_thread(lambda store, now: mcp_rows.list_servers(store.conn))
+        self.mcp_servers_loaded(tuple(servers))
 
     def _prune(self, store: SqliteStore, now: float) -> int:
         store.prune_deliveries(older_than=now - self.dedupe_ttl)
@@ -581,4 +612,39 @@ class JobStore:
                 return schedule_books.statuses(store.conn, job_ids)
             case RunningJobs():
                 return tuple(store.running_jobs())
+            # -- secrets ------------------------------------------------------------
+            case CreateSecret():
+                return secret_rows.create(
+                    store.conn,
+                    name=request.name,
+                    description=request.description,
+                    sealed=request.sealed,
+                    hint=request.hint,
+                    check=request.check,
+                    now=now,
+                )
+            case RotateSecret():
+                return secret_rows.rotate(
+                    store.conn,
+                    name=request.name,
+                    sealed=request.sealed,
+                    hint=request.hint,
+                    check=request.check,
+                    now=now,
+                    description=request.description,
+                    keep_description=request.keep_description,
+                )
+            case DeleteSecret(name=name):
+                return secret_rows.delete(store.conn, name)
+            case GetSecret(name=name):
+                return secret_rows.get(store.conn, name)
+            case ListSecrets():
+                return secret_rows.list_all(store.conn)
+            # -- MCP servers ----------------------------------------------------------
+            case CreateMcpServer(server=server):
+                return mcp_rows.create(store.conn, server)
+            case ListMcpServers(names=names):
+                return tuple(mcp_rows.list_servers(store.conn, names))
+            case DeleteMcpServer(name=name):
+                return mcp_rows.delete(store.conn, name)
         raise TypeError(f"unknown request {request!r}")

@@ -27,6 +27,7 @@ from chamberlain.records import (
     JobFilter,
     JobMessage,
     JobStatus,
+    McpServer,
     NewJob,
     QueueView,
     RoutePlan,
@@ -41,6 +42,7 @@ from chamberlain.schedule.books import (
     ScheduleStatus,
     StoredSchedules,
 )
+from chamberlain.sealing import SecretInfo
 
 # -- to the JobStore --------------------------------------------------------------------------
 
@@ -418,6 +420,96 @@ class JobStatuses(StoreRequest[Mapping[str, JobStatus]]):
     reply: ReplyTo[Mapping[str, JobStatus]]
 
 
+# -- secrets (migration 0008) -------------------------------------------------------------
+# Values travel sealed: the Gateway seals before it sends, so no mailbox, log line or
+# repr of a request ever holds one in the clear.
+
+
+@attrs.frozen(kw_only=True)
+class CreateSecret(StoreRequest[SecretInfo | None]):
+    """Register a secret; answered with it, or None when the name is taken.
+
+    ``check`` is the key check, stored with the first secret ever written.
+    """
+
+    name: str
+    description: str | None
+    sealed: bytes = attrs.field(repr=False)
+    hint: str = attrs.field(repr=False)
+    check: bytes = attrs.field(repr=False)
+    reply: ReplyTo[SecretInfo | None]
+
+
+@attrs.frozen(kw_only=True)
+class RotateSecret(StoreRequest[SecretInfo | None]):
+    """Give a secret a new value, and a new description unless ``keep_description``;
+    answered with it, or None when it is unknown."""
+
+    name: str
+    sealed: bytes = attrs.field(repr=False)
+    hint: str = attrs.field(repr=False)
+    check: bytes = attrs.field(repr=False)
+    description: str | None = None
+    keep_description: bool = True
+    reply: ReplyTo[SecretInfo | None]
+
+
+@attrs.frozen(kw_only=True)
+class DeleteSecret(StoreRequest[bool]):
+    """Forget a secret; answered False when it is unknown."""
+
+    name: str
+    reply: ReplyTo[bool]
+
+
+@attrs.frozen(kw_only=True)
+class GetSecret(StoreRequest[SecretInfo | None]):
+    """What the registry tells about one secret (None when unknown)."""
+
+    name: str
+    reply: ReplyTo[SecretInfo | None]
+
+
+@attrs.frozen(kw_only=True)
+class ListSecrets(StoreRequest[tuple[SecretInfo, ...]]):
+    """What the registry tells about every secret, by name."""
+
+    reply: ReplyTo[tuple[SecretInfo, ...]]
+
+
+SecretRequest = CreateSecret | RotateSecret | DeleteSecret | GetSecret | ListSecrets
+
+
+# -- MCP servers (migration 0009) ---------------------------------------------------------
+
+
+@attrs.frozen(kw_only=True)
+class CreateMcpServer(StoreRequest[McpServer | None]):
+    """Register an MCP server; answered with it, or None when the name is taken."""
+
+    server: McpServer
+    reply: ReplyTo[McpServer | None]
+
+
+@attrs.frozen(kw_only=True)
+class ListMcpServers(StoreRequest[tuple[McpServer, ...]]):
+    """The MCP servers named that exist (every one when ``names`` is None), by name."""
+
+    names: tuple[str, ...] | None = None
+    reply: ReplyTo[tuple[McpServer, ...]]
+
+
+@attrs.frozen(kw_only=True)
+class DeleteMcpServer(StoreRequest[bool]):
+    """Forget an MCP server; answered False when it is unknown."""
+
+    name: str
+    reply: ReplyTo[bool]
+
+
+McpServerRequest = CreateMcpServer | ListMcpServers | DeleteMcpServer
+
+
 JobStoreRequest = (
     JournalRequest
     | EnqueueWebhook
@@ -439,6 +531,8 @@ JobStoreRequest = (
     | OutstandingJobs
     | CommitSchedules
     | JobStatuses
+    | SecretRequest
+    | McpServerRequest
 )
 
 

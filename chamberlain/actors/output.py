@@ -8,9 +8,10 @@ request (one row batch, one commit shared with whatever else the JobStore is
 doing), and a last time when the attempt is over, before its outcome is settled:
 the lines of an attempt are always stored before the status change that ends it.
 
-Each line has the configured secrets redacted (:mod:`chamberlain.redaction`) before
-it is buffered: the process reader hands over complete lines, so a secret that
-arrived split across two reads is whole again by then.
+Each line has the daemon's secrets (configured and registered) redacted
+(:mod:`chamberlain.redaction`) before it is buffered: the process reader hands over
+complete lines, so a secret that arrived split across two reads is whole again by
+then.
 """
 
 from __future__ import annotations

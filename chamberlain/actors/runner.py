@@ -8,6 +8,16 @@ JobStore (record the outcome) and the Dispatcher (free the slot).  An outcome th
 store refuses is recorded as a failed attempt saying so, so that one job's answer
 cannot crash the Runner and with it the plugin's other jobs.
 
+The plugin's ``config`` and ``env`` are resolved for each job from the daemon's
+:class:`~chamberlain.vault.Vault`, so a secret rotated while the daemon runs reaches
+the next job; a ``${secret:name}`` the registry no longer holds fails the job, not
+retried, without starting the plugin.  What the job leaves behind (stderr lines, the
+outcome) is redacted with the vault's redactor.
+
+A job that asks for MCP servers runs with a workspace holding their ``.mcp.json``
+(:mod:`chamberlain.plugins.workspace`), made just before the plugin starts and
+removed once the attempt is over, whatever its outcome.
+
 A restarted Runner first settles its plugin's jobs still marked running: their
 processes died with the previous incarnation.  A ``Run`` message for one of those
 exact attempts may still sit in the mailbox (sent just before the crash); it is
@@ -20,6 +30,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from pathlib import Path
 
 import attrs
 import trio
@@ -27,6 +38,7 @@ import trio
 from chamberlain.actors.mail import (
     DispatcherRequest,
     JobStoreRequest,
+    ListMcpServers,
     RecoverOrphans,
     Released,
     Run,
@@ -38,6 +50,7 @@ from chamberlain.actors.mailbox import RequestFailed, call
 from chamberlain.actors.output import forward_output
 from chamberlain.plugins.binding import BoundPlugin
 from chamberlain.plugins.environment import job_environment
+from chamberlain.plugins.mcp_servers import McpServerGone, workspace_files
 from chamberlain.plugins.process import Limits, ProcessControl, run_plugin
 from chamberlain.plugins.protocol import (
     Outcome,
@@ -46,8 +59,10 @@ from chamberlain.plugins.protocol import (
     decide_outcome,
     encode_request,
 )
-from chamberlain.records import Job
-from chamberlain.redaction import Redactor, redact_outcome
+from chamberlain.plugins.workspace import Workspaces, workspace_environment
+from chamberlain.records import Job, McpServer
+from chamberlain.redaction import redact_outcome
+from chamberlain.vault import UnknownSecret, Vault
 
 log = logging.getLogger("chamberlain.runner")
 
@@ -63,8 +78,12 @@ class Runner:
     now: Callable[[], float] = time.time
     #: Runs one plugin process; tests swap in a fake to exercise the actor alone.
     execute: Callable[..., Awaitable[ProcessResult]] = run_plugin
-    #: Takes the configured secrets out of what the job leaves behind.
-    redactor: Redactor = attrs.field(factory=Redactor)
+    #: Resolves ``${secret:name}`` in the plugin's settings, and owns the redactor
+    #: that takes every secret out of what the job leaves behind.
+    vault: Vault = attrs.field(factory=Vault)
+    #: Where a job that asks for MCP servers gets its workspace (temporary
+    #: directories unless the daemon names the state's).
+    workspaces: Workspaces = attrs.field(factory=Workspaces)
     _controls: dict[str, ProcessControl] = attrs.field(factory=dict, init=False)
     #: Attempts recovered as orphans whose Run message may still arrive.
     _stale: set[tuple[str, int]] = attrs.field(factory=set, init=False)
@@ -168,21 +187,28 @@ class Runner:
         log.info(
             "started %s (attempt %d/%d)", job.command, job.attempt, job.max_attempts, extra=extra
         )
+        vault = self.vault
+        workspace: Path | None = None
         try:
+            # Resolved now, not at start-up: a rotated secret reaches the next job.
+            config = vault.resolve_tree(plugin.settings.config)
+            env = {name: vault.resolve(value) for name, value in plugin.settings.env.items()}
+            workspace = await self._open_workspace(job)
             request = encode_request(
                 job_id=job.id,
                 command=job.command,
-                config=plugin.settings.config,
+                config=config,
                 state=state if isinstance(state, dict) else {},
                 context=job.context,
                 payload=job.payload,
                 event=job.event,
                 deadline_at=datetime.fromtimestamp(self.now() + timeout, UTC),
+                workspace_dir=None if workspace is None else str(workspace),
             )
             # Stderr lines are stored as the job's messages while it runs; they are
             # all flushed before the outcome below is settled.
             async with forward_output(
-                self.store, job.id, now=self.now, redactor=self.redactor
+                self.store, job.id, now=self.now, redactor=vault.redactor
             ) as on_stderr_line:
                 result = await self.execute(
                     entrypoint=plugin.manifest.entrypoint,
@@ -192,15 +218,30 @@ class Runner:
                     env=job_environment(
                         job.id,
                         plugin.name,
-                        env=plugin.settings.env,
+                        env=env,
                         passthrough=plugin.settings.env_passthrough,
-                    ),
+                    )
+                    | workspace_environment(workspace),
                     limits=self.limits,
                     control=control,
                     on_stderr_line=on_stderr_line,
                     plugin=plugin.name,
                 )
             outcome = decide_outcome(result)
+        except (UnknownSecret, McpServerGone) as missing:
+            # Only a secret (or an MCP server) deleted since the job was triggered
+            # gets here; asking again would not bring it back.
+            log.error("the job cannot start: %s", missing, extra=extra)
+            outcome = Outcome(
+                kind=OutcomeKind.FAILED,
+                retryable=False,
+                error=f"the job was not started: {missing}",
+                response=None,
+                raw_output=None,
+                exit_code=None,
+                signal=None,
+                stderr_tail="",
+            )
         except Exception as exc:
             # A fault of ours, not the plugin's: fail this job (retryably) and keep
             # the plugin's other jobs running.
@@ -217,7 +258,11 @@ class Runner:
             )
         finally:
             self._controls.pop(job.id, None)
-        outcome = redact_outcome(outcome, self.redactor)
+            if workspace is not None:
+                # Whatever the outcome: its .mcp.json holds resolved secrets.
+                self.workspaces.remove(workspace)
+        # The vault's redactor now: it also hides every value a secret had before.
+        outcome = redact_outcome(outcome, vault.redactor)
         settled, outcome = await self._settle(job, outcome)
         if settled is None:
             log.warning("outcome of a superseded attempt ignored", extra=extra)
@@ -233,6 +278,22 @@ class Runner:
                 extra=extra,
             )
         await self.dispatcher.send(Released(job_id=job.id))
+
+    async def _open_workspace(self, job: Job) -> Path | None:
+        """The attempt's workspace, with the ``.mcp.json`` of the job's MCP servers.
+
+        None for a job that asks for none.  Raises :class:`McpServerGone` or
+        :class:`UnknownSecret` when a server or a secret it names was deleted since
+        the job was triggered.
+        """
+        if not job.mcp_servers:
+            return None
+        names = job.mcp_servers
+        found: tuple[McpServer, ...] = await call(
+            self.store, lambda r: ListMcpServers(names=names, reply=r)
+        )
+        files = workspace_files(names, found, self.vault.resolve)
+        return self.workspaces.create(job.id, files)
 
 
 def _printable(text: str) -> str:

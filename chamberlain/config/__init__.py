@@ -12,6 +12,10 @@ wrong with the file instead of one mistake per restart:
    never has to know where a string came from. A value produced by interpolation is
    text; it is tagged so that integer and boolean fields may still accept
    ``max_workers: ${WORKERS:-2}`` while rejecting a quoted ``"2"`` written by hand.
+   ``${secret:name}`` is the exception: it names a secret of the registry, whose
+   value may change while the daemon runs, so it is left as written and resolved
+   where it is used; the pass records its path and refuses it where no secret is
+   taken.
 3. **Structuring** uses a single module-level cattrs converter. Keeping one converter
    means every record obeys the same rules (strict scalar types, unknown keys are
    errors, ``null`` sections mean "defaults"), and constraints that belong to a field
@@ -25,7 +29,8 @@ structuring, so the converter itself stays free of per-file state.
 
 The package is split by concern, each module depending only on those above it:
 :mod:`~chamberlain.config.problems` (``ConfigError`` and how values are named in
-messages), :mod:`~chamberlain.config.units` (durations and sizes),
+messages), :mod:`~chamberlain.config.references` (``${secret:name}``: its syntax,
+where it is allowed, unknown names), :mod:`~chamberlain.config.units` (durations and sizes),
 :mod:`~chamberlain.config.values` (value parsers and field rules),
 :mod:`~chamberlain.config.sections` (the records), :mod:`~chamberlain.config.checks`
 (cross-field checks), :mod:`~chamberlain.config.converter` (structuring and error
@@ -35,6 +40,7 @@ names below are the public interface; import them from here.
 
 from chamberlain.config.loading import load_config, parse_config
 from chamberlain.config.problems import ConfigError
+from chamberlain.config.references import SecretReference, check_secret_references
 from chamberlain.config.sections import (
     CONDITION_OPS,
     IN_MEMORY,
@@ -77,12 +83,14 @@ __all__ = [
     "RetryConfig",
     "RouteConfig",
     "ScheduleConfig",
+    "SecretReference",
     "ServiceConfig",
     "StateConfig",
     "StepConfig",
     "TokenConfig",
     "WebhookEndpointConfig",
     "WebhooksConfig",
+    "check_secret_references",
     "load_config",
     "parse_config",
     "parse_duration",

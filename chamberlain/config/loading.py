@@ -7,9 +7,12 @@ runs over the raw tree before any structuring, so one rule covers every string i
 the file, including the free-form ``plugins.<name>.config`` mappings no schema
 describes; text it produces is tagged :class:`~chamberlain.config.values.Interpolated`
 so integer and boolean fields may still accept ``max_workers: ${WORKERS:-2}``.
-Relative paths are resolved after structuring, so the converter stays free of
-per-file state. This is the only module that knows a file is involved; the rest of
-the package works on values.
+The same pass finds ``${secret:name}`` references: it leaves them as written (they
+are resolved when used, see :mod:`chamberlain.config.references`), records where
+each one is, and refuses one anywhere a secret is not taken. Relative paths are
+resolved after structuring, so the converter stays free of per-file state. This is
+the only module that knows a file is involved; the rest of the package works on
+values.
 """
 
 import os
@@ -18,83 +21,119 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Final
 
+import attrs
 import yaml
 
 from chamberlain.config.converter import converter, render_path, walk
 from chamberlain.config.problems import ConfigError, YamlPath, describe
+from chamberlain.config.references import (
+    ESCAPED,
+    MARKER,
+    REFERENCE_PATTERN,
+    SECRET_PLACES_SHOWN,
+    SecretReference,
+    name_problem,
+    takes_secrets,
+)
 from chamberlain.config.sections import IN_MEMORY, Config, Document, StateConfig
 from chamberlain.config.values import Interpolated
 
 # -------------------------------------------------------------------- interpolation
 
 _INTERPOLATION_RE: Final = re.compile(
-    r"""
-      \$\$\{                                   # escaped: a literal ${
-    | \$\{ (?P<name>[A-Za-z_][A-Za-z0-9_]*)
-           (?: :- (?P<default>[^}]*) )? \}     # ${NAME} or ${NAME:-default}
-    | \$\{                                     # any other ${ is malformed
+    rf"""
+      \$\$\{{                                   # escaped: a literal ${{
+    | {REFERENCE_PATTERN}                       # ${{secret:name}}: left for later
+    | \$\{{ (?P<name>[A-Za-z_][A-Za-z0-9_]*)
+           (?: :- (?P<default>[^}}]*) )? \}}     # ${{NAME}} or ${{NAME:-default}}
+    | \$\{{                                     # any other ${{ is malformed
     """,
     re.VERBOSE,
 )
 
 
-def _interpolate(
-    node: object, path: YamlPath, environ: Mapping[str, str], problems: list[tuple[YamlPath, str]]
-) -> object:
+@attrs.define(eq=False)
+class _Pass:
+    """What one interpolation pass over a document gathers."""
+
+    environ: Mapping[str, str]
+    problems: list[tuple[YamlPath, str]] = attrs.field(factory=list)
+    references: list[SecretReference] = attrs.field(factory=list)
+
+
+def _interpolate(node: object, path: YamlPath, run: _Pass) -> object:
     """Substitute ``${VAR}`` in every string value of ``node``; keys are left alone."""
     if isinstance(node, str):
-        return _interpolate_string(node, path, environ, problems)
+        return _interpolate_string(node, path, run)
     if isinstance(node, Mapping):
-        return {
-            key: _interpolate(value, (*path, str(key)), environ, problems)
-            for key, value in node.items()
-        }
+        return {key: _interpolate(value, (*path, str(key)), run) for key, value in node.items()}
     if isinstance(node, list | tuple):
-        return [
-            _interpolate(value, (*path, index), environ, problems)
-            for index, value in enumerate(node)
-        ]
+        return [_interpolate(value, (*path, index), run) for index, value in enumerate(node)]
     return node
 
 
-def _interpolate_string(
-    text: str, path: YamlPath, environ: Mapping[str, str], problems: list[tuple[YamlPath, str]]
-) -> str:
+def _interpolate_string(text: str, path: YamlPath, run: _Pass) -> str:
     if "${" not in text:
         return text
+    problems = run.problems
     before = len(problems)
     substituted = False
+    # Where secrets are taken, a reference stays in the text until it is used, and so
+    # does a literal one: resolution takes the escape out (see config.references).
+    secrets_here = takes_secrets(path)
+    references: list[SecretReference] = []
 
     def replace(match: re.Match[str]) -> str:
         nonlocal substituted
         if match.group() == "$${":
+            if secrets_here and text.startswith(MARKER, match.end() - 2):
+                return match.group()  # kept escaped: see the comment above
             return "${"
+        secret = match["secret"]
+        if secret is not None:
+            problem = name_problem(secret)
+            if not secrets_here:
+                problem = (
+                    f"${{secret:{secret}}}: a secret may only be used in {SECRET_PLACES_SHOWN}"
+                )
+            if problem is not None:
+                problems.append((path, problem))
+            else:
+                references.append(SecretReference(path=render_path(path), name=secret))
+            return match.group()
         name, default = match["name"], match["default"]
         if name is None:
             snippet = text[match.start() : match.start() + 20]
+            expected = (
+                "${secret:name}"
+                if text.startswith(MARKER, match.start())
+                else "${NAME} or ${NAME:-default}"
+            )
             problems.append(
                 (
                     path,
-                    f"invalid reference {snippet!r}: expected ${{NAME}} or "
-                    "${NAME:-default} (write $${ for a literal ${)",
+                    f"invalid reference {snippet!r}: expected {expected}"
+                    " (write $${ for a literal ${)",
                 )
             )
             return match.group()
         if default is not None and "${" in default:
             problems.append((path, f"${{{name}:-...}}: a default cannot contain ${{...}}"))
             return match.group()
-        value = environ.get(name)
+        value = run.environ.get(name)
         if default is not None and not value:
             value = default
         if value is None:
             problems.append((path, f"environment variable {name} is not set"))
             return match.group()
         substituted = True
-        return value
+        # The environment's text is taken as it is, never as a reference.
+        return value.replace(MARKER, ESCAPED) if secrets_here else value
 
     result = _INTERPOLATION_RE.sub(replace, text)
     if len(problems) > before:
         return text
+    run.references.extend(references)
     return Interpolated(result) if substituted else result
 
 
@@ -244,8 +283,9 @@ def parse_config(
         data = {}
     if not isinstance(data, Mapping):
         raise ConfigError([f"the top level must be a mapping, got {describe(data)}"], source=source)
-    interpolation_problems: list[tuple[YamlPath, str]] = []
-    tree = _interpolate(data, (), environ, interpolation_problems)
+    run = _Pass(environ=environ)
+    tree = _interpolate(data, (), run)
+    interpolation_problems = run.problems
     problems = list(interpolation_problems)
     document: Document | None = None
     try:
@@ -276,6 +316,7 @@ def parse_config(
         pipelines=document.pipelines,
         callbacks=document.callbacks,
         webhooks=document.webhooks,
+        secret_references=tuple(run.references),
         source=source,
         base_dir=base_dir,
     )

@@ -21,6 +21,7 @@ import attrs
 
 from chamberlain.callback_rules import DEFAULT_ALLOWED_HOSTS
 from chamberlain.config.problems import Invalid, describe
+from chamberlain.config.references import SecretReference
 from chamberlain.config.units import format_duration, parse_duration
 from chamberlain.config.values import (
     BodySize,
@@ -457,6 +458,9 @@ class Config:
 
     ``source`` is the absolute path of the file it came from (None when parsed from
     data); ``base_dir`` is the directory relative paths were resolved against.
+    ``secret_references`` lists every ``${secret:name}`` of the file, each with its
+    YAML path; the values keep the reference as written
+    (:mod:`chamberlain.config.references`).
     """
 
     service: ServiceConfig = attrs.field(factory=ServiceConfig)
@@ -468,6 +472,7 @@ class Config:
     pipelines: tuple[PipelineConfig, ...] = ()
     callbacks: CallbacksConfig = attrs.field(factory=CallbacksConfig)
     webhooks: WebhooksConfig = attrs.field(factory=WebhooksConfig)
+    secret_references: tuple[SecretReference, ...] = ()
     source: Path | None = None
     base_dir: Path
 

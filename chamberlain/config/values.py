@@ -27,6 +27,10 @@ VALID_SCOPES: Final[tuple[str, ...]] = (
     "jobs:rw",
     "events:ro",
     "events:rw",
+    "secrets:ro",
+    "secrets:rw",
+    "mcp:ro",
+    "mcp:rw",
     "*",
     "read:*",
 )

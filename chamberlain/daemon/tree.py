@@ -66,10 +66,13 @@ from chamberlain.instruments import Metrics
 from chamberlain.plugins.binding import BoundPlugin
 from chamberlain.plugins.process import Limits, run_plugin
 from chamberlain.plugins.protocol import ProcessResult, TerminationReason
+from chamberlain.plugins.workspace import Workspaces, workspace_root
 from chamberlain.redaction import Redactor
 from chamberlain.routing.planner import Routing, build_routing
 from chamberlain.schedule.plan import build_plans
+from chamberlain.sealing import Sealer
 from chamberlain.supervision import ChildSpec, Strategy, Supervisor
+from chamberlain.vault import Vault
 
 log = logging.getLogger("chamberlain.root")
 
@@ -117,8 +120,13 @@ class Daemon:
     metrics: Metrics = attrs.field(factory=Metrics)
     #: Off for ``chamberlain run``, which runs one job and nothing else.
     run_schedules: bool = True
-    #: Takes the configured secrets out of job results, messages and log lines.
-    redactor: Redactor = attrs.field(init=False)
+    #: The registry's secrets, unsealed at start-up (``chamberlain start`` reads them
+    #: before the tree starts); the secret routes keep it in step with the store.
+    vault: Vault = attrs.field(factory=Vault, repr=False)
+    #: Seals what the registry is given.  The default, a random key nothing keeps,
+    #: suits a store that dies with the process; ``chamberlain start`` passes the
+    #: state's own key (see chamberlain.sealing).
+    sealer: Sealer = attrs.field(factory=Sealer.random)
     #: Filled in once the web server is listening.
     urls: list[str] = attrs.field(factory=list, init=False)
     webhook_urls: list[str] = attrs.field(factory=list, init=False)
@@ -144,9 +152,11 @@ class Daemon:
 
     def __attrs_post_init__(self) -> None:
         service = self.config.service
-        # Built once, before anything runs or logs: one compiled pattern for them all.
-        self.redactor = Redactor.from_config(self.config)
-        jsonlog.redact_with(self.redactor)
+        # Before anything runs or logs.  The vault rebuilds its redactor whenever a
+        # secret changes; the log formatter is handed each new one, the Runners, the
+        # callback sender and the API read the vault's when they need it.
+        self.vault.configure(self.config)
+        self.vault.on_change(jsonlog.redact_with)
         store_tx, store_rx = trio.open_memory_channel[JobStoreRequest](STORE_MAILBOX)
         disp_tx, disp_rx = trio.open_memory_channel[DispatcherRequest](DISPATCHER_MAILBOX)
         router_tx, router_rx = trio.open_memory_channel[RouterRequest](ROUTER_MAILBOX)
@@ -172,7 +182,10 @@ class Daemon:
             offload=self.store_offload,
             journal=journal,
             job_finished=settled_notifier(sched_tx),
+            # The Gateway is made below; it keeps the table of MCP servers.
+            mcp_servers_loaded=lambda servers: self.gateway.mcp_servers_loaded(servers),
         )
+        workspaces = Workspaces(workspace_root(self.state_path))
         runner_specs: list[ChildSpec] = []
         for name, plugin in sorted(self.plugins.items()):
             # Room for one Run and one Terminate per job in flight, plus the
@@ -186,7 +199,8 @@ class Daemon:
                 limits=self.limits,
                 now=self.now,
                 execute=self.execute,
-                redactor=self.redactor,
+                vault=self.vault,
+                workspaces=workspaces,
             )
             self.runners[name] = runner
             runner_specs.append(ChildSpec(id=name, start=functools.partial(runner.run, rx)))
@@ -226,6 +240,8 @@ class Daemon:
             max_concurrent_sync=self.config.api.max_concurrent_sync,
             hub=hub,
             scheduler=sched_tx,
+            vault=self.vault,
+            sealer=self.sealer,
         )
         callbacks = self.callbacks = CallbackSender(
             store=store_tx,
@@ -233,6 +249,7 @@ class Daemon:
             wake=self._wake_callbacks,
             metrics=self.metrics,
             now=self.now,
+            vault=self.vault,
         )
         children = [
             ChildSpec(id="jobstore", start=functools.partial(jobstore.run, store_rx)),
@@ -256,6 +273,11 @@ class Daemon:
             intensity=5,
             period=60.0,
         )
+
+    @property
+    def redactor(self) -> Redactor:
+        """What takes every secret out of job results, messages, log lines and errors now."""
+        return self.vault.redactor
 
     def _wake_router(self) -> None:
         try:
@@ -292,6 +314,7 @@ class Daemon:
             metrics=self.metrics,
             callbacks=self.config.callbacks,
             now=self.now,
+            redactor=lambda: self.vault.redactor,
         )
 
         async def ready(*, task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED) -> None:
@@ -318,7 +341,12 @@ class Daemon:
         assert hooks.listen is not None
         api = attrs.evolve(self.config.api, listen=hooks.listen)
         app = create_app(
-            self.gateway, api, routes=webhook_routes(hooks), metrics=self.metrics, now=self.now
+            self.gateway,
+            api,
+            routes=webhook_routes(hooks),
+            metrics=self.metrics,
+            now=self.now,
+            redactor=lambda: self.vault.redactor,
         )
         async with trio.open_nursery() as nursery:
             serve = functools.partial(serve_api, app, api, listener=self._listeners.get("webhooks"))

@@ -1,15 +1,18 @@
 """The environment a plugin process runs with: an allow-list, never the daemon's own.
 
 The daemon's environment holds what it must keep to itself (``CHAMBERLAIN_API_KEY``,
-the tokens a config interpolates, whatever the service manager adds), and a plugin
-that prints its environment would hand all of it to anyone allowed to read the job.
+``CHAMBERLAIN_SECRET_KEY``, which opens every secret of the registry, the tokens a
+config interpolates, whatever the service manager adds), and a plugin that prints
+its environment would hand all of it to anyone allowed to read the job.
 So a plugin gets only:
 
 * :data:`INHERITED` and every ``LC_*`` variable from the daemon's environment, which
   programs need to run at all (find executables, a home, a locale, a time zone);
 * the daemon variables its ``plugins.<name>.env_passthrough`` names, let through on
   purpose;
-* its ``plugins.<name>.env`` values, which win over both;
+* its ``plugins.<name>.env`` values, which win over both; a value may name a secret
+  of the registry (``${secret:name}``), which the Runner resolves for each job
+  before it calls :func:`job_environment`;
 * the job variables (:data:`JOB_VARIABLES`), set last so nothing can fake them: the
   stray finder (:mod:`chamberlain.plugins.strays`) recognises a job's processes by
   ``CHAMBERLAIN_JOB_ID``.  No config may name a ``CHAMBERLAIN_*`` variable at all.
@@ -32,7 +35,8 @@ PLUGIN_VARIABLE: Final = "CHAMBERLAIN_PLUGIN"
 JOB_VARIABLES: Final = frozenset({JOB_ID_VARIABLE, PLUGIN_VARIABLE})
 
 #: Names with this prefix are the daemon's (the job variables, its own settings such
-#: as ``CHAMBERLAIN_API_KEY``): a config may neither set nor pass them through.
+#: as ``CHAMBERLAIN_API_KEY`` and ``CHAMBERLAIN_SECRET_KEY``): a config may neither
+#: set nor pass them through, so no plugin ever inherits one.
 RESERVED_PREFIX: Final = "CHAMBERLAIN_"
 
 #: Daemon variables every plugin inherits, besides ``LC_*``.

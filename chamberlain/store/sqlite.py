@@ -135,6 +135,8 @@ def _row_to_job(row: sqlite3.Row) -> Job:
         root_job_id=row["root_job_id"],
         depth=row["depth"],
         schedule_id=row["schedule_id"],
+        # Migration 0009: the MCP servers of the job's workspace.
+        mcp_servers=tuple(_loads(row["mcp_servers"]) or ()),
     )
 
 
@@ -294,6 +296,7 @@ class SqliteStore:
             "root_job_id": new.root_job_id,
             "depth": new.depth,
             "schedule_id": new.schedule_id,
+            "mcp_servers": _dumps(list(new.mcp_servers)) if new.mcp_servers else None,
             "routed": 0,
         }
         row = self.conn.execute(

@@ -11,7 +11,9 @@ edges every request passes through:
 - error handlers that turn *every* failure (ours, werkzeug's 404/405/413, actors
   that do not answer, a disk that refuses writes, bugs) into ``{"error": "..."}``
   JSON.  Quart is configured so that nothing escapes to its HTML error pages and no
-  traceback reaches a client.
+  traceback reaches a client;
+- every error body has the daemon's secrets redacted (the vault's redactor), in one
+  place whatever produced it, because a message may quote what a client sent.
 
 Check order on a protected route: 401 (token), then 403 for routes with a fixed
 scope, then 400 for query strings the route does not take, then the handler (which
@@ -20,6 +22,7 @@ for triggers adds 404 before its own 403; see :mod:`chamberlain.web.trigger`).
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import time
@@ -38,6 +41,7 @@ from chamberlain.actors.mailbox import ActorUnavailable
 from chamberlain.callback_rules import AllowList, CallbackRules
 from chamberlain.config import ApiConfig, CallbacksConfig
 from chamberlain.instruments import Metrics
+from chamberlain.redaction import Redactor
 from chamberlain.web.auth import ByCommand, Scoped, TokenTable, authenticate, authorize
 from chamberlain.web.errors import ApiError, bad_request, disk_full, error_body, too_large
 from chamberlain.web.handler import JSON, Call, Site, StreamReply
@@ -301,6 +305,24 @@ def _install_error_handlers(app: QuartTrio, limit: int) -> None:
         return json_response(error_body("internal error"), 500)
 
 
+def _install_redaction(app: QuartTrio, redactor: Callable[[], Redactor]) -> None:
+    @app.after_request
+    async def redact_error(response: Response) -> Response:
+        # Error bodies only: every other answer comes from data redacted as it was
+        # stored, and a stream's body cannot be read here.
+        if response.status_code < 400 or response.mimetype != JSON:
+            return response
+        current = redactor()
+        if not current:
+            return response
+        text = await response.get_data(as_text=True)
+        if not current.finds(text):
+            return response
+        redacted = current.data(json.loads(text))
+        response.set_data(jsoncodec.dumps_bytes(redacted, default=_json_default) + b"\n")
+        return response
+
+
 def _install_metrics(app: QuartTrio, metrics: Metrics, routes: Sequence[Route]) -> None:
     templates = {route.operation_id: route.path for route in routes}
 
@@ -322,6 +344,7 @@ def create_app(
     metrics: Metrics | None = None,
     callbacks: CallbacksConfig | None = None,
     now: Callable[[], float] = time.time,
+    redactor: Callable[[], Redactor] = Redactor,
 ) -> QuartTrio:
     """The HTTP API of the daemon behind ``gateway``, configured by ``api``.
 
@@ -329,7 +352,8 @@ def create_app(
     by ``/openapi.json``.  ``metrics`` is the daemon's (a fresh set when None); the
     app counts its requests there and ``/metrics`` renders it.  ``callbacks`` says
     which ``callback_url`` a trigger may give (None: none).  ``now`` is the daemon's
-    clock; handlers stamp what they create by it.
+    clock; handlers stamp what they create by it.  ``redactor`` gives the daemon's
+    redactor as it is now (the vault's); error bodies are redacted with it.
     """
     tokens = TokenTable.from_config(api.auth)
     if not len(tokens):
@@ -385,5 +409,6 @@ def create_app(
         )
     _install_edges(app, limit, min(DRAIN_TIMEOUT, api.read_timeout))
     _install_metrics(app, site.metrics, routes)
+    _install_redaction(app, redactor)
     _install_error_handlers(app, limit)
     return app

@@ -8,7 +8,10 @@ Everything here is plain, synchronous logic so every rule has a unit test:
 - :func:`authenticate` and :func:`authorize` turn the answers into 401 and 403.
 
 Scopes: ``plugin:ro`` (trigger read commands), ``plugin:rw`` (any command),
-``jobs:ro``, ``jobs:rw``, ``events:ro``, ``events:rw``; ``x:rw`` implies ``x:ro``,
+``jobs:ro``, ``jobs:rw``, ``events:ro``, ``events:rw``, ``secrets:ro`` (the
+registry's names and hints, never a value), ``secrets:rw`` (register, rotate and
+delete secrets), ``mcp:ro`` and ``mcp:rw`` (read, and change, the MCP server
+registry); ``x:rw`` implies ``x:ro``,
 ``read:*`` grants every ``:ro`` scope and ``*`` grants everything.  The legacy
 ``api.auth.api_key`` holds ``*``.
 
@@ -35,10 +38,14 @@ __all__ = [
     "EVENTS_RW",
     "JOBS_RO",
     "JOBS_RW",
+    "MCP_RO",
+    "MCP_RW",
     "PLUGIN_RO",
     "PLUGIN_RW",
     "PUBLIC",
     "READ_ALL",
+    "SECRETS_RO",
+    "SECRETS_RW",
     "Access",
     "ByCommand",
     "Identity",
@@ -60,6 +67,13 @@ JOBS_RO = "jobs:ro"
 JOBS_RW = "jobs:rw"
 EVENTS_RO = "events:ro"
 EVENTS_RW = "events:rw"
+#: The secret registry: its metadata (``ro``), its writes (``rw``); no scope reads values.
+SECRETS_RO = "secrets:ro"
+SECRETS_RW = "secrets:rw"
+#: The MCP server registry: reading it (``ro``; it holds references, never values)
+#: and changing it (``rw``).
+MCP_RO = "mcp:ro"
+MCP_RW = "mcp:rw"
 
 #: The name the legacy all-scopes key is known by, in logs and ``submitted_by``.
 LEGACY_NAME = "api_key"

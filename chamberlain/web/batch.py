@@ -35,10 +35,12 @@ from chamberlain.web.handler import Call, Reply
 from chamberlain.web.intake import (
     DISK_FULL,
     NOT_ACCEPTING_RESPONSE,
+    TOO_LARGE,
     decode_json_object,
     not_accepting,
 )
 from chamberlain.web.jobs import POLL_AFTER, POLL_AFTER_DOC
+from chamberlain.web.mcp_registry import require_mcp_servers
 from chamberlain.web.spec import STRING, BodySpec, ResponseSpec, Route, object_schema, ref
 from chamberlain.web.trigger import (
     BODY_FIELDS,
@@ -165,6 +167,10 @@ async def submit_batch(call: Call) -> Reply:
         may_run=lambda kind, action: call.require_command(kind, action=action),
         callbacks=call.site.callbacks,
     )
+    for index, item in enumerate(planned):
+        require_mcp_servers(
+            call.gateway, item.options.mcp_servers, path=f"jobs[{index}].mcp_servers"
+        )
     identity = call.identity
     if identity is None:
         raise RuntimeError("POST /jobs served without authentication")
@@ -219,12 +225,13 @@ ROUTES: tuple[Route, ...] = (
                 status=400,
                 description=(
                     "Malformed JSON, no jobs or more than 1,000, an unknown plugin or command,"
-                    " an invalid option, or a payload that breaks its command's input_schema;"
-                    " the message names the job's index and the field"
-                    " (`jobs[3].payload.seconds: 'abc' is not of type 'number'`)."
+                    " an invalid option, a payload that breaks its command's input_schema, or"
+                    " an MCP server that is not registered; the message names the job's index"
+                    " and the field (`jobs[3].payload.seconds: 'abc' is not of type"
+                    " 'number'`)."
                 ),
             ),
-            ResponseSpec(status=413, description="The body is larger than api.max_body_size."),
+            TOO_LARGE,
             NOT_ACCEPTING_RESPONSE,
             DISK_FULL,
         ),

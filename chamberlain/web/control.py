@@ -103,9 +103,10 @@ def retry_job(
 ) -> NewJob:
     """The job a retry creates: the original's inputs, a fresh life.
 
-    It keeps the plugin, command, payload, event (and so its event id), timeout and
-    callback; it does not keep the dedupe key (a retry is asked for on purpose) or
-    any pipeline place (a retried step does not continue its old pipeline).
+    It keeps the plugin, command, payload, event (and so its event id), timeout,
+    callback and MCP servers; it does not keep the dedupe key (a retry is asked for
+    on purpose) or any pipeline place (a retried step does not continue its old
+    pipeline).
     """
     return NewJob(
         plugin=original.plugin,
@@ -118,6 +119,7 @@ def retry_job(
         timeout=original.timeout,
         source_event_id=original.source_event_id,
         callback_url=callback_url,
+        mcp_servers=original.mcp_servers,
     )
 
 
@@ -155,6 +157,11 @@ async def retry(call: Call) -> Reply:
             call.site.callbacks.check(callback_url)
         except ValueError as exc:
             raise ApiError(409, f"the job's callback_url is no longer allowed: {exc}") from None
+    gone = call.gateway.unknown_mcp_servers(original.mcp_servers) if original.mcp_servers else []
+    if gone:
+        raise ApiError(
+            409, f"the job's MCP server {', '.join(map(repr, gone))} is no longer registered"
+        )
     refusal = not_accepting(call.gateway.lifecycle)
     if refusal is not None:
         raise refusal
@@ -336,8 +343,8 @@ ROUTES: tuple[Route, ...] = (
             ResponseSpec(
                 status=409,
                 description=(
-                    "The job is not finished yet, or its plugin, command or callback is"
-                    " no longer available."
+                    "The job is not finished yet, or its plugin, command, callback or MCP"
+                    " servers are no longer available."
                 ),
                 schema="Conflict",
             ),

@@ -92,6 +92,11 @@ JOB_PROPERTIES: Mapping[str, Mapping[str, Any]] = {
         "description": "The schedule (of this plugin) that enqueued the job.",
         **NULLABLE_STRING,
     },
+    "mcp_servers": {
+        "description": "The MCP servers written into the job's workspace (empty: none).",
+        "type": "array",
+        "items": STRING,
+    },
 }
 
 JOB_FIELDS: tuple[str, ...] = tuple(JOB_PROPERTIES)

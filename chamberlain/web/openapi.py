@@ -26,9 +26,11 @@ from chamberlain.web import (
     docs,
     health,
     jobs,
+    mcp_registry,
     metrics,
     pipelines,
     schedules,
+    secret_registry,
     streams,
     synchronous,
     trigger,
@@ -87,6 +89,8 @@ SCHEMAS: Mapping[str, Mapping[str, Any]] = merge_schemas(
     metrics.SCHEMAS,
     docs.SCHEMAS,
     schedules.SCHEMAS,
+    secret_registry.SCHEMAS,
+    mcp_registry.SCHEMAS,
 )
 
 _AUTH_RESPONSES = {
@@ -230,7 +234,8 @@ def build_openapi(routes: Iterable[Route], *, title: str = "Chamberlain") -> dic
                     "scheme": "bearer",
                     "description": (
                         "An api.auth token. Scopes: plugin:ro, plugin:rw, jobs:ro, jobs:rw,"
-                        " events:ro, events:rw, read:* (every :ro), * (everything);"
+                        " events:ro, events:rw, mcp:ro, mcp:rw, read:* (every :ro),"
+                        " * (everything);"
                         " x:rw implies x:ro."
                     ),
                 }

@@ -19,10 +19,12 @@ from chamberlain.web import (
     docs,
     health,
     jobs,
+    mcp_registry,
     metrics,
     openapi,
     pipelines,
     schedules,
+    secret_registry,
     streams,
     trigger,
 )
@@ -41,4 +43,6 @@ ROUTES: tuple[Route, ...] = (
     *metrics.ROUTES,
     *docs.ROUTES,
     *schedules.ROUTES,
+    *secret_registry.ROUTES,
+    *mcp_registry.ROUTES,
 )

@@ -11,11 +11,11 @@ routes (``/trigger/...`` and its alias ``/plugin/...``) and their schemas.
 
 Check order: 401 (no valid token, before this module runs), 404 (unknown plugin or
 command), 403 (the token may not run this type of command), 400 (a query string),
-413/400 (the body, then its payload against the command's ``input_schema``), 503
-(the daemon is not accepting work, no synchronous slot is free, or the store did not
-answer), then 202 (or, after a synchronous pipeline, 200 with its tree or 202 past
-its timeout).  A request that is wrong is refused the same way whatever state the
-daemon is in.
+413/400 (the body, then its payload against the command's ``input_schema``, then
+its ``mcp_servers`` against the registry), 503 (the daemon is not accepting work, no
+synchronous slot is free, or the store did not answer), then 202 (or, after a
+synchronous pipeline, 200 with its tree or 202 past its timeout).  A request that
+is wrong is refused the same way whatever state the daemon is in.
 """
 
 from __future__ import annotations
@@ -32,12 +32,14 @@ from chamberlain.config.units import parse_duration
 from chamberlain.jsoncodec import json_kind
 from chamberlain.plugins.input_schema import InvalidPayload
 from chamberlain.plugins.manifest import CommandSpec
+from chamberlain.plugins.mcp_servers import parse_server_names
 from chamberlain.records import NewJob, rfc3339
 from chamberlain.web.auth import ByCommand
 from chamberlain.web.errors import bad_request, not_found
 from chamberlain.web.handler import Call, Reply
-from chamberlain.web.intake import DISK_FULL, decode_json_object, not_accepting
+from chamberlain.web.intake import DISK_FULL, TOO_LARGE, decode_json_object, not_accepting
 from chamberlain.web.jobs import POLL_AFTER_DOC, accepted_headers
+from chamberlain.web.mcp_registry import MCP_SERVERS_OPTION, require_mcp_servers
 from chamberlain.web.spec import (
     STRING,
     BodySpec,
@@ -65,7 +67,7 @@ EVENT_SOURCE = "api"
 MAX_ATTEMPTS_LIMIT = 100
 DEDUPE_KEY_MAX = 200
 
-BODY_FIELDS = ("payload", "timeout", "max_attempts", "dedupe_key", "callback_url")
+BODY_FIELDS = ("payload", "timeout", "max_attempts", "dedupe_key", "callback_url", "mcp_servers")
 
 
 @attrs.frozen(kw_only=True)
@@ -77,6 +79,9 @@ class TriggerOptions:
     max_attempts: int | None = None
     dedupe_key: str | None = None
     callback_url: str | None = None
+    #: MCP servers of the registry for the job's workspace (checked to exist by
+    #: :func:`~chamberlain.web.mcp_registry.require_mcp_servers`).
+    mcp_servers: tuple[str, ...] = ()
 
 
 def _timeout(value: object, limit: float, name: str = "timeout") -> float:
@@ -169,7 +174,17 @@ def parse_trigger_options(
             if "callback_url" in body
             else None
         ),
+        mcp_servers=(
+            _mcp_servers(body["mcp_servers"], f"{path}mcp_servers") if "mcp_servers" in body else ()
+        ),
     )
+
+
+def _mcp_servers(value: object, name: str) -> tuple[str, ...]:
+    try:
+        return parse_server_names(value, where=name)
+    except ValueError as exc:
+        raise bad_request(str(exc)) from None
 
 
 def _callback_url(value: object, callbacks: CallbackRules | None, name: str) -> str:
@@ -230,6 +245,7 @@ def build_job(
         timeout=options.timeout,
         dedupe_key=options.dedupe_key,
         callback_url=options.callback_url,
+        mcp_servers=options.mcp_servers,
     )
 
 
@@ -256,6 +272,7 @@ async def trigger(call: Call) -> Reply:
         callbacks=call.site.callbacks,
     )
     check_payload(spec, options.payload)
+    require_mcp_servers(call.gateway, options.mcp_servers)
     refusal = not_accepting(call.gateway.lifecycle)
     if refusal is not None:
         raise refusal
@@ -333,13 +350,14 @@ _TRIGGER_RESPONSES = (
     ResponseSpec(
         status=400,
         description=(
-            "Malformed JSON, a non-object body or payload, an invalid option, or a payload"
+            "Malformed JSON, a non-object body or payload, an invalid option, a payload"
             " that breaks the command's input_schema (the message names the field and the"
-            " rule: `payload.seconds: 'abc' is not of type 'number'`)."
+            " rule: `payload.seconds: 'abc' is not of type 'number'`), or an MCP server"
+            " that is not registered (`mcp_servers[0]: unknown MCP server 'x'`)."
         ),
     ),
     ResponseSpec(status=404, description="Unknown plugin or command."),
-    ResponseSpec(status=413, description="The body is larger than api.max_body_size."),
+    TOO_LARGE,
     SYNC_UNAVAILABLE,
     DISK_FULL,
 )
@@ -349,9 +367,10 @@ _TRIGGER_DESCRIPTION = (
     " payload is delivered inside an `api.trigger` event. Read commands need"
     " `plugin:ro`, write commands `plugin:rw`. Checks run in this order: token (401),"
     " plugin and command (404), scope (403), body (413, 400), the payload against the"
-    " command's `input_schema` (400), daemon state (503). When a synchronous pipeline"
-    " starts from this command, the call waits for the pipeline (200 with the tree, or"
-    " 202 past its timeout) unless `?async=true` is given."
+    " command's `input_schema` and `mcp_servers` against the registry (400), daemon"
+    " state (503). When a synchronous pipeline starts from this command, the call waits"
+    " for the pipeline (200 with the tree, or 202 past its timeout) unless"
+    " `?async=true` is given."
 )
 
 _TRIGGER_BODY = BodySpec(
@@ -406,6 +425,7 @@ TRIGGER_OPTIONS_SCHEMA: Mapping[str, Any] = {
             " only, and only when callbacks.secret is configured."
         ),
     },
+    "mcp_servers": MCP_SERVERS_OPTION,
 }
 
 #: Component schemas these routes refer to (merged into the OpenAPI document).

@@ -10,6 +10,11 @@ replay check and the enqueue, answered
 202 at once (GitHub gives up on slow answers) or 200 for a replayed delivery.  The
 event a delivery becomes is stamped by the daemon's clock.
 
+An endpoint's ``secret`` may be a ``${secret:name}`` reference: it is resolved from
+the daemon's vault for each delivery, so a rotated secret checks the next one.  A
+reference the registry no longer holds answers 503 and logs why: the delivery may
+be genuine, and the sender's retry can succeed once the secret is back.
+
 The routes depend on the configuration, so :func:`webhook_routes` builds them;
 :data:`SCHEMAS` holds what they refer to.
 """
@@ -20,11 +25,14 @@ import logging
 import uuid
 from typing import Any
 
+import attrs
+
 from chamberlain.config import WebhookEndpointConfig, WebhooksConfig
 from chamberlain.jsoncodec import JsonRefused
 from chamberlain.records import NewJob, RoutePlan
+from chamberlain.vault import UnknownSecret
 from chamberlain.web.auth import PUBLIC
-from chamberlain.web.errors import ApiError
+from chamberlain.web.errors import ApiError, unavailable
 from chamberlain.web.handler import Call, Handler, Reply
 from chamberlain.web.intake import DISK_FULL, NOT_ACCEPTING_RESPONSE, json_refusal, not_accepting
 from chamberlain.web.spec import BodySpec, ResponseSpec, Route
@@ -50,7 +58,13 @@ _RESPONSES = (
     ),
     ResponseSpec(status=413, description="The body is larger than the endpoint's max_body_size."),
     ResponseSpec(status=403, description="Missing, malformed or wrong signature."),
-    NOT_ACCEPTING_RESPONSE,
+    attrs.evolve(
+        NOT_ACCEPTING_RESPONSE,
+        description=(
+            f"{NOT_ACCEPTING_RESPONSE.description} Also when the endpoint's secret is a"
+            " ${secret:name} the registry does not hold (the daemon logs which)."
+        ),
+    ),
     DISK_FULL,
 )
 
@@ -74,7 +88,18 @@ def _handler(endpoint: WebhookEndpointConfig) -> Handler:
     async def receive(call: Call) -> Reply:
         body = await call.read_body()
         try:
-            delivery = verify_delivery(endpoint, call.headers, body)
+            secret = call.gateway.vault.resolve(endpoint.secret)
+        except UnknownSecret as missing:
+            log.error(
+                "webhook %s cannot check deliveries: %s",
+                endpoint.path,
+                missing,
+                extra={"component": "webhooks", "path": endpoint.path},
+            )
+            raise unavailable("the endpoint's secret is not available") from None
+        checked = endpoint if secret is endpoint.secret else attrs.evolve(endpoint, secret=secret)
+        try:
+            delivery = verify_delivery(checked, call.headers, body)
         except Forbidden as refused:
             log.warning(
                 "webhook %s refused: %s",
