@@ -14,6 +14,7 @@ servers use, without a message.
 from __future__ import annotations
 
 import enum
+import functools
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TypeVar
@@ -149,15 +150,12 @@ class Gateway:
     #: while they commit; read without a message, so it answers even when the
     #: store is busy.
     storage_problem: Callable[[], str | None] = lambda: None
-    #: The registry's values in the clear, and the redactor that hides them; kept in
-    #: step with the store by the secret methods below.
+    #: The registry's values in the clear, and the redactor that hides them; the
+    #: JobStore updates it as each secret write commits (see the methods below).
     vault: Vault = attrs.field(factory=Vault, repr=False)
     #: Seals the values the registry is given (the state's key; see sealing.py).
     sealer: Sealer = attrs.field(factory=Sealer.random)
     sync_limiter: trio.CapacityLimiter = attrs.field(init=False)
-    #: One secret write at a time, so the vault changes in the order the store did.
-    _secret_writes: trio.Lock = attrs.field(factory=trio.Lock, init=False)
-
     #: The MCP servers registered, by name, kept in step with the store (see the MCP
     #: servers section below).
     _mcp: dict[str, McpServer] = attrs.field(factory=dict, init=False)
@@ -335,23 +333,25 @@ class Gateway:
     async def create_secret(
         self, name: str, value: str, *, description: str | None
     ) -> SecretInfo | None:
-        """Register a secret; None when the name is taken (nothing changes then)."""
+        """Register a secret; None when the name is taken (nothing changes then).
+
+        The vault learns the value from the JobStore, right after the commit, even if
+        this caller has gone by then (:attr:`~chamberlain.actors.mail.Effects.then`):
+        the store and the vault cannot disagree, and they change in the store's order.
+        """
         sealed, shown, check = self.sealer.seal(name, value), hint(value), self.sealer.check_blob()
-        async with self._secret_writes:
-            with trio.CancelScope(shield=True):
-                created: SecretInfo | None = await self._ask_store(
-                    lambda r: CreateSecret(
-                        name=name,
-                        description=description,
-                        sealed=sealed,
-                        hint=shown,
-                        check=check,
-                        reply=r,
-                    ),
-                    timeout=self.timeout,
-                )
-                if created is not None:
-                    self.vault.put(name, value)
+        created: SecretInfo | None = await self._ask_store(
+            lambda r: CreateSecret(
+                name=name,
+                description=description,
+                sealed=sealed,
+                hint=shown,
+                check=check,
+                committed=functools.partial(self.vault.put, name, value),
+                reply=r,
+            ),
+            timeout=self.timeout,
+        )
         return created
 
     async def rotate_secret(
@@ -364,33 +364,29 @@ class Gateway:
     ) -> SecretInfo | None:
         """Give a secret a new value (the next job gets it); None when it is unknown."""
         sealed, shown, check = self.sealer.seal(name, value), hint(value), self.sealer.check_blob()
-        async with self._secret_writes:
-            with trio.CancelScope(shield=True):
-                rotated: SecretInfo | None = await self._ask_store(
-                    lambda r: RotateSecret(
-                        name=name,
-                        sealed=sealed,
-                        hint=shown,
-                        check=check,
-                        description=description,
-                        keep_description=keep_description,
-                        reply=r,
-                    ),
-                    timeout=self.timeout,
-                )
-                if rotated is not None:
-                    self.vault.put(name, value)
+        rotated: SecretInfo | None = await self._ask_store(
+            lambda r: RotateSecret(
+                name=name,
+                sealed=sealed,
+                hint=shown,
+                check=check,
+                description=description,
+                keep_description=keep_description,
+                committed=functools.partial(self.vault.put, name, value),
+                reply=r,
+            ),
+            timeout=self.timeout,
+        )
         return rotated
 
     async def delete_secret(self, name: str) -> bool:
         """Forget a secret; False when it is unknown."""
-        async with self._secret_writes:
-            with trio.CancelScope(shield=True):
-                deleted: bool = await self._ask_store(
-                    lambda r: DeleteSecret(name=name, reply=r), timeout=self.timeout
-                )
-                if deleted:
-                    self.vault.remove(name)
+        deleted: bool = await self._ask_store(
+            lambda r: DeleteSecret(
+                name=name, committed=functools.partial(self.vault.remove, name), reply=r
+            ),
+            timeout=self.timeout,
+        )
         return deleted
 
     # -- MCP servers -----------------------------------------------------------------

@@ -480,6 +480,8 @@ class JobStore:
                 self._waiters.add(effects.wait_for, request.reply)
             for job in effects.finished:
                 self._finished(job)
+            if effects.then is not None:
+                effects.then()
             wake_dispatcher = wake_dispatcher or effects.wake_dispatcher
             wake_router = wake_router or effects.wake_router
         if wake_dispatcher:

@@ -70,6 +70,9 @@ class Effects:
     )
     #: Park the reply until this job is terminal instead of answering now.
     wait_for: str | None = None
+    #: Called on the trio thread once committed, whether or not the caller still
+    #: waits: what must follow a write even when its reply is abandoned.
+    then: Callable[[], None] | None = attrs.field(default=None, eq=False, repr=False)
 
     @classmethod
     def ending(cls, jobs: Iterable[Job], *, wake_dispatcher: bool = False) -> Effects:
@@ -437,7 +440,13 @@ class CreateSecret(StoreRequest[SecretInfo | None]):
     sealed: bytes = attrs.field(repr=False)
     hint: str = attrs.field(repr=False)
     check: bytes = attrs.field(repr=False)
+    #: Tells the daemon's vault, once committed (see :attr:`Effects.then`).
+    committed: Callable[[], None] = attrs.field(default=lambda: None, eq=False, repr=False)
     reply: ReplyTo[SecretInfo | None]
+
+    def effects(self, result: SecretInfo | None) -> Effects:
+        """The vault learns the value once it is stored, even if the caller left."""
+        return NO_EFFECTS if result is None else Effects(then=self.committed)
 
 
 @attrs.frozen(kw_only=True)
@@ -451,7 +460,13 @@ class RotateSecret(StoreRequest[SecretInfo | None]):
     check: bytes = attrs.field(repr=False)
     description: str | None = None
     keep_description: bool = True
+    #: Tells the daemon's vault, once committed (see :attr:`Effects.then`).
+    committed: Callable[[], None] = attrs.field(default=lambda: None, eq=False, repr=False)
     reply: ReplyTo[SecretInfo | None]
+
+    def effects(self, result: SecretInfo | None) -> Effects:
+        """The next job gets the new value once it is stored, even if the caller left."""
+        return NO_EFFECTS if result is None else Effects(then=self.committed)
 
 
 @attrs.frozen(kw_only=True)
@@ -459,7 +474,13 @@ class DeleteSecret(StoreRequest[bool]):
     """Forget a secret; answered False when it is unknown."""
 
     name: str
+    #: Tells the daemon's vault, once committed (see :attr:`Effects.then`).
+    committed: Callable[[], None] = attrs.field(default=lambda: None, eq=False, repr=False)
     reply: ReplyTo[bool]
+
+    def effects(self, result: bool) -> Effects:
+        """The vault forgets the value once the row is gone, even if the caller left."""
+        return Effects(then=self.committed) if result else NO_EFFECTS
 
 
 @attrs.frozen(kw_only=True)
