@@ -33,7 +33,10 @@ from chamberlain.config import Config
 from chamberlain.config.references import MARKER, REFERENCE, SecretReference
 from chamberlain.redaction import Redactor, configured_secrets
 
-__all__ = ["UnknownSecret", "Vault"]
+#: How many of a secret's former values stay redacted (newest first kept).
+FORMER_VALUES_KEPT = 8
+
+__all__ = ["FORMER_VALUES_KEPT", "UnknownSecret", "Vault"]
 
 
 class UnknownSecret(LookupError):
@@ -80,8 +83,16 @@ class Vault:
             listener(self.redactor)
 
     def _retire(self, name: str, value: str | None) -> None:
-        if value is not None:
-            self._former.setdefault(value, name)
+        if value is None:
+            return
+        self._former.pop(value, None)
+        self._former[value] = name
+        # A daemon that runs for years, rotating a secret every hour, must not grow
+        # its redaction pattern without end: the newest few former values of each
+        # secret are what a job still running can hold.
+        kept = [v for v, n in self._former.items() if n == name]
+        for stale in kept[:-FORMER_VALUES_KEPT]:
+            del self._former[stale]
 
     def configure(self, config: Config) -> None:
         """Take ``config``'s own secrets and its references (the daemon does, at start)."""

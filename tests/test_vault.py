@@ -7,7 +7,7 @@ import pytest
 
 from chamberlain.config import Config, parse_config
 from chamberlain.redaction import Redactor
-from chamberlain.vault import UnknownSecret, Vault
+from chamberlain.vault import FORMER_VALUES_KEPT, UnknownSecret, Vault
 
 
 def config(data: dict[str, Any]) -> Config:
@@ -169,3 +169,17 @@ def test_no_repr_shows_a_value() -> None:
     for shown in (repr(vault), repr(vault.redactor)):
         for value in ("configured-value", "registry-value", "rotated-value"):
             assert value not in shown
+
+
+def test_former_values_are_kept_only_as_far_back_as_the_newest_few() -> None:
+    vault = Vault()
+    values = [f"rotated-value-{n:03}" for n in range(FORMER_VALUES_KEPT + 5)]
+    for value in values:
+        vault.put("token", value)
+    vault.put("other", "another-value")
+    vault.put("other", "another-value-2")
+    hidden = [value for value in values if "[redacted:token]" in vault.redactor.text(value)]
+    # The current value and the newest former ones; the oldest are let go.
+    assert hidden == values[-(FORMER_VALUES_KEPT + 1) :]
+    # Another secret's former value is not pushed out by these rotations.
+    assert vault.redactor.text("another-value") == "[redacted:other]"
