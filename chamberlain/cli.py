@@ -106,6 +106,8 @@ def _load(config_path: str | None) -> _Loaded:
         config = parse_config({}, base_dir=Path.cwd())
     else:
         config = load_config(config_path)
+    for warning in config.warnings:
+        log.warning("config: %s", warning, extra={"component": "config"})
     discovery = discover(config.plugin_roots, trusted_owners=config.service.trusted_plugin_owners)
     for skipped in discovery.skipped:
         log.warning(

@@ -587,9 +587,12 @@ def test_secrets_are_not_echoed_in_type_errors() -> None:
 
 
 def test_missing_required_token_keys() -> None:
+    # A token without a name gets one (Ductile's tokens have none); scopes stay required.
     assert problems({"api": {"auth": {"tokens": [{"token": "abc"}]}}}) == (
-        "api.auth.tokens[0].name: required key is missing",
         "api.auth.tokens[0].scopes: required key is missing",
+    )
+    assert problems({"api": {"auth": {"tokens": [{"name": "a", "scopes": ["*"]}]}}}) == (
+        "api.auth.tokens[0].token: required key is missing",
     )
 
 
@@ -893,9 +896,11 @@ def test_missing_file(tmp_path: Path) -> None:
     assert str(info.value) == f"{path}: file not found"
 
 
-def test_directory_instead_of_file(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match=r"^.+: Is a directory$"):
+def test_directory_without_config_yaml(tmp_path: Path) -> None:
+    # A directory is read as Ductile's directory mode: its config.yaml.
+    with pytest.raises(ConfigError) as info:
         load_config(tmp_path)
+    assert str(info.value) == f"{tmp_path}: a directory was given, but it holds no config.yaml"
 
 
 def test_yaml_syntax_error_names_the_line(tmp_path: Path) -> None:

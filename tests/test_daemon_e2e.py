@@ -167,14 +167,16 @@ def test_config_errors_exit_78_naming_the_path(tmp_path: Path) -> None:
     assert "service.max_workers" in proc.stderr
 
 
-def test_a_plugins_entry_for_an_undiscovered_plugin_is_an_error(tmp_path: Path) -> None:
+def test_a_plugins_entry_for_an_undiscovered_plugin_is_a_warning(tmp_path: Path) -> None:
+    # As in Ductile, a configured plugin that is not on this machine does not stop
+    # the daemon, as in Ductile; it used to be a configuration error.
     config = tmp_path / "c.yaml"
     config.write_text(
         yaml.safe_dump({"plugin_roots": [str(E2E_PLUGINS)], "plugins": {"ghost": {}}})
     )
     proc = run_cli("check", "--config", str(config), timeout=60)
-    assert proc.returncode == 78
-    assert "plugins.ghost: no plugin named 'ghost'" in proc.stderr
+    assert proc.returncode == 0, proc.stderr
+    assert "plugins.ghost: no plugin named 'ghost' was found" in proc.stderr
 
 
 def test_run_prints_the_job_and_exits_by_its_status(tmp_path: Path) -> None:

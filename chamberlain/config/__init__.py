@@ -24,6 +24,12 @@ wrong with the file instead of one mistake per restart:
    validation gathers errors per field; they are walked into ``path: problem`` lines
    rather than cattrs' ``$.a['b']`` notation.
 
+Before step 2, a configuration given as a directory is read from its ``config.yaml``,
+the files its ``include:`` names are merged in, and ``environment_vars.include``
+files add variables for step 2; then Ductile's keys are rewritten into Chamberlain's
+(or dropped, each with a warning kept in ``Config.warnings``), so a Ductile
+configuration loads unchanged.
+
 Relative paths are resolved against the directory of the configuration file after
 structuring, so the converter itself stays free of per-file state.
 
@@ -34,7 +40,8 @@ where it is allowed, unknown names), :mod:`~chamberlain.config.units` (durations
 :mod:`~chamberlain.config.values` (value parsers and field rules),
 :mod:`~chamberlain.config.sections` (the records), :mod:`~chamberlain.config.checks`
 (cross-field checks), :mod:`~chamberlain.config.converter` (structuring and error
-paths) and :mod:`~chamberlain.config.loading` (interpolation and the loaders). The
+paths), :mod:`~chamberlain.config.ductile` (Ductile's keys read as Chamberlain's) and
+:mod:`~chamberlain.config.loading` (files, includes, interpolation and the loaders). The
 names below are the public interface; import them from here.
 """
 

@@ -1,4 +1,11 @@
-"""Reading a configuration: YAML, then ``${VAR}`` interpolation, then structuring.
+"""Reading a configuration: files, YAML, ``${VAR}`` interpolation, then structuring.
+
+A configuration is one file, or a directory standing for its ``config.yaml``; a
+file's ``include:`` adds more files (or directories of them), merged in the order
+read, and its ``environment_vars.include`` adds ``KEY=value`` files whose variables
+fill ``${VAR}`` where the environment has none. Each value remembers the file that
+wrote it, so a problem found after merging names that file. Before interpolation,
+Ductile's keys are rewritten into Chamberlain's (:mod:`chamberlain.config.ductile`).
 
 The YAML loader is safe and refuses duplicate keys (plain PyYAML keeps the last one
 silently, which hides typos in long files); before building anything it also refuses
@@ -11,7 +18,7 @@ The same pass finds ``${secret:name}`` references: it leaves them as written (th
 are resolved when used, see :mod:`chamberlain.config.references`), records where
 each one is, and refuses one anywhere a secret is not taken. Relative paths are
 resolved after structuring, so the converter stays free of per-file state. This is
-the only module that knows a file is involved; the rest of the package works on
+the only module that knows files are involved; the rest of the package works on
 values.
 """
 
@@ -25,6 +32,7 @@ import attrs
 import yaml
 
 from chamberlain.config.converter import converter, render_path, walk
+from chamberlain.config.ductile import translate
 from chamberlain.config.problems import ConfigError, YamlPath, describe
 from chamberlain.config.references import (
     ESCAPED,
@@ -273,20 +281,39 @@ def parse_config(
 ) -> Config:
     """Validate already-parsed YAML ``data`` and build a :class:`Config`.
 
-    ``None`` (an empty document) gives all defaults. ``${VAR}`` references are filled
-    from ``environ`` (default: ``os.environ``). Relative paths are resolved against
+    ``None`` (an empty document) gives all defaults. Ductile's keys are read first
+    (:mod:`chamberlain.config.ductile`). ``${VAR}`` references are filled from
+    ``environ`` (default: ``os.environ``). Relative paths are resolved against
     ``base_dir``. ``source`` is only used in messages and as ``Config.source``. Raises
     :class:`ConfigError` listing every problem found.
     """
+    return _parse(data, base_dir=base_dir, environ=environ, source=source, origins={})
+
+
+def _parse(
+    data: object,
+    *,
+    base_dir: Path,
+    environ: Mapping[str, str] | None,
+    source: Path | None,
+    origins: Mapping[YamlPath, Path],
+) -> Config:
     environ = os.environ if environ is None else environ
     if data is None:
         data = {}
     if not isinstance(data, Mapping):
         raise ConfigError([f"the top level must be a mapping, got {describe(data)}"], source=source)
+    problems: list[tuple[YamlPath, str]] = [
+        ((key,), f"{key} is only read from a file (chamberlain start --config FILE)")
+        for key in _FILE_KEYS
+        if key in data
+    ]
+    translation = translate({key: value for key, value in data.items() if key not in _FILE_KEYS})
+    problems.extend(translation.problems)
     run = _Pass(environ=environ)
-    tree = _interpolate(data, (), run)
+    tree = _interpolate(translation.tree, (), run)
     interpolation_problems = run.problems
-    problems = list(interpolation_problems)
+    problems.extend(interpolation_problems)
     document: Document | None = None
     try:
         document = converter.structure(tree, Document)
@@ -298,11 +325,10 @@ def parse_config(
             (path, message)
             for path, message, about_value in walk(exc, ())
             if not (about_value and any(path[: len(bad)] == bad for bad in unresolved))
+            and not any(path[: len(hidden)] == hidden for hidden in translation.hidden)
         )
     if problems or document is None:
-        rendered = [
-            f"{render_path(path)}: {message}" if path else message for path, message in problems
-        ]
+        rendered = [_render_problem(path, message, origins, source) for path, message in problems]
         raise ConfigError(rendered, source=source)
 
     base_dir = base_dir.absolute()
@@ -317,35 +343,238 @@ def parse_config(
         callbacks=document.callbacks,
         webhooks=document.webhooks,
         secret_references=tuple(run.references),
+        warnings=translation.warnings,
         source=source,
         base_dir=base_dir,
     )
 
 
+def _render_problem(
+    path: YamlPath, message: str, origins: Mapping[YamlPath, Path], source: Path | None
+) -> str:
+    line = f"{render_path(path)}: {message}" if path else message
+    # Which file of an include: set wrote the value: the longest path it set.
+    for length in range(len(path), 0, -1):
+        origin = origins.get(path[:length])
+        if origin is not None:
+            if source is not None and origin != source.absolute():
+                shown = origin
+                if origin.is_relative_to(source.absolute().parent):
+                    shown = origin.relative_to(source.absolute().parent)
+                return f"in {shown}: {line}"
+            break
+    return line
+
+
 def load_config(
     path: str | os.PathLike[str], *, environ: Mapping[str, str] | None = None
 ) -> Config:
-    """Read, interpolate and validate the YAML configuration file at ``path``.
+    """Read, interpolate and validate the YAML configuration at ``path``.
 
-    Relative paths inside the file are resolved against the file's directory. Raises
-    :class:`ConfigError` (whose message starts with ``path``) if the file is missing or
-    unreadable, is not valid YAML (the message names the line), would expand through
-    aliases to more than :data:`MAX_YAML_NODES` values, or does not validate.
+    ``path`` is a file, or a directory holding ``config.yaml`` (Ductile's directory
+    mode). The file's ``include:`` list names more files, or directories whose
+    ``*.yaml`` files are all read, relative to the file naming them; they are merged
+    in order (see :func:`_merge`). ``environment_vars.include`` names ``KEY=value``
+    files whose variables fill ``${VAR}`` where the environment has none. Relative
+    paths are resolved against the directory of the first file. Raises
+    :class:`ConfigError` (whose message starts with ``path``; a problem of an included
+    file names that file) if a file is missing or unreadable, is not valid YAML (the
+    message names the line), would expand through aliases to more than
+    :data:`MAX_YAML_NODES` values, includes itself, or does not validate.
     """
     given = Path(path)
-    try:
-        text = given.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(["file not found"], source=given) from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError([f"not valid UTF-8 ({exc.reason})"], source=given) from None
-    except OSError as exc:
-        raise ConfigError([exc.strerror or str(exc)], source=given) from None
-    data = _load_yaml(text, given)
+    if given.is_dir():
+        if not (given / "config.yaml").is_file():
+            raise ConfigError(["a directory was given, but it holds no config.yaml"], source=given)
+        given = given / "config.yaml"
+    environ = dict(os.environ if environ is None else environ)
+    tree: dict[str, Any] = {}
+    origins: dict[YamlPath, Path] = {}
+    _gather(given, given, environ=environ, tree=tree, origins=origins)
     absolute = given.absolute()
     try:
-        config = parse_config(data, base_dir=absolute.parent, environ=environ, source=absolute)
+        config = _parse(
+            tree, base_dir=absolute.parent, environ=environ, source=absolute, origins=origins
+        )
     except ConfigError as exc:
         # Name the file the way the user did in messages.
         raise ConfigError(exc.problems, source=given) from None
     return config
+
+
+#: Keys the loader reads itself, before the rest of the file is structured.
+_FILE_KEYS: Final = ("include", "environment_vars")
+
+
+def _read_text(path: Path, shown: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(["file not found"], source=shown) from None
+    except IsADirectoryError:
+        raise ConfigError(["is a directory, not a file"], source=shown) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError([f"not valid UTF-8 ({exc.reason})"], source=shown) from None
+    except OSError as exc:
+        raise ConfigError([exc.strerror or str(exc)], source=shown) from None
+
+
+def _gather(
+    path: Path,
+    shown: Path,
+    *,
+    environ: dict[str, str],
+    tree: dict[str, Any],
+    origins: dict[YamlPath, Path],
+    visiting: tuple[Path, ...] = (),
+    seen: set[Path] | None = None,
+) -> None:
+    """Merge the file at ``path`` and, after it, the files it includes into ``tree``.
+
+    ``visiting`` holds the files whose includes are being read, outermost first;
+    ``seen`` every file read so far: as in Ductile, a file is read once only.
+    """
+    absolute = _normal(path)
+    seen = {absolute} if seen is None else seen
+    data = _load_yaml(_read_text(path, shown), shown)
+    if data is None:
+        data = {}
+    if not isinstance(data, Mapping):
+        raise ConfigError([f"the top level must be a mapping, got {describe(data)}"], source=shown)
+    here = absolute.parent
+    env_files = _path_list(data, ("environment_vars", "include"), environ, shown)
+    for index, env_file in enumerate(env_files):
+        _read_env_file(here / env_file, environ, shown, index)
+    _merge(
+        tree,
+        {key: value for key, value in data.items() if key not in _FILE_KEYS},
+        (),
+        absolute,
+        origins,
+    )
+    for index, include in enumerate(_path_list(data, ("include",), environ, shown)):
+        target = _normal(here / include)
+        if target.is_dir():
+            files = sorted(_normal(p) for p in target.rglob("*.yaml") if p.is_file())
+        elif target.exists():
+            files = [target]
+        else:
+            raise ConfigError([f"include[{index}]: file not found: {target}"], source=shown)
+        for file in files:
+            if file in (*visiting, absolute):
+                chain = " -> ".join(str(p) for p in (*visiting, absolute, file))
+                problem = f"include[{index}]: {file} includes itself ({chain})"
+                raise ConfigError([problem], source=shown)
+            if file in seen:
+                problem = f"include[{index}]: {file} is already read (a file is read once)"
+                raise ConfigError([problem], source=shown)
+            seen.add(file)
+            _gather(
+                file,
+                file,
+                environ=environ,
+                tree=tree,
+                origins=origins,
+                visiting=(*visiting, absolute),
+                seen=seen,
+            )
+
+
+def _normal(path: Path) -> Path:
+    """``path`` made absolute, ``..`` and ``.`` taken out, so one file has one name."""
+    return Path(os.path.normpath(path.absolute()))
+
+
+def _path_list(
+    data: Mapping[str, Any], where: tuple[str, ...], environ: Mapping[str, str], shown: Path
+) -> list[Path]:
+    """The list of paths at ``where`` (``include``), with ``${VAR}`` filled in."""
+    if where == ("environment_vars", "include") and "environment_vars" in data:
+        section = data["environment_vars"]
+        if not isinstance(section, Mapping):
+            problem = f"environment_vars: expected a mapping, got {describe(section)}"
+            raise ConfigError([problem], source=shown)
+        extra = sorted(str(key) for key in section if key != "include")
+        if extra:
+            raise ConfigError(
+                [f"environment_vars.{key}: unknown key (expected: include)" for key in extra],
+                source=shown,
+            )
+    value: object = data
+    for key in where:
+        value = value.get(key) if isinstance(value, Mapping) else None
+    if value is None:
+        return []
+    name = ".".join(where)
+    if not isinstance(value, list):
+        problem = f"{name}: expected a list of paths, got {describe(value)}"
+        raise ConfigError([problem], source=shown)
+    run = _Pass(environ=environ)
+    paths: list[Path] = []
+    for index, item in enumerate(value):
+        if not isinstance(item, str) or not item.strip():
+            run.problems.append(((*where, index), f"expected a path, got {describe(item)}"))
+            continue
+        paths.append(Path(str(_interpolate_string(item, (*where, index), run))).expanduser())
+    if run.problems:
+        raise ConfigError(
+            [f"{render_path(at)}: {message}" for at, message in run.problems], source=shown
+        )
+    return paths
+
+
+def _read_env_file(path: Path, environ: dict[str, str], shown: Path, index: int) -> None:
+    """Add the ``KEY=value`` lines of ``path`` to ``environ``, as Ductile does.
+
+    Blank lines and ``#`` comments are skipped, ``export`` is allowed, one pair of
+    matching quotes around a value is taken off, and a variable already set is kept.
+    """
+    where = f"environment_vars.include[{index}]"
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = "file not found" if isinstance(exc, FileNotFoundError) else str(exc)
+        raise ConfigError([f"{where}: {path}: {reason}"], source=shown) from None
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        line = line.removeprefix("export ").strip()
+        key, equals, value = line.partition("=")
+        key, value = key.strip(), value.strip()
+        if not equals or not key:
+            raise ConfigError([f"{where}: {path}: line {number}: expected KEY=value"], source=shown)
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+            value = value[1:-1]
+        environ.setdefault(key, value)
+
+
+def _merge(
+    into: dict[str, Any],
+    data: Mapping[str, Any],
+    path: YamlPath,
+    origin: Path,
+    origins: dict[YamlPath, Path],
+) -> None:
+    """Merge one file's ``data`` into ``into``, recording which file set each path.
+
+    Mappings merge key by key and a later file's value wins, lists are appended (API
+    tokens, plugin roots, routes, pipelines, webhook endpoints), and a plugin's
+    settings are replaced as a whole, as in Ductile, so one file owns each plugin.
+    """
+    for key, value in data.items():
+        here = (*path, str(key))
+        present = into.get(key)
+        if isinstance(present, dict) and isinstance(value, Mapping) and path != ("plugins",):
+            _merge(present, value, here, origin, origins)
+        elif isinstance(present, list) and isinstance(value, list):
+            for item in value:
+                origins[(*here, len(present))] = origin
+                present.append(item)
+        else:
+            for stale in [p for p in origins if len(p) > len(here) and p[: len(here)] == here]:
+                del origins[stale]
+            into[key] = dict(value) if isinstance(value, Mapping) else value
+            if isinstance(value, list):
+                into[key] = list(value)
+            origins[here] = origin

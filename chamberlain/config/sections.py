@@ -305,10 +305,13 @@ class PluginConfig:
 
     ``env`` and ``env_passthrough`` add to the allow-listed environment its processes
     get (:mod:`chamberlain.plugins.environment`): values set here, and the names of
-    daemon variables let through.
+    daemon variables let through. ``uses`` makes the entry a second configured
+    instance of another discovered plugin (Ductile's aliases): the same manifest and
+    files under this entry's name, with this entry's settings.
     """
 
     enabled: bool = True
+    uses: PluginName | None = None
     config: FreeForm = attrs.field(factory=dict)
     timeouts: Mapping[CommandName, PositiveDuration] = _NO_TIMEOUTS
     retry: RetryConfig = attrs.field(factory=RetryConfig)
@@ -473,6 +476,9 @@ class Config:
     callbacks: CallbacksConfig = attrs.field(factory=CallbacksConfig)
     webhooks: WebhooksConfig = attrs.field(factory=WebhooksConfig)
     secret_references: tuple[SecretReference, ...] = ()
+    #: Keys accepted for Ductile compatibility that have no effect: one line each, for
+    #: the daemon to log at start (see :mod:`chamberlain.config.ductile`).
+    warnings: tuple[str, ...] = ()
     source: Path | None = None
     base_dir: Path
 

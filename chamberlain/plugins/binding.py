@@ -86,13 +86,16 @@ class BoundPlugin:
 def bind_plugins(config: Config, discovery: Discovery) -> dict[str, BoundPlugin]:
     """Join config and discovery into the plugins this daemon will run.
 
-    A ``plugins:`` entry naming a plugin that was not discovered is a configuration
-    error (most likely a typo, which would otherwise silently do nothing), and so are
-    a plugin root that does not exist or is not a directory, a schedule naming a
-    command its plugin's manifest does not declare, and a schedule whose payload
-    breaks that command's ``input_schema``.  Plugins that are disabled, or
-    whose manifest requires config keys the operator did not set, are left out with a
-    log line: one bad plugin never stops the daemon.
+    A ``plugins:`` entry with ``uses: <base>`` is an alias: the base plugin's manifest
+    bound a second time under the entry's name. A ``plugins:`` entry naming a plugin
+    that was not discovered is left out with a warning, as Ductile does (a plugin
+    directory may be missing on one machine only). Configuration errors are a plugin
+    root that does not exist or is not a directory, an alias whose base was not
+    discovered, or whose name is taken, a schedule naming a command its plugin's
+    manifest does not declare, and a schedule whose payload breaks that command's
+    ``input_schema``.  Plugins that are disabled, or whose manifest requires config
+    keys the operator did not set, are left out with a log line: one bad plugin never
+    stops the daemon.
     """
     unusable = {root.path: root.reason for root in discovery.unusable_roots}
     problems = [
@@ -100,18 +103,40 @@ def bind_plugins(config: Config, discovery: Discovery) -> dict[str, BoundPlugin]
         for index, root in enumerate(config.plugin_roots)
         if root in unusable
     ]
-    missing = sorted(set(config.plugins) - set(discovery.plugins))
     roots = ", ".join(str(r) for r in config.plugin_roots)
-    problems.extend(
-        f"plugins.{name}: no plugin named {name!r} was found under the plugin roots ({roots})"
-        for name in missing
-    )
+    manifests = dict(discovery.plugins)
+    for name, entry in sorted(config.plugins.items()):
+        if entry.uses is None:
+            continue
+        if entry.uses == name:
+            problems.append(f"plugins.{name}.uses: an alias must name another plugin")
+        elif name in discovery.plugins:
+            problems.append(
+                f"plugins.{name}.uses: a plugin named {name!r} was discovered; an alias"
+                " needs a name of its own"
+            )
+        elif entry.uses not in discovery.plugins:
+            problems.append(
+                f"plugins.{name}.uses: no plugin named {entry.uses!r} was found under the"
+                f" plugin roots ({roots})"
+            )
+        else:
+            manifests[name] = attrs.evolve(discovery.plugins[entry.uses], name=name)
     if problems:
         raise ConfigError(problems, source=config.source)
+    for name in sorted(set(config.plugins) - set(manifests)):
+        log.warning(
+            "plugins.%s: no plugin named %r was found under the plugin roots (%s); its"
+            " settings are not used",
+            name,
+            name,
+            roots,
+            extra={"component": "plugins", "plugin": name},
+        )
     unknown = [
         f"plugins.{name}.schedules[{index}].command: plugin {name!r} has no command"
         f" {schedule.command!r} (it has: {', '.join(c.name for c in manifest.commands)})"
-        for name, manifest in sorted(discovery.plugins.items())
+        for name, manifest in sorted(manifests.items())
         for index, schedule in enumerate(config.plugin_config(name).schedules)
         if manifest.command(schedule.command) is None
     ]
@@ -120,7 +145,7 @@ def bind_plugins(config: Config, discovery: Discovery) -> dict[str, BoundPlugin]
     # A schedule's payload is fixed in the config: one that breaks its command's
     # input_schema would fail every run, so it is refused now, where it is written.
     refused: list[str] = []
-    for name, manifest in sorted(discovery.plugins.items()):
+    for name, manifest in sorted(manifests.items()):
         for index, schedule in enumerate(config.plugin_config(name).schedules):
             spec = manifest.command(schedule.command)
             assert spec is not None, "checked above"
@@ -133,7 +158,7 @@ def bind_plugins(config: Config, discovery: Discovery) -> dict[str, BoundPlugin]
     if refused:
         raise ConfigError(refused, source=config.source)
     bound: dict[str, BoundPlugin] = {}
-    for name, manifest in sorted(discovery.plugins.items()):
+    for name, manifest in sorted(manifests.items()):
         settings = config.plugins.get(name, PluginConfig())
         extra = {"component": "plugins", "plugin": name}
         if not settings.enabled:
