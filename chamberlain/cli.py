@@ -42,7 +42,6 @@ import sqlite3
 import sys
 import textwrap
 from collections.abc import Callable, Sequence
-from importlib import metadata
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -77,6 +76,7 @@ from chamberlain.sealing import (
 from chamberlain.store.secret_rows import SealedRegistry, read_sealed
 from chamberlain.supervision import SupervisorGaveUp
 from chamberlain.vault import Vault
+from chamberlain.web.health import package_version
 from chamberlain.web.routes import ROUTES
 from chamberlain.web.serve import ListenError
 from chamberlain.webhook_rules import check_endpoints
@@ -718,14 +718,6 @@ def _logging_options(*, defaults: bool) -> argparse.ArgumentParser:
     return options
 
 
-def version() -> str:
-    """This installation's version, from its package metadata."""
-    try:
-        return metadata.version("chamberlain")
-    except metadata.PackageNotFoundError:
-        return "unknown (not installed)"
-
-
 def _subcommand(
     sub: Any, name: str, text: HelpText, options: argparse.ArgumentParser
 ) -> argparse.ArgumentParser:
@@ -752,7 +744,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--version",
         action="version",
-        version=f"chamberlain {version()}",
+        version=f"chamberlain {package_version()}",
         help="print the version and exit",
     )
     options = _logging_options(defaults=False)

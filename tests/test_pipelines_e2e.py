@@ -56,7 +56,17 @@ CONFIG: dict[str, Any] = {
                     "uses": "echo.handle",
                     "if": {"path": "payload.n", "op": "gt", "value": 100},
                 },
-                {"id": "after", "uses": "echo.handle"},
+                {
+                    "id": "after",
+                    "uses": "echo.handle",
+                    # Never false for these tests' payloads; shown back as written.
+                    "if": {
+                        "any": [
+                            {"path": "payload.n", "op": "exists"},
+                            {"not": {"path": "payload.n", "op": "exists"}},
+                        ]
+                    },
+                },
             ],
         },
         {
@@ -236,5 +246,16 @@ async def test_pipelines_are_listed_and_unknown_ones_404(gw: DaemonProcess) -> N
         missing = await c.post("/pipeline/nope", json={})
         tree = await c.get("/job/nope/tree")
     assert {p["name"] for p in listed} == {"three", "gated", "needs_city", "slow", "hold"}
+    (gated,) = (p for p in listed if p["name"] == "gated")
+    assert (gated["from_plugin"], gated["if"]) == (None, None)
+    assert [step["if"] for step in gated["steps"]] == [
+        {"path": "payload.n", "op": "gt", "value": 100},
+        {
+            "any": [
+                {"path": "payload.n", "op": "exists", "value": None},
+                {"not": {"path": "payload.n", "op": "exists", "value": None}},
+            ]
+        },
+    ]
     assert missing.status_code == 404
     assert tree.status_code == 404

@@ -630,6 +630,137 @@ def test_a_missing_with_path_makes_a_failed_job_naming_it(tmp_path: Path) -> Non
     assert (step.pipeline, step.step_id, step.parent_job_id) == ("p", "s", "job")
 
 
+def test_an_if_comparing_the_wrong_types_makes_a_failed_job_naming_it(tmp_path: Path) -> None:
+    # As in Ductile, a type mismatch fails the step instead of skipping it.
+    config = {
+        "pipelines": [
+            pipeline(
+                "p",
+                "a.poll",
+                {"id": "s", "uses": "b", "if": {"path": "payload.n", "op": "gt", "value": 1}},
+                {"id": "t", "uses": "c"},
+            )
+        ]
+    }
+    routing = compile_routing(tmp_path, config)
+    plan = routing.plan(succeeded(result={"n": "3"}), NOW)
+    (step,) = plan.jobs
+    assert step.error == (
+        "pipeline p step s: if: operator 'gt' cannot compare payload.n, a string, with 1, a number"
+    )
+    assert (step.pipeline, step.step_id, step.parent_job_id) == ("p", "s", "job")
+    assert step.payload == {}
+    assert plan.events == ()  # not a skip
+    (fine,) = routing.plan(succeeded(result={"n": 3}), NOW).jobs
+    assert (fine.step_id, fine.error) == ("s", None)
+
+
+def test_a_false_composite_if_skips_the_step_spelling_the_tree_out(tmp_path: Path) -> None:
+    config = {
+        "pipelines": [
+            pipeline(
+                "p",
+                "a.poll",
+                {
+                    "id": "s",
+                    "uses": "b",
+                    "if": {
+                        "any": [
+                            {"path": "payload.kind", "op": "startswith", "value": "VID"},
+                            {"not": {"path": "payload.kind", "op": "neq", "value": "audio"}},
+                        ]
+                    },
+                },
+                {"id": "t", "uses": "c"},
+            )
+        ]
+    }
+    routing = compile_routing(tmp_path, config)
+    plan = routing.plan(succeeded(result={"kind": "text"}), NOW)
+    assert [j.step_id for j in plan.jobs] == ["t"]
+    (note,) = plan.events
+    assert note.payload["reason"] == (
+        "if: any(payload.kind startswith 'VID', not(payload.kind neq 'audio')) is false"
+    )
+    for kind in ("Video", "audio"):
+        (ran,) = routing.plan(succeeded(result={"kind": kind}), NOW).jobs
+        assert ran.step_id == "s"
+
+
+TRIGGER_GATES = {
+    "pipelines": [
+        pipeline(
+            "for-admin",
+            "work.ready",
+            {"id": "s", "uses": "b"},
+            **{"if": {"path": "context.role", "op": "eq", "value": "admin"}},
+        ),
+        pipeline("from-a", "work.ready", {"id": "s", "uses": "b"}, from_plugin="a"),
+        pipeline("from-c", "work.ready", {"id": "s", "uses": "b"}, from_plugin="c"),
+        pipeline(
+            "big-polls",
+            "a.poll",
+            {"id": "s", "uses": "c"},
+            **{"if": {"path": "payload.n", "op": "gt", "value": 10}},
+        ),
+    ]
+}
+
+
+def test_a_pipeline_level_if_gates_its_start_on_input_and_context(tmp_path: Path) -> None:
+    routing = compile_routing(tmp_path, TRIGGER_GATES)
+    event = {"type": "work.ready", "payload": {"n": 1}}
+    admin = routing.plan(succeeded(events=[event], context={"role": "admin"}), NOW)
+    assert sorted(j.pipeline or "" for j in admin.jobs) == ["for-admin", "from-a"]
+    guest = routing.plan(succeeded(events=[event], context={"role": "guest"}), NOW)
+    assert [j.pipeline for j in guest.jobs] == ["from-a"]
+    # A pipeline rooted at a plugin.command is gated the same way.
+    assert [j.pipeline for j in routing.plan(succeeded(result={"n": 11}), NOW).jobs] == [
+        "big-polls"
+    ]
+    assert routing.plan(succeeded(result={"n": 3}), NOW).jobs == ()
+
+
+def test_from_plugin_starts_a_pipeline_only_from_that_plugins_jobs(tmp_path: Path) -> None:
+    routing = compile_routing(tmp_path, TRIGGER_GATES)
+    event = {"type": "work.ready", "payload": {}}
+    from_c = routing.plan(succeeded(plugin="c", command="handle", events=[event]), NOW)
+    assert [j.pipeline for j in from_c.jobs] == ["from-c"]
+
+
+def test_a_pipeline_level_if_that_cannot_be_evaluated_leaves_a_routing_error(
+    tmp_path: Path,
+) -> None:
+    routing = compile_routing(tmp_path, TRIGGER_GATES)
+    plan = routing.plan(succeeded(result={"n": "many"}), NOW)
+    assert plan.jobs == ()
+    (note,) = plan.events
+    assert (note.type, note.job_id, note.source) == ("routing.error", "job", "chamberlain")
+    assert note.payload == {
+        "pipeline": "big-polls",
+        "error": "pipeline big-polls: if: operator 'gt' cannot compare payload.n,"
+        " a string, with 10, a number",
+    }
+
+
+def test_trigger_gates_are_checked_at_start_up(tmp_path: Path) -> None:
+    config = {
+        "pipelines": [
+            pipeline(
+                "p",
+                "t",
+                {"id": "s", "uses": "b"},
+                from_plugin="nope",
+                **{"if": {"all": [{"path": "state.x", "op": "exists"}]}},
+            )
+        ]
+    }
+    assert problems_of(tmp_path, config) == [
+        f"pipelines[0].if.all[0].path: bad path 'state.x': {BAD_PATH}",
+        "pipelines[0].from_plugin: no loaded plugin named 'nope'",
+    ]
+
+
 # -- input schemas ------------------------------------------------------------------------
 
 SEAT_SCHEMA = {
@@ -1024,6 +1155,20 @@ BAD_PATH = (
             one_step(**{"if": {"path": "payload.x\n", "op": "exists"}}),
             f"pipelines[0].steps[0].if.path: bad path 'payload.x\\n': {BAD_PATH}",
             id="if-path-trailing-newline",
+        ),
+        pytest.param(
+            one_step(
+                **{
+                    "if": {
+                        "any": [
+                            {"path": "payload.ok", "op": "exists"},
+                            {"not": {"path": "state.flag", "op": "eq", "value": True}},
+                        ]
+                    }
+                }
+            ),
+            f"pipelines[0].steps[0].if.any[1].not.path: bad path 'state.flag': {BAD_PATH}",
+            id="if-nested-path",
         ),
         pytest.param(
             {

@@ -12,12 +12,12 @@ from typing import Any
 
 import pytest
 
-from chamberlain.config import ConfigError, parse_config
+from chamberlain.config import ConditionConfig, ConfigError, parse_config
+from chamberlain.routing.conditions import ConditionError, evaluate
 from chamberlain.routing.templates import (
     TemplateError,
     check_path,
     check_template,
-    holds,
     render,
     resolve,
 )
@@ -316,6 +316,11 @@ def test_a_null_value_is_present_not_missing() -> None:
 # -- if: conditions ----------------------------------------------------------------------
 
 
+def holds(path: str, op: str, value: Any, scope: dict[str, Any]) -> bool:
+    """Whether the condition ``path op value`` holds in ``scope``."""
+    return evaluate(ConditionConfig(path=path, op=op, value=value), scope)
+
+
 @pytest.mark.parametrize(
     ("path", "op", "value"),
     [
@@ -385,13 +390,20 @@ def test_conditions_that_do_not_hold(path: str, op: str, value: Any) -> None:
     assert holds(path, op, value, SCOPE) is False
 
 
-@pytest.mark.parametrize("op", ["eq", "ne", "gt", "gte", "lt", "lte", "contains", "in"])
 @pytest.mark.parametrize("path", ["payload.town", "payload.items.9.name", "payload.n.x"])
-def test_a_condition_on_a_missing_path_is_false(op: str, path: str) -> None:
-    # Even `ne`, which would hold for any present value: absent data skips the step.
-    values: tuple[Any, ...] = (None, 0, "x", [], {})
+def test_a_missing_path_reads_as_null(path: str) -> None:
+    # Issue 15 changed this (it was false for every operator): as in Ductile, a
+    # missing path is null for every operator but `exists`.
+    assert holds(path, "eq", None, SCOPE) is True
+    values: tuple[Any, ...] = (0, "x", [], {})
     for value in values:
-        assert holds(path, op, value, SCOPE) is False
+        assert holds(path, "eq", value, SCOPE) is False
+        assert holds(path, "ne", value, SCOPE) is True
+    assert holds(path, "in", ["a", None], SCOPE) is True
+    assert holds(path, "in", ["a", 0], SCOPE) is False
+    for op in ("gt", "gte", "lt", "lte", "contains"):
+        with pytest.raises(ConditionError, match=r"\(missing\)"):
+            holds(path, op, 0, SCOPE)
 
 
 @pytest.mark.parametrize(
@@ -409,9 +421,11 @@ def test_a_condition_on_a_missing_path_is_false(op: str, path: str) -> None:
         ("payload.nested", "gt", {"a": 0}),
     ],
 )
-def test_ordering_across_types_or_null_does_not_hold(path: str, op: str, value: Any) -> None:
-    # A TypeError inside the comparison is a false condition, not a failed pipeline.
-    assert holds(path, op, value, SCOPE) is False
+def test_ordering_across_types_or_null_is_an_error(path: str, op: str, value: Any) -> None:
+    # Issue 15 changed this (it was a false condition): a type mismatch fails the
+    # job, as in Ductile.
+    with pytest.raises(ConditionError, match=f"operator '{op}' cannot compare {path}"):
+        holds(path, op, value, SCOPE)
 
 
 @pytest.mark.parametrize(
@@ -428,12 +442,14 @@ def test_ordering_across_types_or_null_does_not_hold(path: str, op: str, value: 
         ("payload.tags", "in", {"rain": 1}),  # an unhashable key
     ],
 )
-def test_membership_on_the_wrong_types_does_not_hold(path: str, op: str, value: Any) -> None:
-    assert holds(path, op, value, SCOPE) is False
+def test_membership_on_the_wrong_types_is_an_error(path: str, op: str, value: Any) -> None:
+    # Issue 15 changed this (it was a false condition), as above.
+    with pytest.raises(ConditionError, match=f"operator '{op}' cannot compare {path}"):
+        holds(path, op, value, SCOPE)
 
 
 def test_an_unknown_operator_is_an_error() -> None:
-    with pytest.raises(TemplateError) as info:
+    with pytest.raises(ConditionError) as info:
         holds("payload.n", "like", 7, SCOPE)
     assert str(info.value) == "unknown operator 'like'"
 
@@ -459,7 +475,7 @@ def step_condition(condition: object) -> tuple[str, str, Any]:
         base_dir=Path("."),
     )
     if_ = cfg.pipelines[0].steps[0].if_
-    assert if_ is not None
+    assert if_ is not None and if_.path is not None
     return if_.path, if_.op, if_.value
 
 
@@ -468,20 +484,25 @@ def step_condition(condition: object) -> tuple[str, str, Any]:
     [
         ("eq", 7),
         ("ne", 8),
+        ("neq", 8),
         ("gt", 6),
         ("gte", 7),
         ("lt", 8),
         ("lte", 7),
-        ("contains", 7),
-        ("in", [7]),
+        ("contains", "7"),
+        ("startswith", "7"),
+        ("endswith", "7"),
+        ("regex", "[0-9]"),
+        ("in", [7, "7"]),
         ("exists", True),
     ],
 )
 def test_every_operator_the_config_accepts_can_be_evaluated(op: str, value: Any) -> None:
     path, parsed_op, parsed_value = step_condition({"path": "payload.n", "op": op, "value": value})
-    scope = {"payload": {"n": 7}, "event": {}, "context": {}}
-    # `contains` on a number is false; everything else here holds.
-    assert holds(path, parsed_op, parsed_value, scope) is (op != "contains")
+    # The string operators need a string; the others are given the number.
+    n = "7" if op in ("contains", "startswith", "endswith", "regex") else 7
+    scope = {"payload": {"n": n}, "event": {}, "context": {}}
+    assert holds(path, parsed_op, parsed_value, scope) is True
 
 
 def test_the_default_operator_is_eq_against_null() -> None:
@@ -496,12 +517,13 @@ def test_the_config_refuses_an_unknown_operator_listing_the_known_ones() -> None
         step_condition({"path": "payload.n", "op": "like", "value": 7})
     assert info.value.problems == (
         "pipelines[0].steps[0].if.op: unknown operator 'like';"
-        " expected one of: eq, ne, gt, gte, lt, lte, contains, in, exists",
+        " expected one of: eq, ne, neq, gt, gte, lt, lte, contains, startswith, endswith,"
+        " regex, in, exists",
     )
 
 
 def test_a_step_takes_one_condition_not_a_list() -> None:
-    # There is no and/or: a step has at most one `if:`.
+    # Several conditions are combined with all/any, not written as a list.
     with pytest.raises(ConfigError) as info:
         step_condition([{"path": "payload.n"}, {"path": "payload.city"}])
     assert info.value.problems == ("pipelines[0].steps[0].if: expected a mapping, got a list",)

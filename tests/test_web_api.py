@@ -34,6 +34,7 @@ from chamberlain.vault import Vault
 from chamberlain.web.app import create_app
 from chamberlain.web.docs import ASSETS
 from chamberlain.web.errors import ApiError
+from chamberlain.web.health import package_version
 from chamberlain.web.jobs import parse_job_filter, parse_rfc3339
 from chamberlain.web.openapi import SCHEMAS
 from chamberlain.web.routes import ROUTES
@@ -734,9 +735,11 @@ async def test_healthz(app: QuartTrio, gateway: FakeGateway) -> None:
     assert status == 200
     assert body == {
         "status": "ok",
+        "version": package_version(),
         "uptime_seconds": 12.346,
         "queue_depth": 3,
         "plugins_loaded": 1,
+        "plugins_circuit_open": 0,
         "running": 1,
         "max_workers": 4,
         "restarts": {"root/jobstore": 1, "root/runners/echo": 2},

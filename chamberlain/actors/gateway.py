@@ -76,6 +76,7 @@ from chamberlain.records import (
 )
 from chamberlain.routing.planner import Routing
 from chamberlain.schedule.books import ScheduleStatus
+from chamberlain.schedule.breaker import BreakerState
 from chamberlain.sealing import Sealer, SecretInfo, hint
 from chamberlain.supervision import SupervisorStatistics
 from chamberlain.vault import Vault
@@ -125,6 +126,8 @@ class Health:
     #: Why the JobStore refuses writes (the disk is full or failing); None while
     #: writes commit.
     degraded: str | None = None
+    #: How many plugins have a schedule whose circuit breaker is not closed.
+    plugins_circuit_open: int = 0
 
 
 @attrs.define(eq=False)
@@ -446,6 +449,11 @@ class Gateway:
             self.dispatcher, lambda r: Statistics(reply=r), timeout=self.timeout
         )
         sup = self.supervisor_statistics()
+        schedules: tuple[ScheduleStatus, ...] = ()
+        if self.scheduler is not None:
+            schedules = await call(
+                self.scheduler, lambda r: ListSchedules(reply=r), timeout=self.timeout
+            )
         return Health(
             phase=self.lifecycle.phase,
             uptime_seconds=self.lifecycle.uptime(),
@@ -456,7 +464,17 @@ class Gateway:
             restarts=sup.restart_counts(),
             restarts_total=sup.restarts_total,
             degraded=self.storage_problem(),
+            plugins_circuit_open=plugins_circuit_open(schedules),
         )
+
+
+def plugins_circuit_open(schedules: Iterable[ScheduleStatus]) -> int:
+    """How many plugins have a breaker that is open or half open.
+
+    A half-open breaker still holds runs back until its probe succeeds, so it
+    counts as open; a plugin with several such schedules counts once.
+    """
+    return len({s.plugin for s in schedules if s.breaker.breaker.state is not BreakerState.CLOSED})
 
 
 def _with_live_status(status: ScheduleStatus, live: Mapping[str, JobStatus]) -> ScheduleStatus:

@@ -6,6 +6,7 @@ of it is valid on its own, so these functions may trust each field's type. They 
 kept out of :mod:`chamberlain.config.sections` so the records read as a schema.
 """
 
+import re
 import time
 from collections.abc import Callable, Mapping
 from typing import Any, Final
@@ -14,8 +15,11 @@ from cattrs.errors import ClassValidationError
 
 from chamberlain.config.problems import Invalid
 from chamberlain.config.sections import (
+    CONDITION_MAX_DEPTH,
+    CONDITION_MAX_NODES,
     SCHEDULE_KINDS,
     AuthConfig,
+    ConditionConfig,
     PluginConfig,
     RetryConfig,
     ScheduleConfig,
@@ -154,7 +158,68 @@ def _check_schedule_ids(plugin: PluginConfig) -> None:
 
 
 # Checks that span several fields; they run once every field is valid on its own.
+def _condition_height(condition: ConditionConfig) -> int:
+    children = (*condition.all_, *condition.any_, *filter(None, (condition.not_,)))
+    return 1 + max((_condition_height(c) for c in children), default=0)
+
+
+def _condition_nodes(condition: ConditionConfig) -> int:
+    children = (*condition.all_, *condition.any_, *filter(None, (condition.not_,)))
+    return 1 + sum(_condition_nodes(c) for c in children)
+
+
+def _condition_value_problem(op: str, value: object) -> str | None:
+    """Why ``value`` can never work with ``op``, or None; run-time types are checked
+    against the input by :mod:`chamberlain.routing.conditions`."""
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    if op in ("startswith", "endswith", "regex") and not isinstance(value, str):
+        return f"value must be a string for operator {op!r}"
+    if op == "regex":
+        assert isinstance(value, str)
+        try:
+            re.compile(value)
+        except re.error as exc:
+            return f"invalid regex pattern {value!r}: {exc}"
+    if op in ("gt", "gte", "lt", "lte") and not (number or isinstance(value, str)):
+        return f"value must be a number or a string for operator {op!r}"
+    if op == "in" and not isinstance(value, list | str | Mapping):
+        return "value must be a list (or a string or mapping) for operator 'in'"
+    if op == "contains" and value is None:
+        return "value is required for operator 'contains'"
+    if op == "exists" and value is not None and not isinstance(value, bool):
+        return "value must be true or false (or left out) for operator 'exists'"
+    return None
+
+
+def _check_condition(condition: ConditionConfig) -> None:
+    forms = [
+        name
+        for name, given in (
+            ("path", condition.path is not None),
+            ("all", bool(condition.all_)),
+            ("any", bool(condition.any_)),
+            ("not", condition.not_ is not None),
+        )
+        if given
+    ]
+    if len(forms) != 1:
+        found = f"got {' and '.join(forms)}" if forms else "got none"
+        raise Invalid(f"give exactly one of path (with op and value), all, any or not; {found}")
+    if condition.composite:
+        if condition.op != "eq" or condition.value is not None:
+            raise Invalid(f"op and value belong to a path condition, not to {forms[0]}")
+    else:
+        problem = _condition_value_problem(condition.op, condition.value)
+        if problem is not None:
+            raise Invalid(problem)
+    if _condition_height(condition) > CONDITION_MAX_DEPTH:
+        raise Invalid(f"conditions nest deeper than {CONDITION_MAX_DEPTH} levels")
+    if _condition_nodes(condition) > CONDITION_MAX_NODES:
+        raise Invalid(f"a condition holds more than {CONDITION_MAX_NODES} predicates")
+
+
 POST_CHECKS: Final[Mapping[type, Callable[[Any], None]]] = {
+    ConditionConfig: _check_condition,
     AuthConfig: _check_auth,
     RetryConfig: _check_retry,
     ScheduleConfig: _check_schedule,

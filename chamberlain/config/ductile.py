@@ -71,12 +71,10 @@ IGNORED: Final[Mapping[str, str]] = {
 }
 
 #: Keys of Ductile's pipeline DSL that Chamberlain does not run yet.
-_PIPELINE_FEATURES: Final = ("on-hook", "from_plugin", "if", "max_depth")
+_PIPELINE_FEATURES: Final = ("on-hook", "max_depth")
 _STEP_FEATURES: Final = ("call", "split", "steps", "relay")
 _FEATURE_NAMES: Final[Mapping[str, str]] = {
     "on-hook": "a pipeline triggered by a lifecycle hook (on-hook)",
-    "from_plugin": "a pipeline scoped to one plugin's events (from_plugin)",
-    "if": "a pipeline-level condition (if)",
     "max_depth": "a pipeline's own routing depth limit (max_depth)",
     "call": "a step calling another pipeline (call)",
     "split": "a step running branches in parallel (split)",

@@ -325,8 +325,26 @@ class PluginConfig:
 _DEFAULT_PLUGIN: Final = PluginConfig()
 
 
-#: Operators of a pipeline step's ``if:`` condition.
-CONDITION_OPS: Final = ("eq", "ne", "gt", "gte", "lt", "lte", "contains", "in", "exists")
+#: Operators of a pipeline step's ``if:`` condition (``ne`` and ``neq`` are one).
+CONDITION_OPS: Final = (
+    "eq",
+    "ne",
+    "neq",
+    "gt",
+    "gte",
+    "lt",
+    "lte",
+    "contains",
+    "startswith",
+    "endswith",
+    "regex",
+    "in",
+    "exists",
+)
+#: Ductile's limits on one ``if:`` tree: how deeply all/any/not nest, and how many
+#: nodes it holds.
+CONDITION_MAX_DEPTH: Final = 3
+CONDITION_MAX_NODES: Final = 20
 
 
 def _parse_op(value: object) -> str:
@@ -364,13 +382,63 @@ class RouteConfig:
     to: NonEmptyStr
 
 
+def _parse_conditions(value: object) -> tuple["ConditionConfig", ...]:
+    # Imported here: the converter is built from this module's records, and a
+    # condition holds conditions, so its hook cannot exist before this one runs.
+    from chamberlain.config.converter import converter
+
+    if not isinstance(value, list) or not value:
+        got = "an empty list" if value == [] else describe(value)
+        raise Invalid(f"expected a non-empty list of conditions, got {got}")
+    return converter.structure(value, tuple[ConditionConfig, ...])
+
+
+def _parse_condition(value: object) -> "ConditionConfig":
+    from chamberlain.config.converter import converter
+
+    return converter.structure(value, ConditionConfig)
+
+
 @attrs.frozen(kw_only=True)
 class ConditionConfig:
-    """A step's ``if:``: the step runs only when ``path op value`` holds."""
+    """A step's ``if:``: ``path op value``, or one of ``all``, ``any`` and ``not``.
 
-    path: NonEmptyStr
+    YAML ``all``/``any``/``not`` hold ``all_``/``any_``/``not_``. Exactly one form is
+    given; :mod:`chamberlain.config.checks` enforces that and Ductile's size limits,
+    and :mod:`chamberlain.routing.conditions` evaluates the tree.
+    """
+
+    path: NonEmptyStr | None = None
     op: Annotated[str, Rule(_parse_op)] = "eq"
     value: _Any = None
+    all_: Annotated[tuple["ConditionConfig", ...], Rule(_parse_conditions)] = ()
+    any_: Annotated[tuple["ConditionConfig", ...], Rule(_parse_conditions)] = ()
+    not_: Annotated["ConditionConfig | None", Rule(_parse_condition)] = None
+
+    @property
+    def composite(self) -> bool:
+        """True for ``all``, ``any`` or ``not``; False for ``path op value``."""
+        return bool(self.all_ or self.any_) or self.not_ is not None
+
+    def as_data(self) -> dict[str, Any]:
+        """The condition in its YAML form, as the API shows it."""
+        if self.all_:
+            return {"all": [c.as_data() for c in self.all_]}
+        if self.any_:
+            return {"any": [c.as_data() for c in self.any_]}
+        if self.not_ is not None:
+            return {"not": self.not_.as_data()}
+        return {"path": self.path, "op": self.op, "value": self.value}
+
+    def describe(self) -> str:
+        """The condition as one line of text, for skip reasons and errors."""
+        if self.all_:
+            return "all(" + ", ".join(c.describe() for c in self.all_) + ")"
+        if self.any_:
+            return "any(" + ", ".join(c.describe() for c in self.any_) + ")"
+        if self.not_ is not None:
+            return f"not({self.not_.describe()})"
+        return f"{self.path} {self.op} {self.value!r}"
 
 
 @attrs.frozen(kw_only=True)
@@ -393,6 +461,10 @@ class PipelineConfig:
     execution_mode: Annotated[str, Rule(_parse_mode)] = "async"
     timeout: PositiveDuration = 60.0
     steps: tuple[StepConfig, ...]
+    #: Ductile's trigger gates (YAML ``if`` holds ``if_``): a job or event starts the
+    #: pipeline only when it comes from plugin ``from_plugin`` and ``if_`` holds.
+    if_: ConditionConfig | None = None
+    from_plugin: PluginName | None = None
 
     @property
     def synchronous(self) -> bool:
@@ -452,6 +524,8 @@ class WebhooksConfig:
 RENAMED: Final[Mapping[type, Mapping[str, str]]] = {
     RouteConfig: {"source": "from"},
     StepConfig: {"with_": "with", "if_": "if"},
+    ConditionConfig: {"all_": "all", "any_": "any", "not_": "not"},
+    PipelineConfig: {"if_": "if"},
 }
 
 

@@ -2,5 +2,6 @@
 
 :mod:`~chamberlain.routing.planner` decides what a succeeded job sets in motion
 and checks the configuration at start-up; :mod:`~chamberlain.routing.templates`
-holds the path syntax, ``with:`` templates and ``if:`` conditions it uses.
+holds the path syntax and ``with:`` templates it uses, and
+:mod:`~chamberlain.routing.conditions` evaluates ``if:`` conditions.
 """

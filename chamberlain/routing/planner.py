@@ -11,10 +11,16 @@ A pipeline starts in two ways:
   step one gets its events (or its result, when it emitted none);
 * a job emits an event whose type equals ``on``: step one gets that event.
 
+A pipeline with ``from_plugin`` starts only from that plugin's jobs, and one with a
+pipeline-level ``if:`` only when it holds on the input and the finished job's
+context; both gate starts by a job only, not ``POST /pipeline/{name}`` or webhooks.
+
 Each later step gets the previous step's events, one job per event (or one job with
 the result when there were none).  A step whose ``if:`` does not hold is skipped and
 the next step gets the same input.  A step whose ``with:`` names a path the input
-lacks is recorded as a failed job, so the failure shows in the tree.
+lacks, or whose ``if:`` compares values of the wrong types
+(:mod:`chamberlain.routing.conditions`), is recorded as a failed job, so the failure
+shows in the tree.
 """
 
 from __future__ import annotations
@@ -26,10 +32,17 @@ from typing import Any
 
 import attrs
 
-from chamberlain.config import ConfigError, PipelineConfig, RouteConfig, StepConfig
+from chamberlain.config import (
+    ConditionConfig,
+    ConfigError,
+    PipelineConfig,
+    RouteConfig,
+    StepConfig,
+)
 from chamberlain.plugins.binding import BoundPlugin
 from chamberlain.records import Job, NewJob, RoutePlan, StoredEvent, rfc3339
-from chamberlain.routing.templates import TemplateError, check_path, check_template, holds, render
+from chamberlain.routing.conditions import ConditionError, evaluate
+from chamberlain.routing.templates import TemplateError, check_path, check_template, render
 
 log = logging.getLogger("chamberlain.router")
 
@@ -40,6 +53,7 @@ DEFAULT_COMMAND = "handle"
 SKIPPED_EVENT = "pipeline.step_skipped"
 DEPTH_EVENT = "routing.depth_exceeded"
 CORE_SOURCE = "chamberlain"
+ROUTING_ERROR = "routing.error"
 
 
 def split_target(target: str) -> tuple[str, str]:
@@ -196,6 +210,8 @@ class Routing:
                 continue  # a pipeline's own step never restarts it
             started.add(pipeline.name)
             for source in inputs:
+                if not self._admits(pipeline, job, source, notes, now):
+                    continue
                 more, skips = self._step_jobs(
                     pipeline,
                     0,
@@ -232,6 +248,8 @@ class Routing:
                 if pipeline.name in started or pipeline.name == job.pipeline:
                     continue
                 matched = True
+                if not self._admits(pipeline, job, source, notes, now):
+                    continue
                 more, skips = self._step_jobs(
                     pipeline,
                     0,
@@ -254,6 +272,38 @@ class Routing:
         return RoutePlan(events=(*events, *notes), jobs=tuple(jobs))
 
     # -- internals ---------------------------------------------------------------------
+
+    def _admits(
+        self,
+        pipeline: PipelineConfig,
+        job: Job,
+        source: _Input,
+        notes: list[StoredEvent],
+        now: float,
+    ) -> bool:
+        """Whether ``job``'s output ``source`` starts ``pipeline``: its ``from_plugin``
+        names the job's plugin and its ``if`` holds on the input and the job's context.
+
+        An ``if`` that cannot be evaluated starts nothing and leaves a
+        ``routing.error`` note on ``job`` naming the pipeline.
+        """
+        if pipeline.from_plugin is not None and pipeline.from_plugin != job.plugin:
+            return False
+        if pipeline.if_ is None:
+            return True
+        scope = {
+            "payload": source.event.get("payload", {}),
+            "event": source.event,
+            "context": job.context,
+        }
+        try:
+            return evaluate(pipeline.if_, scope)
+        except ConditionError as exc:
+            error = f"pipeline {pipeline.name}: if: {exc}"
+            notes.append(
+                self._note(job, ROUTING_ERROR, {"pipeline": pipeline.name, "error": error}, now)
+            )
+            return False
 
     def _note(self, job: Job, kind: str, payload: Mapping[str, Any], now: float) -> StoredEvent:
         return StoredEvent(
@@ -286,9 +336,16 @@ class Routing:
                 "event": source.event,
                 "context": context,
             }
-            if step.if_ is not None and not holds(
-                step.if_.path, step.if_.op, step.if_.value, scope
-            ):
+            condition_error = None
+            try:
+                skipped = step.if_ is not None and not evaluate(step.if_, scope)
+            except ConditionError as exc:
+                skipped, condition_error = (
+                    False,
+                    f"pipeline {pipeline.name} step {step.id}: if: {exc}",
+                )
+            if skipped:
+                assert step.if_ is not None
                 skips.append(
                     StoredEvent(
                         event_id=self.new_id(),
@@ -298,9 +355,7 @@ class Routing:
                         payload={
                             "pipeline": pipeline.name,
                             "step_id": step.id,
-                            "reason": (
-                                f"if: {step.if_.path} {step.if_.op} {step.if_.value!r} is false"
-                            ),
+                            "reason": f"if: {step.if_.describe()} is false",
                         },
                         dedupe_key=None,
                         created_at=now,
@@ -309,7 +364,16 @@ class Routing:
                 index += 1
                 continue
             return [
-                self._step_job(pipeline, step, source, scope, parent, context, submitted_by)
+                self._step_job(
+                    pipeline,
+                    step,
+                    source,
+                    scope,
+                    parent,
+                    context,
+                    submitted_by,
+                    condition_error=condition_error,
+                )
             ], skips
         return [], skips
 
@@ -322,18 +386,24 @@ class Routing:
         parent: Job | None,
         context: Mapping[str, Any],
         submitted_by: str,
+        *,
+        condition_error: str | None = None,
     ) -> NewJob:
+        """The job for ``step``; born failed when its ``if:``, ``with:`` or ``baggage:``
+        cannot be worked out from the input (``condition_error`` is the first)."""
         target = self.resolve_target(step.uses)
         assert target is not None, "validated at start-up"
-        error = None
+        error = condition_error
         payload: Mapping[str, Any] = source.event.get("payload", {})
         baggage: dict[str, Any] = {}
         key = "with"  # the YAML key being rendered: the error must name the right one
         try:
-            if step.with_ is not None:
+            if error is not None:
+                payload = {}
+            elif step.with_ is not None:
                 payload = render(step.with_, scope)
             key = "baggage"
-            if step.baggage:
+            if error is None and step.baggage:
                 baggage = render(step.baggage, scope)
         except TemplateError as exc:
             error = f"pipeline {pipeline.name} step {step.id}: {key}: {exc}"
@@ -404,7 +474,7 @@ def routing_error(job: Job, exc: Exception, now: float) -> StoredEvent:
     return StoredEvent(
         event_id=str(uuid.uuid4()),
         job_id=job.id,
-        type="routing.error",
+        type=ROUTING_ERROR,
         source=CORE_SOURCE,
         payload={"error": f"{type(exc).__name__}: {exc}"},
         dedupe_key=None,
@@ -492,14 +562,32 @@ def build_routing(
                 problems.extend(f"{at}.with: {p}" for p in check_template(step.with_))
             problems.extend(f"{at}.baggage: {p}" for p in check_template(step.baggage))
             if step.if_ is not None:
-                try:
-                    check_path(step.if_.path)
-                except TemplateError as exc:
-                    problems.append(f"{at}.if.path: {exc}")
+                problems.extend(_condition_paths(step.if_, f"{at}.if"))
+        if pipeline.if_ is not None:
+            problems.extend(_condition_paths(pipeline.if_, f"{where}.if"))
+        if pipeline.from_plugin is not None and pipeline.from_plugin not in plugins:
+            problems.append(f"{where}.from_plugin: no loaded plugin named {pipeline.from_plugin!r}")
     problems.extend(_cycles(pipelines, routing))
     if problems:
         raise ConfigError(problems, source=source)
     return routing
+
+
+def _condition_paths(condition: ConditionConfig, at: str) -> list[str]:
+    """Problems with the paths of ``condition`` and of the conditions it holds."""
+    if condition.path is not None:
+        try:
+            check_path(condition.path)
+        except TemplateError as exc:
+            return [f"{at}.path: {exc}"]
+        return []
+    problems: list[str] = []
+    for key, children in (("all", condition.all_), ("any", condition.any_)):
+        for i, child in enumerate(children):
+            problems.extend(_condition_paths(child, f"{at}.{key}[{i}]"))
+    if condition.not_ is not None:
+        problems.extend(_condition_paths(condition.not_, f"{at}.not"))
+    return problems
 
 
 def _cycles(pipelines: Sequence[PipelineConfig], routing: Routing) -> list[str]:

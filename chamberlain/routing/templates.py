@@ -1,4 +1,4 @@
-"""Paths and templates of the pipeline DSL: ``{payload.city}``, ``if: {path, op, value}``.
+"""Paths and templates of the pipeline DSL: ``{payload.city}`` in ``with:`` and ``baggage:``.
 
 A path names a value in a step's *scope*: ``payload`` (the input event's payload),
 ``event`` (the whole input event: ``type``, ``event_id``, ``source`` ...) and
@@ -9,7 +9,8 @@ In ``with:`` a string that is exactly one ``{path}`` takes the value with its ty
 (a number stays a number); a string mixing text and ``{path}`` references is
 interpolated (non-strings rendered as JSON); ``{{`` and ``}}`` are literal braces.
 Everything here is pure, so the same code validates a config at start-up and
-renders a payload at run time.
+renders a payload at run time; :mod:`chamberlain.routing.conditions` reads ``if:``
+paths with :func:`resolve`.
 """
 
 from __future__ import annotations
@@ -101,43 +102,3 @@ def render(value: Any, scope: Mapping[str, Any]) -> Any:
         return found if isinstance(found, str) else json.dumps(found, ensure_ascii=False)
 
     return _REFERENCE.sub(substitute, value)
-
-
-def _compare(op: str, left: Any, right: Any) -> bool:
-    try:
-        if op == "eq":
-            return bool(left == right)
-        if op == "ne":
-            return bool(left != right)
-        if op == "gt":
-            return bool(left > right)
-        if op == "gte":
-            return bool(left >= right)
-        if op == "lt":
-            return bool(left < right)
-        if op == "lte":
-            return bool(left <= right)
-        if op == "contains":
-            return right in left if isinstance(left, str | list | Mapping) else False
-        if op == "in":
-            return left in right if isinstance(right, str | list | Mapping) else False
-    except TypeError:
-        # Comparing a string with a number: the condition simply does not hold.
-        return False
-    raise TemplateError(f"unknown operator {op!r}")
-
-
-def holds(path: str, op: str, value: Any, scope: Mapping[str, Any]) -> bool:
-    """Whether ``path op value`` is true in ``scope``.
-
-    A missing path makes every operator false except that ``exists`` with
-    ``value: false`` is true: a condition on absent data skips the step rather than
-    failing the pipeline.
-    """
-    try:
-        found = resolve(path, scope)
-    except TemplateError:
-        return op == "exists" and value is False
-    if op == "exists":
-        return value is not False
-    return _compare(op, found, value)

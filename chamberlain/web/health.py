@@ -6,12 +6,15 @@ now" (200 only while new jobs are accepted, 503 while starting, draining or
 degraded).  Degraded means the disk refuses writes: the daemon is alive and serves
 reads, so ``/healthz`` stays 200 with ``"status": "degraded"`` (a supervisor must not
 restart it for this), while ``/ready`` turns balancers away until writes commit
-again.  The module owns both routes and their schemas.
+again.  ``/healthz`` also carries the two fields Ductile's clients read there:
+``version`` and ``plugins_circuit_open``.  The module owns both routes and their
+schemas.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from importlib import metadata
 from typing import Any
 
 from chamberlain.actors.gateway import Health, Lifecycle, Phase
@@ -29,13 +32,23 @@ def health_status(phase: Phase, degraded: str | None) -> str:
     return "ok" if degraded is None else "degraded"
 
 
+def package_version() -> str:
+    """The installed package's version; ``0.0.0`` when it runs uninstalled."""
+    try:
+        return metadata.version("chamberlain")
+    except metadata.PackageNotFoundError:
+        return "0.0.0"
+
+
 def health_body(health: Health) -> dict[str, Any]:
     """The JSON ``/healthz`` answers with; ``degraded`` (why) only while degraded."""
     body: dict[str, Any] = {
         "status": health_status(health.phase, health.degraded),
+        "version": package_version(),
         "uptime_seconds": round(health.uptime_seconds, 3),
         "queue_depth": health.queue_depth,
         "plugins_loaded": health.plugins_loaded,
+        "plugins_circuit_open": health.plugins_circuit_open,
         "running": health.running,
         "max_workers": health.max_workers,
         "restarts": dict(health.restarts),
@@ -120,7 +133,16 @@ SCHEMAS: Mapping[str, Mapping[str, Any]] = {
             "status": {"type": "string", "enum": ["ok", "degraded", "starting", "draining"]},
             "uptime_seconds": {"type": "number"},
             "queue_depth": {"type": "integer"},
+            "version": {"type": "string", "description": "The package version."},
             "plugins_loaded": {"type": "integer"},
+            "plugins_circuit_open": {
+                "type": "integer",
+                "minimum": 0,
+                "description": (
+                    "How many plugins have a schedule whose circuit breaker is open or"
+                    " half open (each plugin counted once)."
+                ),
+            },
             "running": {"type": "integer"},
             "max_workers": {"type": "integer"},
             "restarts": {"type": "object", "additionalProperties": {"type": "integer"}},
@@ -132,9 +154,11 @@ SCHEMAS: Mapping[str, Mapping[str, Any]] = {
         },
         required=(
             "status",
+            "version",
             "uptime_seconds",
             "queue_depth",
             "plugins_loaded",
+            "plugins_circuit_open",
             "running",
             "max_workers",
             "restarts",

@@ -15,7 +15,6 @@ feature module declares next to its routes; this module adds only the shared one
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from importlib import metadata
 from typing import Any
 
 from chamberlain.records import JobStatus
@@ -24,6 +23,7 @@ from chamberlain.web import (
     catalogue,
     control,
     docs,
+    ductile_views,
     health,
     jobs,
     mcp_registry,
@@ -89,6 +89,7 @@ SCHEMAS: Mapping[str, Mapping[str, Any]] = merge_schemas(
     metrics.SCHEMAS,
     docs.SCHEMAS,
     schedules.SCHEMAS,
+    ductile_views.SCHEMAS,
     secret_registry.SCHEMAS,
     mcp_registry.SCHEMAS,
 )
@@ -121,13 +122,6 @@ _SERVER_ERROR = {
     "description": "Internal error; the details are in the daemon's log, never in the answer.",
     "content": {"application/json": {"schema": ref("Error")}},
 }
-
-
-def _version() -> str:
-    try:
-        return metadata.version("chamberlain")
-    except metadata.PackageNotFoundError:
-        return "0.0.0"
 
 
 def _parameter(param: Param) -> dict[str, Any]:
@@ -218,7 +212,7 @@ def build_openapi(routes: Iterable[Route], *, title: str = "Chamberlain") -> dic
         "openapi": OPENAPI_VERSION,
         "info": {
             "title": title,
-            "version": _version(),
+            "version": health.package_version(),
             "description": (
                 "Chamberlain runs plugins as durable jobs. Authenticate with"
                 " `Authorization: Bearer <token>`; each operation names the scope it needs"

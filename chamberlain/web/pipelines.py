@@ -96,14 +96,15 @@ async def list_pipelines(call: Call) -> Reply:
                     "on": p.on,
                     "execution_mode": p.execution_mode,
                     "timeout": p.timeout,
+                    # The trigger's gates: which plugin's events, and on what condition.
+                    "from_plugin": p.from_plugin,
+                    "if": None if p.if_ is None else p.if_.as_data(),
                     "steps": [
                         {
                             "id": s.id,
                             "uses": s.uses,
                             "with": s.with_,
-                            "if": None
-                            if s.if_ is None
-                            else {"path": s.if_.path, "op": s.if_.op, "value": s.if_.value},
+                            "if": None if s.if_ is None else s.if_.as_data(),
                         }
                         for s in p.steps
                     ],

@@ -17,6 +17,7 @@ from chamberlain.web import (
     catalogue,
     control,
     docs,
+    ductile_views,
     health,
     jobs,
     mcp_registry,
@@ -43,6 +44,7 @@ ROUTES: tuple[Route, ...] = (
     *metrics.ROUTES,
     *docs.ROUTES,
     *schedules.ROUTES,
+    *ductile_views.ROUTES,
     *secret_registry.ROUTES,
     *mcp_registry.ROUTES,
 )
