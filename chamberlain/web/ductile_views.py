@@ -36,6 +36,15 @@ STATUS_ALIASES: Mapping[str, JobStatus] = {
 
 _TEXT = "Matched exactly; an empty value is ignored, as Ductile does."
 
+#: A blank value, which Ductile's handlers read as "not given" (and so does this one).
+_BLANK: Mapping[str, Any] = {"type": "string", "maxLength": 0}
+
+
+def _or_blank(schema: Mapping[str, Any]) -> Mapping[str, Any]:
+    """``schema``, or a blank value: ``?to=`` is no bound at all, as in Ductile."""
+    return {"anyOf": [dict(schema), dict(_BLANK)]}
+
+
 LOG_PARAMS: tuple[Param, ...] = (
     Param(name="job_id", location="query", description=f"Only this job. {_TEXT}"),
     Param(name="plugin", location="query", description=f"Only jobs of this plugin. {_TEXT}"),
@@ -58,7 +67,7 @@ LOG_PARAMS: tuple[Param, ...] = (
         name="from",
         location="query",
         description="Only jobs created at or after this RFC 3339 time (Ductile: completed).",
-        schema={"type": "string", "format": "date-time"},
+        schema=_or_blank({"type": "string", "format": "date-time"}),
     ),
     Param(
         name="to",
@@ -66,13 +75,13 @@ LOG_PARAMS: tuple[Param, ...] = (
         description=(
             "Only jobs created before this RFC 3339 time (Ductile: completed, at or before)."
         ),
-        schema={"type": "string", "format": "date-time"},
+        schema=_or_blank({"type": "string", "format": "date-time"}),
     ),
     Param(
         name="limit",
         location="query",
         description=f"How many logs (1 to {MAX_LIMIT}; default {DEFAULT_LIMIT}).",
-        schema={"type": "integer", "minimum": 1, "maximum": MAX_LIMIT},
+        schema=_or_blank({"type": "integer", "minimum": 1, "maximum": MAX_LIMIT}),
     ),
     Param(
         name="include_result",
@@ -86,6 +95,7 @@ LOG_PARAMS: tuple[Param, ...] = (
             "Ductile's text search over error, stderr and result.  Not supported: any"
             " non-empty value is refused with 400."
         ),
+        schema=_BLANK,
     ),
 )
 
