@@ -15,6 +15,7 @@ from chamberlain.plugins.binding import BoundPlugin
 from chamberlain.web.auth import PLUGIN_RO, Scoped
 from chamberlain.web.errors import not_found
 from chamberlain.web.handler import Call, Reply
+from chamberlain.web.intake import NO_QUERY
 from chamberlain.web.spec import STRING, Param, ResponseSpec, Route, object_schema, ref
 
 NAME_PARAM = Param(name="name", location="path", description="The plugin's name.", required=True)
@@ -79,7 +80,7 @@ ROUTES: tuple[Route, ...] = (
         tag="plugins",
         responses=(
             ResponseSpec(status=200, description="Every loaded plugin.", schema="PluginList"),
-            ResponseSpec(status=400, description="A query parameter was given."),
+            NO_QUERY,
         ),
     ),
     Route(
@@ -93,7 +94,7 @@ ROUTES: tuple[Route, ...] = (
         params=(NAME_PARAM,),
         responses=(
             ResponseSpec(status=200, description="The plugin.", schema="Plugin"),
-            ResponseSpec(status=400, description="A query parameter was given."),
+            NO_QUERY,
             ResponseSpec(status=404, description="Unknown plugin."),
         ),
     ),

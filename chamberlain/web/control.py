@@ -22,6 +22,7 @@ from chamberlain.web.errors import ApiError, bad_request, error_body, not_found
 from chamberlain.web.handler import Call, Reply
 from chamberlain.web.intake import (
     DISK_FULL,
+    NO_QUERY,
     NOT_ACCEPTING_RESPONSE,
     UNAVAILABLE,
     decode_json_object,
@@ -301,7 +302,7 @@ ROUTES: tuple[Route, ...] = (
                 description="A running job is being stopped; it ends `cancelled` shortly.",
                 schema="CancelAnswer",
             ),
-            ResponseSpec(status=400, description="A query parameter was given."),
+            NO_QUERY,
             ResponseSpec(status=404, description="Unknown job."),
             ResponseSpec(
                 status=409,

@@ -23,6 +23,7 @@ import attrs
 
 from chamberlain.web.auth import PUBLIC
 from chamberlain.web.handler import Call, Reply
+from chamberlain.web.intake import NO_QUERY
 from chamberlain.web.spec import ResponseSpec, Route
 
 #: Only the page's own origin; inline styles because Swagger UI sets style attributes.
@@ -127,7 +128,7 @@ SCHEMAS: Mapping[str, Mapping[str, Any]] = {
     "Html": {"type": "string", "description": "An HTML page."},
 }
 
-_QUERY_REFUSED = ResponseSpec(status=400, description="A query parameter was given.")
+_QUERY_REFUSED = NO_QUERY
 
 ROUTES: tuple[Route, ...] = (
     Route(

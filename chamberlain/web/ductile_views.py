@@ -19,7 +19,7 @@ from chamberlain.schedule.books import ScheduleStatus
 from chamberlain.web.auth import JOBS_RO, Scoped
 from chamberlain.web.errors import bad_request
 from chamberlain.web.handler import Call, Reply
-from chamberlain.web.intake import UNAVAILABLE
+from chamberlain.web.intake import NO_QUERY, UNAVAILABLE
 from chamberlain.web.jobs import parse_rfc3339
 from chamberlain.web.spec import STRING, Param, ResponseSpec, Route, object_schema, ref
 
@@ -296,7 +296,7 @@ ROUTES: tuple[Route, ...] = (
         tag="ductile",
         responses=(
             ResponseSpec(status=200, description="Every schedule.", schema="SchedulerJobList"),
-            ResponseSpec(status=400, description="A query parameter was given."),
+            NO_QUERY,
             UNAVAILABLE,
         ),
     ),

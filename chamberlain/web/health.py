@@ -21,7 +21,7 @@ from chamberlain.actors.gateway import Health, Lifecycle, Phase
 from chamberlain.web.auth import PUBLIC
 from chamberlain.web.errors import error_body
 from chamberlain.web.handler import Call, Reply
-from chamberlain.web.intake import UNAVAILABLE
+from chamberlain.web.intake import NO_QUERY, UNAVAILABLE
 from chamberlain.web.spec import STRING, ResponseSpec, Route, object_schema
 
 
@@ -102,7 +102,7 @@ ROUTES: tuple[Route, ...] = (
         tag="daemon",
         responses=(
             ResponseSpec(status=200, description="The daemon is alive.", schema="Health"),
-            ResponseSpec(status=400, description="A query parameter was given."),
+            NO_QUERY,
             UNAVAILABLE,
         ),
     ),
@@ -116,7 +116,7 @@ ROUTES: tuple[Route, ...] = (
         tag="daemon",
         responses=(
             ResponseSpec(status=200, description="Accepting jobs.", schema="Ready"),
-            ResponseSpec(status=400, description="A query parameter was given."),
+            NO_QUERY,
             ResponseSpec(
                 status=503,
                 description="Starting, draining or degraded: not accepting.",

@@ -23,6 +23,7 @@ __all__ = [
     "DISK_FULL",
     "MAX_JSON_DEPTH",
     "NOT_ACCEPTING_RESPONSE",
+    "NO_QUERY",
     "TOO_LARGE",
     "UNAVAILABLE",
     "decode_json_object",
@@ -46,6 +47,9 @@ NOT_ACCEPTING_RESPONSE = ResponseSpec(
 
 #: The 507 of a route that writes: the disk under the store is full or failing, and
 #: nothing of the request was stored (see docs/RELIABILITY.md).
+#: The 400 of a route that takes no query parameters, when one is given anyway.
+NO_QUERY = ResponseSpec(status=400, description="A query parameter was given.")
+
 #: The 413 of a route with a JSON body, refused (unread) over ``api.max_body_size``.
 TOO_LARGE = ResponseSpec(status=413, description="The body is larger than api.max_body_size.")
 

@@ -34,7 +34,7 @@ from chamberlain.sealing import NAME_PATTERN
 from chamberlain.web.auth import MCP_RO, MCP_RW, Scoped
 from chamberlain.web.errors import ApiError, bad_request, not_found
 from chamberlain.web.handler import Call, Reply
-from chamberlain.web.intake import DISK_FULL, TOO_LARGE, UNAVAILABLE, decode_json_object
+from chamberlain.web.intake import DISK_FULL, NO_QUERY, TOO_LARGE, UNAVAILABLE, decode_json_object
 from chamberlain.web.spec import (
     NULLABLE_STRING,
     STRING,
@@ -138,7 +138,7 @@ ROUTES: tuple[Route, ...] = (
         tag="mcp",
         responses=(
             ResponseSpec(status=200, description="Every server, by name.", schema="McpServerList"),
-            ResponseSpec(status=400, description="A query parameter was given."),
+            NO_QUERY,
             UNAVAILABLE,
         ),
     ),

@@ -13,7 +13,7 @@ from typing import Any
 from chamberlain.instruments import CONTENT_TYPE, Snapshot
 from chamberlain.web.auth import JOBS_RO, Scoped
 from chamberlain.web.handler import Call, Reply
-from chamberlain.web.intake import UNAVAILABLE
+from chamberlain.web.intake import NO_QUERY, UNAVAILABLE
 from chamberlain.web.spec import ResponseSpec, Route
 
 
@@ -55,7 +55,7 @@ ROUTES: tuple[Route, ...] = (
                 schema="Metrics",
                 media_type="text/plain",
             ),
-            ResponseSpec(status=400, description="A query parameter was given."),
+            NO_QUERY,
             UNAVAILABLE,
         ),
     ),

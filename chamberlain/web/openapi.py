@@ -38,6 +38,7 @@ from chamberlain.web import (
 )
 from chamberlain.web.auth import PUBLIC, ByCommand, Public, Scoped
 from chamberlain.web.handler import Call, Reply
+from chamberlain.web.intake import NO_QUERY
 from chamberlain.web.spec import STRING, Param, ResponseSpec, Route, check_table, ref
 
 OPENAPI_VERSION = "3.1.0"
@@ -254,7 +255,7 @@ ROUTES: tuple[Route, ...] = (
         tag="daemon",
         responses=(
             ResponseSpec(status=200, description="The document.", schema="OpenApi"),
-            ResponseSpec(status=400, description="A query parameter was given."),
+            NO_QUERY,
         ),
     ),
 )

@@ -14,7 +14,13 @@ from chamberlain.records import Tree, rfc3339
 from chamberlain.web.auth import JOBS_RO, PLUGIN_RO, PLUGIN_RW, Scoped
 from chamberlain.web.errors import bad_request, not_found
 from chamberlain.web.handler import Call, Reply
-from chamberlain.web.intake import DISK_FULL, UNAVAILABLE, decode_json_object, not_accepting
+from chamberlain.web.intake import (
+    DISK_FULL,
+    NO_QUERY,
+    UNAVAILABLE,
+    decode_json_object,
+    not_accepting,
+)
 from chamberlain.web.jobs import JOB_ID_PARAM, POLL_AFTER, POLL_AFTER_DOC
 from chamberlain.web.spec import STRING, BodySpec, Param, ResponseSpec, Route, object_schema, ref
 from chamberlain.web.synchronous import (
@@ -166,7 +172,7 @@ ROUTES: tuple[Route, ...] = (
         tag="pipelines",
         responses=(
             ResponseSpec(status=200, description="Pipelines.", schema="PipelineList"),
-            ResponseSpec(status=400, description="A query parameter was given."),
+            NO_QUERY,
         ),
     ),
     Route(
@@ -180,7 +186,7 @@ ROUTES: tuple[Route, ...] = (
         params=(JOB_ID_PARAM,),
         responses=(
             ResponseSpec(status=200, description="The tree.", schema="JobTree"),
-            ResponseSpec(status=400, description="A query parameter was given."),
+            NO_QUERY,
             ResponseSpec(status=404, description="Unknown job."),
             UNAVAILABLE,
         ),

@@ -15,7 +15,7 @@ from chamberlain.schedule.breaker import BreakerState
 from chamberlain.web.auth import JOBS_RO, JOBS_RW, Scoped
 from chamberlain.web.errors import bad_request, not_found
 from chamberlain.web.handler import Call, Reply
-from chamberlain.web.intake import UNAVAILABLE, decode_json_object
+from chamberlain.web.intake import NO_QUERY, UNAVAILABLE, decode_json_object
 from chamberlain.web.spec import (
     NULLABLE_STRING,
     NULLABLE_TIME,
@@ -137,7 +137,7 @@ ROUTES: tuple[Route, ...] = (
         tag="schedules",
         responses=(
             ResponseSpec(status=200, description="Every schedule.", schema="ScheduleList"),
-            ResponseSpec(status=400, description="A query parameter was given."),
+            NO_QUERY,
             UNAVAILABLE,
         ),
     ),

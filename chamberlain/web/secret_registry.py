@@ -32,7 +32,7 @@ from chamberlain.sealing import (
 from chamberlain.web.auth import SECRETS_RO, SECRETS_RW, Scoped
 from chamberlain.web.errors import ApiError, bad_request, error_body, not_found
 from chamberlain.web.handler import Call, Reply
-from chamberlain.web.intake import DISK_FULL, TOO_LARGE, UNAVAILABLE, decode_json_object
+from chamberlain.web.intake import DISK_FULL, NO_QUERY, TOO_LARGE, UNAVAILABLE, decode_json_object
 from chamberlain.web.spec import (
     NULLABLE_STRING,
     NULLABLE_TIME,
@@ -205,7 +205,7 @@ ROUTES: tuple[Route, ...] = (
         tag="secrets",
         responses=(
             ResponseSpec(status=200, description="Every secret, by name.", schema="SecretList"),
-            ResponseSpec(status=400, description="A query parameter was given."),
+            NO_QUERY,
             UNAVAILABLE,
         ),
     ),
