@@ -194,6 +194,32 @@ class McpServer:
         }
 
 
+@attrs.frozen(kw_only=True)
+class PluginFact:
+    """One fact a plugin recorded: the ``state_updates`` of a job whose command its
+    manifest's ``fact_outputs`` names, kept append-only (``seq`` orders them)."""
+
+    seq: int = 0
+    plugin: str
+    fact_type: str
+    job_id: str
+    command: str
+    fact: Mapping[str, Any]
+    created_at: float
+
+    def to_json(self) -> dict[str, Any]:
+        """The fact as the API shows it."""
+        return {
+            "seq": self.seq,
+            "plugin": self.plugin,
+            "fact_type": self.fact_type,
+            "job_id": self.job_id,
+            "command": self.command,
+            "fact": dict(self.fact),
+            "created_at": rfc3339(self.created_at),
+        }
+
+
 # -- what the store answers ----------------------------------------------------------
 
 

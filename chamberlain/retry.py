@@ -14,8 +14,9 @@ from typing import Any
 
 import attrs
 
+from chamberlain.plugins.manifest import FactOutput
 from chamberlain.plugins.protocol import Outcome, OutcomeKind
-from chamberlain.records import Job, JobStatus
+from chamberlain.records import Job, JobStatus, PluginFact
 
 #: Plugin state is handed to the plugin on every request; keep it small enough that
 #: this stays cheap.
@@ -31,6 +32,8 @@ class RetryPolicy:
     #: Jitter is up to this fraction of the delay, so retries of jobs that failed
     #: together do not all hit the same flaky service at the same instant.
     jitter: float = 0.1
+    #: A timed-out attempt is retried like a failed one (``retry.on_timeout``).
+    retry_timeouts: bool = True
 
     def delay(self, attempt: int, rng: random.Random | None = None) -> float:
         """Seconds to wait after failed attempt number ``attempt`` (1-based).
@@ -58,12 +61,56 @@ class Settlement:
     completed: bool = False
     #: The plugin's whole new state, or None when the state does not change.
     new_state: Mapping[str, Any] | None = None
+    #: Facts to record with the settlement (``fact_outputs``).
+    facts: tuple[PluginFact, ...] = ()
 
 
 def _result_of(outcome: Outcome) -> Any:
     if outcome.response is not None:
         return outcome.response.to_json()
     return outcome.raw_output
+
+
+def _facts_settlement(
+    job: Job,
+    updates: Mapping[str, Any],
+    rules: tuple[FactOutput, ...],
+    result: Any,
+    now: float,
+) -> Settlement:
+    """A success whose ``state_updates`` are facts: recorded, and mirrored if asked."""
+    snapshot, size = merge_state({}, updates)
+    if size > STATE_MAX_BYTES:
+        # The cap bounds a fact as it bounds state: one answer must not grow the
+        # database without limit.
+        return Settlement(
+            status=JobStatus.FAILED,
+            completed=True,
+            result=result,
+            last_error=(
+                f"state_updates rejected: the fact would be {size} bytes,"
+                f" over the {STATE_MAX_BYTES} byte cap"
+            ),
+        )
+    recorded = tuple(
+        PluginFact(
+            plugin=job.plugin,
+            fact_type=rule.fact_type,
+            job_id=job.id,
+            command=job.command,
+            fact=snapshot,
+            created_at=now,
+        )
+        for rule in rules
+    )
+    mirrored = snapshot if any(rule.mirror for rule in rules) else None
+    return Settlement(
+        status=JobStatus.SUCCEEDED,
+        completed=True,
+        result=result,
+        new_state=mirrored,
+        facts=recorded,
+    )
 
 
 def merge_state(
@@ -81,6 +128,7 @@ def settle(
     now: float,
     policy: RetryPolicy,
     state: Mapping[str, Any],
+    facts: tuple[FactOutput, ...] = (),
     rng: random.Random | None = None,
 ) -> Settlement:
     """Decide the job's next status from the outcome of its attempt.
@@ -89,12 +137,17 @@ def settle(
 
     * succeeded: terminal; ``state_updates`` are merged into the plugin's state,
       unless the result would exceed :data:`STATE_MAX_BYTES`, which fails the job
-      (not retried: the same answer would overflow again).
+      (not retried: the same answer would overflow again).  When ``facts`` (the
+      manifest's ``fact_outputs``) name the job's command, the updates are recorded
+      as facts instead, as in Ductile, and the state becomes them whole if a rule
+      mirrors them (``mirror_object``), or stays as it was.
     * failed and retryable with attempts left: back to queued after a backoff.
     * failed and retryable with none left: ``dead``.
     * failed and not retryable (``retry: false``, exit code 78, spawn errors): failed.
-    * timed out: terminal ``timed_out``.  A plugin that hung once is likely to hang
-      again, and each retry would hold a worker for the whole timeout.
+    * timed out, when the policy retries timeouts (the default, as in Ductile): as a
+      retryable failure, queued again after a backoff, or ``dead`` with none left.
+    * timed out otherwise: terminal ``timed_out``, for plugins whose hang is likely
+      to repeat, where each retry would hold a worker for the whole timeout.
     * cancelled: terminal.
     * interrupted by shutdown: queued again at once, and the attempt is given back
       because the plugin never had its full chance.
@@ -103,6 +156,9 @@ def settle(
     kind = outcome.kind
     if kind is OutcomeKind.SUCCEEDED:
         updates = outcome.response.state_updates if outcome.response else {}
+        rules = tuple(rule for rule in facts if rule.command == job.command)
+        if updates and rules:
+            return _facts_settlement(job, updates, rules, result, now)
         if updates:
             merged, size = merge_state(state, updates)
             if size > STATE_MAX_BYTES:
@@ -134,11 +190,11 @@ def settle(
             result=result,
             last_error=outcome.error or "cancelled",
         )
-    if kind is OutcomeKind.TIMED_OUT:
+    if kind is OutcomeKind.TIMED_OUT and not policy.retry_timeouts:
         return Settlement(
             status=JobStatus.TIMED_OUT, completed=True, result=result, last_error=outcome.error
         )
-    # FAILED
+    # FAILED, or TIMED_OUT under a policy that retries it
     if not outcome.retryable:
         return Settlement(
             status=JobStatus.FAILED, completed=True, result=result, last_error=outcome.error

@@ -41,7 +41,8 @@ class FakePlugins:
     attempt number is below it), ``fatal`` (fail with retry: false), ``emit`` (events
     to answer with), ``result`` (the result to answer with), ``reemit`` (emit the event received),
     ``stderr`` (lines written to stderr before the sleep), ``logs`` (the response's
-    ``logs`` list, also when it fails).
+    ``logs`` list, also when it fails). A ``handle`` job reads them from
+    ``event.payload``, as Ductile's plugins do; any other command from ``payload``.
     """
 
     running: Counter[str] = attrs.field(factory=Counter)
@@ -67,6 +68,8 @@ class FakePlugins:
         req = json.loads(request)
         self.requests.append(req)
         job_id, payload = req["job_id"], req.get("payload") or {}
+        if req["command"] == "handle" and isinstance(req.get("event"), dict):
+            payload = req["event"].get("payload") or {}
         plugin = cwd.name
         self.attempts[job_id] += 1
         self.started_at.setdefault(job_id, []).append(trio.current_time())

@@ -127,7 +127,8 @@ async def test_timeout_from_the_trigger_is_applied(
     tmp_path: Path, autojump_clock: trio.abc.Clock
 ) -> None:
     fake = FakePlugins()
-    daemon = make_daemon(tmp_path, fake)
+    no_retry = {"plugins": {"a": {"retry": {"on_timeout": False}}}}
+    daemon = make_daemon(tmp_path, fake, config=no_retry)
     async with trio.open_nursery() as nursery:
         await nursery.start(daemon.run)
         (jid,) = await submit(
@@ -136,6 +137,27 @@ async def test_timeout_from_the_trigger_is_applied(
         (job,) = await finish(daemon, [jid])
         await daemon.shutdown()
     assert job.status is JobStatus.TIMED_OUT
+    assert fake.attempts[jid] == 1
+
+
+async def test_a_timed_out_job_is_retried_by_default_then_dead(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    fake = FakePlugins()
+    daemon = make_daemon(
+        tmp_path, fake, config={"plugins": {"a": {"retry": {"backoff_base": "1s"}}}}
+    )
+    async with trio.open_nursery() as nursery:
+        await nursery.start(daemon.run)
+        (jid,) = await submit(
+            daemon,
+            NewJob(plugin="a", command="poll", payload={"sleep": 50}, timeout=5, max_attempts=3),
+        )
+        (job,) = await finish(daemon, [jid])
+        await daemon.shutdown()
+    assert job.status is JobStatus.DEAD
+    assert fake.attempts[jid] == 3
+    assert job.last_error == "timed out after 5s (gave up after 3 attempts)"
 
 
 async def test_plugin_state_is_merged_and_passed_back(
@@ -174,7 +196,11 @@ async def test_the_request_carries_config_payload_and_event(
     assert poll["config"] == {"token": "t"}
     assert poll["payload"] == {"n": 1}
     assert "event" not in poll
-    assert handle["event"] == event
+    # As in Ductile: a handle job's payload is its event, and the event's payload
+    # has the request context merged in.
+    assert handle["payload"] == event
+    assert handle["context"] == {"ductile_plugin": "a"}
+    assert handle["event"] == {"type": "api.trigger", "payload": {"n": 1, "ductile_plugin": "a"}}
     assert poll["deadline_at"].endswith("Z")
 
 

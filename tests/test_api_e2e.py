@@ -121,11 +121,15 @@ async def test_handle_receives_the_wrapped_api_trigger_event(api: DaemonProcess)
     request = job["result"]["result"]["request"]
     event = request["event"]
     assert event["type"] == "api.trigger"
-    assert event["payload"] == {"greeting": "hi"}
+    # As in Ductile, the request context is merged into the event's payload...
+    assert event["payload"] == {"greeting": "hi", "ductile_plugin": "echo"}
+    assert request["context"] == {"ductile_plugin": "echo"}
     assert event["source"] == "api"
     assert len(event["event_id"]) == 36
     assert instant(event["timestamp"]) <= instant(job["started_at"])
-    assert request["payload"] == {"greeting": "hi"}
+    # ... and a handle job's payload is its event as stored.
+    assert request["payload"] == {**event, "payload": {"greeting": "hi"}}
+    assert job["payload"] == {"greeting": "hi"}  # the job's own record is what was sent
 
 
 async def test_a_failing_job_with_one_attempt_ends_with_its_error(api: DaemonProcess) -> None:
@@ -386,10 +390,14 @@ async def test_openapi_document(api: DaemonProcess) -> None:
 
 async def test_plugins_listing(api: DaemonProcess) -> None:
     async with client(api, "ro") as c:
-        listing = (await c.get("/plugins")).json()
+        listing = (await c.get("/plugins?detail=1")).json()
         one = (await c.get("/plugin/echo")).json()
+        names = (await c.get("/plugins")).json()
     echo = next(p for p in listing["plugins"] if p["name"] == "echo")
     assert echo == one
+    assert [p["name"] for p in names["plugins"]] == [p["name"] for p in listing["plugins"]]
+    (short,) = (p for p in names["plugins"] if p["name"] == "echo")
+    assert short["commands"] == [c["name"] for c in echo["commands"]]
     assert echo["version"]
     assert echo["parallelism"] >= 1
     commands = {c["name"]: c for c in echo["commands"]}

@@ -62,7 +62,10 @@ async def test_a_batch_is_durable_at_202_and_every_job_runs(daemon: DaemonFactor
         assert job["submitted_by"] == "api_key"
     handled = final[ids[7]]
     assert handled["event"]["type"] == "api.trigger"
-    assert handled["result"]["result"]["request"]["event"]["payload"] == {"n": 7}
+    assert handled["result"]["result"]["request"]["event"]["payload"] == {
+        "n": 7,
+        "ductile_plugin": "echo",  # the request context, merged in as by Ductile
+    }
 
 
 async def test_a_refused_batch_stores_nothing(daemon: DaemonFactory) -> None:

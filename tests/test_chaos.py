@@ -67,8 +67,9 @@ EXPECTED: dict[str, Expect] = {
     "flood_stdout": Expect("dead", "stdout exceeded"),
     "flood_stderr": Expect("succeeded"),
     # Each holds a worker for the timeout plus the 5 s kill grace: a few suffice.
-    "ignore_term": Expect("timed_out", "timed out", jobs=3),
-    "trapping_child": Expect("timed_out", "timed out", jobs=4),
+    # A timeout is retried like a failure (retry.on_timeout), so it ends dead too.
+    "ignore_term": Expect("dead", "timed out", jobs=3),
+    "trapping_child": Expect("dead", "timed out", jobs=4),
     "grandchild_stdout": Expect("succeeded"),
     "early_close": Expect("dead", "empty output"),
     "no_stdin": Expect("succeeded", payload={"pad": "p" * STDIN_PAD}),

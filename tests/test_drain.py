@@ -37,8 +37,9 @@ def drain_config(tmp_path: Path, *, hang_timeout: str) -> dict[str, Any]:
     config["plugin_roots"] = [str(CHAOS_PLUGINS)]
     config["plugins"] = {
         "healthy": {},
-        "trapping_child": {"timeouts": {"poll": hang_timeout}},
-        "ignore_term": {"timeouts": {"poll": hang_timeout}},
+        # Not retried: each timeout ends its job, so the restart settles at once.
+        "trapping_child": {"timeouts": {"poll": hang_timeout}, "retry": {"on_timeout": False}},
+        "ignore_term": {"timeouts": {"poll": hang_timeout}, "retry": {"on_timeout": False}},
     }
     for plugin in config["plugins"].values():
         # The plugins leave their marks where the daemon's $CHAOS_MARKS says.

@@ -9,7 +9,6 @@ the same names, and either starts or fails for exactly the reason docs/DUCTILE.m
 lists for it.
 """
 
-import copy
 import logging
 from pathlib import Path
 from typing import Any
@@ -23,16 +22,6 @@ from chamberlain.config.references import check_secret_references
 from chamberlain.plugins.binding import bind_plugins
 from chamberlain.plugins.manifest import CommandSpec, CommandType, Manifest
 from chamberlain.plugins.registry import Discovery
-
-ON_HOOK = "on-hook: a pipeline triggered by a lifecycle hook (on-hook)"
-CALL = "call: a step calling another pipeline (call)"
-
-
-def not_yet(at: str, feature: str) -> str:
-    """The problem a Ductile DSL feature Chamberlain lacks gives, at ``pipelines[at``."""
-    return (
-        f"in pipelines.yaml: pipelines[{at}.{feature} is not implemented yet (see docs/DUCTILE.md)"
-    )
 
 
 def write(path: Path, data: object) -> Path:
@@ -575,11 +564,7 @@ DOCKER_SETS: dict[str, tuple[dict[str, Any], tuple[str, ...]]] = {
                 ),
             ],
         ),
-        # Pipeline-level `if` runs here now; what is left is Ductile's unnumbered steps.
-        tuple(
-            f"in pipelines.yaml: pipelines[{index}].steps[0].id: required key is missing"
-            for index in (1, 2, 3)
-        ),
+        (),
     ),
     "fanout-dedupe-scope": (
         docker_set(
@@ -673,12 +658,7 @@ DOCKER_SETS: dict[str, tuple[dict[str, Any], tuple[str, ...]]] = {
                 },
             ],
         ),
-        (
-            # from_plugin runs here now; on-hook does not yet.
-            not_yet("0]", ON_HOOK),
-            not_yet("1]", ON_HOOK),
-            not_yet("2]", ON_HOOK),
-        ),
+        (),
     ),
     "hook-route-compilation": (
         docker_set(
@@ -700,10 +680,7 @@ DOCKER_SETS: dict[str, tuple[dict[str, Any], tuple[str, ...]]] = {
                 ),
             ],
         ),
-        (
-            not_yet("0]", ON_HOOK),
-            not_yet("0].steps[0]", CALL),
-        ),
+        (),
     ),
     "pipeline-level-if": (
         docker_set(
@@ -746,8 +723,7 @@ DOCKER_SETS: dict[str, tuple[dict[str, Any], tuple[str, ...]]] = {
                 },
             ],
         ),
-        # Pipeline-level `if` runs here now; on-hook does not yet.
-        (not_yet("4]", ON_HOOK),),
+        (),
     ),
     "reload-lifecycle": (
         docker_set(
@@ -862,16 +838,12 @@ def test_docker_fixture_sets(name: str, tmp_path: Path) -> None:
     assert info.value.problems == tuple(expected)
 
 
-def test_context_aware_trigger_if_loads_once_its_steps_are_numbered(tmp_path: Path) -> None:
-    # The set's only remaining problem is Ductile's unnumbered steps: with ids given,
-    # its pipeline-level conditions load as written.
+def test_context_aware_trigger_if_numbers_its_steps_as_ductile_does(tmp_path: Path) -> None:
+    # Its pipeline-level conditions load as written, and its steps without an id get
+    # Ductile's step_1.
     files, _ = DOCKER_SETS["context-aware-trigger-if"]
-    numbered = copy.deepcopy(files)
-    for entry in numbered["pipelines.yaml"]["pipelines"]:
-        for index, step in enumerate(entry["steps"]):
-            step.setdefault("id", f"step{index}")
     directory = materialize(
-        tmp_path / "test/fixtures/docker/context-aware-trigger-if/config", numbered
+        tmp_path / "test/fixtures/docker/context-aware-trigger-if/config", files
     )
     stand_in_plugins(tmp_path / "plugins", *DUCTILE_PLUGINS)
     stand_in_plugins(directory / "plugins", *DUCTILE_PLUGINS)
@@ -885,6 +857,29 @@ def test_context_aware_trigger_if_loads_once_its_steps_are_numbered(tmp_path: Pa
         "admin",
     )
     assert gates["upstream_emits_admin_role"] is None
+    ids = {p.name: [s.id for s in p.steps] for p in loaded.config.pipelines}
+    assert ids == {
+        "upstream_emits_admin_role": ["emit_admin"],
+        "downstream_for_admin": ["step_1"],
+        "downstream_for_guest": ["step_1"],
+        "root_with_context_predicate": ["step_1"],
+    }
+
+
+def test_hook_sets_load_their_hooks_and_calls(tmp_path: Path) -> None:
+    # on-hook, notify_on_complete and call, as the hook fixture sets write them.
+    files, _ = DOCKER_SETS["hook-route-compilation"]
+    directory = materialize(tmp_path / "test/fixtures/docker/hook-route-compilation/config", files)
+    stand_in_plugins(directory / "plugins", *DUCTILE_PLUGINS)
+    loaded = _load(str(directory))
+    entry = loaded.config.pipelines[0]
+    assert (entry.on, entry.on_hook, entry.steps[0].call) == (
+        None,
+        "job.completed",
+        "hook-call-target",
+    )
+    assert loaded.plugins["root_echo"].settings.notify_on_complete is True
+    assert loaded.plugins["hook_echo"].settings.notify_on_complete is False
 
 
 def test_webhook_secret_ref_takes_its_key_from_tokens_yaml(tmp_path: Path) -> None:
@@ -1054,9 +1049,10 @@ def test_every_ignored_key_is_one_warning_naming_where_it_is() -> None:
         "service.allow_symlinks",
         "service.job_queue_retention",
         "api.allowed_origins",
-        "plugins.*.notify_on_complete (in a, b)",
         "plugins.*.schedules[].preferred_window (in a)",
     ]
+    # notify_on_complete has its effect now (on-hook pipelines): read, not warned about.
+    assert [config.plugins[n].notify_on_complete for n in ("a", "b")] == [True, False]
 
 
 def test_keys_in_neither_schema_stay_errors() -> None:

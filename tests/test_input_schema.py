@@ -323,7 +323,7 @@ async def test_the_daemon_refuses_a_payload_breaking_the_manifest(
         r = await c.post("/trigger/echo/handle", json={"payload": {"seconds": 0}})
         assert r.status_code == 202, r.text
 
-        r = await c.get("/plugins")
+        r = await c.get("/plugins?detail=1")
         (echo,) = (p for p in r.json()["plugins"] if p["name"] == "echo")
         (handle,) = (cmd for cmd in echo["commands"] if cmd["name"] == "handle")
         assert handle["input_schema"]["properties"]["seconds"] == {"type": "number"}

@@ -315,9 +315,9 @@ async def test_metrics_count_outcomes_retries_and_durations(
     tmp_path: Path, autojump_clock: trio.abc.Clock
 ) -> None:
     fake = FakePlugins()
-    daemon = make_daemon(
-        tmp_path, fake, config={"plugins": {"a": {"retry": {"backoff_base": "1s"}}}}
-    )
+    # The timeout is not retried, so exactly one job ends timed_out.
+    retry = {"backoff_base": "1s", "on_timeout": False}
+    daemon = make_daemon(tmp_path, fake, config={"plugins": {"a": {"retry": retry}}})
     async with trio.open_nursery() as nursery:
         await nursery.start(daemon.run)
         ids = await submit(

@@ -14,6 +14,7 @@ import pytest
 from chamberlain.plugins.manifest import (
     CommandSpec,
     CommandType,
+    FactOutput,
     Manifest,
     ManifestError,
     expand_compact_schema,
@@ -102,7 +103,10 @@ def test_long_command_form_with_ductile_extras(
         entrypoint: run.sh
         description: "Fetch pages"
         concurrency_safe: false
-        fact_outputs: [page]
+        fact_outputs:
+          - when: {command: handle}
+            from: state_updates
+            fact_type: fetch.page
         commands:
           - name: handle
             type: read
@@ -154,7 +158,12 @@ def test_long_command_form_with_ductile_extras(
     assert sync.type is CommandType.WRITE
 
     ignored = [r.getMessage() for r in caplog.records if r.levelno == logging.DEBUG]
-    assert any("fact_outputs" in m and "manifest_spec" in m for m in ignored)
+    # fact_outputs is read now (test_plugin_facts.py); the rest is still ignored.
+    assert manifest.fact_outputs == (
+        FactOutput(command="handle", fact_type="fetch.page", mirror=False),
+    )
+    assert any("manifest_version" in m and "manifest_spec" in m for m in ignored)
+    assert not any("fact_outputs" in m for m in ignored)
     assert any("command handle" in m and "values" in m for m in ignored)
     assert all(getattr(r, "component", None) == "plugins" for r in caplog.records)
 

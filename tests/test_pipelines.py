@@ -87,7 +87,7 @@ async def test_a_three_step_pipeline_runs_in_order_with_lineage(
     (first,) = steps["first"]
     (second,) = steps["second"]
     (third,) = steps["third"]
-    assert all(j.status is JobStatus.SUCCEEDED for j in tree.jobs)
+    assert [(j.status, j.last_error) for j in tree.jobs] == [(JobStatus.SUCCEEDED, None)] * 4
     assert [j.id for j in tree.jobs] == [root.id, first.id, second.id, third.id]
     # with: a bare reference keeps its type, mixed text interpolates
     assert first.payload["n"] == 7
@@ -105,14 +105,22 @@ async def test_a_three_step_pipeline_runs_in_order_with_lineage(
     assert second.source_event_id == second.event["event_id"]
     assert second.event["source"] == "b"
     assert second.event["timestamp"].endswith("Z")
-    # context carries the pipeline, the step and the root, and baggage onwards
+    # context carries Ductile's keys for the plugin, the pipeline, the step and the
+    # run, and baggage onwards
     requests = {r["job_id"]: r for r in fake.requests}
+    run = first.context["ductile"]["pipeline_instance_id"]
+    control = {"pipeline_instance_id": run, "route_depth": 2, "route_max_depth": 3}
     assert requests[second.id]["context"] == {
-        "pipeline": "three",
-        "step_id": "second",
-        "root_job_id": root.id,
+        "ductile_plugin": "a",
+        "ductile": control,
+        "ductile_pipeline": "three",
+        "ductile_step_id": "second",
+        "ductile_pipeline_instance_id": run,
+        "ductile_route_depth": 2,
+        "ductile_route_max_depth": 3,
     }
     assert requests[third.id]["context"]["who"] == "me"
+    assert requests[third.id]["context"]["ductile_pipeline_instance_id"] == run
 
 
 async def test_routes_fan_out_to_every_match(
@@ -141,7 +149,7 @@ async def test_routes_fan_out_to_every_match(
         await daemon.shutdown()
     children = sorted((j.plugin, j.command) for j in tree.jobs[1:])
     assert children == [("b", "handle"), ("c", "poll")]
-    assert all(j.payload == {"x": 1} for j in tree.jobs[1:])
+    assert all(j.payload == {"x": 1, "ductile_upstream_plugin": "a"} for j in tree.jobs[1:])
     assert all(j.submitted_by == "route:a" for j in tree.jobs[1:])
 
 
@@ -176,7 +184,7 @@ async def test_a_false_if_skips_the_step_and_the_next_gets_its_input(
     steps = by_step(tree)
     assert "big" not in steps
     (always,) = steps["always"]
-    assert always.payload == {"n": 3}
+    assert always.payload == {"n": 3, "ductile_upstream_plugin": "a"}
     assert always.parent_job_id == steps[None][0].id
     (note,) = tree.notes
     assert note["type"] == "pipeline.step_skipped"
@@ -229,7 +237,7 @@ async def test_a_step_without_events_hands_on_its_result(
         )
         await daemon.shutdown()
     (step,) = by_step(tree)["s"]
-    assert step.payload == {"total": 42}
+    assert step.payload == {"total": 42, "ductile_upstream_plugin": "a"}
     assert step.event is not None and step.event["type"] == "a.poll.result"
 
 
@@ -255,7 +263,7 @@ async def test_an_event_type_starts_a_pipeline(
         )
         await daemon.shutdown()
     (step,) = by_step(tree)["s"]
-    assert step.payload == {"c": 1}
+    assert step.payload == {"c": 1, "ductile_upstream_plugin": "a"}
 
 
 async def test_event_dedupe_keys_suppress_a_second_job(

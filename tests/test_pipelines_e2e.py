@@ -112,7 +112,7 @@ async def finished_tree(d: DaemonProcess, job_id: str, size: int) -> dict[str, A
     async with client(d) as c:
 
         async def done() -> dict[str, Any] | None:
-            tree: dict[str, Any] = (await c.get(f"/job/{job_id}/tree")).json()
+            tree: dict[str, Any] = (await c.get(f"/job/{job_id}/tree?detail=1")).json()
             jobs = tree["jobs"]
             terminal = all(j["status"] not in ("queued", "running") for j in jobs)
             return tree if len(jobs) >= size and terminal else None
@@ -134,7 +134,10 @@ async def test_a_synchronous_trigger_answers_with_the_whole_tree(gw: DaemonProce
     assert body["result"]["exit_code"] == 0
     assert body["result"]["stdout"].strip() == "step three"
     greet = body["tree"][1]
-    assert greet["payload"] == {"greeting": "hello world"}
+    # with: adds to the input's payload (echo.poll's event), as in Ductile.
+    assert greet["payload"]["greeting"] == "hello world"
+    assert greet["payload"]["message"] == "hello"
+    assert greet["payload"]["ductile_upstream_plugin"] == "echo"
     assert greet["parent_job_id"] == body["job_id"]
     assert {j["root_job_id"] for j in body["tree"][1:]} == {body["job_id"]}
     assert body["duration_ms"] > 0
@@ -168,7 +171,7 @@ async def test_a_false_if_skips_a_step(gw: DaemonProcess) -> None:
     assert body["status"] == "succeeded"
     assert [j["step_id"] for j in body["tree"]] == ["after"]
     async with client(gw) as c:
-        tree = (await c.get(f"/job/{body['job_id']}/tree")).json()
+        tree = (await c.get(f"/job/{body['job_id']}/tree?detail=1")).json()
     (note,) = tree["notes"]
     assert note["type"] == "pipeline.step_skipped"
     assert note["step_id"] == "big"

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 import pytest
 from fakes import stored_job
 
+from chamberlain.config import ConfigError, parse_config
+from chamberlain.plugins.binding import BoundPlugin
+from chamberlain.plugins.manifest import CommandSpec, CommandType, Manifest
 from chamberlain.plugins.protocol import Outcome, OutcomeKind, Response
 from chamberlain.records import Job, JobStatus
 from chamberlain.retry import STATE_MAX_BYTES, RetryPolicy, recover_orphan, settle
@@ -136,7 +140,7 @@ def test_non_retryable_failure_is_failed_at_once() -> None:
     assert s.completed
 
 
-def test_timeout_is_terminal() -> None:
+def test_a_timeout_is_retried_by_default_as_in_ductile() -> None:
     s = settle(
         make_job(attempt=1),
         outcome(OutcomeKind.TIMED_OUT, error="timed out after 1s"),
@@ -144,8 +148,36 @@ def test_timeout_is_terminal() -> None:
         policy=POLICY,
         state={},
     )
+    assert s.status is JobStatus.QUEUED
+    assert s.run_at == NOW + 30.0
+    assert s.last_error == "timed out after 1s"
+    assert not s.completed
+
+
+def test_a_timeout_on_the_last_attempt_is_dead() -> None:
+    s = settle(
+        make_job(attempt=3),
+        outcome(OutcomeKind.TIMED_OUT, error="timed out after 1s"),
+        now=NOW,
+        policy=POLICY,
+        state={},
+    )
+    assert s.status is JobStatus.DEAD
+    assert s.completed
+    assert s.last_error == "timed out after 1s (gave up after 3 attempts)"
+
+
+def test_a_timeout_is_terminal_when_the_policy_does_not_retry_timeouts() -> None:
+    s = settle(
+        make_job(attempt=1),
+        outcome(OutcomeKind.TIMED_OUT, error="timed out after 1s"),
+        now=NOW,
+        policy=RetryPolicy(backoff_base=30.0, jitter=0.0, retry_timeouts=False),
+        state={},
+    )
     assert s.status is JobStatus.TIMED_OUT
     assert s.completed
+    assert s.last_error == "timed out after 1s"
 
 
 def test_cancelled_is_terminal() -> None:
@@ -178,3 +210,31 @@ def test_orphan_with_attempts_left_is_requeued() -> None:
 def test_orphan_on_its_last_attempt_is_dead() -> None:
     s = recover_orphan(make_job(attempt=3, max_attempts=3), now=NOW)
     assert s.status is JobStatus.DEAD
+
+
+def _policy_of(retry: dict[str, object]) -> RetryPolicy:
+    config = parse_config({"plugins": {"echo": {"retry": retry}}}, base_dir=Path("/srv"))
+    manifest = Manifest(
+        name="echo",
+        version="1",
+        protocol=2,
+        entrypoint=Path("/nonexistent/echo/run.sh"),
+        directory=Path("/nonexistent/echo"),
+        commands=(CommandSpec(name="poll", type=CommandType.READ),),
+    )
+    plugin = BoundPlugin(manifest=manifest, settings=config.plugins["echo"], parallelism=1)
+    return plugin.retry_policy
+
+
+def test_retry_on_timeout_is_on_by_default_and_configurable_per_plugin() -> None:
+    assert _policy_of({}).retry_timeouts is True
+    assert _policy_of({"on_timeout": False}).retry_timeouts is False
+    assert _policy_of({"on_timeout": True, "max_attempts": 2}).retry_timeouts is True
+
+
+def test_retry_on_timeout_must_be_a_boolean() -> None:
+    with pytest.raises(ConfigError) as info:
+        _policy_of({"on_timeout": "sometimes"})
+    assert info.value.problems == (
+        "plugins.echo.retry.on_timeout: expected true or false, got 'sometimes'",
+    )

@@ -175,10 +175,12 @@ def test_routes_fan_out_to_every_matching_plugin(tmp_path: Path) -> None:
         "source": "a",
         "timestamp": rfc3339(NOW),
     }
+    # As in Ductile, a routed event's payload names where it came from.
+    routed = {"x": 1, "ductile_upstream_plugin": "a"}
     common: dict[str, Any] = {
-        "payload": {"x": 1},
-        "event": ping,
-        "context": {"kept": True},
+        "payload": routed,
+        # The source's context, one hop further on.
+        "context": {"kept": True, "ductile": {"route_depth": 1}},
         "submitted_by": "route:a",
         "parent_job_id": "job",
         "source_event_id": "id1",
@@ -190,8 +192,16 @@ def test_routes_fan_out_to_every_matching_plugin(tmp_path: Path) -> None:
         "error": None,
     }
     assert plan.jobs == (
-        NewJob(id="id3", plugin="b", command="handle", max_attempts=7, **common),
-        NewJob(id="id4", plugin="c", command="poll", max_attempts=4, **common),
+        NewJob(
+            id="id3",
+            plugin="b",
+            command="handle",
+            max_attempts=7,
+            event={**ping, "payload": routed},
+            **common,
+        ),
+        # Only a handle job is sent an event.
+        NewJob(id="id4", plugin="c", command="poll", max_attempts=4, event=None, **common),
     )
 
 
@@ -257,18 +267,24 @@ def test_a_root_trigger_starts_step_one_with_each_event(tmp_path: Path) -> None:
     )
     plan = routing.plan(job, NOW)
     first = by_step(plan)["first"]
+    # with: adds its keys to the input's payload, as Ductile's does.
     assert [j.payload for j in first] == [
-        {"n": 7, "label": "n=7", "kind": "a.polled"},
-        {"n": 8, "label": "n=8", "kind": "a.polled"},
+        {"n": 7, "label": "n=7", "kind": "a.polled", "ductile_upstream_plugin": "a"},
+        {"n": 8, "label": "n=8", "kind": "a.polled", "ductile_upstream_plugin": "a"},
     ]
     one = first[0]
+    event = plan.events[0].envelope()
     assert one == NewJob(
-        id="id3",
+        id="id4",
         plugin="b",
         command="handle",
-        payload={"n": 7, "label": "n=7", "kind": "a.polled"},
-        event=plan.events[0].envelope(),
-        context={"pipeline": "three", "step_id": "first", "root_job_id": "job"},
+        payload={"n": 7, "label": "n=7", "kind": "a.polled", "ductile_upstream_plugin": "a"},
+        event={**event, "payload": {"n": 7, "ductile_upstream_plugin": "a"}},
+        # Each event starts a run of its own (instance id3, the second id5); a run's
+        # depth limit is its number of steps.
+        context={
+            "ductile": {"pipeline_instance_id": "id3", "route_depth": 1, "route_max_depth": 3}
+        },
         submitted_by="pipeline:three",
         max_attempts=4,
         parent_job_id="job",
@@ -279,6 +295,7 @@ def test_a_root_trigger_starts_step_one_with_each_event(tmp_path: Path) -> None:
         depth=1,
     )
     assert first[1].source_event_id == "id2"
+    assert first[1].context["ductile"]["pipeline_instance_id"] == "id5"
 
 
 def test_a_root_without_events_hands_its_result_to_step_one(tmp_path: Path) -> None:
@@ -286,15 +303,17 @@ def test_a_root_without_events_hands_its_result_to_step_one(tmp_path: Path) -> N
     plan = routing.plan(succeeded(result={"n": 3}), NOW)
     assert plan.events == ()
     (first,) = plan.jobs
-    assert first.payload == {"n": 3, "label": "n=3", "kind": "a.poll.result"}
+    routed = {"n": 3, "ductile_upstream_plugin": "a"}
+    assert first.payload == {**routed, "label": "n=3", "kind": "a.poll.result"}
     assert first.event == {
         "type": "a.poll.result",
-        "payload": {"n": 3},
+        "payload": routed,
         "source": "a",
         "timestamp": rfc3339(NOW),
+        "event_id": "id1",
     }
-    assert first.source_event_id is None
-    assert first.id == "id1"
+    assert first.source_event_id is None  # an id, but not a stored event
+    assert first.id == "id3"
 
 
 @pytest.mark.parametrize("result", [[1, 2], "text", 5, None])
@@ -303,7 +322,7 @@ def test_a_result_that_is_not_an_object_is_wrapped(tmp_path: Path, result: Any) 
         tmp_path, {"pipelines": [pipeline("p", "a.poll", {"id": "s", "uses": "b"})]}
     )
     (step,) = routing.plan(succeeded(result=result), NOW).jobs
-    assert step.payload == {"result": result}
+    assert step.payload == {"result": result, "ductile_upstream_plugin": "a"}
 
 
 def test_step_n_succeeding_starts_step_n_plus_one(tmp_path: Path) -> None:
@@ -316,19 +335,32 @@ def test_step_n_succeeding_starts_step_n_plus_one(tmp_path: Path) -> None:
         step_id="first",
         root_job_id="root",
         depth=1,
-        context={"pipeline": "three", "step_id": "first", "root_job_id": "root"},
+        context={
+            "ductile": {"pipeline_instance_id": "run", "route_depth": 1, "route_max_depth": 3}
+        },
         events=[{"type": "b.done", "payload": {"who": "me", "extra": 1}, "dedupe_key": "d"}],
     )
     plan = routing.plan(first, NOW)
     (second,) = plan.jobs
+    routed = {
+        "who": "me",
+        "extra": 1,
+        "ductile_upstream_plugin": "b",
+        "ductile_upstream_pipeline": "three",
+        "ductile_upstream_step_id": "first",
+    }
     assert second == NewJob(
         id="id2",
         plugin="a",
         command="handle",
         # no with: the input's payload as it came
-        payload={"who": "me", "extra": 1},
-        event=plan.events[0].envelope(),
-        context={"pipeline": "three", "step_id": "second", "root_job_id": "root", "who": "me"},
+        payload=routed,
+        event={**plan.events[0].envelope(), "payload": routed},
+        # The same run, one hop further, and the step's baggage claim.
+        context={
+            "ductile": {"pipeline_instance_id": "run", "route_depth": 2, "route_max_depth": 3},
+            "who": "me",
+        },
         submitted_by="pipeline:three",
         max_attempts=4,
         dedupe_key="d",
@@ -350,20 +382,28 @@ def test_baggage_reaches_later_steps_and_their_with(tmp_path: Path) -> None:
         step_id="second",
         root_job_id="root",
         depth=2,
-        context={"pipeline": "three", "step_id": "second", "root_job_id": "root", "who": "me"},
+        context={
+            "ductile": {"pipeline_instance_id": "run", "route_depth": 2, "route_max_depth": 3},
+            "who": "me",
+        },
         result={"ok": True},
     )
     (third,) = routing.plan(second, NOW).jobs
     assert (third.plugin, third.command, third.step_id) == ("c", "poll", "third")
-    assert third.payload == {"by": "me"}
+    # A step without events hands on Ductile's step-succeeded event.
+    assert third.payload == {
+        "result": {"ok": True},
+        "ductile_upstream_plugin": "a",
+        "ductile_upstream_pipeline": "three",
+        "ductile_upstream_step_id": "second",
+        "by": "me",
+    }
     assert third.context == {
-        "pipeline": "three",
-        "step_id": "third",
-        "root_job_id": "root",
+        "ductile": {"pipeline_instance_id": "run", "route_depth": 3, "route_max_depth": 3},
         "who": "me",
     }
     assert third.max_attempts == 2
-    assert third.event is not None and third.event["type"] == "a.handle.result"
+    assert third.event is None  # c.poll is not a handle command
 
 
 def test_each_event_of_a_step_gets_its_own_next_step(tmp_path: Path) -> None:
@@ -426,11 +466,20 @@ def test_a_step_of_one_pipeline_can_start_another(tmp_path: Path) -> None:
         },
     )
     p_step = succeeded(
-        plugin="b", command="handle", pipeline="p", step_id="s", root_job_id="r", result={}
+        plugin="b",
+        command="handle",
+        pipeline="p",
+        step_id="s",
+        root_job_id="r",
+        context={"ductile": {"pipeline_instance_id": "p-run", "route_depth": 1}, "bag": 1},
+        result={},
     )
     (q_step,) = routing.plan(p_step, NOW).jobs
     assert (q_step.pipeline, q_step.step_id, q_step.root_job_id) == ("q", "t", "r")
-    assert q_step.context == {"pipeline": "q", "step_id": "t", "root_job_id": "r"}
+    # A run of its own, one hop past p's step: p's baggage stays behind, as in Ductile.
+    assert q_step.context == {
+        "ductile": {"pipeline_instance_id": "id2", "route_depth": 2, "route_max_depth": 1}
+    }
 
 
 def test_an_event_of_a_pipelines_own_on_type_does_not_restart_it(tmp_path: Path) -> None:
@@ -461,8 +510,10 @@ def test_an_event_type_starts_a_pipeline_with_a_fresh_context(tmp_path: Path) ->
     )
     plan = routing.plan(job, NOW)
     (step,) = plan.jobs
-    assert step.payload == {"c": 1}
-    assert step.context == {"pipeline": "on_event", "step_id": "s", "root_job_id": "root"}
+    assert step.payload == {"c": 1, "ductile_upstream_plugin": "a"}
+    assert step.context == {
+        "ductile": {"pipeline_instance_id": "id3", "route_depth": 1, "route_max_depth": 1}
+    }
     assert (step.parent_job_id, step.root_job_id, step.depth) == ("job", "root", 5)
     assert step.source_event_id == plan.events[0].event_id
 
@@ -473,7 +524,9 @@ def test_a_trigger_that_emits_its_own_on_type_starts_the_pipeline_once(tmp_path:
         tmp_path, {"pipelines": [pipeline("hello", "a.poll", {"id": "greet", "uses": "b"})]}
     )
     plan = routing.plan(succeeded(events=[{"type": "a.poll", "payload": {"m": 1}}]), NOW)
-    assert [(j.step_id, j.payload) for j in plan.jobs] == [("greet", {"m": 1})]
+    assert [(j.step_id, j.payload) for j in plan.jobs] == [
+        ("greet", {"m": 1, "ductile_upstream_plugin": "a"})
+    ]
 
 
 def test_routes_and_pipelines_both_act_on_one_event(tmp_path: Path) -> None:
@@ -512,14 +565,15 @@ def test_a_false_if_skips_the_step_with_a_note(tmp_path: Path) -> None:
     plan = routing.plan(succeeded(events=[{"type": "t", "payload": {"n": 3}}]), NOW)
     (always,) = plan.jobs
     assert always.step_id == "always"
-    assert always.payload == {"n": 3}  # the same input the skipped steps had
+    # the same input the skipped steps had
+    assert always.payload == {"n": 3, "ductile_upstream_plugin": "a"}
     assert always.parent_job_id == "job"
     assert always.source_event_id == "id1"
     assert [e.type for e in plan.events[:1]] == ["t"]
-    notes = list(plan.events[1:])
+    notes = list(plan.events[1:])  # (id2 names the run)
     assert notes == [
         StoredEvent(
-            event_id="id2",
+            event_id="id3",
             job_id="job",
             type="pipeline.step_skipped",
             source="chamberlain",
@@ -532,7 +586,7 @@ def test_a_false_if_skips_the_step_with_a_note(tmp_path: Path) -> None:
             created_at=NOW,
         ),
         StoredEvent(
-            event_id="id3",
+            event_id="id4",
             job_id="job",
             type="pipeline.step_skipped",
             source="chamberlain",
@@ -613,6 +667,8 @@ def test_with_renders_from_the_previous_result(tmp_path: Path) -> None:
         "line": "total 42 from a",
         "items": ["x", {"deep": ["x", "y"]}],
         "fixed": 1,
+        # with: adds to the input's payload (Ductile's rule), it does not replace it
+        "ductile_upstream_plugin": "a",
     }
     assert step.error is None
 
@@ -787,14 +843,14 @@ def test_a_step_payload_breaking_the_input_schema_makes_a_failed_job(tmp_path: P
     }
     routing = schema_routing(tmp_path, config)
     (good,) = routing.plan(succeeded(result={"n": 3}), NOW).jobs
-    assert good.error is None and good.payload == {"seats": 3}
+    assert good.error is None and good.payload["seats"] == 3
     (bad,) = routing.plan(succeeded(result={"n": "three"}), NOW).jobs
     assert bad.error == (
         "pipeline p step s: b/handle: input_schema refuses the payload:"
         " payload.seats: 'three' is not of type 'integer'"
     )
     # What the step would have been given is kept, for the record and for a retry.
-    assert bad.payload == {"seats": "three"}
+    assert bad.payload["seats"] == "three"
 
 
 def test_a_routed_event_breaking_the_input_schema_makes_a_failed_job(tmp_path: Path) -> None:
@@ -924,7 +980,7 @@ def test_a_pipeline_started_by_hand_gets_a_trigger_event(tmp_path: Path) -> None
     assert three is not None
     plan = routing.start(three, {"n": 2}, submitted_by="api_key", now=NOW)
     trigger = {
-        "type": "pipeline.trigger",
+        "type": "a.poll",  # the pipeline's on, as in Ductile
         "payload": {"n": 2},
         "event_id": "id1",
         "source": "api",
@@ -933,13 +989,20 @@ def test_a_pipeline_started_by_hand_gets_a_trigger_event(tmp_path: Path) -> None
     assert plan == RoutePlan(
         jobs=(
             NewJob(
-                id="id2",
+                id="id3",
                 plugin="b",
                 command="handle",
-                payload={"n": 2, "label": "n=2", "kind": "pipeline.trigger"},
+                # Started from outside: no upstream job to name.
+                payload={"n": 2, "label": "n=2", "kind": "a.poll"},
                 event=trigger,
-                # The first job is its own tree's root: context says so, lineage has none.
-                context={"pipeline": "three", "step_id": "first", "root_job_id": "id2"},
+                # The first job is its own tree's root: lineage has none.
+                context={
+                    "ductile": {
+                        "pipeline_instance_id": "id2",
+                        "route_depth": 1,
+                        "route_max_depth": 3,
+                    }
+                },
                 submitted_by="api_key",
                 max_attempts=4,
                 source_event_id="id1",
@@ -981,10 +1044,11 @@ def test_a_pipeline_started_by_a_webhook_delivery_gets_that_event(tmp_path: Path
     )
     assert plan.events == ()
     (job,) = plan.jobs
-    assert job.id == "id1"  # no trigger event is made up
+    assert job.id == "id2"  # no trigger event is made up (id1 names the run)
     assert job.event == event
     assert job.source_event_id == "ev-1"
     assert job.payload == {"ref": "main", "delivery": "d-1"}
+    assert job.context["ductile"]["pipeline_instance_id"] == "id1"
     assert (job.submitted_by, job.parent_job_id, job.root_job_id, job.depth) == (
         "webhook:/hooks/gh",
         None,
@@ -999,10 +1063,10 @@ def test_steps_skipped_before_the_first_job_are_noted_on_it(tmp_path: Path) -> N
     assert gated is not None
     plan = routing.start(gated, {"n": 1}, submitted_by="api_key", now=NOW)
     (always,) = plan.jobs
-    assert always.id == "id4"
+    assert always.id == "id5"
     assert [(e.job_id, e.payload["step_id"]) for e in plan.events] == [
-        ("id4", "big"),
-        ("id4", "named"),
+        ("id5", "big"),
+        ("id5", "named"),
     ]
 
 
@@ -1095,6 +1159,8 @@ BAD_PATH = (
     "expected payload | event | context followed by .key segments"
     " (letters, digits, '_', '-'), e.g. payload.city"
 )
+#: A step's ``if:`` also reads its plugin's ``config``.
+BAD_STEP_IF_PATH = BAD_PATH.replace("context followed", "context | config followed")
 
 
 @pytest.mark.parametrize(
@@ -1143,17 +1209,17 @@ BAD_PATH = (
         ),
         pytest.param(
             one_step(baggage={"who": "{who}"}),
-            f"pipelines[0].steps[0].baggage: bad path 'who': {BAD_PATH}",
+            f"pipelines[0].steps[0].baggage.who: bad path 'who': {BAD_PATH}",
             id="baggage-path",
         ),
         pytest.param(
             one_step(**{"if": {"path": "payload x", "op": "eq", "value": 1}}),
-            f"pipelines[0].steps[0].if.path: bad path 'payload x': {BAD_PATH}",
+            f"pipelines[0].steps[0].if.path: bad path 'payload x': {BAD_STEP_IF_PATH}",
             id="if-path",
         ),
         pytest.param(
             one_step(**{"if": {"path": "payload.x\n", "op": "exists"}}),
-            f"pipelines[0].steps[0].if.path: bad path 'payload.x\\n': {BAD_PATH}",
+            f"pipelines[0].steps[0].if.path: bad path 'payload.x\\n': {BAD_STEP_IF_PATH}",
             id="if-path-trailing-newline",
         ),
         pytest.param(
@@ -1167,7 +1233,7 @@ BAD_PATH = (
                     }
                 }
             ),
-            f"pipelines[0].steps[0].if.any[1].not.path: bad path 'state.flag': {BAD_PATH}",
+            f"pipelines[0].steps[0].if.any[1].not.path: bad path 'state.flag': {BAD_STEP_IF_PATH}",
             id="if-nested-path",
         ),
         pytest.param(

@@ -786,8 +786,34 @@ async def test_a_full_disk_is_507_and_degraded(app: QuartTrio, gateway: FakeGate
     assert (status, body) == (200, {"status": "ready"})
 
 
+async def test_plugins_lists_command_names_as_ductile_does(app: QuartTrio) -> None:
+    # Ductile's `ductile plugin list` decodes {plugins: [{name, version, description,
+    # commands: [string]}]} (cmd/ductile/plugin.go pluginListResponse).
+    for query in ("", "?detail=0", "?detail=false"):
+        status, body, _ = await call(app, "GET", f"/plugins{query}", who="ro")
+        assert status == 200, query
+        assert body == {
+            "plugins": [
+                {
+                    "name": "echo",
+                    "version": "1.2.3",
+                    "description": "Echoes.",
+                    "commands": ["poll", "handle", "health"],
+                }
+            ]
+        }, query
+
+
+async def test_plugins_detail_must_be_a_boolean(app: QuartTrio) -> None:
+    for value in ("full", "", "2"):
+        status, body, _ = await call(app, "GET", f"/plugins?detail={value}", who="ro")
+        assert (status, body) == (400, {"error": f"detail must be true or false, not {value!r}"})
+    status, body, _ = await call(app, "GET", "/plugins?detail=1&detail=1", who="ro")
+    assert (status, body) == (400, {"error": "query parameter 'detail' given more than once"})
+
+
 async def test_plugins(app: QuartTrio) -> None:
-    status, body, _ = await call(app, "GET", "/plugins", who="ro")
+    status, body, _ = await call(app, "GET", "/plugins?detail=1", who="ro")
     assert status == 200
     (echo,) = body["plugins"]
     assert echo["name"] == "echo"

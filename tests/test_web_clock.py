@@ -1,7 +1,7 @@
 """The web layer tells time by the daemon's clock, never by the wall clock directly.
 
 Every handler that stamps what it creates (a trigger's ``api.trigger`` event, a
-batch's events, a pipeline's ``pipeline.trigger`` event, a webhook delivery's
+batch's events, the event a pipeline is started by hand with, a webhook delivery's
 event) reads the clock the app was built with, the one the daemon hands every
 actor; an app built with a fixed clock stamps exactly that instant.
 """
@@ -116,7 +116,7 @@ async def test_a_pipeline_started_by_hand_is_stamped_by_the_daemon_clock(
     (plan,) = gateway.plans
     (first,) = plan.jobs
     assert first.event is not None
-    assert first.event["type"] == "pipeline.trigger"
+    assert first.event["type"] == "echo.poll"  # the pipeline's on, as in Ductile
     assert stamped(first) == STAMP
 
 

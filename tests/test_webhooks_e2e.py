@@ -216,14 +216,13 @@ async def test_a_webhook_starts_a_pipeline_end_to_end(hooks: DaemonProcess) -> N
     root = r.json()["job_id"]
     async with httpx.AsyncClient(base_url=hooks.base_url, headers=hooks.headers()) as c:
 
-        async def finished() -> dict[str, Any] | None:
-            tree: dict[str, Any] = (await c.get(f"/job/{root}/tree")).json()
-            jobs = tree["jobs"]
+        async def finished() -> list[dict[str, Any]] | None:
+            jobs: list[dict[str, Any]] = (await c.get(f"/job/{root}/tree")).json()
             done = len(jobs) == 2 and all(j["status"] == "succeeded" for j in jobs)
-            return tree if done else None
+            return jobs if done else None
 
-        tree = await wait_for(finished)
-    announce, run = tree["jobs"]
+        jobs = await wait_for(finished)
+    announce, run = jobs
     assert announce["step_id"] == "announce"
     assert announce["payload"] == {"service": "api"}
     assert announce["event"]["type"] == "webhook.deploy"

@@ -44,6 +44,7 @@ from chamberlain.actors.mail import (
     GetTree,
     JobStatuses,
     JobStoreRequest,
+    ListFacts,
     ListJobs,
     ListMcpServers,
     ListSchedules,
@@ -70,6 +71,7 @@ from chamberlain.records import (
     JobStatus,
     McpServer,
     NewJob,
+    PluginFact,
     QueueView,
     RoutePlan,
     Tree,
@@ -408,6 +410,15 @@ class Gateway:
 
     def _mcp_references(self, secret: str) -> list[str]:
         return mcp_references(sorted(self._mcp.values(), key=lambda s: s.name), secret)
+
+    async def plugin_facts(
+        self, plugin: str, *, fact_type: str | None, limit: int
+    ) -> tuple[PluginFact, ...]:
+        """The newest ``limit`` facts of ``plugin`` (of ``fact_type``), newest first."""
+        return await self._ask_store(
+            lambda r: ListFacts(plugin=plugin, fact_type=fact_type, limit=limit, reply=r),
+            timeout=self.timeout,
+        )
 
     async def list_mcp_servers(self) -> tuple[McpServer, ...]:
         """Every registered MCP server, by name."""

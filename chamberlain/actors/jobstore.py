@@ -56,6 +56,7 @@ from chamberlain.actors.mail import (
     JobStatuses,
     JobStoreRequest,
     JournalRequest,
+    ListFacts,
     ListJobs,
     ListMcpServers,
     ListSecrets,
@@ -83,7 +84,7 @@ from chamberlain.plugins.workspace import Workspaces, workspace_root
 from chamberlain.records import Job, JobStatus, McpServer, RoutePlan, Tree
 from chamberlain.retry import settle
 from chamberlain.routing.planner import routing_error
-from chamberlain.store import mcp_rows, schedule_books, secret_rows
+from chamberlain.store import mcp_rows, plugin_facts, schedule_books, secret_rows
 from chamberlain.store.callback_queue import register_callbacks
 from chamberlain.store.sqlite import SqliteStore
 
@@ -185,7 +186,7 @@ class JobStore:
                     job.last_error,
                     extra={"component": "jobstore", "job_id": job.id, "plugin": job.plugin},
                 )
-            # Jobs that succeeded just before a crash may not have been routed yet.
+            # Jobs that ended just before a crash may not have been routed yet.
             self.wake_router()
             # After a SIGKILL their processes may still be running: they must not
             # overlap the new attempt.  So may the escapees of our jobs that finished:
@@ -327,6 +328,7 @@ class JobStore:
 
     def _prune(self, store: SqliteStore, now: float) -> int:
         store.prune_deliveries(older_than=now - self.dedupe_ttl)
+        plugin_facts.prune(store.conn, older_than=now - self.job_retention)
         return store.prune(older_than=now - self.job_retention)
 
     async def _prune_old(self) -> None:
@@ -552,7 +554,9 @@ class JobStore:
             case Claim(capacity=capacity, limit=limit):
                 claimed, next_due = store.claim(capacity, limit, now=now)
                 return ClaimResult(jobs=tuple(claimed), next_due=next_due)
-            case Settle(job_id=job_id, attempt=attempt, outcome=outcome, policy=policy):
+            case Settle(
+                job_id=job_id, attempt=attempt, outcome=outcome, policy=policy, facts=facts
+            ):
                 job = store.get_job(job_id)
                 if job is None or job.attempt != attempt or job.status is not JobStatus.RUNNING:
                     return None
@@ -561,7 +565,7 @@ class JobStore:
                     # they happened: said during the run, then the end of the run.
                     self.journal.record_logs(store, job_id, outcome.response.logs, now)
                 state = store.get_states([job.plugin]).get(job.plugin, {})
-                settlement = settle(job, outcome, now=now, policy=policy, state=state)
+                settlement = settle(job, outcome, now=now, policy=policy, state=state, facts=facts)
                 return store.settle(job_id, attempt, settlement, now=now)
             case RouteSettled(planner=planner, limit=limit):
                 return self._route(store, planner, limit, now)
@@ -649,4 +653,8 @@ class JobStore:
                 return tuple(mcp_rows.list_servers(store.conn, names))
             case DeleteMcpServer(name=name):
                 return mcp_rows.delete(store.conn, name)
+            case ListFacts(plugin=plugin, fact_type=fact_type, limit=limit):
+                return tuple(
+                    plugin_facts.newest(store.conn, plugin, fact_type=fact_type, limit=limit)
+                )
         raise TypeError(f"unknown request {request!r}")

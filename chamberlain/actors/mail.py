@@ -18,6 +18,7 @@ import attrs
 
 from chamberlain.actors.mailbox import ReplyTo
 from chamberlain.callback_rules import CallbackDelivery, CallbackState
+from chamberlain.plugins.manifest import FactOutput
 from chamberlain.plugins.protocol import Outcome, TerminationReason
 from chamberlain.records import (
     CancelResult,
@@ -29,6 +30,7 @@ from chamberlain.records import (
     JobStatus,
     McpServer,
     NewJob,
+    PluginFact,
     QueueView,
     RoutePlan,
     Tree,
@@ -137,6 +139,8 @@ class Settle(StoreRequest[Job | None]):
     outcome: Outcome
     policy: RetryPolicy
     reply: ReplyTo[Job | None]
+    #: The plugin manifest's ``fact_outputs``.
+    facts: tuple[FactOutput, ...] = ()
 
     def effects(self, result: Job | None) -> Effects:
         """The job finished, unless it was requeued (or the attempt was stale)."""
@@ -220,7 +224,8 @@ class CancelQueued(StoreRequest[tuple[Job | None, bool]]):
 
 @attrs.frozen(kw_only=True)
 class RouteSettled(StoreRequest[int]):
-    """Apply ``planner`` to up to ``limit`` succeeded, unrouted jobs.
+    """Apply ``planner`` to up to ``limit`` ended, unrouted jobs (succeeded ones, and
+    failed, timed-out and dead ones for their ``on-hook`` pipelines).
 
     Each job's plan (its events, the jobs they start) is stored in the same
     transaction that marks the job routed.  Answered with how many were routed.
@@ -531,6 +536,16 @@ class DeleteMcpServer(StoreRequest[bool]):
 McpServerRequest = CreateMcpServer | ListMcpServers | DeleteMcpServer
 
 
+@attrs.frozen(kw_only=True)
+class ListFacts(StoreRequest[tuple[PluginFact, ...]]):
+    """A plugin's newest facts (``fact_outputs``; migration 0011), newest first."""
+
+    plugin: str
+    fact_type: str | None = None
+    limit: int
+    reply: ReplyTo[tuple[PluginFact, ...]]
+
+
 JobStoreRequest = (
     JournalRequest
     | EnqueueWebhook
@@ -554,6 +569,7 @@ JobStoreRequest = (
     | JobStatuses
     | SecretRequest
     | McpServerRequest
+    | ListFacts
 )
 
 

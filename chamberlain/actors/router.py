@@ -2,9 +2,10 @@
 
 The JobStore rings it after every commit that finished jobs.  It then asks the
 store to apply the :class:`~chamberlain.routing.planner.Routing` plan of every
-succeeded job not yet routed, in the transaction that marks the job routed: a
-crash between "job succeeded" and "next step enqueued" is recovered by the next
-ring (one is rung at every start), never lost and never doubled.
+ended job not yet routed (a succeeded one's events, next steps and hooks; a failed,
+timed-out or dead one's ``on-hook`` pipelines), in the transaction that marks the
+job routed: a crash between "job ended" and "next step enqueued" is recovered by
+the next ring (one is rung at every start), never lost and never doubled.
 
 It also answers synchronous callers waiting for a whole tree: a tree is finished
 when none of its jobs is queued, running, or succeeded-but-not-yet-routed.  The

@@ -49,6 +49,7 @@ from chamberlain.actors.mail import (
 from chamberlain.actors.mailbox import RequestFailed, call
 from chamberlain.actors.output import forward_output
 from chamberlain.plugins.binding import BoundPlugin
+from chamberlain.plugins.envelope import handle_event, request_context, request_payload
 from chamberlain.plugins.environment import job_environment
 from chamberlain.plugins.mcp_servers import McpServerGone, workspace_files
 from chamberlain.plugins.process import Limits, ProcessControl, run_plugin
@@ -148,6 +149,7 @@ class Runner:
                     attempt=job.attempt,
                     outcome=recorded,
                     policy=self.plugin.retry_policy,
+                    facts=self.plugin.manifest.fact_outputs,
                     reply=r,
                 ),
             )
@@ -194,14 +196,19 @@ class Runner:
             config = vault.resolve_tree(plugin.settings.config)
             env = {name: vault.resolve(value) for name, value in plugin.settings.env.items()}
             workspace = await self._open_workspace(job)
+            context = request_context(
+                plugin=job.plugin, pipeline=job.pipeline, step_id=job.step_id, context=job.context
+            )
+            # As in Ductile, only a handle job is sent an event.
+            event = job.event if job.command == "handle" else None
             request = encode_request(
                 job_id=job.id,
                 command=job.command,
                 config=config,
                 state=state if isinstance(state, dict) else {},
-                context=job.context,
-                payload=job.payload,
-                event=job.event,
+                context=context,
+                payload=request_payload(job.command, job.payload, job.event),
+                event=None if event is None else handle_event(event, job.payload, context),
                 deadline_at=datetime.fromtimestamp(self.now() + timeout, UTC),
                 workspace_dir=None if workspace is None else str(workspace),
             )

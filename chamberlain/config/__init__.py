@@ -50,6 +50,7 @@ from chamberlain.config.problems import ConfigError
 from chamberlain.config.references import SecretReference, check_secret_references
 from chamberlain.config.sections import (
     CONDITION_OPS,
+    HOOK_SIGNALS,
     IN_MEMORY,
     SCHEDULE_KINDS,
     ApiConfig,
@@ -75,6 +76,7 @@ from chamberlain.config.values import VALID_SCOPES
 
 __all__ = [
     "CONDITION_OPS",
+    "HOOK_SIGNALS",
     "IN_MEMORY",
     "SCHEDULE_KINDS",
     "VALID_SCOPES",

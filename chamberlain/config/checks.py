@@ -20,9 +20,11 @@ from chamberlain.config.sections import (
     SCHEDULE_KINDS,
     AuthConfig,
     ConditionConfig,
+    PipelineConfig,
     PluginConfig,
     RetryConfig,
     ScheduleConfig,
+    StepConfig,
     WebhooksConfig,
 )
 from chamberlain.config.units import format_duration
@@ -218,6 +220,27 @@ def _check_condition(condition: ConditionConfig) -> None:
         raise Invalid(f"a condition holds more than {CONDITION_MAX_NODES} predicates")
 
 
+def _check_step(step: StepConfig) -> None:
+    kinds = step.kinds
+    if len(kinds) != 1:
+        found = f"got {' and '.join(kinds)}" if kinds else "got none"
+        raise Invalid(f"give exactly one of uses, call, steps or split; {found}")
+    # As in Ductile's compiler: a call, steps or split step hands its input on as it
+    # is, so there is nothing for with or baggage to shape.
+    for key, given in (("with", step.with_ is not None), ("baggage", bool(step.baggage))):
+        if given and step.uses is None:
+            raise Invalid(f"{key} belongs to a uses step, not to a {kinds[0]} step")
+    if step.if_ is not None and step.uses is None and step.call is None:
+        # Ductile ignores it, running every branch; refused so nothing runs unasked.
+        raise Invalid(f"if belongs to a uses or call step, not to a {kinds[0]} step")
+
+
+def _check_pipeline(pipeline: PipelineConfig) -> None:
+    if (pipeline.on is None) == (pipeline.on_hook is None):
+        given = "got both" if pipeline.on is not None else "got none"
+        raise Invalid(f"give exactly one of on and on-hook; {given}")
+
+
 POST_CHECKS: Final[Mapping[type, Callable[[Any], None]]] = {
     ConditionConfig: _check_condition,
     AuthConfig: _check_auth,
@@ -225,4 +248,6 @@ POST_CHECKS: Final[Mapping[type, Callable[[Any], None]]] = {
     ScheduleConfig: _check_schedule,
     PluginConfig: _check_schedule_ids,
     WebhooksConfig: _check_webhooks,
+    StepConfig: _check_step,
+    PipelineConfig: _check_pipeline,
 }

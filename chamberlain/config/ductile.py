@@ -59,7 +59,6 @@ IGNORED: Final[Mapping[str, str]] = {
         "plugin files are trusted by owner and mode (service.trusted_plugin_owners)"
     ),
     "api.allowed_origins": "the API sends no CORS headers, so no origin gets credentials",
-    "plugins.*.notify_on_complete": "on-hook pipelines are not implemented yet (docs/DUCTILE.md)",
     "plugins.*.timeout": "Ductile ignores it too; per-command limits are timeouts.<command>",
     "plugins.*.max_attempts": "Ductile ignores it too; the retry limit is retry.max_attempts",
     "plugins.*.schedules[].preferred_window": "Ductile does not implement it either",
@@ -70,15 +69,9 @@ IGNORED: Final[Mapping[str, str]] = {
     "tokens[].description": _TOKEN_FILE,
 }
 
-#: Keys of Ductile's pipeline DSL that Chamberlain does not run yet.
-_PIPELINE_FEATURES: Final = ("on-hook", "max_depth")
-_STEP_FEATURES: Final = ("call", "split", "steps", "relay")
-_FEATURE_NAMES: Final[Mapping[str, str]] = {
-    "on-hook": "a pipeline triggered by a lifecycle hook (on-hook)",
-    "max_depth": "a pipeline's own routing depth limit (max_depth)",
-    "call": "a step calling another pipeline (call)",
-    "split": "a step running branches in parallel (split)",
-    "steps": "a step holding nested steps (steps)",
+#: Keys of Ductile's pipeline DSL that Chamberlain does not run yet, at any depth of
+#: a pipeline's steps.
+_STEP_FEATURES: Final[Mapping[str, str]] = {
     "relay": "a step relaying to another gateway (relay)",
 }
 
@@ -307,25 +300,28 @@ def _pipelines(value: object, run: _Run) -> object:
     for index, pipeline in enumerate(value):
         if not isinstance(pipeline, Mapping):
             continue
-        found: list[tuple[YamlPath, str]] = [
-            ((key,), key) for key in _PIPELINE_FEATURES if key in pipeline
-        ]
-        steps = pipeline.get("steps")
-        found.extend(
-            (("steps", step_index, key), key)
-            for step_index, step in enumerate(steps if isinstance(steps, list) else ())
-            if isinstance(step, Mapping)
-            for key in _STEP_FEATURES
-            if key in step
-        )
+        found = list(_step_features(pipeline.get("steps"), ("steps",)))
         for at, key in found:
             run.problems.append(
                 (
                     ("pipelines", index, *at),
-                    f"{_FEATURE_NAMES[key]} is not implemented yet (see docs/DUCTILE.md)",
+                    f"{_STEP_FEATURES[key]} is not implemented yet (see docs/DUCTILE.md)",
                 )
             )
         if found:
-            # Structuring this pipeline would only add noise (a missing on:, say).
+            # Structuring this pipeline would only add noise (a missing uses:, say).
             run.hidden.append(("pipelines", index))
     return value
+
+
+def _step_features(steps: object, at: YamlPath) -> list[tuple[YamlPath, str]]:
+    """Where ``steps`` (and the steps nested in them) use a key of _STEP_FEATURES."""
+    found: list[tuple[YamlPath, str]] = []
+    for step_index, step in enumerate(steps if isinstance(steps, list) else ()):
+        if not isinstance(step, Mapping):
+            continue
+        here = (*at, step_index)
+        found.extend(((*here, key), key) for key in _STEP_FEATURES if key in step)
+        for nested in ("steps", "split"):
+            found.extend(_step_features(step.get(nested), (*here, nested)))
+    return found

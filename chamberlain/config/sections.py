@@ -199,6 +199,10 @@ class RetryConfig:
     max_attempts: PositiveInt = 4
     backoff_base: Duration = 30.0
     backoff_max: Duration = 3600.0
+    #: Whether a timed-out attempt is retried like a failed one.  True by default,
+    #: as in Ductile (internal/dispatch/retry_policy.go); false ends the job
+    #: ``timed_out`` at its first timeout.
+    on_timeout: bool = True
 
 
 # Schedules (docs/SCHEDULES.md).  The values are parsed by chamberlain.schedule.timing,
@@ -320,6 +324,9 @@ class PluginConfig:
     circuit_breaker: CircuitBreakerConfig = attrs.field(factory=CircuitBreakerConfig)
     env: Mapping[_VariableName, _VariableValue] = attrs.field(factory=dict)
     env_passthrough: tuple[_VariableName, ...] = ()
+    #: Ductile's opt-in to lifecycle hooks: a job of this plugin that is not a
+    #: pipeline step starts the ``on-hook`` pipelines of the signal its end gives.
+    notify_on_complete: bool = False
 
 
 _DEFAULT_PLUGIN: Final = PluginConfig()
@@ -441,30 +448,123 @@ class ConditionConfig:
         return f"{self.path} {self.op} {self.value!r}"
 
 
+def _parse_steps(value: object) -> tuple["StepConfig", ...]:
+    # Imported here for the reason _parse_conditions gives: a step holds steps.
+    from chamberlain.config.converter import converter
+
+    if not isinstance(value, list) or not value:
+        got = "an empty list" if value == [] else describe(value)
+        raise Invalid(f"expected a non-empty list of steps, got {got}")
+    return converter.structure(value, tuple[StepConfig, ...])
+
+
+#: The signals an ``on-hook`` pipeline can wait for, as Ductile's dispatcher gives
+#: them (``hookSignalForStatus``): by the status a job ended with.
+HOOK_SIGNALS: Final[Mapping[str, tuple[str, ...]]] = MappingProxyType(
+    {
+        "job.completed": ("succeeded",),
+        "job.failed": ("failed", "dead"),
+        "job.timed_out": ("timed_out",),
+    }
+)
+
+
+def _parse_hook(value: object) -> str:
+    signal = parse_str(value)
+    if signal not in HOOK_SIGNALS:
+        raise Invalid(f"unknown signal {signal!r}; expected one of: {', '.join(HOOK_SIGNALS)}")
+    return signal
+
+
 @attrs.frozen(kw_only=True)
 class StepConfig:
-    """One step of a pipeline (YAML keys ``with`` and ``if`` hold ``with_`` and ``if_``)."""
+    """One step of a pipeline: exactly one of ``uses`` (run a plugin), ``call`` (run
+    another pipeline's steps), ``steps`` (a nested sequence) and ``split`` (branches
+    that run side by side). YAML ``with`` and ``if`` hold ``with_`` and ``if_``.
 
-    id: _StepId
-    uses: NonEmptyStr
+    ``id`` is optional, as in Ductile: :class:`PipelineConfig` numbers the ``uses``
+    and ``call`` steps that have none (:func:`number_steps`). A ``steps`` or
+    ``split`` step is no node of its own and keeps no id.
+    """
+
+    id: _StepId | None = None
+    uses: NonEmptyStr | None = None
+    call: _PipelineName | None = None
+    steps: Annotated[tuple["StepConfig", ...], Rule(_parse_steps)] = ()
+    split: Annotated[tuple["StepConfig", ...], Rule(_parse_steps)] = ()
     with_: FreeForm | None = None
     if_: ConditionConfig | None = None
     baggage: FreeForm = attrs.field(factory=dict)
 
+    @property
+    def kinds(self) -> tuple[str, ...]:
+        """Which of ``uses``, ``call``, ``steps`` and ``split`` the step gives (one,
+        once the config is checked)."""
+        given = (
+            ("uses", self.uses is not None),
+            ("call", self.call is not None),
+            ("steps", bool(self.steps)),
+            ("split", bool(self.split)),
+        )
+        return tuple(name for name, present in given if present)
+
+
+def number_steps(steps: tuple[StepConfig, ...]) -> tuple[StepConfig, ...]:
+    """``steps`` with Ductile's ids given to the ``uses``/``call`` steps lacking one.
+
+    Ductile's compiler walks the steps depth first, in order, and gives each such
+    step ``step_<n>``: one counter for the whole pipeline, skipping names already
+    taken by the steps before (an explicit id, or the ``<id>__switch`` node of a
+    step with an ``if``). A later step that names an id given earlier is a
+    duplicate, which :mod:`chamberlain.routing.graph` reports.
+    """
+    taken: set[str] = set()
+    counter = 0
+
+    def number(step: StepConfig) -> StepConfig:
+        nonlocal counter
+        if step.uses is None and step.call is None:
+            return attrs.evolve(
+                step,
+                steps=tuple(number(s) for s in step.steps),
+                split=tuple(number(s) for s in step.split),
+            )
+        step_id = step.id
+        if step_id is None:
+            while True:
+                counter += 1
+                step_id = f"step_{counter}"
+                if step_id not in taken:
+                    break
+        taken.add(step_id)
+        if step.if_ is not None:
+            taken.add(f"{step_id}__switch")
+        return step if step.id == step_id else attrs.evolve(step, id=step_id)
+
+    return tuple(number(step) for step in steps)
+
 
 @attrs.frozen(kw_only=True)
 class PipelineConfig:
-    """One entry of ``pipelines:``; see docs/PIPELINES.md."""
+    """One entry of ``pipelines:``; see docs/PIPELINES.md.
+
+    Exactly one of ``on`` (a ``plugin.command`` or an event type) and ``on_hook``
+    (YAML ``on-hook``: a lifecycle signal of :data:`HOOK_SIGNALS`).
+    """
 
     name: _PipelineName
-    on: NonEmptyStr
+    on: NonEmptyStr | None = None
+    on_hook: Annotated[str, Rule(_parse_hook)] | None = None
     execution_mode: Annotated[str, Rule(_parse_mode)] = "async"
     timeout: PositiveDuration = 60.0
-    steps: tuple[StepConfig, ...]
+    steps: tuple[StepConfig, ...] = attrs.field(converter=number_steps)
     #: Ductile's trigger gates (YAML ``if`` holds ``if_``): a job or event starts the
     #: pipeline only when it comes from plugin ``from_plugin`` and ``if_`` holds.
     if_: ConditionConfig | None = None
     from_plugin: PluginName | None = None
+    #: The routing depth past which a job of this pipeline routes nothing more, in
+    #: place of the global limit; 0 means no limit (Ductile's ``max_depth``).
+    max_depth: Annotated[int, Rule(bounded(parse_int, minimum=0))] | None = None
 
     @property
     def synchronous(self) -> bool:
@@ -525,7 +625,7 @@ RENAMED: Final[Mapping[type, Mapping[str, str]]] = {
     RouteConfig: {"source": "from"},
     StepConfig: {"with_": "with", "if_": "if"},
     ConditionConfig: {"all_": "all", "any_": "any", "not_": "not"},
-    PipelineConfig: {"if_": "if"},
+    PipelineConfig: {"if_": "if", "on_hook": "on-hook"},
 }
 
 

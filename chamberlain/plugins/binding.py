@@ -75,7 +75,11 @@ class BoundPlugin:
     def retry_policy(self) -> RetryPolicy:
         """How failed attempts of this plugin's jobs are spaced."""
         retry = self.settings.retry
-        return RetryPolicy(backoff_base=retry.backoff_base, backoff_max=retry.backoff_max)
+        return RetryPolicy(
+            backoff_base=retry.backoff_base,
+            backoff_max=retry.backoff_max,
+            retry_timeouts=retry.on_timeout,
+        )
 
     @property
     def max_attempts(self) -> int:

@@ -57,6 +57,7 @@ _KNOWN_TOP_LEVEL = frozenset(
         "concurrency_safe",
         "commands",
         "config_keys",
+        "fact_outputs",
     }
 )
 _KNOWN_COMMAND_KEYS = frozenset(
@@ -113,6 +114,23 @@ class CommandSpec:
 
 
 @attrs.frozen(kw_only=True)
+class FactOutput:
+    """One ``fact_outputs`` rule: a command whose ``state_updates`` are a fact.
+
+    Ductile's manifests use these for plugins whose state is a snapshot (a playlist,
+    a mailbox cursor): each successful ``command`` records its ``state_updates`` as
+    an append-only fact of ``fact_type`` instead of merging them into the state.
+    With ``mirror`` (``compatibility_view: mirror_object``) the plugin's state then
+    becomes that snapshot, whole, so the next request's ``state`` is exactly it;
+    without, the state is left as it was.
+    """
+
+    command: str
+    fact_type: str
+    mirror: bool
+
+
+@attrs.frozen(kw_only=True)
 class Manifest:
     """A validated plugin manifest.
 
@@ -130,6 +148,7 @@ class Manifest:
     commands: tuple[CommandSpec, ...]
     config_keys_required: tuple[str, ...] = ()
     config_keys_optional: tuple[str, ...] = ()
+    fact_outputs: tuple[FactOutput, ...] = ()
 
     def command(self, name: str) -> CommandSpec | None:
         """Return the command called ``name``, or ``None`` if the plugin has none."""
@@ -231,6 +250,7 @@ def _build(path: Path, data: Mapping[Any, Any], trusted_owners: Collection[int])
 
     commands = _commands(data.get("commands"), path, log_extra)
     required, optional = _config_keys(data.get("config_keys"))
+    facts = _fact_outputs(data.get("fact_outputs"), {c.name for c in commands})
 
     return Manifest(
         name=name,
@@ -243,6 +263,7 @@ def _build(path: Path, data: Mapping[Any, Any], trusted_owners: Collection[int])
         commands=commands,
         config_keys_required=required,
         config_keys_optional=optional,
+        fact_outputs=facts,
     )
 
 
@@ -445,6 +466,38 @@ def _config_keys(value: object) -> tuple[tuple[str, ...], tuple[str, ...]]:
             _key_list(value.get("optional"), "config_keys.optional"),
         )
     raise _Invalid(f"config_keys must be a list or a mapping, not {_kind(value)}")
+
+
+def _fact_outputs(value: object, commands: Collection[str]) -> tuple[FactOutput, ...]:
+    """The ``fact_outputs`` rules, checked as Ductile checks them at discovery."""
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise _Invalid(f"fact_outputs must be a list, not {_kind(value)}")
+    rules: list[FactOutput] = []
+    for i, rule in enumerate(value):
+        at = f"fact_outputs[{i}]"
+        if not isinstance(rule, Mapping):
+            raise _Invalid(f"{at} must be a mapping, not {_kind(rule)}")
+        when = rule.get("when")
+        command = when.get("command") if isinstance(when, Mapping) else None
+        if not isinstance(command, str) or not command.strip():
+            raise _Invalid(f"{at}.when.command is required")
+        if command.strip() not in commands:
+            raise _Invalid(f"{at}.when.command {command!r} is not one of the manifest's commands")
+        source = rule.get("from")
+        if source != "state_updates":
+            raise _Invalid(f"{at}.from must be state_updates (the only source), got {source!r}")
+        fact_type = rule.get("fact_type")
+        if not isinstance(fact_type, str) or not fact_type.strip():
+            raise _Invalid(f"{at}.fact_type is required")
+        view = rule.get("compatibility_view") or ""
+        if view not in ("", "mirror_object"):
+            raise _Invalid(f"{at}.compatibility_view must be mirror_object or absent, got {view!r}")
+        rules.append(
+            FactOutput(command=command.strip(), fact_type=fact_type.strip(), mirror=bool(view))
+        )
+    return tuple(rules)
 
 
 def _key_list(value: object, what: str) -> tuple[str, ...]:

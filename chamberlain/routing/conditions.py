@@ -20,6 +20,14 @@ strings compare them as text; ``contains`` on a list tests membership of an item
 and on a mapping membership of a key (a list or mapping is never a key); ``in``
 against a string or mapping tests substring or key membership; ``exists`` takes
 ``value: true`` or ``value: false``, the latter holding when the path is missing.
+
+Besides the roots of :mod:`chamberlain.routing.templates`, a step's ``if:`` reads
+``config``: the ``config`` of the step's plugin, as Ductile's
+``evaluateStepCondition`` scopes it (``pluginConfigMap``).  A value holding a
+``${secret:name}`` reference is not in that view (:func:`visible_config`): a
+condition could otherwise test a secret's text character by character and tell it
+through which steps run, so the config is refused at start-up when a condition
+names such a value (:func:`secret_paths`), and reads as missing anywhere else.
 """
 
 from __future__ import annotations
@@ -30,10 +38,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from chamberlain.config import ConditionConfig
-from chamberlain.routing.templates import TemplateError, resolve
+from chamberlain.config.references import MARKER
+from chamberlain.routing.templates import ROOTS, TemplateError, check_path, resolve
 
 _MISSING: Any = object()
 _ORDERING = ("gt", "gte", "lt", "lte")
+#: The root of a step's ``if:`` paths that names its plugin's config.
+CONFIG_ROOT = "config"
 
 
 class ConditionError(ValueError):
@@ -53,11 +64,84 @@ def evaluate(condition: ConditionConfig, scope: Mapping[str, Any]) -> bool:
     return _atomic(condition.path, condition.op, condition.value, scope)
 
 
-def _lookup(path: str, scope: Mapping[str, Any]) -> Any:
+def _as_template_path(path: str) -> tuple[str, str]:
+    """A ``config.`` path as a path templates can read, and the scope key it reads.
+
+    Templates know the roots of ``with:``; ``config`` is a root of ``if:`` only, as in
+    Ductile, so its paths are read as ``payload`` paths of a scope whose payload is
+    the config.
+    """
+    root, dot, rest = path.partition(".")
+    if root == CONFIG_ROOT:
+        return f"payload{dot}{rest}", CONFIG_ROOT
+    return path, ""
+
+
+def check_condition_path(path: str, *, config: bool = True) -> None:
+    """Raise :class:`TemplateError` unless ``path`` is a well-formed ``if:`` path;
+    ``config`` says whether the ``config`` root is allowed (a step's ``if:`` only)."""
+    spelled, key = _as_template_path(path)
     try:
+        check_path(spelled)
+    except TemplateError:
+        roots = (*ROOTS, CONFIG_ROOT) if config else ROOTS
+        raise TemplateError(
+            f"bad path {path!r}: expected {' | '.join(roots)} followed by .key segments"
+            " (letters, digits, '_', '-'), e.g. payload.city"
+        ) from None
+    if key and not config:
+        raise TemplateError(
+            f"bad path {path!r}: config is read in a step's if only (the step's plugin's"
+            " config); a pipeline's if has no plugin"
+        )
+
+
+def _lookup(path: str, scope: Mapping[str, Any]) -> Any:
+    spelled, key = _as_template_path(path)
+    try:
+        if key:
+            return resolve(spelled, {"payload": scope.get(key, {})})
         return resolve(path, scope)
     except TemplateError:
         return _MISSING
+
+
+def _holds_secret(value: object) -> bool:
+    if isinstance(value, str):
+        return MARKER in value
+    if isinstance(value, Mapping):
+        return any(_holds_secret(item) for item in value.values())
+    if isinstance(value, list):
+        return any(_holds_secret(item) for item in value)
+    return False
+
+
+def visible_config(config: Mapping[str, Any]) -> dict[str, Any]:
+    """``config`` as a step's ``if:`` sees it: every mapping entry whose value holds a
+    ``${secret:`` reference (at any depth) left out, so it reads as missing."""
+    out: dict[str, Any] = {}
+    for key, value in config.items():
+        if isinstance(value, Mapping):
+            out[key] = visible_config(value)
+        elif not _holds_secret(value):
+            out[key] = value
+    return out
+
+
+def secret_paths(condition: ConditionConfig, config: Mapping[str, Any]) -> list[str]:
+    """The ``config.`` paths of ``condition`` (and the conditions it holds) that name
+    a value holding a secret reference, or a mapping with one inside."""
+    if condition.path is not None:
+        spelled, key = _as_template_path(condition.path)
+        if not key:
+            return []
+        try:
+            found = resolve(spelled, {"payload": config})
+        except TemplateError:
+            return []
+        return [condition.path] if _holds_secret(found) else []
+    children = (*condition.all_, *condition.any_, *filter(None, (condition.not_,)))
+    return [path for child in children for path in secret_paths(child, config)]
 
 
 def _is_number(value: object) -> bool:

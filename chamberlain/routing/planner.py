@@ -1,7 +1,7 @@
 """What a finished job sets in motion: its events, the routes they match, next steps.
 
 :class:`Routing` is compiled once from the config.  :meth:`Routing.plan` looks at one
-succeeded job and answers, without I/O, which events to store and which jobs to
+ended job and answers, without I/O, which events to store and which jobs to
 create; the JobStore applies that answer in the same transaction that marks the job
 routed, so a crash can neither lose nor repeat a step.
 
@@ -15,12 +15,26 @@ A pipeline with ``from_plugin`` starts only from that plugin's jobs, and one wit
 pipeline-level ``if:`` only when it holds on the input and the finished job's
 context; both gate starts by a job only, not ``POST /pipeline/{name}`` or webhooks.
 
-Each later step gets the previous step's events, one job per event (or one job with
-the result when there were none).  A step whose ``if:`` does not hold is skipped and
-the next step gets the same input.  A step whose ``with:`` names a path the input
+A pipeline's steps are compiled into a graph of nodes (:mod:`chamberlain.routing.graph`:
+nested ``steps``, ``split`` branches and ``call`` as Ductile compiles them).  Each node
+after the first gets its predecessor's events, one job per event (or one job with
+the result when there were none); after a ``split``, the next step runs once per
+branch that finishes.  A step whose ``if:`` does not hold is skipped and the steps
+after it get the same input.  A step whose ``with:`` names a path the input
 lacks, or whose ``if:`` compares values of the wrong types
 (:mod:`chamberlain.routing.conditions`), is recorded as a failed job, so the failure
 shows in the tree.
+
+A pipeline with ``on-hook`` starts when a job that is not a pipeline step ends and
+its plugin has ``notify_on_complete``: ``job.completed`` when it succeeded,
+``job.failed`` when it failed or is dead, ``job.timed_out`` when it timed out (as
+Ductile's ``maybeFireHooks``).  Its first step gets an event of that type whose
+payload names the job (``job_id``, ``plugin``, ``command``, ``status``, and its
+``result`` or ``error``); the run is a tree of its own.  A job that did not succeed
+is routed for its hooks only, in the same transaction that marks it routed.
+
+Nothing is routed from a job more than :data:`MAX_DEPTH` hops from its tree's root,
+or past its pipeline's ``max_depth`` when that is set (0: no limit).
 """
 
 from __future__ import annotations
@@ -33,6 +47,7 @@ from typing import Any
 import attrs
 
 from chamberlain.config import (
+    HOOK_SIGNALS,
     ConditionConfig,
     ConfigError,
     PipelineConfig,
@@ -40,9 +55,36 @@ from chamberlain.config import (
     StepConfig,
 )
 from chamberlain.plugins.binding import BoundPlugin
-from chamberlain.records import Job, NewJob, RoutePlan, StoredEvent, rfc3339
-from chamberlain.routing.conditions import ConditionError, evaluate
-from chamberlain.routing.templates import TemplateError, check_path, check_template, render
+from chamberlain.plugins.envelope import (
+    BaggageConflict,
+    accrete,
+    control,
+    handle_event,
+    request_context,
+    with_control,
+)
+from chamberlain.records import Job, JobStatus, NewJob, RoutePlan, StoredEvent, rfc3339
+from chamberlain.routing.conditions import (
+    ConditionError,
+    check_condition_path,
+    evaluate,
+    secret_paths,
+    visible_config,
+)
+from chamberlain.routing.graph import (
+    Graph,
+    call_problems,
+    compile_graph,
+    route_depths,
+    unreachable,
+)
+from chamberlain.routing.templates import (
+    TemplateError,
+    check_baggage,
+    check_template,
+    claim_baggage,
+    render,
+)
 
 log = logging.getLogger("chamberlain.router")
 
@@ -51,9 +93,17 @@ log = logging.getLogger("chamberlain.router")
 MAX_DEPTH = 32
 DEFAULT_COMMAND = "handle"
 SKIPPED_EVENT = "pipeline.step_skipped"
+#: What a pipeline step that emitted no events hands the next step (Ductile's name).
+STEP_SUCCEEDED_EVENT = "ductile.step.succeeded"
 DEPTH_EVENT = "routing.depth_exceeded"
 CORE_SOURCE = "chamberlain"
 ROUTING_ERROR = "routing.error"
+#: The event ``POST /pipeline/{name}`` starts a pipeline without ``on`` with.
+API_PIPELINE_EVENT = "api.pipeline.trigger"
+#: The hook signal a job's end gives, by the status it ended with.
+_SIGNAL_OF: dict[str, str] = {
+    status: signal for signal, statuses in HOOK_SIGNALS.items() for status in statuses
+}
 
 
 def split_target(target: str) -> tuple[str, str]:
@@ -89,12 +139,22 @@ class Routing:
     new_id: Callable[[], str] = lambda: str(uuid.uuid4())
     _by_name: dict[str, PipelineConfig] = attrs.field(init=False)
     _by_on: dict[str, list[PipelineConfig]] = attrs.field(init=False)
+    _by_hook: dict[str, list[PipelineConfig]] = attrs.field(init=False)
+    _graphs: dict[str, Graph] = attrs.field(init=False)
+    _route_depths: dict[str, int] = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
         self._by_name = {p.name: p for p in self.pipelines}
-        self._by_on = {}
-        for pipeline in self.pipelines:
-            self._by_on.setdefault(pipeline.on, []).append(pipeline)
+        self._by_on, self._by_hook = {}, {}
+        self._graphs = {}
+        for i, pipeline in enumerate(self.pipelines):
+            if pipeline.on is not None:
+                self._by_on.setdefault(pipeline.on, []).append(pipeline)
+            if pipeline.on_hook is not None:
+                self._by_hook.setdefault(pipeline.on_hook, []).append(pipeline)
+            # Problems are build_routing's to report; the first of a name wins.
+            self._graphs.setdefault(pipeline.name, compile_graph(pipeline, f"pipelines[{i}]")[0])
+        self._route_depths = route_depths(self._graphs)
 
     # -- questions the API asks ------------------------------------------------------
 
@@ -114,8 +174,10 @@ class Routing:
         """False when there is nothing to route (no routes, no pipelines)."""
         return bool(self.routes or self.pipelines)
 
-    def resolve_target(self, target: str) -> tuple[str, str] | None:
+    def resolve_target(self, target: str | None) -> tuple[str, str] | None:
         """(plugin, command) for ``plugin`` or ``plugin.command``, if both exist."""
+        if target is None:
+            return None
         if target in self.plugins:
             plugin, command = target, DEFAULT_COMMAND
         else:
@@ -137,13 +199,14 @@ class Routing:
         event: Mapping[str, Any] | None = None,
     ) -> RoutePlan:
         """Jobs for a pipeline started from outside: ``POST /pipeline/{name}`` (step one
-        gets a ``pipeline.trigger`` event with ``payload``) or a webhook delivery
-        (step one gets the delivery's ``event``)."""
+        gets an event with ``payload``, typed as the pipeline's ``on``, or
+        ``api.pipeline.trigger`` for an ``on-hook`` pipeline, as in Ductile) or a
+        webhook delivery (step one gets the delivery's ``event``)."""
         if event is None:
             event = StoredEvent(
                 event_id=self.new_id(),
                 job_id="",
-                type="pipeline.trigger",
+                type=pipeline.on or API_PIPELINE_EVENT,
                 source="api",
                 payload=dict(payload),
                 dedupe_key=None,
@@ -151,7 +214,13 @@ class Routing:
             ).envelope()
         source = _Input(event=event, event_id=event.get("event_id"))
         jobs, skips = self._step_jobs(
-            pipeline, 0, source, parent=None, context={}, submitted_by=submitted_by, now=now
+            pipeline,
+            self._graphs[pipeline.name].entries,
+            source,
+            parent=None,
+            context={},
+            submitted_by=submitted_by,
+            now=now,
         )
         if jobs:
             # Steps skipped before the first job are told about on that job, the root.
@@ -159,7 +228,11 @@ class Routing:
         return RoutePlan(events=tuple(skips), jobs=tuple(jobs))
 
     def plan(self, job: Job, now: float) -> RoutePlan:
-        """Everything the succeeded ``job`` sets in motion."""
+        """Everything the ended ``job`` sets in motion: for a job that did not
+        succeed, its hooks only."""
+        hooks = self._hooks(job, now)
+        if job.status is not JobStatus.SUCCEEDED:
+            return hooks
         response = job.result if isinstance(job.result, Mapping) else {}
         events = tuple(
             StoredEvent(
@@ -174,28 +247,27 @@ class Routing:
             for raw in response.get("events") or ()
             if isinstance(raw, Mapping)
         )
-        if job.depth + 1 > MAX_DEPTH:
+        limit = self._depth_limit(job)
+        if limit and job.depth + 1 > limit:
             if not events and not self.active:
                 return RoutePlan()
-            note = self._note(job, DEPTH_EVENT, {"depth": job.depth, "limit": MAX_DEPTH}, now)
-            return RoutePlan(events=(*events, note))
-        inputs = [
-            _Input(event=e.envelope(), event_id=e.event_id, dedupe_key=e.dedupe_key) for e in events
-        ]
+            note = self._note(job, DEPTH_EVENT, {"depth": job.depth, "limit": limit}, now)
+            return RoutePlan(events=(*events, note, *hooks.events), jobs=hooks.jobs)
+        inputs = [_routed(e, job, response.get("result")) for e in events]
         if not inputs:
-            inputs = [_result_input(job, now)]
+            inputs = [_result_input(job, now, self.new_id())]
         jobs: list[NewJob] = []
         notes: list[StoredEvent] = []
         started: set[str] = set()
         # The next step of the pipeline this job is a step of.
         if job.pipeline is not None and job.step_id is not None:
             pipeline = self._by_name.get(job.pipeline)
-            index = _step_index(pipeline, job.step_id) if pipeline else None
-            if pipeline is not None and index is not None:
+            node = self._graphs[pipeline.name].nodes.get(job.step_id) if pipeline else None
+            if pipeline is not None and node is not None:
                 for source in inputs:
                     more, skips = self._step_jobs(
                         pipeline,
-                        index + 1,
+                        node.successors,
                         source,
                         parent=job,
                         context=job.context,
@@ -210,11 +282,11 @@ class Routing:
                 continue  # a pipeline's own step never restarts it
             started.add(pipeline.name)
             for source in inputs:
-                if not self._admits(pipeline, job, source, notes, now):
+                if not self._admits(pipeline, job, source, job.context, notes, now):
                     continue
                 more, skips = self._step_jobs(
                     pipeline,
-                    0,
+                    self._graphs[pipeline.name].entries,
                     source,
                     parent=job,
                     context={},
@@ -237,9 +309,9 @@ class Routing:
                     self._child(
                         job,
                         target,
-                        payload=event.payload,
+                        payload=source.event.get("payload", {}),
                         source=source,
-                        context=job.context,
+                        context=_one_hop_on(job),
                         submitted_by=f"route:{job.plugin}",
                     )
                 )
@@ -248,11 +320,11 @@ class Routing:
                 if pipeline.name in started or pipeline.name == job.pipeline:
                     continue
                 matched = True
-                if not self._admits(pipeline, job, source, notes, now):
+                if not self._admits(pipeline, job, source, job.context, notes, now):
                     continue
                 more, skips = self._step_jobs(
                     pipeline,
-                    0,
+                    self._graphs[pipeline.name].entries,
                     source,
                     parent=job,
                     context={},
@@ -269,20 +341,83 @@ class Routing:
                     event.type,
                     extra={"component": "router", "job_id": job.id, "event_id": event.event_id},
                 )
-        return RoutePlan(events=(*events, *notes), jobs=tuple(jobs))
+        return RoutePlan(events=(*events, *notes, *hooks.events), jobs=(*jobs, *hooks.jobs))
 
     # -- internals ---------------------------------------------------------------------
+
+    def _depth_limit(self, job: Job) -> int:
+        """How many hops from its root ``job`` may be and still route (0: no limit):
+        its pipeline's ``max_depth`` when set, :data:`MAX_DEPTH` otherwise."""
+        pipeline = self._by_name.get(job.pipeline) if job.pipeline is not None else None
+        if pipeline is not None and pipeline.max_depth is not None:
+            return pipeline.max_depth
+        return MAX_DEPTH
+
+    def _hooks(self, job: Job, now: float) -> RoutePlan:
+        """The ``on-hook`` pipelines the end of ``job`` starts, each a tree of its own.
+
+        As in Ductile's ``maybeFireHooks``: only a job that is not a pipeline step
+        (so a hook pipeline's own jobs start no hooks), only when its plugin has
+        ``notify_on_complete``, and each pipeline's ``from_plugin`` and ``if`` are
+        checked against the hook's payload with an empty context.  The hook event is
+        stored on ``job``, so its tree shows that hooks fired.
+        """
+        signal = _SIGNAL_OF.get(job.status.value)
+        bound = self.plugins.get(job.plugin)
+        if (
+            signal is None
+            or job.pipeline is not None
+            or bound is None
+            or not bound.settings.notify_on_complete
+            or signal not in self._by_hook
+        ):
+            return RoutePlan()
+        payload: dict[str, Any] = {
+            "job_id": job.id,
+            "plugin": job.plugin,
+            "command": job.command,
+            "status": job.status.value,
+        }
+        if job.status is JobStatus.SUCCEEDED:
+            response = job.result if isinstance(job.result, Mapping) else {}
+            payload["result"] = response.get("result")
+        elif job.last_error is not None:
+            payload["error"] = job.last_error
+        event = StoredEvent(
+            event_id=self.new_id(),
+            job_id=job.id,
+            type=signal,
+            source=CORE_SOURCE,
+            payload=payload,
+            dedupe_key=None,
+            created_at=now,
+        )
+        source = _Input(event=event.envelope(), event_id=event.event_id)
+        notes: list[StoredEvent] = []
+        jobs: list[NewJob] = []
+        for pipeline in self._by_hook[signal]:
+            if not self._admits(pipeline, job, source, {}, notes, now):
+                continue
+            started = self.start(
+                pipeline, payload, submitted_by=f"hook:{pipeline.name}", now=now, event=source.event
+            )
+            notes.extend(started.events)
+            jobs.extend(started.jobs)
+        if not jobs and not notes:
+            return RoutePlan()
+        return RoutePlan(events=(event, *notes), jobs=tuple(jobs))
 
     def _admits(
         self,
         pipeline: PipelineConfig,
         job: Job,
         source: _Input,
+        context: Mapping[str, Any],
         notes: list[StoredEvent],
         now: float,
     ) -> bool:
         """Whether ``job``'s output ``source`` starts ``pipeline``: its ``from_plugin``
-        names the job's plugin and its ``if`` holds on the input and the job's context.
+        names the job's plugin and its ``if`` holds on the input and ``context``.
 
         An ``if`` that cannot be evaluated starts nothing and leaves a
         ``routing.error`` note on ``job`` naming the pipeline.
@@ -294,7 +429,7 @@ class Routing:
         scope = {
             "payload": source.event.get("payload", {}),
             "event": source.event,
-            "context": job.context,
+            "context": context,
         }
         try:
             return evaluate(pipeline.if_, scope)
@@ -319,7 +454,7 @@ class Routing:
     def _step_jobs(
         self,
         pipeline: PipelineConfig,
-        index: int,
+        node_ids: Sequence[str],
         source: _Input,
         *,
         parent: Job | None,
@@ -327,15 +462,39 @@ class Routing:
         submitted_by: str,
         now: float,
     ) -> tuple[list[NewJob], list[StoredEvent]]:
-        """The job for step ``index`` (or a later one, past skipped steps)."""
+        """The jobs of nodes ``node_ids`` of ``pipeline``, each on ``source``.
+
+        A node whose ``if:`` does not hold is skipped with a note, and the nodes after
+        it get the same input; a ``call`` node stands for the called pipeline's first
+        nodes, whose jobs are steps of that pipeline and keep this run's context.
+        """
+        graph = self._graphs[pipeline.name]
+        jobs: list[NewJob] = []
         skips: list[StoredEvent] = []
-        while index < len(pipeline.steps):
-            step = pipeline.steps[index]
-            scope = {
+        if not control(context).get("pipeline_instance_id"):
+            # A start: one run, whichever nodes it begins with (Ductile draws one
+            # instance id per pipeline for each event that starts it).
+            context = with_control(context, instance_id=self.new_id())
+        for node_id in node_ids:
+            step = graph.nodes[node_id].step
+            target = self.resolve_target(step.uses)
+            bound = self.plugins.get(target[0]) if target is not None else None
+            scope: dict[str, Any] = {
                 "payload": source.event.get("payload", {}),
                 "event": source.event,
                 "context": context,
+                "config": visible_config(bound.settings.config) if bound is not None else {},
             }
+            step_context: Mapping[str, Any] = context
+            claim_error = None
+            if target is not None:
+                # As in Ductile, a step's if: sees the context its plugin would be
+                # sent: the run's baggage with this step's claims, and the ductile_*
+                # keys.
+                step_context, claim_error = self._claims(pipeline, step, scope, parent, context)
+                scope["context"] = request_context(
+                    plugin=target[0], pipeline=pipeline.name, step_id=step.id, context=step_context
+                )
             condition_error = None
             try:
                 skipped = step.if_ is not None and not evaluate(step.if_, scope)
@@ -361,21 +520,77 @@ class Routing:
                         created_at=now,
                     )
                 )
-                index += 1
-                continue
-            return [
-                self._step_job(
-                    pipeline,
-                    step,
-                    source,
-                    scope,
-                    parent,
-                    context,
-                    submitted_by,
-                    condition_error=condition_error,
+                onward, following = pipeline, graph.nodes[node_id].successors
+            elif step.call is not None:
+                if condition_error is not None:
+                    # No plugin to record a failed job of: the reason is a note.
+                    skips.append(self._error_note(parent, pipeline, condition_error, now))
+                    continue
+                onward, following = self._by_name[step.call], self._graphs[step.call].entries
+            else:
+                jobs.append(
+                    self._step_job(
+                        pipeline,
+                        step,
+                        source,
+                        scope,
+                        parent,
+                        step_context,
+                        submitted_by,
+                        error=condition_error or claim_error,
+                    )
                 )
-            ], skips
-        return [], skips
+                continue
+            more, more_skips = self._step_jobs(
+                onward,
+                following,
+                source,
+                parent=parent,
+                context=context,
+                submitted_by=submitted_by,
+                now=now,
+            )
+            jobs.extend(more)
+            skips.extend(more_skips)
+        return jobs, skips
+
+    def _error_note(
+        self, parent: Job | None, pipeline: PipelineConfig, error: str, now: float
+    ) -> StoredEvent:
+        return StoredEvent(
+            event_id=self.new_id(),
+            job_id=parent.id if parent else "",
+            type=ROUTING_ERROR,
+            source=CORE_SOURCE,
+            payload={"pipeline": pipeline.name, "error": error},
+            dedupe_key=None,
+            created_at=now,
+        )
+
+    def _claims(
+        self,
+        pipeline: PipelineConfig,
+        step: StepConfig,
+        scope: Mapping[str, Any],
+        parent: Job | None,
+        context: Mapping[str, Any],
+    ) -> tuple[Mapping[str, Any], str | None]:
+        """The step's context, and the reason it could not be worked out (or None).
+
+        That is ``context`` (the run's accumulated baggage; empty when this step
+        starts a run) with the run's control block for this hop and the step's
+        ``baggage:`` claims accreted onto it, as Ductile's
+        ``contextUpdatesForDispatch`` does. Claims read the step's input and the
+        run's baggage so far.
+        """
+        step_context = self._run_context(pipeline, parent, context)
+        if not step.baggage:
+            return step_context, None
+        try:
+            claims = claim_baggage(step.baggage, {**scope, "context": context})
+            return accrete(step_context, claims), None
+        except (TemplateError, BaggageConflict) as exc:
+            return step_context, f"pipeline {pipeline.name} step {step.id}: baggage: {exc}"
 
     def _step_job(
         self,
@@ -384,39 +599,35 @@ class Routing:
         source: _Input,
         scope: Mapping[str, Any],
         parent: Job | None,
-        context: Mapping[str, Any],
+        step_context: Mapping[str, Any],
         submitted_by: str,
         *,
-        condition_error: str | None = None,
+        error: str | None = None,
     ) -> NewJob:
-        """The job for ``step``; born failed when its ``if:``, ``with:`` or ``baggage:``
-        cannot be worked out from the input (``condition_error`` is the first)."""
+        """The job for ``step``, with the context :meth:`_claims` worked out; born
+        failed with ``error`` (its ``if:`` or ``baggage:`` could not be worked out)
+        or when its ``with:`` cannot be.
+
+        Its payload is the input event's payload with ``with:`` applied on top, each
+        key rendered against the payload as the plugin will see it (the request
+        context merged in) and the request context (``scope["context"]``).
+        """
         target = self.resolve_target(step.uses)
         assert target is not None, "validated at start-up"
-        error = condition_error
-        payload: Mapping[str, Any] = source.event.get("payload", {})
-        baggage: dict[str, Any] = {}
-        key = "with"  # the YAML key being rendered: the error must name the right one
-        try:
-            if error is not None:
-                payload = {}
-            elif step.with_ is not None:
-                payload = render(step.with_, scope)
-            key = "baggage"
-            if error is None and step.baggage:
-                baggage = render(step.baggage, scope)
-        except TemplateError as exc:
-            error = f"pipeline {pipeline.name} step {step.id}: {key}: {exc}"
+        routed: Mapping[str, Any] = source.event.get("payload", {})
+        payload: Mapping[str, Any] = routed
+        if error is None and step.with_ is not None:
+            seen = scope["context"]
+            with_scope = {
+                **scope,
+                "payload": handle_event(source.event, routed, seen)["payload"],
+            }
+            try:
+                payload = {**routed, **render(step.with_, with_scope)}
+            except TemplateError as exc:
+                error = f"pipeline {pipeline.name} step {step.id}: with: {exc}"
+        if error is not None:
             payload = {}
-        job_id = self.new_id()
-        root = (parent.root_job_id or parent.id) if parent else job_id
-        step_context = {
-            **context,
-            **baggage,
-            "pipeline": pipeline.name,
-            "step_id": step.id,
-            "root_job_id": root,
-        }
         return self._child(
             parent,
             target,
@@ -427,8 +638,35 @@ class Routing:
             pipeline=pipeline.name,
             step_id=step.id,
             error=error,
-            job_id=job_id,
         )
+
+    def _run_context(
+        self, pipeline: PipelineConfig, parent: Job | None, context: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """``context`` with the run's control block for one more hop, as Ductile's
+        ``resolveCompiledRoute`` and ``contextUpdatesForDispatch`` set it.
+
+        The run's ``pipeline_instance_id`` is already in ``context``
+        (:meth:`_step_jobs` draws it when a run starts). Every step is one
+        ``route_depth`` past the job it came from (a job outside any run is at 0,
+        so a run's first step is at 1, or further when another run's step started
+        it). ``route_max_depth`` is the one of the job it came from, when it has
+        one, or else this pipeline's
+        (:meth:`route_max_depth`). The values are what plugins read; the depth
+        limits that stop routing are the planner's own (see ``_depth_limit``).
+        """
+        before = control(parent.context) if parent is not None else {}
+        depth = before.get("route_depth")
+        depth = depth + 1 if isinstance(depth, int) and not isinstance(depth, bool) else 1
+        limit = before.get("route_max_depth") or self.route_max_depth(pipeline)
+        return with_control(context, depth=depth, max_depth=limit)
+
+    def route_max_depth(self, pipeline: PipelineConfig) -> int:
+        """The ``route_max_depth`` a run of ``pipeline`` starts with: its ``max_depth``
+        when set (0: no limit, not recorded), otherwise its longest path of steps."""
+        if pipeline.max_depth is not None:
+            return pipeline.max_depth
+        return self._route_depths.get(pipeline.name, 1)
 
     def _child(
         self,
@@ -442,7 +680,6 @@ class Routing:
         pipeline: str | None = None,
         step_id: str | None = None,
         error: str | None = None,
-        job_id: str | None = None,
     ) -> NewJob:
         plugin, command = target
         if error is None:
@@ -450,11 +687,12 @@ class Routing:
             if error is not None and pipeline is not None:
                 error = f"pipeline {pipeline} step {step_id}: {error}"
         return NewJob(
-            id=job_id or self.new_id(),
+            id=self.new_id(),
             plugin=plugin,
             command=command,
             payload=dict(payload),
-            event=dict(source.event),
+            # As in Ductile, only a handle job is sent an event.
+            event=dict(source.event) if command == DEFAULT_COMMAND else None,
             context=dict(context),
             submitted_by=submitted_by,
             max_attempts=self.plugins[plugin].max_attempts,
@@ -482,31 +720,65 @@ def routing_error(job: Job, exc: Exception, now: float) -> StoredEvent:
     )
 
 
-def _result_input(job: Job, now: float) -> _Input:
-    """A job that emitted no events hands its result on, as an event of its own."""
+def _result_input(job: Job, now: float, event_id: str) -> _Input:
+    """A job that emitted no events hands its result on, as an event of its own.
+
+    A pipeline step's is Ductile's ``ductile.step.succeeded`` with
+    ``{"result": result}``; any other job's is ``<plugin>.<command>.result``, whose
+    payload is an object result itself (or ``{"result": result}``).
+    """
     response = job.result if isinstance(job.result, Mapping) else {}
     result = response.get("result")
-    payload = dict(result) if isinstance(result, Mapping) else {"result": result}
+    if job.pipeline is not None:
+        kind, payload = STEP_SUCCEEDED_EVENT, {"result": result}
+    else:
+        kind = f"{job.plugin}.{job.command}.result"
+        payload = dict(result) if isinstance(result, Mapping) else {"result": result}
+    # Ductile gives it an id as it routes it; it is not a stored event, so the jobs
+    # it starts name no source event.
     return _Input(
         event={
-            "type": f"{job.plugin}.{job.command}.result",
-            "payload": payload,
+            "type": kind,
+            "payload": _from_upstream(payload, job),
             "source": job.plugin,
             "timestamp": rfc3339(now),
+            "event_id": event_id,
         },
         event_id=None,
     )
 
 
+def _routed(event: StoredEvent, job: Job, result: object) -> _Input:
+    """What the dispatch of ``event``, emitted by ``job``, carries, as Ductile builds it:
+    a string ``result`` of the response in the payload (unless it has one) and the
+    ``ductile_upstream_*`` keys naming where it came from."""
+    payload = dict(event.payload)
+    if isinstance(result, str) and result.strip():
+        payload.setdefault("result", result)
+    envelope = {**event.envelope(), "payload": _from_upstream(payload, job)}
+    return _Input(event=envelope, event_id=event.event_id, dedupe_key=event.dedupe_key)
+
+
+def _one_hop_on(job: Job) -> dict[str, Any]:
+    """A routed job's context: its source's, one ``route_depth`` further on, as
+    Ductile's ``contextUpdatesForDispatch`` records it for a dispatch in no pipeline."""
+    depth = control(job.context).get("route_depth")
+    depth = depth + 1 if isinstance(depth, int) and not isinstance(depth, bool) else 1
+    return with_control(job.context, depth=depth)
+
+
+def _from_upstream(payload: Mapping[str, Any], job: Job) -> dict[str, Any]:
+    out = dict(payload)
+    out.setdefault("ductile_upstream_plugin", job.plugin)
+    if job.pipeline:
+        out.setdefault("ductile_upstream_pipeline", job.pipeline)
+    if job.step_id:
+        out.setdefault("ductile_upstream_step_id", job.step_id)
+    return out
+
+
 def _mapping(value: object) -> Mapping[str, Any]:
     return value if isinstance(value, Mapping) else {}
-
-
-def _step_index(pipeline: PipelineConfig, step_id: str) -> int | None:
-    for index, step in enumerate(pipeline.steps):
-        if step.id == step_id:
-            return index
-    return None
 
 
 # -- start-up validation ---------------------------------------------------------------
@@ -534,6 +806,7 @@ def build_routing(
         if routing.resolve_target(route.to) is None:
             problems.append(f"{where}.to: {route.to!r} is not a loaded plugin[.command]")
     seen: dict[str, int] = {}
+    graphs: dict[str, Graph] = {}
     for i, pipeline in enumerate(pipelines):
         where = f"pipelines[{i}]"
         if pipeline.name in seen:
@@ -544,63 +817,80 @@ def build_routing(
         seen.setdefault(pipeline.name, i)
         if not pipeline.steps:
             problems.append(f"{where}.steps: a pipeline needs at least one step")
-        if pipeline.synchronous and "." not in pipeline.on:
+        if pipeline.synchronous and (pipeline.on is None or "." not in pipeline.on):
+            key = "on" if pipeline.on is not None else "on-hook"
             problems.append(
-                f"{where}.on: a synchronous pipeline starts from a trigger: write plugin.command"
+                f"{where}.{key}: a synchronous pipeline starts from a trigger: write plugin.command"
             )
-        step_ids: dict[str, int] = {}
-        for j, step in enumerate(pipeline.steps):
-            at = f"{where}.steps[{j}]"
-            if step.id in step_ids:
-                problems.append(
-                    f"{at}.id: duplicate step id {step.id!r} (also steps[{step_ids[step.id]}])"
-                )
-            step_ids.setdefault(step.id, j)
-            if routing.resolve_target(step.uses) is None:
+        graph, graph_problems = compile_graph(pipeline, where)
+        graphs.setdefault(pipeline.name, graph)
+        problems.extend(graph_problems)
+        for node in (*graph.nodes.values(), *graph.shadowed):
+            step, at = node.step, node.at
+            target = routing.resolve_target(step.uses)
+            if step.uses is not None and target is None:
                 problems.append(f"{at}.uses: {step.uses!r} is not a loaded plugin[.command]")
             if step.with_ is not None:
                 problems.extend(f"{at}.with: {p}" for p in check_template(step.with_))
-            problems.extend(f"{at}.baggage: {p}" for p in check_template(step.baggage))
+            problems.extend(f"{at}.baggage.{p}" for p in check_baggage(step.baggage))
             if step.if_ is not None:
-                problems.extend(_condition_paths(step.if_, f"{at}.if"))
+                problems.extend(_condition_paths(step.if_, f"{at}.if", config=True))
+                config = plugins[target[0]].settings.config if target is not None else {}
+                problems.extend(
+                    f"{at}.if: {path} holds a ${{secret:...}} reference, which a condition"
+                    " cannot read"
+                    for path in secret_paths(step.if_, config)
+                )
+        for node in unreachable(graph):
+            log.warning(
+                "%s: never runs: the steps after a call do not run (as in Ductile, the"
+                " called pipeline's last step ends the run)",
+                node.at,
+                extra={"component": "router", "pipeline": pipeline.name},
+            )
         if pipeline.if_ is not None:
-            problems.extend(_condition_paths(pipeline.if_, f"{where}.if"))
+            problems.extend(_condition_paths(pipeline.if_, f"{where}.if", config=False))
         if pipeline.from_plugin is not None and pipeline.from_plugin not in plugins:
             problems.append(f"{where}.from_plugin: no loaded plugin named {pipeline.from_plugin!r}")
+    problems.extend(call_problems(graphs))
     problems.extend(_cycles(pipelines, routing))
     if problems:
         raise ConfigError(problems, source=source)
     return routing
 
 
-def _condition_paths(condition: ConditionConfig, at: str) -> list[str]:
-    """Problems with the paths of ``condition`` and of the conditions it holds."""
+def _condition_paths(condition: ConditionConfig, at: str, *, config: bool) -> list[str]:
+    """Problems with the paths of ``condition`` and of the conditions it holds;
+    ``config`` allows the ``config`` root (a step's ``if:``)."""
     if condition.path is not None:
         try:
-            check_path(condition.path)
+            check_condition_path(condition.path, config=config)
         except TemplateError as exc:
             return [f"{at}.path: {exc}"]
         return []
     problems: list[str] = []
     for key, children in (("all", condition.all_), ("any", condition.any_)):
         for i, child in enumerate(children):
-            problems.extend(_condition_paths(child, f"{at}.{key}[{i}]"))
+            problems.extend(_condition_paths(child, f"{at}.{key}[{i}]", config=config))
     if condition.not_ is not None:
-        problems.extend(_condition_paths(condition.not_, f"{at}.not"))
+        problems.extend(_condition_paths(condition.not_, f"{at}.not", config=config))
     return problems
 
 
 def _cycles(pipelines: Sequence[PipelineConfig], routing: Routing) -> list[str]:
-    """Pipelines that start one another in a loop (through their steps' ``uses``)."""
+    """Pipelines that start one another in a loop (through their steps' ``uses``,
+    nested ones included; loops through ``call`` are :func:`call_problems`')."""
     starts: dict[str, list[int]] = {}
     for i, pipeline in enumerate(pipelines):
-        starts.setdefault(pipeline.on, []).append(i)
+        if pipeline.on is not None:
+            starts.setdefault(pipeline.on, []).append(i)
 
     def successors(i: int) -> list[int]:
         found: list[int] = []
-        for step in pipelines[i].steps:
+        graph, _ = compile_graph(pipelines[i], f"pipelines[{i}]")
+        for node in graph.nodes.values():
             # Resolved as the planner will run it: a dotted plugin name is not split.
-            target = routing.resolve_target(step.uses)
+            target = routing.resolve_target(node.step.uses)
             if target is not None:  # an unknown target is reported on its own
                 found.extend(starts.get(".".join(target), ()))
         return found

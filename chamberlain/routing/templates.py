@@ -11,6 +11,11 @@ interpolated (non-strings rendered as JSON); ``{{`` and ``}}`` are literal brace
 Everything here is pure, so the same code validates a config at start-up and
 renders a payload at run time; :mod:`chamberlain.routing.conditions` reads ``if:``
 paths with :func:`resolve`.
+
+``baggage:`` also takes Ductile's form (:func:`claim_baggage`): a value that is a
+bare path (``repo.name: payload.repo_name``) claims the value at that path, a
+dotted key writes a nested map, and ``from:`` with ``namespace:`` imports a whole
+object under a name.
 """
 
 from __future__ import annotations
@@ -19,6 +24,8 @@ import json
 import re
 from collections.abc import Mapping
 from typing import Any
+
+from chamberlain.plugins.envelope import BaggageConflict, set_path
 
 ROOTS = ("payload", "event", "context")
 
@@ -102,3 +109,63 @@ def render(value: Any, scope: Mapping[str, Any]) -> Any:
         return found if isinstance(found, str) else json.dumps(found, ensure_ascii=False)
 
     return _REFERENCE.sub(substitute, value)
+
+
+#: The keys of a ``baggage:`` map that import a whole object rather than name a value.
+BULK_KEYS = ("from", "namespace")
+
+
+def _is_bare_path(value: object) -> bool:
+    return isinstance(value, str) and _PATH_RE.fullmatch(value.strip()) is not None
+
+
+def check_baggage(spec: Mapping[str, Any]) -> list[str]:
+    """Problems with a ``baggage:`` map: its paths, its keys, and ``from``/``namespace``."""
+    problems: list[str] = []
+    if "namespace" in spec and "from" not in spec:
+        problems.append("namespace: needs from: (the object to import under it)")
+    if "from" in spec:
+        source = spec["from"]
+        if not _is_bare_path(source):
+            problems.append(
+                f"from: expected a path such as payload or payload.meta, got {source!r}"
+            )
+        if not isinstance(spec.get("namespace"), str) or not str(spec["namespace"]).strip():
+            problems.append("from: needs namespace: (the key to import the object under)")
+    for key, value in spec.items():
+        if key in BULK_KEYS:
+            continue
+        if any(not part.strip() for part in str(key).split(".")):
+            problems.append(f"{key}: a baggage key has no empty segments (write a.b, not a..b)")
+        if _is_bare_path(value):
+            continue
+        problems.extend(f"{key}: {p}" for p in check_template(value))
+    return problems
+
+
+def claim_baggage(spec: Mapping[str, Any], scope: Mapping[str, Any]) -> dict[str, Any]:
+    """The values a step's ``baggage:`` claims, as a nested map.
+
+    A bare path takes the value at that path with its type (absent: an error, as in
+    Ductile); any other value is a template filled by :func:`render`. Dotted keys
+    nest (``repo.name`` writes ``{"repo": {"name": ...}}``); ``from`` and
+    ``namespace`` put the object at ``from`` under ``namespace``. Raises
+    :class:`TemplateError` for a missing path or a non-object ``from``.
+    """
+    claims: dict[str, Any] = {}
+    try:
+        if "from" in spec:
+            source = resolve(str(spec["from"]).strip(), scope)
+            if not isinstance(source, Mapping):
+                raise TemplateError(f"from: {spec['from']} is not an object")
+            set_path(claims, str(spec["namespace"]).strip(), dict(source))
+        for key in sorted(k for k in spec if k not in BULK_KEYS):
+            value = spec[key]
+            if _is_bare_path(value):
+                claimed = resolve(value.strip(), scope)
+            else:
+                claimed = render(value, scope)
+            set_path(claims, key.strip(), claimed)
+    except BaggageConflict as exc:
+        raise TemplateError(str(exc)) from exc
+    return claims

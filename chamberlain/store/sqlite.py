@@ -40,6 +40,7 @@ from chamberlain.records import (
     StoredEvent,
 )
 from chamberlain.retry import Settlement, recover_orphan
+from chamberlain.store import plugin_facts
 
 #: Every column: rows are read by name (see _row_to_job), so a migration that adds a
 #: column only has to teach _row_to_job about it.
@@ -478,6 +479,8 @@ class SqliteStore:
         job = _row_to_job(row)
         if s.new_state is not None:
             self.put_state(job.plugin, s.new_state, now=now)
+        if s.facts:
+            plugin_facts.record(self.conn, s.facts)
         return job
 
     def cancel_queued(self, job_id: str, *, now: float, reason: str) -> tuple[Job | None, bool]:
@@ -577,9 +580,12 @@ class SqliteStore:
         return [self.enqueue(job, now=now, dedupe_ttl=dedupe_ttl) for job in plan.jobs]
 
     def unrouted(self, limit: int) -> list[Job]:
-        """Succeeded jobs whose events and next steps have not been handled yet."""
+        """Ended jobs whose plan has not been applied yet: succeeded ones (events,
+        next steps, hooks) and, since migration 0010, failed, timed-out and dead ones
+        (their hooks)."""
         rows = self.conn.execute(
-            "SELECT * FROM jobs WHERE status = 'succeeded' AND routed = 0 ORDER BY seq LIMIT ?",
+            "SELECT * FROM jobs WHERE status IN ('succeeded', 'failed', 'timed_out', 'dead')"
+            " AND routed = 0 ORDER BY seq LIMIT ?",
             (limit,),
         ).fetchall()
         return [_row_to_job(r) for r in rows]

@@ -1,9 +1,13 @@
 """``GET /plugins`` and ``GET /plugin/{name}``: what can be triggered, and how.
 
-Each command lists its type (which decides the scope needed to trigger it), its
-input schema and the longest it may run, so a client (or an LLM tool builder) can
-construct valid triggers without reading manifests.  The module owns these two
-routes and their schemas.
+``GET /plugins`` answers as Ductile's gateway does (``internal/api/handlers.go``
+``handleListPlugins``), because Ductile's ``ductile plugin list`` decodes each
+command as a string: each plugin's name, version, description and command names.
+With ``?detail=1``, and always in ``GET /plugin/{name}``, each command lists its
+type (which decides the scope needed to trigger it), its input schema and the
+longest it may run, so a client (or an LLM tool builder) can construct valid
+triggers without reading manifests.  The module owns these two routes and their
+schemas.
 """
 
 from __future__ import annotations
@@ -15,10 +19,21 @@ from chamberlain.plugins.binding import BoundPlugin
 from chamberlain.web.auth import PLUGIN_RO, Scoped
 from chamberlain.web.errors import not_found
 from chamberlain.web.handler import Call, Reply
-from chamberlain.web.intake import NO_QUERY
+from chamberlain.web.intake import BAD_DETAIL, NO_QUERY
 from chamberlain.web.spec import STRING, Param, ResponseSpec, Route, object_schema, ref
 
 NAME_PARAM = Param(name="name", location="path", description="The plugin's name.", required=True)
+
+DETAIL_PARAM = Param(
+    name="detail",
+    location="query",
+    description=(
+        "`1` (or `true`): each plugin as `GET /plugin/{name}` shows it, its commands"
+        " with type, description, schemas and timeout. Without it (or `0`, `false`),"
+        " each command is its name, as Ductile's `ductile plugin list` reads it."
+    ),
+    schema={"type": "boolean", "default": False},
+)
 
 
 def describe_plugin(plugin: BoundPlugin) -> dict[str, Any]:
@@ -43,6 +58,17 @@ def describe_plugin(plugin: BoundPlugin) -> dict[str, Any]:
     }
 
 
+def summarize_plugin(plugin: BoundPlugin) -> dict[str, Any]:
+    """One plugin as ``GET /plugins`` lists it by default: commands by name only."""
+    manifest = plugin.manifest
+    return {
+        "name": manifest.name,
+        "version": manifest.version,
+        "description": manifest.description,
+        "commands": [spec.name for spec in manifest.commands],
+    }
+
+
 def _plain(value: Any) -> Any:
     # Manifests may hold read-only mappings; JSON encoding wants dicts and lists.
     if value is None or isinstance(value, str | int | float | bool):
@@ -55,9 +81,10 @@ def _plain(value: Any) -> Any:
 
 
 async def list_plugins(call: Call) -> Reply:
-    """``GET /plugins``: every loaded plugin, by name."""
+    """``GET /plugins``: every loaded plugin, by name; ``?detail=1`` describes each command."""
+    describe = describe_plugin if call.flag("detail") else summarize_plugin
     plugins = call.gateway.plugins
-    return Reply({"plugins": [describe_plugin(plugins[name]) for name in sorted(plugins)]})
+    return Reply({"plugins": [describe(plugins[name]) for name in sorted(plugins)]})
 
 
 async def get_plugin(call: Call) -> Reply:
@@ -77,10 +104,15 @@ ROUTES: tuple[Route, ...] = (
         handler=list_plugins,
         access=Scoped(PLUGIN_RO),
         summary="Loaded plugins and their commands",
+        description=(
+            "Plugins by name. Each command is its name (PluginSummary), unless"
+            " `detail=1` describes it (Plugin)."
+        ),
         tag="plugins",
+        params=(DETAIL_PARAM,),
         responses=(
             ResponseSpec(status=200, description="Every loaded plugin.", schema="PluginList"),
-            NO_QUERY,
+            BAD_DETAIL,
         ),
     ),
     Route(
@@ -121,5 +153,21 @@ SCHEMAS: Mapping[str, Mapping[str, Any]] = {
             "commands": {"type": "array", "items": ref("Command")},
         }
     ),
-    "PluginList": object_schema({"plugins": {"type": "array", "items": ref("Plugin")}}),
+    "PluginSummary": object_schema(
+        {
+            "name": STRING,
+            "version": STRING,
+            "description": STRING,
+            "commands": {"type": "array", "items": STRING, "description": "Command names."},
+        },
+        closed=True,
+    ),
+    # anyOf, not oneOf: an empty list is both forms at once.
+    "PluginList": {
+        "anyOf": [
+            object_schema({"plugins": {"type": "array", "items": ref("PluginSummary")}}),
+            object_schema({"plugins": {"type": "array", "items": ref("Plugin")}}),
+        ],
+        "description": "PluginSummary items by default; Plugin items with `detail=1`.",
+    },
 }

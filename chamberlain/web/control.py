@@ -18,7 +18,7 @@ import trio
 
 from chamberlain.records import CancelResult, Job, JobStatus, NewJob
 from chamberlain.web.auth import JOBS_RO, JOBS_RW, Scoped, command_scope
-from chamberlain.web.errors import ApiError, bad_request, error_body, not_found
+from chamberlain.web.errors import ApiError, error_body, not_found
 from chamberlain.web.handler import Call, Reply
 from chamberlain.web.intake import (
     DISK_FULL,
@@ -26,6 +26,7 @@ from chamberlain.web.intake import (
     NOT_ACCEPTING_RESPONSE,
     UNAVAILABLE,
     decode_json_object,
+    limit_param,
     not_accepting,
 )
 from chamberlain.web.jobs import JOB_ID_PARAM, MAX_LIMIT, POLL_AFTER_DOC, accepted_headers
@@ -187,19 +188,9 @@ async def retry(call: Call) -> Reply:
     )
 
 
-def _limit(query: Mapping[str, Any]) -> int:
-    values = query.get("limit") or ()
-    if not values:
-        return QUEUE_DEFAULT_LIMIT
-    text = values[0]
-    if not text.isdigit() or not 1 <= int(text) <= MAX_LIMIT:
-        raise bad_request(f"query parameter 'limit' must be an integer from 1 to {MAX_LIMIT}")
-    return int(text)
-
-
 async def queue(call: Call) -> Reply:
     """``GET /queue``: what runs now and what waits, in the order it will run."""
-    limit = _limit(call.query)
+    limit = limit_param(call.query, default=QUEUE_DEFAULT_LIMIT, maximum=MAX_LIMIT)
     view = await call.gateway.queue(limit)
     health = await call.gateway.health()
     return Reply(

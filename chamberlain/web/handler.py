@@ -21,7 +21,7 @@ from chamberlain.config import ApiConfig
 from chamberlain.instruments import Metrics
 from chamberlain.plugins.manifest import CommandType
 from chamberlain.web.auth import Access, ByCommand, Identity, TokenTable, authorize
-from chamberlain.web.errors import ApiError
+from chamberlain.web.errors import ApiError, bad_request
 
 _EMPTY: Mapping[str, str] = MappingProxyType({})
 
@@ -76,6 +76,23 @@ class Call:
         """Raise the 400 for a query string the route does not accept, if any."""
         if self.query_error is not None:
             raise self.query_error
+
+    def flag(self, name: str) -> bool:
+        """The boolean query parameter ``name``: False when absent.
+
+        ``true``, ``1`` and ``yes`` are true, ``false``, ``0`` and ``no`` false (any
+        case); anything else, the empty value included, is a 400 naming the
+        parameter: a misspelt flag taken as false would answer another question.
+        """
+        values = self.query.get(name)
+        if not values:
+            return False
+        value = values[-1].strip().lower()
+        if value in ("true", "1", "yes"):
+            return True
+        if value in ("false", "0", "no"):
+            return False
+        raise bad_request(f"{name} must be true or false, not {values[-1]!r}")
 
     def require(self, scope: str, *, action: str) -> Identity:
         """The caller, once it is known to hold ``scope``; 403 otherwise."""

@@ -7,11 +7,13 @@ duplicate key, a lone surrogate, an integer too long, nesting deeper than
 :data:`MAX_JSON_DEPTH`; then a non-object), worded by :func:`json_refusal`, which
 the webhook routes share.  :func:`not_accepting` words the 503
 of a daemon that is starting or draining.  :data:`UNAVAILABLE` and
-:data:`NOT_ACCEPTING_RESPONSE` document the two kinds of 503 in the route table.
+:data:`NOT_ACCEPTING_RESPONSE` document the two kinds of 503 in the route table,
+:data:`NO_QUERY` and :data:`BAD_DETAIL` two kinds of 400 of the routes that read.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from chamberlain.actors.gateway import Lifecycle, Phase
@@ -20,6 +22,7 @@ from chamberlain.web.errors import ApiError, bad_request, unavailable
 from chamberlain.web.spec import ResponseSpec
 
 __all__ = [
+    "BAD_DETAIL",
     "DISK_FULL",
     "MAX_JSON_DEPTH",
     "NOT_ACCEPTING_RESPONSE",
@@ -28,6 +31,7 @@ __all__ = [
     "UNAVAILABLE",
     "decode_json_object",
     "json_refusal",
+    "limit_param",
     "not_accepting",
 ]
 
@@ -45,14 +49,19 @@ NOT_ACCEPTING_RESPONSE = ResponseSpec(
     optional_headers={"Retry-After": "Seconds to wait; absent while draining."},
 )
 
-#: The 507 of a route that writes: the disk under the store is full or failing, and
-#: nothing of the request was stored (see docs/RELIABILITY.md).
 #: The 400 of a route that takes no query parameters, when one is given anyway.
 NO_QUERY = ResponseSpec(status=400, description="A query parameter was given.")
+
+#: The 400 of a route whose only query parameter is the ``detail`` flag.
+BAD_DETAIL = ResponseSpec(
+    status=400, description="An unknown or repeated query parameter, or `detail` not a boolean."
+)
 
 #: The 413 of a route with a JSON body, refused (unread) over ``api.max_body_size``.
 TOO_LARGE = ResponseSpec(status=413, description="The body is larger than api.max_body_size.")
 
+#: The 507 of a route that writes: the disk under the store is full or failing, and
+#: nothing of the request was stored (see docs/RELIABILITY.md).
 DISK_FULL = ResponseSpec(
     status=507,
     description=(
@@ -61,6 +70,18 @@ DISK_FULL = ResponseSpec(
     ),
     headers={"Retry-After": "Seconds to wait before trying again."},
 )
+
+
+def limit_param(query: Mapping[str, Sequence[str]], *, default: int, maximum: int) -> int:
+    """The ``limit`` query parameter: ``default`` when absent, else an integer from 1
+    to ``maximum``; 400 naming the range otherwise."""
+    values = query.get("limit") or ()
+    if not values:
+        return default
+    text = values[0]
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= maximum:
+        raise bad_request(f"query parameter 'limit' must be an integer from 1 to {maximum}")
+    return int(text)
 
 
 def decode_json_object(raw: bytes) -> dict[str, Any]:

@@ -114,7 +114,11 @@ LIST_PARAMS: tuple[Param, ...] = (
         location="query",
         description=(
             "Only jobs in these statuses: comma-separated, and/or repeated"
-            f" ({', '.join(_STATUS_VALUES)})."
+            f" ({', '.join(_STATUS_VALUES)}). Each status is matched exactly. A job"
+            " whose attempts were all used up by retryable failures (or timeouts, see"
+            " `retry.on_timeout`) is `dead` and is not listed under `failed`, which"
+            " holds jobs that failed without retries (`retry: false`, exit code 78);"
+            " `failed,dead` lists both."
         ),
         schema={
             "type": "string",

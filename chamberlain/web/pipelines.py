@@ -2,8 +2,10 @@
 
 ``POST /pipeline/{name}`` starts a pipeline (waiting for it when it is synchronous,
 see :mod:`chamberlain.web.synchronous`); ``GET /job/{id}/tree`` shows every job a
-root set in motion, with the steps that were skipped; ``GET /pipelines`` lists
-them.  The module owns these routes and their schemas.
+root set in motion: an array of jobs, the shape Ductile's gateway answers
+(``internal/api/handlers.go`` ``handleGetJobTree``), or with ``?detail=1`` an
+object that adds the root and the steps that were skipped; ``GET /pipelines``
+lists them.  The module owns these routes and their schemas.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from chamberlain.web.auth import JOBS_RO, PLUGIN_RO, PLUGIN_RW, Scoped
 from chamberlain.web.errors import bad_request, not_found
 from chamberlain.web.handler import Call, Reply
 from chamberlain.web.intake import (
+    BAD_DETAIL,
     DISK_FULL,
     NO_QUERY,
     UNAVAILABLE,
@@ -83,12 +86,18 @@ async def start_pipeline(call: Call) -> Reply:
 
 
 async def job_tree(call: Call) -> Reply:
-    """``GET /job/{job_id}/tree``: every job of the tree the job belongs to."""
+    """``GET /job/{job_id}/tree``: every job of the tree the job belongs to.
+
+    An array of jobs in creation order; ``?detail=1`` gives :func:`tree_json`.
+    """
     call.check_query()
+    detail = call.flag("detail")
     tree = await call.gateway.get_tree(call.path["job_id"])
     if tree is None:
         raise not_found(f"unknown job {call.path['job_id']!r}")
-    return Reply(tree_json(tree), 200)
+    if detail:
+        return Reply(tree_json(tree), 200)
+    return Reply([job.to_json() for job in tree.jobs], 200)
 
 
 async def list_pipelines(call: Call) -> Reply:
@@ -124,6 +133,17 @@ async def list_pipelines(call: Call) -> Reply:
 
 _NAME = Param(name="name", location="path", description="The pipeline's name.", required=True)
 
+_TREE_DETAIL = Param(
+    name="detail",
+    location="query",
+    description=(
+        "`1` (or `true`): an object, `{root_job_id, jobs, notes}`, whose `notes` say"
+        " which steps were skipped and why (JobTree). Without it (or `0`, `false`):"
+        " the array of jobs, as Ductile's gateway answers (JobTreeList)."
+    ),
+    schema={"type": "boolean", "default": False},
+)
+
 ROUTES: tuple[Route, ...] = (
     Route(
         operation_id="startPipeline",
@@ -133,7 +153,8 @@ ROUTES: tuple[Route, ...] = (
         access=Scoped(PLUGIN_RW),
         summary="Start a pipeline on a payload",
         description=(
-            "Step one receives the payload in a `pipeline.trigger` event. A synchronous"
+            "Step one receives the payload in an event typed as the pipeline's `on`"
+            " (`api.pipeline.trigger` for an on-hook pipeline). A synchronous"
             " pipeline answers when its tree has finished (200), or 202 when that takes"
             " longer than its timeout (capped by api.max_sync_timeout)."
         ),
@@ -181,12 +202,21 @@ ROUTES: tuple[Route, ...] = (
         path="/job/{job_id}/tree",
         handler=job_tree,
         access=Scoped(JOBS_RO),
-        summary="Every job a root set in motion, and the steps skipped",
+        summary="Every job of the tree a job belongs to",
+        description=(
+            "Every job of the tree the job belongs to, in creation order: an array"
+            " (JobTreeList), or with `detail=1` an object that adds the skipped steps"
+            " (JobTree)."
+        ),
         tag="jobs",
-        params=(JOB_ID_PARAM,),
+        params=(JOB_ID_PARAM, _TREE_DETAIL),
         responses=(
-            ResponseSpec(status=200, description="The tree.", schema="JobTree"),
-            NO_QUERY,
+            ResponseSpec(
+                status=200,
+                description="The tree: JobTreeList, or JobTree with `detail=1`.",
+                schema=("JobTreeList", "JobTree"),
+            ),
+            BAD_DETAIL,
             ResponseSpec(status=404, description="Unknown job."),
             UNAVAILABLE,
         ),
@@ -210,6 +240,11 @@ SCHEMAS: dict[str, Any] = {
     "PipelineSkipped": object_schema(
         {"pipeline": STRING, "status": {"const": "skipped"}, "message": STRING}
     ),
+    "JobTreeList": {
+        "type": "array",
+        "items": ref("Job"),
+        "description": "Every job of the tree, in creation order.",
+    },
     "JobTree": {
         "type": "object",
         "properties": {

@@ -22,7 +22,7 @@ import trio
 
 from chamberlain.config import PipelineConfig
 from chamberlain.records import Job, JobStatus, Tree
-from chamberlain.web.errors import bad_request, unavailable
+from chamberlain.web.errors import unavailable
 from chamberlain.web.handler import Call, Reply
 from chamberlain.web.jobs import POLL_AFTER
 from chamberlain.web.spec import STRING, Param, ResponseSpec, object_schema, ref
@@ -87,21 +87,13 @@ SYNC_UNAVAILABLE = ResponseSpec(
 
 
 def wants_async(call: Call) -> bool:
-    """The ``?async=`` flag; 400 for anything but true/false/1/0/yes/no, empty included.
+    """The ``?async=`` flag (see :meth:`Call.flag`: a bad value is a 400).
 
     Every route that takes the flag asks, whether or not a pipeline would wait: a
     misspelt flag that is ignored today would change the answer once the pipeline
     becomes synchronous.
     """
-    values = call.query.get("async")
-    if not values:
-        return False
-    value = values[-1].strip().lower()
-    if value in ("true", "1", "yes"):
-        return True
-    if value in ("false", "0", "no"):
-        return False
-    raise bad_request(f"async must be true or false, not {values[-1]!r}")
+    return call.flag("async")
 
 
 def _outcome(tree: Tree) -> tuple[str, Any, str | None]:

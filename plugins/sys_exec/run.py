@@ -196,15 +196,17 @@ def parse_env(value: object) -> dict[str, str]:
 def payload_env(request: dict[str, Any]) -> dict[str, str]:
     """CHAMBERLAIN_PAYLOAD_<KEY> for each payload key.
 
-    For ``handle`` the payload may arrive wrapped in an event; the top-level payload
-    wins on conflicts because it is the more specific of the two.
+    A ``handle`` job's input is its event's payload (as Ductile sends it, with the
+    request context merged in); any other command's is the request's ``payload``.
     """
     payload: dict[str, Any] = {}
     event = request.get("event")
-    if isinstance(event, dict) and isinstance(event.get("payload"), dict):
-        payload.update(event["payload"])
-    if isinstance(request.get("payload"), dict):
-        payload.update(request["payload"])
+    if request.get("command") == "handle" and isinstance(event, dict):
+        source = event.get("payload")
+    else:
+        source = request.get("payload")
+    if isinstance(source, dict):
+        payload.update(source)
 
     env = {}
     for key, value in payload.items():

@@ -19,7 +19,11 @@ def mark(role):
 
 request = json.load(sys.stdin)
 mark("plugin")
-payload = request.get("payload") or {}
+# A handle job's input is its event's payload, as in Ductile; other commands' is payload.
+if request.get("command") == "handle" and isinstance(request.get("event"), dict):
+    payload = request["event"].get("payload") or {}
+else:
+    payload = request.get("payload") or {}
 delay = float(payload.get("sleep", 0))
 marks = os.environ.get("CHAOS_MARKS")
 if payload.get("sleep_once") and marks:

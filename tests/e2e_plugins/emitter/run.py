@@ -5,7 +5,11 @@ import json
 import sys
 
 request = json.load(sys.stdin)
-payload = request.get("payload") or {}
+# A handle job's input is its event's payload, as in Ductile; other commands' is payload.
+if request.get("command") == "handle" and isinstance(request.get("event"), dict):
+    payload = request["event"].get("payload") or {}
+else:
+    payload = request.get("payload") or {}
 print(
     json.dumps({"status": "ok", "result": payload.get("result"), "events": payload.get("emit", [])})
 )

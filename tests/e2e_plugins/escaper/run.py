@@ -7,7 +7,12 @@ import subprocess
 import sys
 
 request = json.load(sys.stdin)
-base = os.path.join(request["payload"]["dir"], request["job_id"])
+# A handle job's input is its event's payload, as in Ductile; other commands' is payload.
+if request.get("command") == "handle" and isinstance(request.get("event"), dict):
+    payload = request["event"].get("payload") or {}
+else:
+    payload = request.get("payload") or {}
+base = os.path.join(payload["dir"], request["job_id"])
 
 
 def sleeper(new_session: bool) -> subprocess.Popen[bytes]:

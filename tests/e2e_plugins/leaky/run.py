@@ -21,7 +21,11 @@ def digest(text: str) -> str:
 
 request = json.load(sys.stdin)
 config = request.get("config") or {}
-payload = request.get("payload") or {}
+# A handle job's input is its event's payload, as in Ductile; other commands' is payload.
+if request.get("command") == "handle" and isinstance(request.get("event"), dict):
+    payload = request["event"].get("payload") or {}
+else:
+    payload = request.get("payload") or {}
 token = config.get("token", "")
 
 if payload.get("report"):

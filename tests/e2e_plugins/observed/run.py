@@ -15,7 +15,11 @@ import sys
 import time
 
 request = json.load(sys.stdin)
-payload = request.get("payload") or {}
+# A handle job's input is its event's payload, as in Ductile; other commands' is payload.
+if request.get("command") == "handle" and isinstance(request.get("event"), dict):
+    payload = request["event"].get("payload") or {}
+else:
+    payload = request.get("payload") or {}
 
 for line in payload.get("lines", []):
     print(line, file=sys.stderr)
