@@ -107,7 +107,7 @@ class Metrics:
         )
         self.timeouts = Counter(
             "chamberlain_job_timeouts",
-            "Jobs stopped because they ran past their timeout.",
+            "Jobs that ended timed_out (a timeout not retried: retry.on_timeout false).",
             ["plugin", "command"],
             registry=self.registry,
         )

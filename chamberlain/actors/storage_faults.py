@@ -35,6 +35,7 @@ from chamberlain.actors.mail import (
     GetTree,
     JobStatuses,
     JobStoreRequest,
+    ListFacts,
     ListJobs,
     ListMcpServers,
     ListSecrets,
@@ -128,6 +129,8 @@ DISPOSITIONS: Mapping[type, Disposition] = {
     # -- MCP servers: likewise (a Runner's ListMcpServers is a read served again).
     ListMcpServers: Disposition.READ,
     **dict.fromkeys((CreateMcpServer, DeleteMcpServer), Disposition.REFUSE),
+    # -- plugin facts: a client's read (the facts themselves are written by Settle).
+    ListFacts: Disposition.READ,
 }
 
 #: The first retry after a refused batch, and the most the backoff grows to: short
