@@ -63,6 +63,7 @@ from chamberlain.daemon.tree import Daemon
 from chamberlain.plugins.binding import BoundPlugin, bind_plugins
 from chamberlain.plugins.registry import SkippedPlugin, discover
 from chamberlain.records import JobMessage, JobStatus, NewJob
+from chamberlain.relay_rules import with_relay_plugin
 from chamberlain.routing.planner import Routing, build_routing
 from chamberlain.sealing import (
     SECRET_KEY_ENV,
@@ -117,7 +118,13 @@ def _load(config_path: str | None) -> _Loaded:
             extra={"component": "plugins", "path": str(skipped.path)},
         )
     plugins = bind_plugins(config, discovery)
-    routing = build_routing(config.routes, config.pipelines, plugins, source=config.source)
+    routing = build_routing(
+        config.routes,
+        config.pipelines,
+        with_relay_plugin(config, plugins),
+        source=config.source,
+        service=config.service.name,
+    )
     problems = check_endpoints(
         config.webhooks.endpoints,
         plugins,

@@ -119,12 +119,13 @@ def test_steps_after_a_call_are_unreachable() -> None:
     [
         (
             {"uses": "a", "call": "q"},
-            "pipelines[0].steps[0]: give exactly one of uses, call, steps or split;"
+            "pipelines[0].steps[0]: give exactly one of uses, call, relay, steps or split;"
             " got uses and call",
         ),
         (
             {"id": "s"},
-            "pipelines[0].steps[0]: give exactly one of uses, call, steps or split; got none",
+            "pipelines[0].steps[0]: give exactly one of uses, call, relay, steps or split;"
+            " got none",
         ),
         (
             {"call": "q", "with": {"a": 1}},
@@ -136,7 +137,7 @@ def test_steps_after_a_call_are_unreachable() -> None:
         ),
         (
             {"steps": [{"uses": "a"}], "if": IF_X},
-            "pipelines[0].steps[0]: if belongs to a uses or call step, not to a steps step",
+            "pipelines[0].steps[0]: if belongs to a uses, call or relay step, not to a steps step",
         ),
         (
             {"split": []},
@@ -144,8 +145,8 @@ def test_steps_after_a_call_are_unreachable() -> None:
         ),
         (
             {"steps": [{"relay": {"to": "lab", "event": "e"}}]},
-            "pipelines[0].steps[0].steps[0].relay: a step relaying to another gateway (relay)"
-            " is not implemented yet (see docs/DUCTILE.md)",
+            "pipelines[0].steps[0].steps[0].relay.to: no enabled instance named 'lab'"
+            " (no instance is enabled)",
         ),
     ],
 )

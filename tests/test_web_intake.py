@@ -26,6 +26,7 @@ from chamberlain.web import (
     metrics,
     openapi,
     pipelines,
+    relay_ingress,
     schedules,
     secret_registry,
     streams,
@@ -188,7 +189,7 @@ def test_the_table_is_every_feature_module_s_routes_in_order() -> None:
 
 
 def test_every_schema_comes_from_exactly_one_module() -> None:
-    owners = [*FEATURES, webhooks]
+    owners = [*FEATURES, webhooks, relay_ingress]
     for module in owners:
         if module is openapi:
             continue

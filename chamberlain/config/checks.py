@@ -13,15 +13,19 @@ from typing import Any, Final
 
 from cattrs.errors import ClassValidationError
 
-from chamberlain.config.problems import Invalid
+from chamberlain.config.problems import Invalid, YamlPath
 from chamberlain.config.sections import (
     CONDITION_MAX_DEPTH,
     CONDITION_MAX_NODES,
     SCHEDULE_KINDS,
     AuthConfig,
     ConditionConfig,
+    Document,
     PipelineConfig,
     PluginConfig,
+    RelayInstanceConfig,
+    RelayPeerConfig,
+    RemoteIngressConfig,
     RetryConfig,
     ScheduleConfig,
     StepConfig,
@@ -224,15 +228,117 @@ def _check_step(step: StepConfig) -> None:
     kinds = step.kinds
     if len(kinds) != 1:
         found = f"got {' and '.join(kinds)}" if kinds else "got none"
-        raise Invalid(f"give exactly one of uses, call, steps or split; {found}")
+        raise Invalid(f"give exactly one of uses, call, relay, steps or split; {found}")
     # As in Ductile's compiler: a call, steps or split step hands its input on as it
     # is, so there is nothing for with or baggage to shape.
     for key, given in (("with", step.with_ is not None), ("baggage", bool(step.baggage))):
         if given and step.uses is None:
             raise Invalid(f"{key} belongs to a uses step, not to a {kinds[0]} step")
-    if step.if_ is not None and step.uses is None and step.call is None:
+    if step.if_ is not None and (step.steps or step.split):
         # Ductile ignores it, running every branch; refused so nothing runs unasked.
-        raise Invalid(f"if belongs to a uses or call step, not to a {kinds[0]} step")
+        raise Invalid(f"if belongs to a uses, call or relay step, not to a {kinds[0]} step")
+
+
+def _duplicates(values: tuple[str, ...], at: YamlPath, what: str) -> list[Invalid]:
+    seen: dict[str, int] = {}
+    problems = []
+    for index, value in enumerate(values):
+        if value in seen:
+            problems.append(
+                Invalid(
+                    f"duplicate {what} {value!r} (also {at[-1]}[{seen[value]}])",
+                    at=(*at, index),
+                )
+            )
+        seen.setdefault(value, index)
+    return problems
+
+
+def _check_instance(instance: RelayInstanceConfig) -> None:
+    problems = _duplicates(instance.allow, ("allow",), "event type")
+    if problems:
+        raise ClassValidationError("invalid instance", problems, RelayInstanceConfig)
+
+
+def _check_peer(peer: RelayPeerConfig) -> None:
+    problems = _duplicates(peer.accept, ("accept",), "event type")
+    if problems:
+        raise ClassValidationError("invalid peer", problems, RelayPeerConfig)
+
+
+def _check_ingress(ingress: RemoteIngressConfig) -> None:
+    problems = _duplicates(tuple(p.name for p in ingress.peers), ("peers",), "peer name")
+    problems = [Invalid(str(p), at=(*p.at, "name")) for p in problems]
+    if ingress.require_key_id:
+        problems.extend(
+            Invalid("key_id is required when require_key_id is true", at=("peers", index))
+            for index, peer in enumerate(ingress.peers)
+            if not peer.key_id.strip()
+        )
+    if problems:
+        raise ClassValidationError("invalid remote_ingress section", problems, RemoteIngressConfig)
+
+
+def _relay_steps(steps: tuple[StepConfig, ...], at: YamlPath) -> list[tuple[YamlPath, StepConfig]]:
+    found: list[tuple[YamlPath, StepConfig]] = []
+    for index, step in enumerate(steps):
+        here = (*at, index)
+        if step.relay is not None:
+            found.append((here, step))
+        found.extend(_relay_steps(step.steps, (*here, "steps")))
+        found.extend(_relay_steps(step.split, (*here, "split")))
+    return found
+
+
+def _check_document(document: Document) -> None:
+    """What relaying spans: names unique, the service named as Ductile requires, and
+    every relay step aimed at an enabled instance that allows its event."""
+    problems = _duplicates(tuple(i.name for i in document.instances), ("instances",), "name")
+    problems = [Invalid(str(p), at=(*p.at, "name")) for p in problems]
+    if (document.instances or document.remote_ingress is not None) and not re.fullmatch(
+        r"[a-z0-9]+(?:-[a-z0-9]+)*", document.service.name.strip()
+    ):
+        problems.append(
+            Invalid(
+                f"{document.service.name!r} must use lower-case hyphenated form when relay"
+                " is configured (instances, remote_ingress): it names this gateway to its"
+                " peers",
+                at=("service", "name"),
+            )
+        )
+    enabled = {i.name: i for i in document.instances if i.enabled}
+    for index, pipeline in enumerate(document.pipelines):
+        for at, step in _relay_steps(pipeline.steps, ("pipelines", index, "steps")):
+            relay = step.relay
+            assert relay is not None
+            instance = enabled.get(relay.to.strip())
+            if instance is None:
+                known = ", ".join(sorted(enabled))
+                which = f"enabled: {known}" if known else "no instance is enabled"
+                problems.append(
+                    Invalid(
+                        f"no enabled instance named {relay.to!r} ({which})",
+                        at=(*at, "relay", "to"),
+                    )
+                )
+            if not re.fullmatch(r"[a-z0-9]+(?:[._-][a-z0-9]+)*", relay.event.strip()):
+                problems.append(
+                    Invalid(
+                        f"{relay.event!r} must use lower-case dotted form (e.g."
+                        " backup.ready): the receiver refuses any other",
+                        at=(*at, "relay", "event"),
+                    )
+                )
+            elif instance is not None and instance.allow and relay.event not in instance.allow:
+                problems.append(
+                    Invalid(
+                        f"instance {instance.name!r} does not allow event type"
+                        f" {relay.event!r} (allow: {', '.join(instance.allow)})",
+                        at=(*at, "relay", "event"),
+                    )
+                )
+    if problems:
+        raise ClassValidationError("invalid relay configuration", problems, Document)
 
 
 def _check_pipeline(pipeline: PipelineConfig) -> None:
@@ -250,4 +356,8 @@ POST_CHECKS: Final[Mapping[type, Callable[[Any], None]]] = {
     WebhooksConfig: _check_webhooks,
     StepConfig: _check_step,
     PipelineConfig: _check_pipeline,
+    RelayInstanceConfig: _check_instance,
+    RelayPeerConfig: _check_peer,
+    RemoteIngressConfig: _check_ingress,
+    Document: _check_document,
 }

@@ -3,11 +3,11 @@
 A Ductile configuration should load unchanged. This pass runs over the raw YAML tree
 before interpolation and structuring and rewrites it into Chamberlain's schema: a key
 with a Chamberlain equivalent is moved onto it (``database`` onto ``state``,
-``webhooks.endpoints[].secret_ref`` onto ``secret: ${secret:<ref>}``, a plugin's
-``max_outstanding_polls`` onto its schedules' ``max_outstanding``), a key that has no
-effect here is removed and reported once as a warning saying why, and a key whose
-feature is not built yet is reported as a problem. Keys in neither schema are left in
-place, so structuring still refuses them with a "did you mean".
+``secret_ref`` of a webhook endpoint, a relay instance or a relay peer onto its
+``secret``, a plugin's ``max_outstanding_polls`` onto its schedules'
+``max_outstanding``), and a key that has no effect here is removed and reported once
+as a warning saying why. Keys in neither schema are left in place, so structuring
+still refuses them with a "did you mean".
 
 Running before interpolation matters for ``secret_ref``: the ``${secret:name}`` it
 becomes is then found by the same pass as one written by hand. The pass is pure: it
@@ -35,16 +35,14 @@ DROPPED_SCOPES: Final[Mapping[str, str]] = {
 
 _LOGGING = "logging is chosen on the command line (--log-level, --log-format)"
 _TOKEN_FILE = (
-    "a tokens: entry only gives a webhook secret_ref its key, as in Ductile;"
-    " API tokens are api.auth.tokens"
+    "a tokens: entry only gives a secret_ref (webhook endpoint, relay instance or peer)"
+    " its key, as in Ductile; API tokens are api.auth.tokens"
 )
 _RETENTION = "Chamberlain keeps a finished job, its log and its attempts for service.job_retention"
 
 #: Ductile keys that are accepted and have no effect here, with the reason.
 IGNORED: Final[Mapping[str, str]] = {
     "tcc_paths": "macOS privacy prompts are Ductile's; Chamberlain stats no paths at start",
-    "instances": "relaying jobs to another gateway is not implemented",
-    "remote_ingress": "relaying jobs from another gateway is not implemented",
     "log_level": f"Ductile ignores a top-level log_level too; {_LOGGING}",
     "service.tick_interval": "each schedule is timed on its own; there is no scheduler tick",
     "service.log_level": _LOGGING,
@@ -67,12 +65,6 @@ IGNORED: Final[Mapping[str, str]] = {
     "tokens[].scopes_hash": _TOKEN_FILE,
     "tokens[].created_at": _TOKEN_FILE,
     "tokens[].description": _TOKEN_FILE,
-}
-
-#: Keys of Ductile's pipeline DSL that Chamberlain does not run yet, at any depth of
-#: a pipeline's steps.
-_STEP_FEATURES: Final[Mapping[str, str]] = {
-    "relay": "a step relaying to another gateway (relay)",
 }
 
 
@@ -129,7 +121,8 @@ def translate(data: Mapping[str, Any]) -> Translation:
         ("api", _api),
         ("plugins", _plugins),
         ("webhooks", _webhooks),
-        ("pipelines", _pipelines),
+        ("instances", _instances),
+        ("remote_ingress", _remote_ingress),
     ):
         if name in tree:
             tree[name] = translate_section(tree[name], run)
@@ -275,53 +268,48 @@ def _endpoint(index: int, value: object, run: _Run) -> object:
     if endpoint is None:
         return value
     _drop(endpoint, "webhooks.endpoints[].", run, str(endpoint.get("path", index)))
-    if "secret_ref" in endpoint:
-        ref = endpoint.pop("secret_ref")
-        if "secret" in endpoint:
-            run.problems.append(
-                (
-                    ("webhooks", "endpoints", index, "secret_ref"),
-                    "give secret or secret_ref, not both",
-                )
-            )
-        elif isinstance(ref, str) and ref in run.named:
-            endpoint["secret"] = run.named[ref]
-        elif isinstance(ref, str):
-            # Not in tokens.yaml (where Ductile looks): a secret of the registry.
-            endpoint["secret"] = f"${{secret:{ref}}}"
-        else:
-            endpoint["secret"] = ref  # structuring reports its type
+    _secret_ref(endpoint, ("webhooks", "endpoints", index), run)
     return endpoint
 
 
-def _pipelines(value: object, run: _Run) -> object:
+def _secret_ref(entry: dict[str, Any], at: YamlPath, run: _Run) -> None:
+    """Move ``entry``'s ``secret_ref`` onto its ``secret``: the key of the ``tokens:``
+    entry of that name, or else ``${secret:<ref>}``, a secret of the registry."""
+    if "secret_ref" not in entry:
+        return
+    ref = entry.pop("secret_ref")
+    if "secret" in entry:
+        run.problems.append(((*at, "secret_ref"), "give secret or secret_ref, not both"))
+    elif isinstance(ref, str) and ref in run.named:
+        entry["secret"] = run.named[ref]
+    elif isinstance(ref, str):
+        # Not in tokens.yaml (where Ductile looks): a secret of the registry.
+        entry["secret"] = f"${{secret:{ref}}}"
+    else:
+        entry["secret"] = ref  # structuring reports its type
+
+
+def _instances(value: object, run: _Run) -> object:
     if not isinstance(value, list):
         return value
-    for index, pipeline in enumerate(value):
-        if not isinstance(pipeline, Mapping):
-            continue
-        found = list(_step_features(pipeline.get("steps"), ("steps",)))
-        for at, key in found:
-            run.problems.append(
-                (
-                    ("pipelines", index, *at),
-                    f"{_STEP_FEATURES[key]} is not implemented yet (see docs/DUCTILE.md)",
-                )
-            )
-        if found:
-            # Structuring this pipeline would only add noise (a missing uses:, say).
-            run.hidden.append(("pipelines", index))
-    return value
+    out: list[object] = []
+    for index, raw in enumerate(value):
+        instance = _mapping(raw)
+        if instance is not None:
+            _secret_ref(instance, ("instances", index), run)
+        out.append(raw if instance is None else instance)
+    return out
 
 
-def _step_features(steps: object, at: YamlPath) -> list[tuple[YamlPath, str]]:
-    """Where ``steps`` (and the steps nested in them) use a key of _STEP_FEATURES."""
-    found: list[tuple[YamlPath, str]] = []
-    for step_index, step in enumerate(steps if isinstance(steps, list) else ()):
-        if not isinstance(step, Mapping):
-            continue
-        here = (*at, step_index)
-        found.extend(((*here, key), key) for key in _STEP_FEATURES if key in step)
-        for nested in ("steps", "split"):
-            found.extend(_step_features(step.get(nested), (*here, nested)))
-    return found
+def _remote_ingress(value: object, run: _Run) -> object:
+    section = _mapping(value)
+    if section is None or not isinstance(section.get("peers"), list):
+        return value if section is None else section
+    peers: list[object] = []
+    for index, raw in enumerate(section["peers"]):
+        peer = _mapping(raw)
+        if peer is not None:
+            _secret_ref(peer, ("remote_ingress", "peers", index), run)
+        peers.append(raw if peer is None else peer)
+    section["peers"] = peers
+    return section

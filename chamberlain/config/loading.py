@@ -342,6 +342,8 @@ def _parse(
         pipelines=document.pipelines,
         callbacks=document.callbacks,
         webhooks=document.webhooks,
+        instances=document.instances,
+        remote_ingress=document.remote_ingress,
         secret_references=tuple(run.references),
         warnings=translation.warnings,
         source=source,

@@ -4,7 +4,8 @@ A reference is not filled in when the file is read.  The registry's values can
 change while the daemon runs (``PUT /secrets/{name}`` rotates one), so the text
 stays in the value as written and is resolved each time it is used: when a job
 starts (its plugin's ``config`` and ``env``), when a webhook delivery is checked,
-when a callback is signed (:meth:`chamberlain.vault.Vault.resolve`).  The loader
+when a relay delivery is signed or checked, when a callback is signed
+(:meth:`chamberlain.vault.Vault.resolve`).  The loader
 records each reference's YAML path in ``Config.secret_references``, which tells the
 registry where a secret is in use and lets start-up name every unknown secret with
 its path (:func:`check_secret_references`).
@@ -56,6 +57,8 @@ SECRET_PLACES: Final[tuple[tuple[str | _Any, ...], ...]] = (
     ("plugins", _Any.KEY, "env", _Any.KEY),
     ("webhooks", "endpoints", _Any.INDEX, "secret"),
     ("callbacks", "secret"),
+    ("instances", _Any.INDEX, "secret"),
+    ("remote_ingress", "peers", _Any.INDEX, "secret"),
 )
 
 

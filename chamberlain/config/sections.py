@@ -476,20 +476,46 @@ def _parse_hook(value: object) -> str:
     return signal
 
 
+def _parse_relay_expression(value: object) -> str:
+    text = parse_str(value)
+    if not text.strip():
+        raise Invalid("expression must be non-empty")
+    return text
+
+
+@attrs.frozen(kw_only=True)
+class RelayStepConfig:
+    """A step's ``relay:``: deliver an event to instance ``to`` (Ductile's ``RelaySpec``).
+
+    ``event`` is the type sent. Without ``with`` the step's input payload is sent;
+    with it, only the keys it names, each a bare path (``payload.id``) or a template.
+    ``dedupe_key`` (same form) replaces the input's dedupe key; ``baggage`` claims
+    values as a ``uses`` step's does, and they travel as the envelope's baggage.
+    """
+
+    to: NonEmptyStr
+    event: NonEmptyStr
+    dedupe_key: Annotated[str, Rule(_parse_relay_expression)] | None = None
+    with_: Mapping[NonEmptyStr, Annotated[str, Rule(_parse_relay_expression)]] | None = None
+    baggage: FreeForm = attrs.field(factory=dict)
+
+
 @attrs.frozen(kw_only=True)
 class StepConfig:
     """One step of a pipeline: exactly one of ``uses`` (run a plugin), ``call`` (run
-    another pipeline's steps), ``steps`` (a nested sequence) and ``split`` (branches
-    that run side by side). YAML ``with`` and ``if`` hold ``with_`` and ``if_``.
+    another pipeline's steps), ``relay`` (deliver an event to another gateway),
+    ``steps`` (a nested sequence) and ``split`` (branches that run side by side).
+    YAML ``with`` and ``if`` hold ``with_`` and ``if_``.
 
-    ``id`` is optional, as in Ductile: :class:`PipelineConfig` numbers the ``uses``
-    and ``call`` steps that have none (:func:`number_steps`). A ``steps`` or
-    ``split`` step is no node of its own and keeps no id.
+    ``id`` is optional, as in Ductile: :class:`PipelineConfig` numbers the ``uses``,
+    ``call`` and ``relay`` steps that have none (:func:`number_steps`). A ``steps``
+    or ``split`` step is no node of its own and keeps no id.
     """
 
     id: _StepId | None = None
     uses: NonEmptyStr | None = None
     call: _PipelineName | None = None
+    relay: RelayStepConfig | None = None
     steps: Annotated[tuple["StepConfig", ...], Rule(_parse_steps)] = ()
     split: Annotated[tuple["StepConfig", ...], Rule(_parse_steps)] = ()
     with_: FreeForm | None = None
@@ -498,11 +524,12 @@ class StepConfig:
 
     @property
     def kinds(self) -> tuple[str, ...]:
-        """Which of ``uses``, ``call``, ``steps`` and ``split`` the step gives (one,
-        once the config is checked)."""
+        """Which of ``uses``, ``call``, ``relay``, ``steps`` and ``split`` the step
+        gives (one, once the config is checked)."""
         given = (
             ("uses", self.uses is not None),
             ("call", self.call is not None),
+            ("relay", self.relay is not None),
             ("steps", bool(self.steps)),
             ("split", bool(self.split)),
         )
@@ -510,7 +537,8 @@ class StepConfig:
 
 
 def number_steps(steps: tuple[StepConfig, ...]) -> tuple[StepConfig, ...]:
-    """``steps`` with Ductile's ids given to the ``uses``/``call`` steps lacking one.
+    """``steps`` with Ductile's ids given to the ``uses``/``call``/``relay`` steps
+    lacking one.
 
     Ductile's compiler walks the steps depth first, in order, and gives each such
     step ``step_<n>``: one counter for the whole pipeline, skipping names already
@@ -523,7 +551,7 @@ def number_steps(steps: tuple[StepConfig, ...]) -> tuple[StepConfig, ...]:
 
     def number(step: StepConfig) -> StepConfig:
         nonlocal counter
-        if step.uses is None and step.call is None:
+        if step.uses is None and step.call is None and step.relay is None:
             return attrs.evolve(
                 step,
                 steps=tuple(number(s) for s in step.steps),
@@ -620,9 +648,118 @@ class WebhooksConfig:
     endpoints: tuple[WebhookEndpointConfig, ...] = ()
 
 
+def _parse_relay_path(value: object) -> str:
+    # Ductile's validateListenPath: absolute, no spaces.
+    path = parse_str(value).strip()
+    if not path.startswith("/"):
+        raise Invalid(f"path must start with /, got {path!r}")
+    if " " in path:
+        raise Invalid(f"path must not contain spaces, got {path!r}")
+    return path
+
+
+def _parse_listen_path(value: object) -> str:
+    path = _parse_relay_path(value)
+    if path != "/":
+        path = path.rstrip("/")
+    if path == "/" or not re.fullmatch(r"(/[A-Za-z0-9._~-]+)+", path):
+        raise Invalid(
+            f"expected an absolute URL path like /ingest/peer (letters, digits, ._~-), got {path!r}"
+        )
+    return path
+
+
+def _parse_relay_name(value: object) -> str:
+    name = parse_str(value).strip()
+    if not re.fullmatch(r"[a-z0-9]+(?:-[a-z0-9]+)*", name):
+        raise Invalid(f"{name!r} must use lower-case hyphenated form (e.g. home-primary)")
+    return name
+
+
+def _parse_event_type(value: object) -> str:
+    kind = parse_str(value).strip()
+    if not kind:
+        raise Invalid("must be non-empty")
+    if not re.fullmatch(r"[a-z0-9]+(?:[._-][a-z0-9]+)*", kind):
+        raise Invalid(f"{kind!r} must use lower-case dotted form (e.g. backup.ready)")
+    return kind
+
+
+def _parse_base_url(value: object) -> str:
+    url = parse_str(value).strip()
+    scheme, _, rest = url.partition("://")
+    host = rest.split("/", 1)[0]
+    if not rest or not host or scheme not in ("http", "https"):
+        raise Invalid(f"{url!r} must be an absolute http or https URL")
+    return url
+
+
+_RelayName = Annotated[str, Rule(_parse_relay_name)]
+_EventType = Annotated[str, Rule(_parse_event_type)]
+
+#: Ductile's defaults for a relay request's timeout and the receiver's clock skew; a
+#: zero in the config means the default, as there.
+RELAY_TIMEOUT: Final = 10.0
+RELAY_CLOCK_SKEW: Final = 300.0
+
+
+@attrs.frozen(kw_only=True)
+class RelayInstanceConfig:
+    """One entry of ``instances:``: a gateway that relay steps may deliver to.
+
+    ``secret`` is the shared HMAC key (Ductile's ``secret_ref`` becomes it); ``allow``
+    limits the event types sent to it (empty: any). Disabled unless ``enabled``, as
+    in Ductile.
+    """
+
+    name: _RelayName
+    enabled: bool = False
+    base_url: Annotated[str, Rule(_parse_base_url)]
+    ingress_path: Annotated[str, Rule(_parse_relay_path)]
+    secret: Secret = attrs.field(repr=False)
+    key_id: str = ""
+    timeout: Duration = RELAY_TIMEOUT
+    allow: tuple[_EventType, ...] = ()
+
+
+@attrs.frozen(kw_only=True)
+class RelayBaggageConfig:
+    """A peer's ``baggage:``: which keys of a relayed envelope's baggage are kept."""
+
+    allow: tuple[NonEmptyStr, ...] = ()
+
+
+@attrs.frozen(kw_only=True)
+class RelayPeerConfig:
+    """One entry of ``remote_ingress.peers``: a gateway that may relay events here.
+
+    Its requests arrive at ``{listen_path}/{name}``; ``accept`` limits their event
+    types (empty: any). Disabled unless ``enabled``, as in Ductile.
+    """
+
+    name: _RelayName
+    enabled: bool = False
+    secret: Secret = attrs.field(repr=False)
+    key_id: str = ""
+    accept: tuple[_EventType, ...] = ()
+    baggage: RelayBaggageConfig = attrs.field(factory=RelayBaggageConfig)
+
+
+@attrs.frozen(kw_only=True)
+class RemoteIngressConfig:
+    """The ``remote_ingress:`` section: relayed events accepted on the API listener."""
+
+    listen_path: Annotated[str, Rule(_parse_listen_path)]
+    max_body_size: BodySize = 1024 * 1024
+    allowed_clock_skew: Duration = RELAY_CLOCK_SKEW
+    require_key_id: bool = False
+    peers: tuple[RelayPeerConfig, ...] = ()
+
+
 #: YAML keys that are Python keywords, by record and attribute.
 RENAMED: Final[Mapping[type, Mapping[str, str]]] = {
     RouteConfig: {"source": "from"},
+    RelayStepConfig: {"with_": "with"},
     StepConfig: {"with_": "with", "if_": "if"},
     ConditionConfig: {"all_": "all", "any_": "any", "not_": "not"},
     PipelineConfig: {"if_": "if", "on_hook": "on-hook"},
@@ -649,6 +786,8 @@ class Config:
     pipelines: tuple[PipelineConfig, ...] = ()
     callbacks: CallbacksConfig = attrs.field(factory=CallbacksConfig)
     webhooks: WebhooksConfig = attrs.field(factory=WebhooksConfig)
+    instances: tuple[RelayInstanceConfig, ...] = ()
+    remote_ingress: RemoteIngressConfig | None = None
     secret_references: tuple[SecretReference, ...] = ()
     #: Keys accepted for Ductile compatibility that have no effect: one line each, for
     #: the daemon to log at start (see :mod:`chamberlain.config.ductile`).
@@ -674,3 +813,5 @@ class Document:
     pipelines: tuple[PipelineConfig, ...] = ()
     callbacks: CallbacksConfig = attrs.field(factory=CallbacksConfig)
     webhooks: WebhooksConfig = attrs.field(factory=WebhooksConfig)
+    instances: tuple[RelayInstanceConfig, ...] = ()
+    remote_ingress: RemoteIngressConfig | None = None

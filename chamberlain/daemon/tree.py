@@ -55,6 +55,7 @@ from chamberlain.actors.mail import (
     WakeRouter,
 )
 from chamberlain.actors.mailbox import call
+from chamberlain.actors.relay_sender import RelaySender
 from chamberlain.actors.router import Router
 from chamberlain.actors.runner import Runner
 from chamberlain.actors.scheduler import Scheduler, settled_notifier
@@ -68,6 +69,7 @@ from chamberlain.plugins.process import Limits, run_plugin
 from chamberlain.plugins.protocol import ProcessResult, TerminationReason
 from chamberlain.plugins.workspace import Workspaces, workspace_root
 from chamberlain.redaction import Redactor
+from chamberlain.relay_rules import RELAY_PLUGIN, with_relay_plugin
 from chamberlain.routing.planner import Routing, build_routing
 from chamberlain.schedule.plan import build_plans
 from chamberlain.sealing import Sealer
@@ -167,10 +169,20 @@ class Daemon:
         self._scheduler_tx = sched_tx
         hub = Hub(buffer=self.config.api.sse_buffer)
         journal = Journal(hub=hub, metrics=self.metrics, wake_callbacks=self._wake_callbacks)
+        # Relay steps' deliveries are jobs of a built-in plugin: run by a Runner of
+        # their own, invisible to the API's plugin list and triggers.
+        runnable = with_relay_plugin(self.config, self.plugins)
         if self.routing is None:
             self.routing = build_routing(
-                self.config.routes, self.config.pipelines, self.plugins, source=self.config.source
+                self.config.routes,
+                self.config.pipelines,
+                runnable,
+                source=self.config.source,
+                service=service.name,
             )
+        relay_sender = RelaySender(
+            service=service.name, instances=self.config.instances, vault=self.vault, now=self.now
+        )
 
         jobstore = JobStore(
             path=self.state_path,
@@ -187,7 +199,7 @@ class Daemon:
         )
         workspaces = Workspaces(workspace_root(self.state_path))
         runner_specs: list[ChildSpec] = []
-        for name, plugin in sorted(self.plugins.items()):
+        for name, plugin in sorted(runnable.items()):
             # Room for one Run and one Terminate per job in flight, plus the
             # shutdown Terminate: the Dispatcher's send_nowait can never block.
             tx, rx = trio.open_memory_channel[RunnerRequest](2 * plugin.parallelism + 1)
@@ -198,7 +210,7 @@ class Daemon:
                 dispatcher=disp_tx,
                 limits=self.limits,
                 now=self.now,
-                execute=self.execute,
+                execute=relay_sender if name == RELAY_PLUGIN else self.execute,
                 vault=self.vault,
                 workspaces=workspaces,
             )
@@ -215,7 +227,7 @@ class Daemon:
             store=store_tx,
             runners=self._runner_tx,
             max_workers=service.max_workers,
-            parallelism={n: p.parallelism for n, p in self.plugins.items()},
+            parallelism={n: p.parallelism for n, p in runnable.items()},
             now=self.now,
         )
         router = Router(store=store_tx, routing=self.routing, now=self.now)
@@ -301,12 +313,15 @@ class Daemon:
         self, *, task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED
     ) -> None:
         from chamberlain.web.app import create_app
+        from chamberlain.web.relay_ingress import relay_routes
         from chamberlain.web.routes import ROUTES
         from chamberlain.web.serve import serve_api
         from chamberlain.web.webhooks import webhook_routes
 
         hooks = self.config.webhooks
         routes = ROUTES if hooks.listen else (*ROUTES, *webhook_routes(hooks))
+        # On the API listener, as in Ductile.
+        routes = (*routes, *relay_routes(self.config.remote_ingress))
         app = create_app(
             self.gateway,
             self.config.api,

@@ -2,7 +2,7 @@
 
 Ductile (``internal/router/dsl/compiler.go``) turns the step list into a DAG:
 
-* a ``uses`` or ``call`` step is a **node**, known by its id (given, or numbered
+* a ``uses``, ``call`` or ``relay`` step is a **node**, known by its id (given, or numbered
   ``step_<n>`` when the config is read: :func:`chamberlain.config.sections.number_steps`);
 * a ``steps:`` step is a sequence: each of its steps follows the one before;
 * a ``split:`` step is a set of branches: the step before it leads to the first node
@@ -34,10 +34,11 @@ from chamberlain.config import PipelineConfig, StepConfig
 
 @attrs.frozen(kw_only=True)
 class Node:
-    """One ``uses`` or ``call`` step of a pipeline, and the nodes that follow it."""
+    """One ``uses``, ``call`` or ``relay`` step of a pipeline, and the nodes that
+    follow it."""
 
     id: str
-    #: The step as configured (its ``id`` given); ``uses`` or ``call`` is set.
+    #: The step as configured (its ``id`` given); ``uses``, ``call`` or ``relay`` is set.
     step: StepConfig
     #: Its YAML path, for messages: ``pipelines[0].steps[1].split[0]``.
     at: str
@@ -86,7 +87,7 @@ class _Builder:
         return entries, exits
 
     def step(self, step: StepConfig, at: str) -> tuple[list[str], list[str]]:
-        if step.uses is not None or step.call is not None:
+        if step.uses is not None or step.call is not None or step.relay is not None:
             assert step.id is not None, "numbered when the config was read"
             if step.id in self.nodes:
                 also = self.nodes[step.id].at.removeprefix(f"{self.where}.")

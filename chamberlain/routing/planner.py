@@ -33,6 +33,13 @@ payload names the job (``job_id``, ``plugin``, ``command``, ``status``, and its
 ``result`` or ``error``); the run is a tree of its own.  A job that did not succeed
 is routed for its hooks only, in the same transaction that marks it routed.
 
+A ``relay`` step becomes a job of the built-in ``core.relay`` plugin whose payload
+is the instance it goes to and the envelope it delivers, worked out here
+(:func:`chamberlain.relay_rules.build_envelope`); the delivery itself, retried as
+any job is, is :mod:`chamberlain.actors.relay_sender`'s. A relayed event accepted
+from a peer starts the pipelines whose ``on`` is its type (:meth:`Routing.start`
+with the event and the baggage the peer may seed).
+
 Nothing is routed from a job more than :data:`MAX_DEPTH` hops from its tree's root,
 or past its pipeline's ``max_depth`` when that is set (0: no limit).
 """
@@ -51,6 +58,7 @@ from chamberlain.config import (
     ConditionConfig,
     ConfigError,
     PipelineConfig,
+    RetryConfig,
     RouteConfig,
     StepConfig,
 )
@@ -64,6 +72,7 @@ from chamberlain.plugins.envelope import (
     with_control,
 )
 from chamberlain.records import Job, JobStatus, NewJob, RoutePlan, StoredEvent, rfc3339
+from chamberlain.relay_rules import RELAY_COMMAND, RELAY_PLUGIN, build_envelope
 from chamberlain.routing.conditions import (
     ConditionError,
     check_condition_path,
@@ -137,6 +146,8 @@ class Routing:
     pipelines: tuple[PipelineConfig, ...]
     plugins: Mapping[str, BoundPlugin]
     new_id: Callable[[], str] = lambda: str(uuid.uuid4())
+    #: This gateway's name (``service.name``): the origin of what it relays.
+    service: str = "chamberlain"
     _by_name: dict[str, PipelineConfig] = attrs.field(init=False)
     _by_on: dict[str, list[PipelineConfig]] = attrs.field(init=False)
     _by_hook: dict[str, list[PipelineConfig]] = attrs.field(init=False)
@@ -161,6 +172,10 @@ class Routing:
     def pipeline(self, name: str) -> PipelineConfig | None:
         """The pipeline called ``name``."""
         return self._by_name.get(name)
+
+    def pipelines_on(self, event_type: str) -> tuple[PipelineConfig, ...]:
+        """The pipelines whose ``on`` is ``event_type``, in the order of the config."""
+        return tuple(self._by_on.get(event_type, ()))
 
     def synchronous_for(self, plugin: str, command: str) -> PipelineConfig | None:
         """The synchronous pipeline a trigger of ``plugin.command`` starts, if any."""
@@ -197,11 +212,13 @@ class Routing:
         submitted_by: str,
         now: float,
         event: Mapping[str, Any] | None = None,
+        context: Mapping[str, Any] | None = None,
     ) -> RoutePlan:
         """Jobs for a pipeline started from outside: ``POST /pipeline/{name}`` (step one
         gets an event with ``payload``, typed as the pipeline's ``on``, or
-        ``api.pipeline.trigger`` for an ``on-hook`` pipeline, as in Ductile) or a
-        webhook delivery (step one gets the delivery's ``event``)."""
+        ``api.pipeline.trigger`` for an ``on-hook`` pipeline, as in Ductile), a
+        webhook delivery or a relayed event (step one gets that ``event``).
+        ``context`` seeds the run's baggage (a relay peer's admitted baggage)."""
         if event is None:
             event = StoredEvent(
                 event_id=self.new_id(),
@@ -212,13 +229,18 @@ class Routing:
                 dedupe_key=None,
                 created_at=now,
             ).envelope()
-        source = _Input(event=event, event_id=event.get("event_id"))
+        key = event.get("dedupe_key")
+        source = _Input(
+            event=event,
+            event_id=event.get("event_id"),
+            dedupe_key=key if isinstance(key, str) and key else None,
+        )
         jobs, skips = self._step_jobs(
             pipeline,
             self._graphs[pipeline.name].entries,
             source,
             parent=None,
-            context={},
+            context=dict(context or {}),
             submitted_by=submitted_by,
             now=now,
         )
@@ -487,7 +509,15 @@ class Routing:
             }
             step_context: Mapping[str, Any] = context
             claim_error = None
-            if target is not None:
+            if step.relay is not None:
+                step_context = self._run_context(pipeline, parent, context)
+                scope["context"] = request_context(
+                    plugin=RELAY_PLUGIN,
+                    pipeline=pipeline.name,
+                    step_id=step.id,
+                    context=step_context,
+                )
+            elif target is not None:
                 # As in Ductile, a step's if: sees the context its plugin would be
                 # sent: the run's baggage with this step's claims, and the ductile_*
                 # keys.
@@ -527,6 +557,20 @@ class Routing:
                     skips.append(self._error_note(parent, pipeline, condition_error, now))
                     continue
                 onward, following = self._by_name[step.call], self._graphs[step.call].entries
+            elif step.relay is not None:
+                jobs.append(
+                    self._relay_job(
+                        pipeline,
+                        step,
+                        source,
+                        scope,
+                        parent,
+                        step_context,
+                        submitted_by,
+                        error=condition_error,
+                    )
+                )
+                continue
             else:
                 jobs.append(
                     self._step_job(
@@ -637,6 +681,64 @@ class Routing:
             submitted_by=submitted_by,
             pipeline=pipeline.name,
             step_id=step.id,
+            error=error,
+        )
+
+    def _relay_job(
+        self,
+        pipeline: PipelineConfig,
+        step: StepConfig,
+        source: _Input,
+        scope: Mapping[str, Any],
+        parent: Job | None,
+        step_context: Mapping[str, Any],
+        submitted_by: str,
+        *,
+        error: str | None = None,
+    ) -> NewJob:
+        """The ``core.relay`` job of relay ``step``: its payload names the instance and
+        holds the envelope, built now from the step's input so that every retry sends
+        the same one. Born failed with ``error``, or when the envelope cannot be built
+        (a path the input lacks)."""
+        relay = step.relay
+        assert relay is not None
+        job_id = self.new_id()
+        payload: dict[str, Any] = {}
+        if error is None:
+            given = source.dedupe_key or source.event.get("dedupe_key")
+            try:
+                envelope = build_envelope(
+                    event=relay.event.strip(),
+                    with_=relay.with_,
+                    dedupe_key=relay.dedupe_key,
+                    baggage=relay.baggage,
+                    scope=scope,
+                    input_dedupe_key=given if isinstance(given, str) else None,
+                    instance=self.service,
+                    job_id=job_id,
+                    event_id=source.event.get("event_id"),
+                )
+                payload = {"to": relay.to.strip(), "envelope": envelope}
+            except TemplateError as exc:
+                error = f"pipeline {pipeline.name} step {step.id}: {exc}"
+        bound = self.plugins.get(RELAY_PLUGIN)
+        return NewJob(
+            id=job_id,
+            plugin=RELAY_PLUGIN,
+            command=RELAY_COMMAND,
+            payload=payload,
+            # No event: the runner then hands the relay sender this payload.
+            event=None,
+            context=dict(step_context),
+            submitted_by=submitted_by,
+            max_attempts=bound.max_attempts if bound is not None else RetryConfig().max_attempts,
+            dedupe_key=source.dedupe_key,
+            parent_job_id=parent.id if parent else None,
+            source_event_id=source.event_id,
+            pipeline=pipeline.name,
+            step_id=step.id,
+            root_job_id=(parent.root_job_id or parent.id) if parent else None,
+            depth=parent.depth + 1 if parent else 0,
             error=error,
         )
 
@@ -790,6 +892,7 @@ def build_routing(
     plugins: Mapping[str, BoundPlugin],
     *,
     source: Any = None,
+    service: str = "chamberlain",
 ) -> Routing:
     """Check routes and pipelines against the loaded plugins and compile them.
 
@@ -797,7 +900,9 @@ def build_routing(
     ``with:``/``if:``/``baggage:``, duplicate names and step ids, and pipelines that
     would start each other in a cycle.
     """
-    routing = Routing(routes=tuple(routes), pipelines=tuple(pipelines), plugins=plugins)
+    routing = Routing(
+        routes=tuple(routes), pipelines=tuple(pipelines), plugins=plugins, service=service
+    )
     problems: list[str] = []
     for i, route in enumerate(routes):
         where = f"routes[{i}]"
@@ -833,6 +938,15 @@ def build_routing(
             if step.with_ is not None:
                 problems.extend(f"{at}.with: {p}" for p in check_template(step.with_))
             problems.extend(f"{at}.baggage.{p}" for p in check_baggage(step.baggage))
+            if step.relay is not None:
+                relay = step.relay
+                for key, value in sorted((relay.with_ or {}).items()):
+                    problems.extend(f"{at}.relay.with.{key}: {p}" for p in check_template(value))
+                if relay.dedupe_key is not None:
+                    problems.extend(
+                        f"{at}.relay.dedupe_key: {p}" for p in check_template(relay.dedupe_key)
+                    )
+                problems.extend(f"{at}.relay.baggage.{p}" for p in check_baggage(relay.baggage))
             if step.if_ is not None:
                 problems.extend(_condition_paths(step.if_, f"{at}.if", config=True))
                 config = plugins[target[0]].settings.config if target is not None else {}

@@ -143,6 +143,16 @@ def check_baggage(spec: Mapping[str, Any]) -> list[str]:
     return problems
 
 
+def evaluate(value: Any, scope: Mapping[str, Any]) -> Any:
+    """One value of Ductile's expression form: a bare path takes the value at that path
+    with its type (absent: :class:`TemplateError`), anything else is a template
+    filled by :func:`render`. ``baggage:`` values and a relay step's ``with:`` and
+    ``dedupe_key`` are read this way."""
+    if _is_bare_path(value):
+        return resolve(value.strip(), scope)
+    return render(value, scope)
+
+
 def claim_baggage(spec: Mapping[str, Any], scope: Mapping[str, Any]) -> dict[str, Any]:
     """The values a step's ``baggage:`` claims, as a nested map.
 
@@ -160,12 +170,7 @@ def claim_baggage(spec: Mapping[str, Any], scope: Mapping[str, Any]) -> dict[str
                 raise TemplateError(f"from: {spec['from']} is not an object")
             set_path(claims, str(spec["namespace"]).strip(), dict(source))
         for key in sorted(k for k in spec if k not in BULK_KEYS):
-            value = spec[key]
-            if _is_bare_path(value):
-                claimed = resolve(value.strip(), scope)
-            else:
-                claimed = render(value, scope)
-            set_path(claims, key.strip(), claimed)
+            set_path(claims, key.strip(), evaluate(spec[key], scope))
     except BaggageConflict as exc:
         raise TemplateError(str(exc)) from exc
     return claims
