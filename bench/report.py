@@ -11,9 +11,10 @@ import json
 import math
 import os
 import platform
+import re
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -97,16 +98,47 @@ class Figure:
             return None
         return self.value / self.limit
 
+    @property
+    def met(self) -> bool | None:
+        """Whether the target holds: for the ratio when there is a limit, else for the
+        value (in the figure's unit). None without a target, without the number it
+        is about, or for a target written in words (``~0``)."""
+        if not self.target:
+            return None
+        found = _TARGET.fullmatch(self.target.strip())
+        subject = self.ratio if self.limit_name else self.value
+        if found is None or subject is None or math.isnan(subject):
+            return None
+        operator, bound = found.group("op"), float(found.group("bound"))
+        return _COMPARE[operator](subject, bound)
+
     def line(self) -> str:
         """The figure as one printed line."""
         text = f"  {self.name:<44} {_number(self.value):>10} {self.unit}"
         if self.ratio is not None:
             text += f"   = {self.ratio:.2f} x {self.limit_name} ({_number(self.limit or 0)})"
         if self.target:
-            text += f"   target {self.target}"
+            text += (
+                f"   target {self.target}"
+                + {True: " (met)", False: " (NOT MET)", None: ""}[self.met]
+            )
         if self.note:
             text += f"   [{self.note}]"
         return text
+
+
+#: A target that can be checked: a comparison with a number, and perhaps a unit.
+_TARGET = re.compile(r"(?P<op>>=|<=|>|<)\s*(?P<bound>[0-9]*\.?[0-9]+)\s*[^\s0-9]*")
+_COMPARE: dict[str, Callable[[float, float], bool]] = {
+    ">=": lambda a, b: a >= b,
+    ">": lambda a, b: a > b,
+    "<=": lambda a, b: a <= b,
+    "<": lambda a, b: a < b,
+}
+
+
+def _met(figure: Figure) -> str:
+    return {True: "met", False: "**not met**", None: ""}[figure.met]
 
 
 def _number(value: float) -> str:
@@ -181,10 +213,10 @@ def busy_warning(seconds: float = 0.5) -> float:
 
 def summary(figures: Sequence[Figure]) -> str:
     """A markdown table of every figure, with its ratio and target when it has them."""
-    lines = ["| figure | value | ratio | target |", "|---|---|---|---|"]
+    lines = ["| figure | value | ratio | target | met |", "|---|---|---|---|---|"]
     for f in figures:
         value = f"{_number(f.value)} {f.unit}".strip()
         ratio = f"{f.ratio:.2f} x {f.limit_name}" if f.ratio is not None else ""
         note = f" ({f.note})" if f.note else ""
-        lines.append(f"| {f.name}{note} | {value} | {ratio} | {f.target or ''} |")
+        lines.append(f"| {f.name}{note} | {value} | {ratio} | {f.target or ''} | {_met(f)} |")
     return "\n".join(lines)

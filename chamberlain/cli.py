@@ -80,7 +80,7 @@ from chamberlain.vault import Vault
 from chamberlain.web.health import package_version
 from chamberlain.web.routes import ROUTES
 from chamberlain.web.serve import ListenError
-from chamberlain.webhook_rules import check_endpoints
+from chamberlain.webhook_rules import api_route_at, check_endpoints
 
 log = logging.getLogger("chamberlain.cli")
 
@@ -131,6 +131,17 @@ def _load(config_path: str | None) -> _Loaded:
         {p.name for p in config.pipelines},
         {route.path for route in ROUTES},
     )
+    ingress = config.remote_ingress
+    if ingress is not None:
+        # The ingress is served on the API listener: its POST path must be its own.
+        route = api_route_at(
+            f"{ingress.listen_path}/{{peer}}", {r.path for r in ROUTES if r.method == "POST"}
+        )
+        if route is not None:
+            problems.append(
+                f"remote_ingress.listen_path: {ingress.listen_path!r} makes"
+                f" POST {ingress.listen_path}/<peer>, which the API route POST {route} takes"
+            )
     if problems:
         raise ConfigError(problems, source=config.source)
     return _Loaded(

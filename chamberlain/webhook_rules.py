@@ -181,13 +181,37 @@ def delivery_event(
     }
 
 
+def api_route_at(path: str, taken_paths: Collection[str]) -> str | None:
+    """The API route (a template such as ``/pipeline/{name}``) that a request to
+    ``path`` could also reach, if any.
+
+    ``{...}`` segments, in a route's template or in ``path`` (itself a template, such
+    as ``/ingest/peer/{peer}``), match any one segment. Two such paths would shadow
+    one another, depending on the router's preferences: refused at start-up
+    instead.
+    """
+
+    def variable(segment: str) -> bool:
+        return segment.startswith("{") and segment.endswith("}")
+
+    parts = path.strip("/").split("/")
+    for template in sorted(taken_paths):
+        pattern = template.strip("/").split("/")
+        if len(pattern) == len(parts) and all(
+            p == s or variable(p) or variable(s) for p, s in zip(pattern, parts, strict=True)
+        ):
+            return template
+    return None
+
+
 def check_endpoints(
     endpoints: Sequence[WebhookEndpointConfig],
     plugins: Mapping[str, BoundPlugin],
     pipelines: Collection[str],
     taken_paths: Collection[str],
 ) -> list[str]:
-    """Problems with the endpoints' targets and paths, each naming its YAML path."""
+    """Problems with the endpoints' targets and paths, each naming its YAML path;
+    ``taken_paths`` are the API's route templates on the same listener."""
     problems: list[str] = []
     for index, endpoint in enumerate(endpoints):
         where = f"webhooks.endpoints[{index}]"
@@ -202,6 +226,7 @@ def check_endpoints(
                 )
         if endpoint.pipeline is not None and endpoint.pipeline not in pipelines:
             problems.append(f"{where}.pipeline: no pipeline named {endpoint.pipeline!r}")
-        if endpoint.path in taken_paths:
-            problems.append(f"{where}.path: {endpoint.path!r} is an API route")
+        route = api_route_at(endpoint.path, taken_paths)
+        if route is not None:
+            problems.append(f"{where}.path: {endpoint.path!r} is taken by the API route {route}")
     return problems

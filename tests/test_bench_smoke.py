@@ -149,3 +149,28 @@ def test_the_dispatch_count_under_load_is_never_negative() -> None:
     # went negative once the earlier backlog outgrew what the load ran.
     assert ran_during((3000, 2900), (6000, 5000)) == 900
     assert ran_during((10, 0), (10, 0)) == 0
+
+
+@pytest.mark.parametrize(
+    ("figure", "met"),
+    [
+        ({"value": 5.0, "unit": "jobs/s", "limit_name": "bound", "limit": 10.0}, False),
+        ({"value": 9.0, "unit": "jobs/s", "limit_name": "bound", "limit": 10.0}, True),
+        ({"value": 9.0, "unit": "jobs/s", "limit_name": "bound", "limit": None}, None),
+        ({"value": 3.0, "unit": "ms", "target": "< 5 ms"}, True),
+        ({"value": 70.0, "unit": "MB", "target": "< 60 MB"}, False),
+        ({"value": 0.1, "unit": "ms", "target": "~0"}, None),
+        ({"value": 1.0, "unit": "x", "target": None}, None),
+        ({"value": math.nan, "unit": "ms", "target": "< 5 ms"}, None),
+    ],
+)
+def test_the_summary_says_whether_each_target_is_met(figure: dict[str, Any], met: bool) -> None:
+    sys.path.insert(0, str(BENCH))
+    try:
+        import report
+    finally:
+        sys.path.remove(str(BENCH))
+    found = report.Figure(name="f", **{"target": ">= 0.8", **figure})
+    assert found.met is met
+    (_, _, row) = report.summary([found]).splitlines()
+    assert row.endswith({True: "| met |", False: "| **not met** |", None: "|  |"}[met])

@@ -10,7 +10,8 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import DaemonFactory, DaemonProcess, base_config, deep_merge, wait_for
+import yaml
+from conftest import DaemonFactory, DaemonProcess, base_config, deep_merge, run_cli, wait_for
 
 from chamberlain.relay_rules import sign, timestamp_of
 
@@ -245,3 +246,22 @@ async def test_a_delivery_retries_until_the_receiver_is_up(
     remote = await job_in(b, relayed["result"]["result"]["accepted"]["job_id"], "succeeded")
     assert remote["payload"] == {"archive": "nightly-2"}
     assert (await get(b, "/jobs"))["total"] == 1
+
+
+@pytest.mark.parametrize(
+    ("listen_path", "route"),
+    [("/pipeline", "/pipeline/{name}"), ("/job/x", "/job/{job_id}/cancel")],
+)
+def test_an_ingress_path_an_api_route_takes_is_refused_at_start(
+    tmp_path: Path, listen_path: str, route: str
+) -> None:
+    config = receiver_config(tmp_path)
+    config["remote_ingress"]["listen_path"] = listen_path
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    checked = run_cli("check", "--config", str(path))
+    assert checked.returncode == 78, checked.stderr
+    assert (
+        f"remote_ingress.listen_path: {listen_path!r} makes POST {listen_path}/<peer>,"
+        f" which the API route POST {route} takes"
+    ) in checked.stderr

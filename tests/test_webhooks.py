@@ -10,7 +10,13 @@ import pytest
 
 from chamberlain.config import WebhookEndpointConfig
 from chamberlain.jsoncodec import JsonRefused
-from chamberlain.webhook_rules import Forbidden, delivery_event, parse_body, verify_delivery
+from chamberlain.webhook_rules import (
+    Forbidden,
+    api_route_at,
+    delivery_event,
+    parse_body,
+    verify_delivery,
+)
 
 BODY = json.dumps({"ref": "refs/heads/main", "commits": [1, 2]}).encode()
 SECRET = "s3cret"
@@ -123,3 +129,22 @@ def test_a_json_body_follows_the_rules_of_every_json_body(body: bytes) -> None:
     # Kept as text instead, it would reach the plugin as another document than sent.
     with pytest.raises(JsonRefused):
         parse_body(body)
+
+
+@pytest.mark.parametrize(
+    ("path", "taken"),
+    [
+        ("/jobs", "/jobs"),
+        ("/pipeline/deploy", "/pipeline/{name}"),  # a route's variable segment
+        ("/job/{peer}/cancel", "/job/{job_id}/cancel"),  # a variable on both sides
+        ("/hooks/{name}", "/hooks/{name}"),
+    ],
+)
+def test_a_path_an_api_route_could_also_serve_is_named(path: str, taken: str) -> None:
+    routes = {"/jobs", "/pipeline/{name}", "/job/{job_id}/cancel", "/hooks/{name}"}
+    assert api_route_at(path, routes) == taken
+
+
+@pytest.mark.parametrize("path", ["/hooks/github", "/pipeline", "/pipeline/a/b", "/jobs/x"])
+def test_a_path_of_its_own_is_free(path: str) -> None:
+    assert api_route_at(path, {"/jobs", "/pipeline/{name}", "/hooks/{a}/{b}/{c}"}) is None

@@ -263,4 +263,4 @@ def test_an_endpoint_naming_an_unknown_target_is_refused(tmp_path: Path) -> None
     proc = run_cli("check", "--config", str(path), timeout=60)
     assert proc.returncode == 78
     assert "webhooks.endpoints[0].plugin: no loaded plugin named 'ghost'" in proc.stderr
-    assert "webhooks.endpoints[1].path: '/jobs' is an API route" in proc.stderr
+    assert "webhooks.endpoints[1].path: '/jobs' is taken by the API route /jobs" in proc.stderr
