@@ -63,9 +63,27 @@ parameters = { plugin = "echo", command = "poll" }
 """
 
 
+#: A relay ingress with one peer, so its route is in the document and fuzzed too.
+RELAY_INGRESS = {
+    "tokens": [{"name": "relay-peer", "key": "relay-fuzz-secret"}],
+    "remote_ingress": {
+        "listen_path": "/ingest/peer",
+        "peers": [
+            {
+                "name": "home",
+                "enabled": True,
+                "secret_ref": "relay-peer",
+                "key_id": "v1",
+                "accept": ["backup.ready"],
+            }
+        ],
+    },
+}
+
+
 @pytest.fixture
 async def api(daemon: DaemonFactory) -> DaemonProcess:
-    return await daemon({"api": {"max_body_size": BODY_LIMIT}})
+    return await daemon({"api": {"max_body_size": BODY_LIMIT}, **RELAY_INGRESS})
 
 
 @pytest.mark.slow
