@@ -68,6 +68,8 @@ RELAY_INGRESS = {
     "tokens": [{"name": "relay-peer", "key": "relay-fuzz-secret"}],
     "remote_ingress": {
         "listen_path": "/ingest/peer",
+        # No larger than the API's: the edge limit is the largest any route takes.
+        "max_body_size": BODY_LIMIT,
         "peers": [
             {
                 "name": "home",

@@ -611,7 +611,6 @@ async def test_a_baggage_path_once_set_cannot_change(gw: tuple[SharedDaemon, Wai
     await emit(gw, "immut.start", {"repo_name": "widget"})
     (first,) = await new_requests(gw, "rec_i1", i1, 1)
     job = await waiter.job(first["job_id"])
-    await waiter.settled()
     # deepAccreteRawMap refuses a different value for an inherited path
     # (BaggagePathImmutableError); routeEventsWithOptions returns the error and
     # executeJob fails the upstream job with it, so the next step never runs.
@@ -619,9 +618,9 @@ async def test_a_baggage_path_once_set_cannot_change(gw: tuple[SharedDaemon, Wai
     # baggage fails, not the upstream one, whose own work succeeded; the next step
     # never runs either way.
     assert job["status"] == "succeeded", job
-    tree = await waiter.tree(first["job_id"])
-    (refused,) = [j for j in tree if j["step_id"] == "i2"]
+    refused = await waiter.tree_job(first["job_id"], "i2")
     assert refused["status"] == "failed", refused
+    assert refused["started_at"] is None  # born failed: rec_i2 never ran for it
     assert "baggage 'repo.name' is already 'widget'" in (refused["last_error"] or "")
     assert seen(gw, "rec_i2") == i2
 

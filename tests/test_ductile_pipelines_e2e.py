@@ -172,7 +172,8 @@ async def test_repo_maintenance_and_its_notification_run_end_to_end(world: World
     # Ductile's client call (POST /plugin/{plugin}/{command}) for one repository.
     await trigger(world.daemon, "/plugin/git_repo_sync/handle", {"payload": trigger_payload})
     (notify,) = await world.waiter.requests("discord_notify", 1, timeout=60)
-    await world.waiter.settled()
+    done = await world.waiter.job(notify["job_id"])
+    assert done["status"] == "succeeded", done
     (sync,) = read_records(world.records, "git_repo_sync")
     (policy,) = read_records(world.records, "repo_policy")
     (changelog,) = read_records(world.records, "changelog_microblog")

@@ -291,16 +291,6 @@ class Waiter:
             f" {count}; {await self.unfinished()}"
         )
 
-    async def settled(self, *, timeout: float = 30.0) -> None:
-        """Until nothing is queued or running (seen six times, 0.25 s apart)."""
-        idle = 0
-        with trio.fail_after(timeout):
-            async with self.daemon.client() as c:
-                while idle < 6:
-                    busy = await c.get("/jobs", params={"status": "queued,running"})
-                    idle = idle + 1 if busy.json()["total"] == 0 else 0
-                    await trio.sleep(0.25)
-
     async def job(self, job_id: str, *, timeout: float = 30.0) -> dict[str, Any]:
         """Job ``job_id`` once it is terminal."""
         async with self.daemon.client() as c:
@@ -309,13 +299,19 @@ class Waiter:
         body: dict[str, Any] = r.json()
         return body
 
-    async def tree(self, job_id: str) -> list[dict[str, Any]]:
-        """The jobs of ``job_id``'s tree, as ``GET /job/{id}/tree`` lists them."""
-        async with self.daemon.client() as c:
-            r = await c.get(f"/job/{job_id}/tree")
-        assert r.status_code == 200, r.text
-        jobs: list[dict[str, Any]] = r.json()
-        return jobs
+    async def tree_job(self, job_id: str, step_id: str, *, timeout: float = 30.0) -> dict[str, Any]:
+        """The terminal job of step ``step_id`` in ``job_id``'s tree (``GET
+        /job/{id}/tree``), once the router has made it and it has ended."""
+        with trio.fail_after(timeout):
+            async with self.daemon.client() as c:
+                while True:
+                    r = await c.get(f"/job/{job_id}/tree")
+                    assert r.status_code == 200, r.text
+                    found = [j for j in r.json() if j["step_id"] == step_id]
+                    if found and found[0]["completed_at"] is not None:
+                        job: dict[str, Any] = found[0]
+                        return job
+                    await trio.sleep(0.05)
 
     async def unfinished(self) -> str:
         """The jobs that did not succeed, for a failure message."""
