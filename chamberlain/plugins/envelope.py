@@ -26,6 +26,7 @@ __all__ = [
     "accrete",
     "control",
     "handle_event",
+    "next_depth",
     "request_context",
     "request_payload",
     "set_path",
@@ -52,6 +53,12 @@ def control(context: Mapping[str, Any]) -> Mapping[str, Any]:
     """The ``ductile`` control block of an accumulated context (empty when absent)."""
     block = context.get(CONTROL_NAMESPACE)
     return block if isinstance(block, Mapping) else {}
+
+
+def next_depth(context: Mapping[str, Any]) -> int:
+    """The ``route_depth`` one hop past a job of ``context``: 1 when it has none."""
+    depth = control(context).get(_DEPTH)
+    return depth + 1 if isinstance(depth, int) and not isinstance(depth, bool) else 1
 
 
 def with_control(

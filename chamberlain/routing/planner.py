@@ -68,6 +68,7 @@ from chamberlain.plugins.envelope import (
     accrete,
     control,
     handle_event,
+    next_depth,
     request_context,
     with_control,
 )
@@ -757,11 +758,9 @@ class Routing:
         (:meth:`route_max_depth`). The values are what plugins read; the depth
         limits that stop routing are the planner's own (see ``_depth_limit``).
         """
-        before = control(parent.context) if parent is not None else {}
-        depth = before.get("route_depth")
-        depth = depth + 1 if isinstance(depth, int) and not isinstance(depth, bool) else 1
-        limit = before.get("route_max_depth") or self.route_max_depth(pipeline)
-        return with_control(context, depth=depth, max_depth=limit)
+        before = parent.context if parent is not None else {}
+        limit = control(before).get("route_max_depth") or self.route_max_depth(pipeline)
+        return with_control(context, depth=next_depth(before), max_depth=limit)
 
     def route_max_depth(self, pipeline: PipelineConfig) -> int:
         """The ``route_max_depth`` a run of ``pipeline`` starts with: its ``max_depth``
@@ -864,9 +863,7 @@ def _routed(event: StoredEvent, job: Job, result: object) -> _Input:
 def _one_hop_on(job: Job) -> dict[str, Any]:
     """A routed job's context: its source's, one ``route_depth`` further on, as
     Ductile's ``contextUpdatesForDispatch`` records it for a dispatch in no pipeline."""
-    depth = control(job.context).get("route_depth")
-    depth = depth + 1 if isinstance(depth, int) and not isinstance(depth, bool) else 1
-    return with_control(job.context, depth=depth)
+    return with_control(job.context, depth=next_depth(job.context))
 
 
 def _from_upstream(payload: Mapping[str, Any], job: Job) -> dict[str, Any]:
