@@ -29,7 +29,7 @@ BODY = b'{"payload": {"k": "v"}}'
 
 
 def app() -> QuartTrio:
-    """The bare app: one POST route, no auth, no store."""
+    """The bare app: a POST route and a GET route, no auth, no store."""
     from quart import Response, request
     from quart_trio import QuartTrio
 
@@ -40,6 +40,12 @@ def app() -> QuartTrio:
         await request.get_data()
         body = '{"job_id":"00000000-0000-4000-8000-000000000000","status":"queued"}\n'
         return Response(body, status=202, mimetype="application/json")
+
+    @floor.get("/job/<job_id>")
+    async def job(job_id: str) -> Response:
+        # What GET /job/{id} costs the stack alone (bench/flood.py probes it).
+        body = f'{{"job_id":"{job_id}","status":"succeeded","result":{{}}}}\n'
+        return Response(body, status=200, mimetype="application/json")
 
     return floor
 

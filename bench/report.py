@@ -100,13 +100,15 @@ class Figure:
 
     @property
     def met(self) -> bool | None:
-        """Whether the target holds: for the ratio when there is a limit, else for the
-        value (in the figure's unit). None without a target, without the number it
-        is about, or for a target written in words (``~0``)."""
+        """Whether the target holds: a bare number (``>= 0.6``) for the ratio when
+        there is a limit, a number with a unit (``< 10 ms``) for the value. None
+        without a target, without the number it is about, or for a target written
+        in words (``~0``)."""
         if not self.target:
             return None
         found = _TARGET.fullmatch(self.target.strip())
-        subject = self.ratio if self.limit_name else self.value
+        by_ratio = self.limit_name and found is not None and not found.group("unit")
+        subject = self.ratio if by_ratio else self.value
         if found is None or subject is None or math.isnan(subject):
             return None
         operator, bound = found.group("op"), float(found.group("bound"))
@@ -128,7 +130,7 @@ class Figure:
 
 
 #: A target that can be checked: a comparison with a number, and perhaps a unit.
-_TARGET = re.compile(r"(?P<op>>=|<=|>|<)\s*(?P<bound>[0-9]*\.?[0-9]+)\s*[^\s0-9]*")
+_TARGET = re.compile(r"(?P<op>>=|<=|>|<)\s*(?P<bound>[0-9]*\.?[0-9]+)\s*(?P<unit>[^\s0-9]*)")
 _COMPARE: dict[str, Callable[[float, float], bool]] = {
     ">=": lambda a, b: a >= b,
     ">": lambda a, b: a > b,

@@ -2,11 +2,16 @@
 
     python bench/run_all.py [--quick] [--json results.json] [--markdown table.md]
 
-Order: the limits first (spawn bound, framework floor), then what is compared to
-them (trigger path, core dispatch), then the peer, the idle cost and store scale.
+Order: the limits first (spawn bound of the echo plugin and of the trivial one,
+what starting a plugin costs the daemon's process, framework floor), then what is
+compared to them (trigger path, core dispatch, then the two together under a
+trigger flood, compared with the trivial plugin's spawn bound), the memory of a
+deep queue, then the peer, the idle cost and store scale.
 Each part prints as it finishes; a summary of ratios and targets closes the run.
-Store scale builds a million-job store (a minute or two, about 1 GB on disk);
-``--store-jobs`` makes it smaller.
+Parts 1b, 4b and 4c came after the figures were numbered (docs/PERFORMANCE.md), so
+they take letters rather than renumber the rest.  Store scale builds a
+million-job store (a minute or two, about 1 GB on disk); ``--store-jobs`` makes it
+smaller; ``--queued-jobs`` does the same for the deep queue.
 """
 
 from __future__ import annotations
@@ -16,22 +21,40 @@ import sys
 import time
 
 import core_dispatch
+import flood
 import floor_app
 import idle
 import peer
+import queued_memory
 import report
 import spawn_bound
+import spawn_paths
 import store_scale
 import trigger_path
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run every benchmark and print the summary."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        epilog=(
+            "Parts, in order: 1 spawn bound (echo, and the trivial plugin at --parallel),"
+            " 1b spawn paths (bench/spawn_paths.py), 2 framework floor, 3 trigger path,"
+            " 4 core dispatch, 4b trigger flood (bench/flood.py), 4c queued memory"
+            " (bench/queued_memory.py), 5 peer, 6 idle cost, 7 store scale."
+        ),
+    )
     parser.add_argument("--quick", action="store_true", help="a smoke run of everything")
     parser.add_argument("--seconds", type=float, default=10.0, help="length of each HTTP load")
+    parser.add_argument("--flood-seconds", type=float, default=5.0, help="length of the flood")
     parser.add_argument("--parallel", type=int, default=4, help="N for spawning and dispatch")
-    parser.add_argument("--store-jobs", type=int, default=1_000_000)
+    parser.add_argument("--store-jobs", type=int, default=1_000_000, help="jobs in store scale")
+    parser.add_argument(
+        "--queued-jobs",
+        type=int,
+        default=queued_memory.TARGET_JOBS,
+        help="jobs queued for the memory figure",
+    )
     parser.add_argument("--idle-seconds", type=float, default=60.0)
     parser.add_argument("--json", help="write every figure to this file")
     parser.add_argument("--markdown", help="write the summary table to this file")
@@ -58,6 +81,20 @@ def main(argv: list[str] | None = None) -> int:
         ),
     )
     at_n = next(f.value for f in spawn if f.name == f"spawn bound: N={args.parallel}")
+    # The flood runs the trivial plugin: its figure is fair only against that plugin's
+    # bound, at the same N, measured now with the other limits.
+    trivial = spawn_bound.measure(
+        [args.parallel],
+        20 if quick else 2000,
+        quick=quick,
+        plugin=spawn_bound.plugin_at(spawn_bound.TRIVIAL),
+    )[0]
+    report.show([trivial])
+    figures.append(trivial)
+    part(
+        "1b. spawn paths",
+        spawn_paths.measure(args.parallel, 0.2 if quick else 3.0, 1 if quick else 2),
+    )
     floor = part("2. framework floor", floor_app.measure(seconds, warm=not quick))
     floor_rate = floor[0].value if floor else None
     part(
@@ -72,6 +109,18 @@ def main(argv: list[str] | None = None) -> int:
             20 if quick else 1000, args.parallel, at_n, timeout=60 if quick else 600
         ),
     )
+    part(
+        "4b. trigger flood",
+        flood.measure(
+            1.0 if quick else args.flood_seconds,
+            args.parallel,
+            trivial.value,
+            batch=50 if quick else 1000,
+            quick=quick,
+            timeout=60 if quick else 600,
+        ),
+    )
+    part("4c. queued memory", queued_memory.measure(2000 if quick else args.queued_jobs))
     part("5. peer", peer.measure(seconds, floor_app.CONNECTIONS, args.parallel, warm=not quick))
     part("6. idle cost", idle.measure(3 if quick else 50, 0.5 if quick else args.idle_seconds))
     part(

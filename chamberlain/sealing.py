@@ -31,11 +31,14 @@ import secrets
 import stat
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import attrs
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+if TYPE_CHECKING:
+    # Imported when a value is first sealed or opened (see Sealer._cipher): the
+    # library is about 7 MB of RSS, and many daemons never hold a secret.
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 __all__ = [
     "KEY_CHECK_NAME",
@@ -142,14 +145,22 @@ def parse_key(text: str, *, source: str) -> bytes:
 class Sealer:
     """Seals and opens registry values with one key."""
 
-    __slots__ = ("_aead", "source")
+    __slots__ = ("_aead", "_key", "source")
 
     def __init__(self, key: bytes, *, source: str = "the given key") -> None:
         if len(key) != KEY_BYTES:
             raise ValueError(f"a secret key is {KEY_BYTES} bytes, not {len(key)}")
-        self._aead = AESGCM(key)
+        self._key = key
+        self._aead: AESGCM | None = None
         #: Where the key came from, for messages: ``CHAMBERLAIN_SECRET_KEY``, a file.
         self.source = source
+
+    def _cipher(self) -> AESGCM:
+        if self._aead is None:
+            from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+            self._aead = AESGCM(self._key)
+        return self._aead
 
     @classmethod
     def random(cls) -> Sealer:
@@ -162,7 +173,7 @@ class Sealer:
     def seal(self, name: str, value: str) -> bytes:
         """``value`` sealed for the secret ``name``: format byte, nonce, ciphertext and tag."""
         nonce = os.urandom(NONCE_BYTES)
-        return _FORMAT + nonce + self._aead.encrypt(nonce, value.encode("utf-8"), _aad(name))
+        return _FORMAT + nonce + self._cipher().encrypt(nonce, value.encode("utf-8"), _aad(name))
 
     def unseal(self, name: str, blob: bytes) -> str:
         """The value ``blob`` holds for secret ``name``; :class:`WrongKey` if it will not open."""
@@ -171,8 +182,11 @@ class Sealer:
                 f"the sealed value of {name!r} is not in a format this chamberlain reads"
             )
         nonce, sealed = blob[1 : 1 + NONCE_BYTES], blob[1 + NONCE_BYTES :]
+        cipher = self._cipher()
+        from cryptography.exceptions import InvalidTag
+
         try:
-            clear = self._aead.decrypt(nonce, sealed, _aad(name))
+            clear = cipher.decrypt(nonce, sealed, _aad(name))
         except InvalidTag:
             raise WrongKey(
                 f"the secret {name!r} does not open with the key from {self.source}:"

@@ -62,6 +62,19 @@ async def test_spawn_bound(tmp_path: Path) -> None:
     assert "SKIPPED hyperfine cross-check: hyperfine not found" in text
 
 
+async def test_spawn_bound_of_a_chosen_plugin(tmp_path: Path) -> None:
+    # The flood is compared with the trivial plugin's bound, not echo's: the figures
+    # name the plugin they ran.
+    text, saved = await run_bench("spawn_bound.py", tmp_path, HIDDEN, "--plugin", "trivial")
+    assert "the trivial plugin" in text
+    figures = figures_by_name(saved)
+    assert figures["spawn bound (trivial): N=1"] > 0
+    assert figures["spawn bound (trivial): best"] == max(
+        figures["spawn bound (trivial): N=1"], figures["spawn bound (trivial): N=2"]
+    )
+    assert not any(name.startswith("spawn bound:") for name in figures)
+
+
 async def test_spawn_bound_without_a_compiler(tmp_path: Path) -> None:
     text, saved = await run_bench("spawn_bound.py", tmp_path, {**HIDDEN, "CC": "/nonexistent/cc"})
     assert "SKIPPED C spawner" in text
@@ -101,6 +114,56 @@ async def test_core_dispatch(tmp_path: Path) -> None:
         assert figures[f"dispatch ({workload}): JobStore time per job"] > 0
     for rate in [f for f in saved["figures"] if f["name"].endswith("first to last completion")]:
         assert rate["ratio"] == pytest.approx(rate["value"] / 100)
+
+
+async def test_flood_skips_loudly_without_wrk(tmp_path: Path) -> None:
+    text, saved = await run_bench("flood.py", tmp_path, HIDDEN, "--spawn-bound", "100")
+    assert "SKIPPED trigger flood: wrk not found (install: apt-get install" in text
+    assert saved["figures"] == []
+
+
+@pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed")
+async def test_flood_under_wrk(tmp_path: Path) -> None:
+    text, saved = await run_bench("flood.py", tmp_path, {}, "--spawn-bound", "100")
+    assert "SKIPPED" not in text
+    figures = figures_by_name(saved)
+    assert figures["flood: triggers accepted"] > 0
+    assert figures["flood: end to end"] > 0
+    assert figures["flood: runners with no HTTP load"] > 0
+    # A quick flood is a second long: the runners may finish nothing inside it.
+    assert figures["flood: runners during the flood"] >= 0
+    assert 0 < figures["flood: GET /job p50"] <= figures["flood: GET /job p99"]
+    by_name = {f["name"]: f for f in saved["figures"]}
+    assert by_name["flood: end to end"]["ratio"] == pytest.approx(
+        figures["flood: end to end"] / 100
+    )
+    # The fairness: the runners' rate under the flood over their rate without it.
+    assert by_name["flood: runners during the flood"]["ratio"] == pytest.approx(
+        figures["flood: runners during the flood"] / figures["flood: runners with no HTTP load"]
+    )
+    for name in ("flood: end to end", "flood: runners during the flood", "flood: GET /job p99"):
+        assert by_name[name]["target"], name
+
+
+async def test_spawn_paths(tmp_path: Path) -> None:
+    _, saved = await run_bench("spawn_paths.py", tmp_path, HIDDEN)
+    found = {f["name"]: f for f in saved["figures"]}
+    ways = ("trio's open_process", "spawn()", "run_plugin()")
+    for way in ways:
+        figure = found[f"spawn paths: {way}, parent CPU per start"]
+        assert figure["value"] > 0 and "starts/s" in figure["note"]
+    base = found["spawn paths: trio's open_process, parent CPU per start"]
+    assert base["ratio"] == pytest.approx(1.0)
+
+
+async def test_queued_memory(tmp_path: Path) -> None:
+    _, saved = await run_bench("queued_memory.py", tmp_path, HIDDEN)
+    figures = figures_by_name(saved)
+    assert figures["queued: RSS when idle"] > 1
+    assert figures["queued: submitting"] > 0
+    # The per-job figure is the growth spread over the 2,000 jobs of a quick run.
+    grown = figures["queued: RSS over idle for 2,000 jobs"]
+    assert figures["queued: RSS per queued job"] * 2000 == pytest.approx(grown * 1e6)
 
 
 async def test_peer_skips_loudly_without_its_tools(tmp_path: Path) -> None:
@@ -158,6 +221,21 @@ def test_the_dispatch_count_under_load_is_never_negative() -> None:
         ({"value": 9.0, "unit": "jobs/s", "limit_name": "bound", "limit": 10.0}, True),
         ({"value": 9.0, "unit": "jobs/s", "limit_name": "bound", "limit": None}, None),
         ({"value": 3.0, "unit": "ms", "target": "< 5 ms"}, True),
+        # A target with a unit is about the value, even for a figure with a limit.
+        (
+            {
+                "value": 60.0,
+                "unit": "ms",
+                "limit_name": "floor",
+                "limit": 40.0,
+                "target": "< 10 ms",
+            },
+            False,
+        ),
+        (
+            {"value": 8.0, "unit": "ms", "limit_name": "floor", "limit": 40.0, "target": "< 10 ms"},
+            True,
+        ),
         ({"value": 70.0, "unit": "MB", "target": "< 60 MB"}, False),
         ({"value": 0.1, "unit": "ms", "target": "~0"}, None),
         ({"value": 1.0, "unit": "x", "target": None}, None),

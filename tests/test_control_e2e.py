@@ -457,8 +457,13 @@ async def test_pending_deliveries_survive_a_restart(
     (headers, body, _) = receiver.delivered()[0]
     assert {headers["x-chamberlain-delivery"]} == before
     assert json.loads(body)["job_id"] == job_id
-    job = await get_job(d2, job_id, "?include=callbacks")
-    assert job["callbacks"][0]["state"] == "delivered"
+
+    async def recorded() -> bool:
+        # The sender records the delivery once the receiver has answered: a moment later.
+        job = await get_job(d2, job_id, "?include=callbacks")
+        return bool(job["callbacks"][0]["state"] == "delivered")
+
+    await wait_for(recorded)
 
 
 async def test_callback_urls_are_checked_at_the_trigger(daemon: DaemonFactory) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import os
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -269,3 +271,24 @@ def test_a_nul_or_a_non_string_is_refused() -> None:
 
 def test_the_hint_shows_four_characters() -> None:
     assert hint("ghp_abcdef12") == "****ef12"
+
+
+def test_a_daemon_that_holds_no_secret_does_not_load_the_cipher_library() -> None:
+    # The library costs ~7 MB of RSS (the idle target is 60 MB); httpx likewise waits
+    # for the first callback or relay.  A fresh interpreter, as the daemon starts.
+    probe = (
+        "import sys, chamberlain.cli, chamberlain.daemon.tree\n"
+        "from chamberlain.sealing import Sealer\n"
+        "Sealer.random()\n"
+        "print(sorted(m for m in ('cryptography', 'httpx') if m in sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
+
+
+def test_the_cipher_is_loaded_when_a_value_is_first_sealed() -> None:
+    sealer = Sealer.random()
+    blob = sealer.seal("token", "s3cret-value")
+    assert sealer.unseal("token", blob) == "s3cret-value"
+    with pytest.raises(WrongKey):
+        Sealer.random().unseal("token", blob)

@@ -143,6 +143,9 @@ class Gateway:
     supervisor_statistics: Callable[[], SupervisorStatistics]
     router: trio.MemorySendChannel[RouterRequest]
     routing: Routing
+    #: The JobStore's mailbox of reads, served off the writer's queue; None sends
+    #: reads to ``store`` with the writes.
+    reads: trio.MemorySendChannel[JobStoreRequest] | None = None
     #: How long a request waits for an actor before it is answered 503.
     timeout: float = 5.0
     #: Synchronous calls (waiting for a whole pipeline) allowed at once.
@@ -176,9 +179,15 @@ class Gateway:
         build: Callable[[ReplyTo[T]], JobStoreRequest],
         *,
         timeout: float | None = None,  # noqa: ASYNC109 (see mailbox.call)
+        read: bool = False,
     ) -> T:
-        """``call`` the JobStore; a request its disk refused raises :class:`StorageFull`."""
-        return await self._ask(self.store, build, timeout=timeout)
+        """``call`` the JobStore; a request its disk refused raises :class:`StorageFull`.
+
+        A ``read`` goes to the reads mailbox, when there is one: it is answered
+        from the last commit without waiting behind the writes.
+        """
+        mailbox = self.reads if read and self.reads is not None else self.store
+        return await self._ask(mailbox, build, timeout=timeout)
 
     async def _ask(
         self,
@@ -203,11 +212,15 @@ class Gateway:
 
     async def get_job(self, job_id: str) -> Job | None:
         """One job, or None when unknown."""
-        return await self._ask_store(lambda r: GetJob(job_id=job_id, reply=r), timeout=self.timeout)
+        return await self._ask_store(
+            lambda r: GetJob(job_id=job_id, reply=r), timeout=self.timeout, read=True
+        )
 
     async def list_jobs(self, flt: JobFilter) -> tuple[tuple[Job, ...], int]:
         """Jobs matching ``flt``, newest first, and the total count."""
-        return await self._ask_store(lambda r: ListJobs(filter=flt, reply=r), timeout=self.timeout)
+        return await self._ask_store(
+            lambda r: ListJobs(filter=flt, reply=r), timeout=self.timeout, read=True
+        )
 
     async def wait_job(self, job_id: str) -> Job | None:
         """The job once it is terminal (None if unknown).  Bound it with a cancel scope."""
@@ -233,7 +246,7 @@ class Gateway:
     async def get_tree(self, job_id: str) -> Tree | None:
         """The whole tree ``job_id`` belongs to, None when the job is unknown."""
         return await self._ask_store(
-            lambda r: GetTree(job_id=job_id, reply=r), timeout=self.timeout
+            lambda r: GetTree(job_id=job_id, reply=r), timeout=self.timeout, read=True
         )
 
     async def wait_tree(self, root_job_id: str) -> Tree | None:
@@ -259,6 +272,7 @@ class Gateway:
         return await self._ask_store(
             lambda r: GetMessages(job_id=job_id, after_seq=after_seq, limit=limit, reply=r),
             timeout=self.timeout,
+            read=True,
         )
 
     async def status_changes(
@@ -275,16 +289,19 @@ class Gateway:
                 after_id=after_id, plugin=plugin, statuses=statuses, limit=limit, reply=r
             ),
             timeout=self.timeout,
+            read=True,
         )
 
     async def queue(self, limit: int) -> QueueView:
         """Running and queued jobs, at most ``limit`` of each."""
-        return await self._ask_store(lambda r: GetQueue(limit=limit, reply=r), timeout=self.timeout)
+        return await self._ask_store(
+            lambda r: GetQueue(limit=limit, reply=r), timeout=self.timeout, read=True
+        )
 
     async def callbacks(self, job_id: str) -> CallbackInfo:
         """A job's callback URL and its deliveries."""
         return await self._ask_store(
-            lambda r: GetCallbacks(job_id=job_id, reply=r), timeout=self.timeout
+            lambda r: GetCallbacks(job_id=job_id, reply=r), timeout=self.timeout, read=True
         )
 
     # -- schedules ---------------------------------------------------------------------
@@ -306,7 +323,7 @@ class Gateway:
         if not ids:
             return found
         live: Mapping[str, JobStatus] = await self._ask_store(
-            lambda r: JobStatuses(job_ids=ids, reply=r), timeout=self.timeout
+            lambda r: JobStatuses(job_ids=ids, reply=r), timeout=self.timeout, read=True
         )
         return tuple(_with_live_status(s, live) for s in found)
 
@@ -329,11 +346,15 @@ class Gateway:
 
     async def list_secrets(self) -> tuple[SecretInfo, ...]:
         """What the registry tells about every secret, by name."""
-        return await self._ask_store(lambda r: ListSecrets(reply=r), timeout=self.timeout)
+        return await self._ask_store(
+            lambda r: ListSecrets(reply=r), timeout=self.timeout, read=True
+        )
 
     async def get_secret(self, name: str) -> SecretInfo | None:
         """What the registry tells about secret ``name``, or None."""
-        return await self._ask_store(lambda r: GetSecret(name=name, reply=r), timeout=self.timeout)
+        return await self._ask_store(
+            lambda r: GetSecret(name=name, reply=r), timeout=self.timeout, read=True
+        )
 
     async def create_secret(
         self, name: str, value: str, *, description: str | None
@@ -418,16 +439,19 @@ class Gateway:
         return await self._ask_store(
             lambda r: ListFacts(plugin=plugin, fact_type=fact_type, limit=limit, reply=r),
             timeout=self.timeout,
+            read=True,
         )
 
     async def list_mcp_servers(self) -> tuple[McpServer, ...]:
         """Every registered MCP server, by name."""
-        return await self._ask_store(lambda r: ListMcpServers(reply=r), timeout=self.timeout)
+        return await self._ask_store(
+            lambda r: ListMcpServers(reply=r), timeout=self.timeout, read=True
+        )
 
     async def get_mcp_server(self, name: str) -> McpServer | None:
         """The MCP server ``name``, or None."""
         found: tuple[McpServer, ...] = await self._ask_store(
-            lambda r: ListMcpServers(names=(name,), reply=r), timeout=self.timeout
+            lambda r: ListMcpServers(names=(name,), reply=r), timeout=self.timeout, read=True
         )
         return found[0] if found else None
 
@@ -455,7 +479,9 @@ class Gateway:
 
     async def health(self) -> Health:
         """Queue, workers and supervisor figures in one snapshot."""
-        depth: int = await self._ask_store(lambda r: QueueDepth(reply=r), timeout=self.timeout)
+        depth: int = await self._ask_store(
+            lambda r: QueueDepth(reply=r), timeout=self.timeout, read=True
+        )
         stats: DispatcherStatistics = await call(
             self.dispatcher, lambda r: Statistics(reply=r), timeout=self.timeout
         )

@@ -13,6 +13,13 @@ batch's effects into at most one ring of the Dispatcher and one of the Router,
 answers the WaitJob replies parked on the jobs that finished, and parks the
 WaitJob replies whose job has not.
 
+Reads need not wait for writes.  Given a second mailbox for them, it serves the
+reads sent there (the API's) on a connection of their own: under WAL a reader sees
+the last commit while the writer works, so a ``GET /job`` never queues behind a
+batch of commits and their fsync.  A lookup by id is read on the event loop, which
+costs less than the hop to a thread; every other read batch goes to the reader's
+own thread.
+
 A full or failing disk does not crash it (see
 :mod:`chamberlain.actors.storage_faults`): the refused batch is rolled back, its
 reads are served again on their own, clients' writes are answered
@@ -28,6 +35,7 @@ Gateway which MCP servers are registered.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import time
@@ -93,6 +101,10 @@ log = logging.getLogger("chamberlain.jobstore")
 T = TypeVar("T")
 
 MAX_BATCH = 512
+#: Reads served on the event loop rather than in the reader's thread: a lookup by a
+#: unique key reads a few pages, less than the thread hop costs under load (the
+#: hop waits for the GIL while the event loop runs).
+INLINE_READS: tuple[type, ...] = (GetJob,)
 #: How often terminal jobs past ``service.job_retention`` are deleted.
 PRUNE_INTERVAL = 3600.0
 #: Seconds without a write after which the WAL is checkpointed and truncated.
@@ -117,6 +129,8 @@ class JobStoreStatistics:
     #: Attempts the disk refused since the start, and requests kept for a retry now.
     storage_failures: int = 0
     held: int = 0
+    #: Requests served off the writer's queue, on the reader connection.
+    reads: int = 0
 
 
 @attrs.define(eq=False)
@@ -145,6 +159,9 @@ class JobStore:
     #: announces them once it commits (see chamberlain.actors.journal).
     journal: Journal | None = None
     _store: SqliteStore | None = attrs.field(default=None, init=False)
+    #: The reader connection; None without a reads mailbox or for ``:memory:``
+    #: (which has no second connection: its reads share the writer's, in turn).
+    _reader: SqliteStore | None = attrs.field(default=None, init=False)
     #: WaitJob replies parked until their job finishes, by job id.
     _waiters: Waiters[str, Any] = attrs.field(factory=Waiters, init=False)
     _limiter: trio.CapacityLimiter = attrs.field(
@@ -156,6 +173,11 @@ class JobStore:
     #: of the time the store was the one thing every request waited for.
     busy: float = attrs.field(default=0.0, init=False)
     storage_failures: int = attrs.field(default=0, init=False)
+    reads: int = attrs.field(default=0, init=False)
+    #: Serialises the reader connection's uses (the thread and the event loop).
+    _read_limiter: trio.CapacityLimiter = attrs.field(
+        factory=lambda: trio.CapacityLimiter(1), init=False
+    )
     _degraded: str | None = attrs.field(default=None, init=False)
     #: Refused attempts in a row: what the backoff grows with.
     _failures: int = attrs.field(default=0, init=False)
@@ -169,10 +191,15 @@ class JobStore:
     async def run(
         self,
         mailbox: trio.MemoryReceiveChannel[JobStoreRequest],
+        reads: trio.MemoryReceiveChannel[JobStoreRequest] | None = None,
         *,
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
-        """Open the database, recover orphans, then serve requests until cancelled."""
+        """Open the database, recover orphans, then serve requests until cancelled.
+
+        ``reads``, when given, is a mailbox of reads only, served off the writer's
+        queue (see the module docstring).
+        """
         store = await self._call(SqliteStore, self.path)
         self._store = store
         try:
@@ -199,34 +226,20 @@ class JobStore:
             await self._start_mcp()
             if orphans:
                 self.wake_dispatcher()
-            task_status.started()
-            next_prune = trio.current_time()
-            while True:
-                first: JobStoreRequest | None = None
-                with trio.move_on_at(min(next_prune, self._retry_at, self._checkpoint_at)):
-                    first = await mailbox.receive()
-                if first is None:
-                    clock = trio.current_time()
-                    if clock >= self._retry_at:
-                        await self._retry()
-                    if clock >= self._checkpoint_at:
-                        await self._checkpoint()
-                    if clock >= next_prune:
-                        self._waiters.prune()
-                        await self._prune_old()
-                        next_prune = trio.current_time() + PRUNE_INTERVAL
-                    continue
-                batch = [first]
-                while len(batch) < MAX_BATCH:
-                    try:
-                        batch.append(mailbox.receive_nowait())
-                    except trio.WouldBlock:
-                        break
-                await self._serve(batch)
-                # Steady traffic must not starve the held writes of their retry.
-                if trio.current_time() >= self._retry_at:
-                    await self._retry()
+            if reads is not None and self.path != ":memory:":
+                self._reader = await self._call(
+                    functools.partial(SqliteStore, reader=True), self.path
+                )
+            async with trio.open_nursery() as nursery:
+                if reads is not None:
+                    nursery.start_soon(self._serve_reads, reads)
+                task_status.started()
+                await self._serve_writes(mailbox)
         finally:
+            reader, self._reader = self._reader, None
+            if reader is not None:
+                # First, so the writer's closing checkpoint has no reader to wait for.
+                reader.conn.close()
             self._store = None
             # requests/batches is the mean group-commit size: the figure that says
             # whether batching works under load (bench/ reads this line).
@@ -240,6 +253,7 @@ class JobStore:
                     "requests": self.requests,
                     "batches": self.batches,
                     "busy_seconds": round(self.busy, 3),
+                    "reads": self.reads,
                 },
             )
             # Closing is quick (a WAL checkpoint); shield it so a cancelled daemon
@@ -259,6 +273,35 @@ class JobStore:
                         extra={"component": "jobstore", "reason": reason},
                     )
 
+    async def _serve_writes(self, mailbox: trio.MemoryReceiveChannel[JobStoreRequest]) -> None:
+        """Serve the mailbox in group commits, and the timers between them, until cancelled."""
+        next_prune = trio.current_time()
+        while True:
+            first: JobStoreRequest | None = None
+            with trio.move_on_at(min(next_prune, self._retry_at, self._checkpoint_at)):
+                first = await mailbox.receive()
+            if first is None:
+                clock = trio.current_time()
+                if clock >= self._retry_at:
+                    await self._retry()
+                if clock >= self._checkpoint_at:
+                    await self._checkpoint()
+                if clock >= next_prune:
+                    self._waiters.prune()
+                    await self._prune_old()
+                    next_prune = trio.current_time() + PRUNE_INTERVAL
+                continue
+            batch = [first]
+            while len(batch) < MAX_BATCH:
+                try:
+                    batch.append(mailbox.receive_nowait())
+                except trio.WouldBlock:
+                    break
+            await self._serve(batch)
+            # Steady traffic must not starve the held writes of their retry.
+            if trio.current_time() >= self._retry_at:
+                await self._retry()
+
     def statistics(self) -> JobStoreStatistics:
         """A snapshot of the counters."""
         return JobStoreStatistics(
@@ -269,6 +312,7 @@ class JobStore:
             degraded=self._degraded,
             storage_failures=self.storage_failures,
             held=len(self._held),
+            reads=self.reads,
         )
 
     # -- internals -----------------------------------------------------------------
@@ -308,6 +352,78 @@ class JobStore:
         if not self.offload:
             return fn(*args)
         return await trio.to_thread.run_sync(fn, *args, limiter=self._limiter)
+
+    async def _serve_reads(self, reads: trio.MemoryReceiveChannel[JobStoreRequest]) -> None:
+        """Answer the reads mailbox, a batch at a time, until cancelled."""
+        while True:
+            batch = [await reads.receive()]
+            while len(batch) < MAX_BATCH:
+                try:
+                    batch.append(reads.receive_nowait())
+                except trio.WouldBlock:
+                    break
+            batch = [request for request in batch if self._servable_read(request)]
+            now = self.now()
+            reader = self._reader
+            if reader is None:
+                # :memory: has one connection: between the writer's transactions.
+                store = self._store
+                assert store is not None
+                outcomes = await self._call(self._read_all, store, batch, now)
+            elif not self.offload or all(isinstance(r, INLINE_READS) for r in batch):
+                async with self._read_limiter:
+                    outcomes = self._read_all(reader, batch, now)
+            else:
+                outcomes = await trio.to_thread.run_sync(
+                    self._read_all, reader, batch, now, limiter=self._read_limiter
+                )
+            self.reads += len(batch)
+            for request, (result, error) in zip(batch, outcomes, strict=True):
+                if error is None:
+                    request.reply.send(result)
+                    continue
+                reason = storage_failure(error)
+                if reason is not None:
+                    error = StorageFull(f"the database could not be read ({reason})")
+                else:
+                    log.error(
+                        "request %s failed",
+                        type(request).__name__,
+                        exc_info=error,
+                        extra={"component": "jobstore"},
+                    )
+                request.reply.fail(error)
+
+    @staticmethod
+    def _servable_read(request: JobStoreRequest) -> bool:
+        """Whether the reads mailbox may serve ``request``; it is refused if not.
+
+        A write there would bypass the group commit and its effects, and a WaitJob
+        parks its reply with the writer, which answers it when the job finishes.
+        """
+        if disposition(request) is Disposition.READ and not isinstance(request, WaitJob):
+            return True
+        request.reply.fail(TypeError(f"{type(request).__name__} is not a read"))
+        return False
+
+    def _read_all(
+        self, store: SqliteStore, batch: list[JobStoreRequest], now: float
+    ) -> list[tuple[Any, Exception | None]]:
+        """Every read of a batch in one read transaction: one consistent snapshot."""
+        outcomes: list[tuple[Any, Exception | None]] = []
+        try:
+            store.read()
+        except Exception as exc:
+            return [(None, exc)] * len(batch)
+        try:
+            for request in batch:
+                try:
+                    outcomes.append((self._apply(store, request, now), None))
+                except Exception as exc:
+                    outcomes.append((None, exc))
+        finally:
+            store.rollback()
+        return outcomes
 
     def _recover_all(self, store: SqliteStore, now: float) -> list[Job]:
         return store.recover_orphans(now=now)

@@ -80,6 +80,8 @@ log = logging.getLogger("chamberlain.root")
 
 #: Mailbox sizes.  Bounded, so a flood of requests slows its senders, not the actor.
 STORE_MAILBOX = 1024
+#: The API's reads, answered off the writer's queue (see JobStore).
+STORE_READS_MAILBOX = 1024
 DISPATCHER_MAILBOX = 1024
 ROUTER_MAILBOX = 1024
 SCHEDULER_MAILBOX = 1024
@@ -160,6 +162,7 @@ class Daemon:
         self.vault.configure(self.config)
         self.vault.on_change(jsonlog.redact_with)
         store_tx, store_rx = trio.open_memory_channel[JobStoreRequest](STORE_MAILBOX)
+        reads_tx, reads_rx = trio.open_memory_channel[JobStoreRequest](STORE_READS_MAILBOX)
         disp_tx, disp_rx = trio.open_memory_channel[DispatcherRequest](DISPATCHER_MAILBOX)
         router_tx, router_rx = trio.open_memory_channel[RouterRequest](ROUTER_MAILBOX)
         self._store_tx, self._dispatcher_tx, self._router_tx = store_tx, disp_tx, router_tx
@@ -241,6 +244,7 @@ class Daemon:
         )
         self.gateway = Gateway(
             store=store_tx,
+            reads=reads_tx,
             dispatcher=disp_tx,
             plugins=self.plugins,
             lifecycle=self.lifecycle,
@@ -264,7 +268,7 @@ class Daemon:
             vault=self.vault,
         )
         children = [
-            ChildSpec(id="jobstore", start=functools.partial(jobstore.run, store_rx)),
+            ChildSpec(id="jobstore", start=functools.partial(jobstore.run, store_rx, reads_rx)),
             ChildSpec(id="runners", start=runners.run, statistics=runners.statistics),
             ChildSpec(id="dispatcher", start=functools.partial(dispatcher.run, disp_rx)),
             ChildSpec(id="router", start=functools.partial(router.run, router_rx)),

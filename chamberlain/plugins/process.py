@@ -16,7 +16,6 @@ import collections
 import logging
 import os
 import signal
-import subprocess
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -24,6 +23,7 @@ import attrs
 import trio
 
 from .protocol import ProcessResult, TerminationReason
+from .spawn import Spawned, spawn
 from .strays import RUN_VARIABLE, RUNS
 
 __all__ = ["STDERR_LINE_MAX", "Limits", "ProcessControl", "run_plugin"]
@@ -159,15 +159,7 @@ async def run_plugin(
     run_number, child_env[RUN_VARIABLE] = RUNS.begin()
     try:
         try:
-            process = await trio.lowlevel.open_process(
-                [str(entrypoint)],
-                cwd=cwd,
-                env=child_env,
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                start_new_session=True,
-            )
+            process = await spawn([str(entrypoint)], cwd=cwd, env=child_env)
         except OSError as exc:
             logger.warning("cannot start %s: %s", entrypoint, exc, extra=log_extra)
             return result(spawn_error=_describe_spawn_error(exc, entrypoint), spawn_errno=exc.errno)
@@ -224,7 +216,7 @@ def _describe_spawn_error(exc: OSError, entrypoint: Path) -> str:
 class _Run:
     """The mutable state of one run, shared by its reader, writer and watchdog tasks."""
 
-    process: trio.Process
+    process: Spawned
     control: ProcessControl
     limits: Limits
     on_stderr_line: Callable[[str], None] | None

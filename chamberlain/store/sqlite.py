@@ -144,8 +144,22 @@ def _row_to_job(row: sqlite3.Row) -> Job:
 class SqliteStore:
     """Every query the daemon needs, on one connection.  Not thread-safe: one caller."""
 
-    def __init__(self, path: Path | str) -> None:
+    def __init__(self, path: Path | str, *, reader: bool = False) -> None:
+        """Open (creating and migrating) the database at ``path``.
+
+        A ``reader`` is a second connection to a database already opened and
+        migrated by its writer: WAL lets it read the last commit while the writer
+        works, and ``query_only`` makes a write through it an error.
+        """
         self.path = str(path)
+        if reader:
+            if self.path == ":memory:":
+                raise ValueError("an in-memory database has no second connection")
+            self.conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            self.conn.row_factory = sqlite3.Row
+            self.conn.execute("PRAGMA query_only=ON")
+            self.conn.execute("PRAGMA busy_timeout=5000")
+            return
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
             # Created 0600 before SQLite sees it (a later chmod would leave a window,
@@ -206,6 +220,10 @@ class SqliteStore:
             self.checkpoint()
         finally:
             self.conn.close()
+
+    def read(self) -> None:
+        """Start a read transaction: every read until :meth:`commit` sees one commit."""
+        self.conn.execute("BEGIN")
 
     def checkpoint(self) -> bool:
         """Copy the WAL into the database and truncate it to nothing.
