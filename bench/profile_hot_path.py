@@ -57,7 +57,7 @@ def fold(raw: str, top: int) -> tuple[list[tuple[str, float]], list[tuple[str, f
 #: Where a sample's time went, by the first of these its stack contains.
 STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("logging (JSON lines)", ("Logger._log", "Logger.handle")),
-    ("spawning: Popen in a worker thread", ("Popen.",)),
+    ("spawning: Popen (vfork, on the event loop)", ("Popen.",)),
     ("JobStore: transactions (worker thread)", ("JobStore._in_thread.<locals>.transaction",)),
     ("JobStore: thread hops and replies", ("JobStore.", "to_thread_run_sync")),
     ("Runner: pipes, exit, settle (event loop)", ("Runner.", "run_plugin", "_Run.")),
