@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import attrs
+import httpx
 import pytest
 import trio
 import yaml
@@ -199,6 +200,21 @@ async def wait_for(
             if value:
                 return value
             await trio.sleep(interval)
+
+
+async def finished_tree(d: DaemonProcess, job_id: str, size: int) -> dict[str, Any]:
+    """The tree of ``job_id`` (``?detail=1``: jobs and notes) once it holds ``size``
+    jobs, none of them queued or running."""
+    async with httpx.AsyncClient(base_url=d.base_url, headers=d.headers(), timeout=30) as c:
+
+        async def done() -> dict[str, Any] | None:
+            tree: dict[str, Any] = (await c.get(f"/job/{job_id}/tree?detail=1")).json()
+            jobs = tree["jobs"]
+            ended = all(j["status"] not in ("queued", "running") for j in jobs)
+            return tree if len(jobs) >= size and ended else None
+
+        result: dict[str, Any] = await wait_for(done, timeout=30)
+        return result
 
 
 def db_job(state: Path, job_id: str) -> tuple[str, int, str | None]:

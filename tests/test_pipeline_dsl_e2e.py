@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import BUNDLED_PLUGINS, DaemonFactory, DaemonProcess, wait_for
+from conftest import BUNDLED_PLUGINS, DaemonFactory, DaemonProcess, finished_tree, wait_for
 
 E2E_PLUGINS = Path(__file__).resolve().parent / "e2e_plugins"
 
@@ -106,20 +106,6 @@ async def gw(daemon: DaemonFactory) -> DaemonProcess:
 
 def client(d: DaemonProcess) -> httpx.AsyncClient:
     return httpx.AsyncClient(base_url=d.base_url, headers=d.headers(), timeout=30)
-
-
-async def finished_tree(d: DaemonProcess, job_id: str, size: int) -> dict[str, Any]:
-    """The tree of ``job_id`` (jobs and notes) once it holds ``size`` ended jobs."""
-    async with client(d) as c:
-
-        async def done() -> dict[str, Any] | None:
-            tree: dict[str, Any] = (await c.get(f"/job/{job_id}/tree?detail=1")).json()
-            jobs = tree["jobs"]
-            ended = all(j["status"] not in ("queued", "running") for j in jobs)
-            return tree if len(jobs) >= size and ended else None
-
-        result: dict[str, Any] = await wait_for(done, timeout=30)
-        return result
 
 
 async def start(d: DaemonProcess, name: str, payload: dict[str, Any] | None = None) -> str:

@@ -363,6 +363,8 @@ class JobStore:
                 except trio.WouldBlock:
                     break
             batch = [request for request in batch if self._servable_read(request)]
+            if not batch:
+                continue
             now = self.now()
             reader = self._reader
             if reader is None:

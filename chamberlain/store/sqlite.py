@@ -152,15 +152,9 @@ class SqliteStore:
         works, and ``query_only`` makes a write through it an error.
         """
         self.path = str(path)
-        if reader:
-            if self.path == ":memory:":
-                raise ValueError("an in-memory database has no second connection")
-            self.conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-            self.conn.row_factory = sqlite3.Row
-            self.conn.execute("PRAGMA query_only=ON")
-            self.conn.execute("PRAGMA busy_timeout=5000")
-            return
-        if self.path != ":memory:":
+        if reader and self.path == ":memory:":
+            raise ValueError("an in-memory database has no second connection")
+        if not reader and self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
             # Created 0600 before SQLite sees it (a later chmod would leave a window,
             # and the umask is process-wide): jobs hold payloads and results, and
@@ -175,10 +169,13 @@ class SqliteStore:
         # JobStore hops through a worker-thread pool; it never uses two at once.
         self.conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         self.conn.row_factory = sqlite3.Row
+        self.conn.execute("PRAGMA busy_timeout=5000")
+        if reader:
+            self.conn.execute("PRAGMA query_only=ON")
+            return
         self.conn.execute("PRAGMA journal_mode=WAL")
         self.conn.execute("PRAGMA synchronous=FULL")
         self.conn.execute("PRAGMA foreign_keys=ON")
-        self.conn.execute("PRAGMA busy_timeout=5000")
         self.conn.execute(f"PRAGMA wal_autocheckpoint={WAL_CHECKPOINT_PAGES}")
         self.conn.execute(f"PRAGMA journal_size_limit={JOURNAL_SIZE_LIMIT}")
         self.migrate()
@@ -222,7 +219,7 @@ class SqliteStore:
             self.conn.close()
 
     def read(self) -> None:
-        """Start a read transaction: every read until :meth:`commit` sees one commit."""
+        """Start a read transaction: every read until :meth:`rollback` sees one commit."""
         self.conn.execute("BEGIN")
 
     def checkpoint(self) -> bool:
