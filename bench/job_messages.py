@@ -100,7 +100,7 @@ def stderr(path: Path, lines: int) -> float:
         job_messages.append_output(
             store.conn,
             job_id,
-            [(now, line)] * 100,
+            [(now, line, MessageKind.STDERR)] * 100,
             dropped=0,
             final=False,
             limits=limits,

@@ -1,12 +1,14 @@
 """Job messages: what a job said and what happened to it, as timestamped records.
 
-A job's *messages* are its plugin's stderr lines (``kind: stderr``), the entries
+A job's *messages* are its plugin's stderr lines (``kind: stderr``), an interactive
+plugin's output (``kind: stdout``), what users sent it (``kind: user_input``), the entries
 of the ``logs`` list in its responses (``kind: log``, see :func:`log_message`) and
 system messages (``kind: system``): one per status change (queued, started, retry
 scheduled, finished), written by the store in the transaction that changed the
 status, and the markers that say how many lines the cap dropped.
 
-Output is capped per job (:class:`OutputLimits`), stderr and log entries together:
+Output is capped per job (:class:`OutputLimits`), stderr, stdout and log entries
+together (a user's input is never dropped):
 a plugin that prints without end must not fill the disk or the memory of every
 client that follows it.  The rules are plain functions here; the Runner buffers
 with :class:`OutputBuffer`, the store applies :func:`admit_output`.
@@ -20,6 +22,7 @@ from typing import Any
 import attrs
 
 from chamberlain import jsoncodec
+from chamberlain.records import MessageKind
 
 #: The level of a log entry that names none (or names one that is not a string).
 DEFAULT_LOG_LEVEL = "info"
@@ -115,23 +118,23 @@ class OutputBuffer:
     """
 
     limits: OutputLimits = attrs.field(factory=OutputLimits)
-    _lines: list[tuple[float, str]] = attrs.field(factory=list, init=False)
+    _lines: list[tuple[float, str, MessageKind]] = attrs.field(factory=list, init=False)
     _bytes: int = attrs.field(default=0, init=False)
     _dropped: int = attrs.field(default=0, init=False)
 
-    def append(self, line: str, ts: float) -> None:
+    def append(self, line: str, ts: float, kind: MessageKind = MessageKind.STDERR) -> None:
         """Add a line read at ``ts``, or count it as dropped when the buffer is full."""
         cost = line_size(line)
         if len(self._lines) >= self.limits.max_lines or self._bytes + cost > self.limits.max_bytes:
             self._dropped += 1
             return
-        self._lines.append((ts, line))
+        self._lines.append((ts, line, kind))
         self._bytes += cost
 
     def __bool__(self) -> bool:
         return bool(self._lines) or self._dropped > 0
 
-    def take(self) -> tuple[tuple[tuple[float, str], ...], int]:
+    def take(self) -> tuple[tuple[tuple[float, str, MessageKind], ...], int]:
         """Everything buffered and the count dropped since the last take; resets both."""
         lines, dropped = tuple(self._lines), self._dropped
         self._lines.clear()

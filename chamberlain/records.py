@@ -4,7 +4,9 @@ Jobs and their statuses, what creates them (:class:`NewJob`) and what the store
 answers about them (:class:`Enqueued`, :class:`Claimed`, :class:`JobFilter`), the
 events and plans routing produces (:class:`StoredEvent`, :class:`RoutePlan`), the
 views the API shows (:class:`Tree`, :class:`QueueView`, :class:`CancelResult`,
-:class:`JobMessage`), and the MCP servers of the registry (:class:`McpServer`).
+:class:`JobMessage`), an interactive job's inputs and what its session answers
+(:class:`UserInput`, :class:`SessionReply`), and the MCP servers of the registry
+(:class:`McpServer`).
 The store, the actors and the web layer all speak these and none of them owns
 them, so they live here, below every layer: this module imports
 no other chamberlain module and no trio, sqlite3 or quart (an import-linter
@@ -93,6 +95,10 @@ class NewJob:
     callback_url: str | None = None
     #: MCP servers of the registry written into the job's workspace (their names).
     mcp_servers: tuple[str, ...] = ()
+    #: The job this one follows up (``POST /job/{id}/instruct``), and what its
+    #: requests carry besides that id: ``{"prompt": ..., "session": ...}``.
+    follows: str | None = None
+    follow_up: Mapping[str, Any] | None = None
     id: str = attrs.field(factory=new_job_id)
 
 
@@ -127,7 +133,24 @@ class Job:
     schedule_id: str | None = None
     #: MCP servers of the registry written into the job's workspace (their names).
     mcp_servers: tuple[str, ...] = ()
+    #: The opaque ``session`` of the last response that had one (a follow-up gets it).
+    session: Any = None
+    #: The job this one follows up, what it was told (``{"prompt", "session"}``),
+    #: and the job made of this one by ``POST /job/{id}/instruct``.
+    follows: str | None = None
+    follow_up: Mapping[str, Any] | None = None
+    followed_by: str | None = None
+    #: An interactive attempt said it waits for input, and none has come since.
+    waiting_for_input: bool = False
+    #: The user asked to complete the interactive session.
+    completing: bool = False
     seq: int = 0
+
+    @property
+    def instruction(self) -> str | None:
+        """The prompt of a follow-up (None for a job that follows none)."""
+        prompt = None if self.follow_up is None else self.follow_up.get("prompt")
+        return prompt if isinstance(prompt, str) else None
 
     def to_json(self) -> dict[str, Any]:
         """The public JSON shape of a job, as the API and ``chamberlain run`` print it."""
@@ -159,6 +182,11 @@ class Job:
             "step_id": self.step_id,
             "schedule_id": self.schedule_id,
             "mcp_servers": list(self.mcp_servers),
+            "waiting_for_input": self.waiting_for_input,
+            "session": self.session,
+            "follows": self.follows,
+            "followed_by": self.followed_by,
+            "instruction": self.instruction,
         }
 
 
@@ -339,6 +367,52 @@ class CancelResult:
     accepted: bool
 
 
+@attrs.frozen(kw_only=True)
+class UserInput:
+    """One input a user sent an interactive job, as its transcript lists it."""
+
+    message_id: str
+    message: str
+    at: float
+
+    def to_json(self) -> dict[str, Any]:
+        """The entry of a request's ``transcript``."""
+        return {"message_id": self.message_id, "message": self.message, "at": rfc3339(self.at)}
+
+
+class SessionRefusal(enum.Enum):
+    """Why an interactive job's session did not take a message or a complete."""
+
+    #: The job is not running (queued, finished, or between attempts).
+    NOT_RUNNING = "not_running"
+    #: The job's command is not interactive.
+    NOT_INTERACTIVE = "not_interactive"
+    #: The session is being completed: it takes no more messages.
+    COMPLETING = "completing"
+    #: Too many messages wait to be handed to the plugin: try again shortly.
+    BUSY = "busy"
+
+
+@attrs.frozen(kw_only=True)
+class SessionReply:
+    """What a running job's session did with a message or a complete."""
+
+    job_id: str
+    #: The id the plugin was sent a message with (None for a complete or a refusal).
+    message_id: str | None = None
+    refused: SessionRefusal | None = None
+
+
+class FollowUpRefusal(enum.Enum):
+    """Why no follow-up was made of a job."""
+
+    UNKNOWN = "unknown"
+    #: The job is still queued or running.
+    NOT_FINISHED = "not_finished"
+    #: The job already has its follow-up: a chain never forks.
+    FOLLOWED = "followed"
+
+
 class MessageKind(enum.Enum):
     """Where a message came from."""
 
@@ -348,6 +422,10 @@ class MessageKind(enum.Enum):
     LOG = "log"
     #: Written by chamberlain: a status change, or the dropped-lines marker.
     SYSTEM = "system"
+    #: An ``output`` line of an interactive plugin (or a stdout line that is not JSON).
+    STDOUT = "stdout"
+    #: What a user sent an interactive job (``POST /job/{id}/message``).
+    USER_INPUT = "user_input"
 
 
 @attrs.frozen(kw_only=True)
@@ -369,6 +447,8 @@ class JobMessage:
     attempt: int | None = None
     #: For plugin log entries: the level the plugin gave (``info`` when it gave none).
     level: str | None = None
+    #: For a user's input: the ``message_id`` the plugin was sent with it.
+    message_id: str | None = None
     plugin: str
     command: str
 
@@ -395,6 +475,8 @@ class JobMessage:
             out["attempt"] = self.attempt
         if self.level is not None:
             out["level"] = self.level
+        if self.message_id is not None:
+            out["message_id"] = self.message_id
         return out
 
     def to_event(self) -> dict[str, Any]:

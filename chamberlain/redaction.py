@@ -222,6 +222,7 @@ def redact_outcome(outcome: Outcome, redactor: Redactor) -> Outcome:
             events=tuple(redactor.data(event) for event in response.events),
             state_updates=redactor.data(response.state_updates),
             logs=tuple(redactor.data(entry) for entry in response.logs),
+            session=None if response.session is None else redactor.data(response.session),
         )
     error, raw = outcome.error, outcome.raw_output
     if error is not None:

@@ -63,6 +63,8 @@ class Settlement:
     new_state: Mapping[str, Any] | None = None
     #: Facts to record with the settlement (``fact_outputs``).
     facts: tuple[PluginFact, ...] = ()
+    #: The response's ``session``, kept with the job (None: the job keeps its own).
+    session: Mapping[str, Any] | None = None
 
 
 def _result_of(outcome: Outcome) -> Any:
@@ -151,7 +153,27 @@ def settle(
     * cancelled: terminal.
     * interrupted by shutdown: queued again at once, and the attempt is given back
       because the plugin never had its full chance.
+
+    Whatever the status, a response's ``session`` is kept with the job: a plugin
+    that failed may still have a session worth resuming in a follow-up.
     """
+    settlement = _next_status(
+        job, outcome, now=now, policy=policy, state=state, facts=facts, rng=rng
+    )
+    session = None if outcome.response is None else outcome.response.session
+    return settlement if session is None else attrs.evolve(settlement, session=session)
+
+
+def _next_status(
+    job: Job,
+    outcome: Outcome,
+    *,
+    now: float,
+    policy: RetryPolicy,
+    state: Mapping[str, Any],
+    facts: tuple[FactOutput, ...],
+    rng: random.Random | None,
+) -> Settlement:
     result = _result_of(outcome)
     kind = outcome.kind
     if kind is OutcomeKind.SUCCEEDED:

@@ -51,7 +51,8 @@ def test_output_buffer_holds_one_cap_and_counts_the_rest() -> None:
     for n in range(5):
         buffer.append(f"line {n}", float(n))
     assert buffer
-    assert buffer.take() == (((0.0, "line 0"), (1.0, "line 1")), 3)
+    stderr = MessageKind.STDERR
+    assert buffer.take() == (((0.0, "line 0", stderr), (1.0, "line 1", stderr)), 3)
     assert not buffer
     assert buffer.take() == ((), 0)
 
@@ -123,7 +124,7 @@ def test_cancelling_a_queued_job_is_recorded_once(store: SqliteStore) -> None:
 def test_output_is_capped_per_job_with_one_marker_per_attempt(store: SqliteStore) -> None:
     job = store.enqueue(NewJob(plugin="p", command="poll"), now=NOW, dedupe_ttl=0).job
     limits = OutputLimits(max_lines=3, max_bytes=1000)
-    lines = [(NOW + n, f"line {n}") for n in range(5)]
+    lines = [(NOW + n, f"line {n}", MessageKind.STDERR) for n in range(5)]
     kept = job_messages.append_output(
         store.conn, job.id, lines, dropped=0, final=False, limits=limits, now=NOW
     )
@@ -273,7 +274,13 @@ def test_log_entries_share_the_output_cap_with_stderr(store: SqliteStore) -> Non
     job = store.enqueue(NewJob(plugin="p", command="poll"), now=NOW, dedupe_ttl=0).job
     limits = OutputLimits(max_lines=3, max_bytes=1000)
     job_messages.append_output(
-        store.conn, job.id, [(NOW, "err")], dropped=0, final=True, limits=limits, now=NOW
+        store.conn,
+        job.id,
+        [(NOW, "err", MessageKind.STDERR)],
+        dropped=0,
+        final=True,
+        limits=limits,
+        now=NOW,
     )
     entries = [{"level": "info", "message": f"log {n}"} for n in range(4)]
     kept = job_messages.append_logs(store.conn, job.id, entries, limits=limits, now=NOW + 1)

@@ -43,7 +43,7 @@ from chamberlain.actors.mail import (
 from chamberlain.actors.mailbox import ReplyTo
 from chamberlain.callback_rules import CallbackState
 from chamberlain.plugins.protocol import Outcome, OutcomeKind
-from chamberlain.records import Enqueued, JobFilter, JobStatus, NewJob, RoutePlan
+from chamberlain.records import Enqueued, JobFilter, JobStatus, MessageKind, NewJob, RoutePlan
 from chamberlain.retry import RetryPolicy
 
 RUNNING = stored_job(id="run", status=JobStatus.RUNNING)
@@ -87,7 +87,7 @@ READ_ONLY: list[tuple[StoreRequest[Any], Any]] = [
     (RunningJobs(reply=reply()), (RUNNING,)),
     (TreePending(root_ids=("q",), reply=reply()), {"q": 0}),
     (GetTree(job_id="q", reply=reply()), None),
-    (RecordOutput(job_id="run", lines=((1.0, "x"),), reply=reply()), 1),
+    (RecordOutput(job_id="run", lines=((1.0, "x", MessageKind.STDERR),), reply=reply()), 1),
     (GetMessages(job_id="run", limit=10, reply=reply()), ()),
     (GetStatusChanges(after_id=0, limit=10, reply=reply()), ()),
     (GetQueue(limit=10, reply=reply()), None),

@@ -211,24 +211,25 @@ def test_an_outcome_without_a_secret_is_left_alone(redactor: Redactor) -> None:
     assert redact_outcome(outcome, Redactor()) is outcome
 
 
-async def test_stderr_lines_are_stored_redacted(redactor: Redactor) -> None:
+async def test_output_lines_are_stored_redacted(redactor: Redactor) -> None:
     store_tx, store_rx = trio.open_memory_channel[JobStoreRequest](10)
     stored: list[str] = []
 
     async def store() -> None:
         async for request in store_rx:
             assert isinstance(request, RecordOutput)
-            stored.extend(text for _, text in request.lines)
+            stored.extend(text for _, text, _ in request.lines)
             request.reply.send(len(request.lines))
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(store)
         async with forward_output(
             store_tx, "job-1", now=lambda: 1.0, redactor=redactor, interval=0.01
-        ) as on_line:
-            on_line("using admin-key-123")
-            on_line("plain line")
+        ) as forwarder:
+            forwarder.on_line("using admin-key-123")
+            forwarder.on_output("plain line")
         nursery.cancel_scope.cancel()
+    # stderr and an interactive plugin's output alike.
     assert stored == ["using [redacted:api.auth.api_key]", "plain line"]
 
 

@@ -23,6 +23,7 @@ from chamberlain.actors.mail import (
     CancelQueued,
     Claim,
     ClaimResult,
+    Converse,
     DispatcherRequest,
     DispatcherStatistics,
     Drain,
@@ -37,7 +38,7 @@ from chamberlain.actors.mail import (
 )
 from chamberlain.actors.mailbox import ReplyTo, RequestFailed, call
 from chamberlain.plugins.protocol import TerminationReason
-from chamberlain.records import CancelResult, Job
+from chamberlain.records import CancelResult, Job, SessionRefusal, SessionReply
 
 log = logging.getLogger("chamberlain.dispatcher")
 
@@ -151,6 +152,14 @@ class Dispatcher:
                         Terminate(reason=TerminationReason.CANCELLED, job_id=job_id)
                     )
                 reply.send(CancelResult(job=None, was_running=True, accepted=True))
+                return False
+            case Converse(job_id=job_id, reply=reply):
+                plugin = books.inflight.get(job_id)
+                if plugin is None:
+                    reply.send(SessionReply(job_id=job_id, refused=SessionRefusal.NOT_RUNNING))
+                else:
+                    # Behind the job's Run in the Runner's mailbox, as a Terminate is.
+                    self.runners[plugin].send_nowait(message)
                 return False
             case Drain(reply=reply):
                 if self._draining is None:

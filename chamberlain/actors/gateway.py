@@ -26,6 +26,7 @@ from chamberlain.actors.hub import Hub
 from chamberlain.actors.mail import (
     CallbackInfo,
     CancelJob,
+    Converse,
     CreateMcpServer,
     CreateSecret,
     DeleteMcpServer,
@@ -33,6 +34,7 @@ from chamberlain.actors.mail import (
     DispatcherRequest,
     DispatcherStatistics,
     Enqueue,
+    EnqueueFollowUp,
     EnqueuePlan,
     EnqueueWebhook,
     GetCallbacks,
@@ -65,6 +67,7 @@ from chamberlain.plugins.mcp_servers import mcp_references
 from chamberlain.records import (
     CancelResult,
     Enqueued,
+    FollowUpRefusal,
     Job,
     JobFilter,
     JobMessage,
@@ -74,6 +77,7 @@ from chamberlain.records import (
     PluginFact,
     QueueView,
     RoutePlan,
+    SessionReply,
     Tree,
 )
 from chamberlain.routing.planner import Routing
@@ -261,6 +265,26 @@ class Gateway:
         """
         return await self._ask(
             self.dispatcher, lambda r: CancelJob(job_id=job_id, reply=r), timeout=self.timeout
+        )
+
+    # -- interactive sessions and follow-ups ------------------------------------------------
+
+    async def converse(self, job_id: str, message: str | None) -> SessionReply:
+        """Hand a running interactive job ``message``, or complete its session (None).
+
+        Answered once a message is stored and on its way to the plugin, or with why
+        the session did not take it.
+        """
+        return await self._ask(
+            self.dispatcher,
+            lambda r: Converse(job_id=job_id, message=message, reply=r),
+            timeout=self.timeout,
+        )
+
+    async def follow_up(self, job: NewJob) -> Job | FollowUpRefusal:
+        """Create ``job``, the follow-up of the finished job it ``follows``."""
+        return await self._ask_store(
+            lambda r: EnqueueFollowUp(job=job, reply=r), timeout=self.timeout
         )
 
     # -- job messages, the queue, callbacks ------------------------------------------------

@@ -56,6 +56,7 @@ from chamberlain.actors.mail import (
     DeleteMcpServer,
     DeleteSecret,
     Enqueue,
+    EnqueueFollowUp,
     EnqueuePlan,
     EnqueueWebhook,
     GetJob,
@@ -92,7 +93,7 @@ from chamberlain.plugins.workspace import Workspaces, workspace_root
 from chamberlain.records import Job, JobStatus, McpServer, RoutePlan, Tree
 from chamberlain.retry import settle
 from chamberlain.routing.planner import routing_error
-from chamberlain.store import mcp_rows, plugin_facts, schedule_books, secret_rows
+from chamberlain.store import mcp_rows, plugin_facts, schedule_books, secret_rows, session_rows
 from chamberlain.store.callback_queue import register_callbacks
 from chamberlain.store.sqlite import SqliteStore
 
@@ -669,6 +670,13 @@ class JobStore:
                     store.conn, ((j, e.duplicate) for j, e in zip(jobs, done, strict=True))
                 )
                 return done
+            case EnqueueFollowUp(job=new):
+                made = session_rows.enqueue_follow_up(
+                    store, new, now=now, dedupe_ttl=self.dedupe_ttl
+                )
+                if isinstance(made, Job):
+                    register_callbacks(store.conn, ((new, False),))
+                return made
             case Claim(capacity=capacity, limit=limit):
                 claimed, next_due = store.claim(capacity, limit, now=now)
                 return ClaimResult(jobs=tuple(claimed), next_due=next_due)

@@ -28,14 +28,17 @@ from chamberlain.actors.mail import (
     GetMessages,
     GetQueue,
     GetStatusChanges,
+    GetTranscript,
     JournalRequest,
+    MarkSession,
     RecordCallbackAttempt,
+    RecordInput,
     RecordOutput,
 )
 from chamberlain.instruments import Metrics
 from chamberlain.joblog import OutputLimits
 from chamberlain.records import Job, JobMessage, QueueView
-from chamberlain.store import callback_queue, job_messages
+from chamberlain.store import callback_queue, job_messages, session_rows
 from chamberlain.store.sqlite import SqliteStore
 
 
@@ -100,6 +103,16 @@ class Journal:
                 return job_messages.append_output(
                     conn, job_id, lines, dropped=dropped, final=final, limits=self.limits, now=now
                 )
+            case RecordInput(
+                job_id=job_id, attempt=attempt, message_id=message_id, message=message
+            ):
+                return session_rows.record_input(
+                    conn, job_id, attempt, message_id=message_id, message=message, now=now
+                )
+            case MarkSession(job_id=job_id, attempt=attempt, waiting=waiting):
+                return session_rows.mark_session(conn, job_id, attempt, waiting=waiting, now=now)
+            case GetTranscript(job_id=job_id):
+                return tuple(session_rows.transcript(conn, job_id))
             case GetMessages(job_id=job_id, after_seq=after_seq, limit=limit):
                 return tuple(
                     job_messages.job_messages(conn, job_id, after_seq=after_seq, limit=limit)

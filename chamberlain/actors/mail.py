@@ -24,16 +24,20 @@ from chamberlain.records import (
     CancelResult,
     Claimed,
     Enqueued,
+    FollowUpRefusal,
     Job,
     JobFilter,
     JobMessage,
     JobStatus,
     McpServer,
+    MessageKind,
     NewJob,
     PluginFact,
     QueueView,
     RoutePlan,
+    SessionReply,
     Tree,
+    UserInput,
 )
 from chamberlain.retry import RetryPolicy
 from chamberlain.schedule.books import (
@@ -49,6 +53,10 @@ from chamberlain.sealing import SecretInfo
 # -- to the JobStore --------------------------------------------------------------------------
 
 R = TypeVar("R")
+
+#: One line of a running job's output: when it was read, its text, and its kind
+#: (``stderr``, or ``stdout`` for an interactive plugin's output).
+OutputLine = tuple[float, str, MessageKind]
 
 
 def _all_terminal(instance: object, attribute: object, jobs: tuple[Job, ...]) -> None:
@@ -273,15 +281,16 @@ class GetTree(StoreRequest[Tree | None]):
 
 @attrs.frozen(kw_only=True)
 class RecordOutput(StoreRequest[int]):
-    """Store stderr lines of a running job (within its cap); answered with how many were kept.
+    """Store output lines of a running job (within its cap); answered with how many were kept.
 
-    ``lines`` are ``(time read, text)``; ``dropped`` counts lines the Runner could
-    not buffer.  ``final`` marks the attempt's last flush, which records the
-    dropped-lines marker if any were dropped.
+    ``lines`` are ``(time read, text, kind)``: stderr lines, and an interactive
+    plugin's stdout lines; ``dropped`` counts lines the Runner could not buffer.
+    ``final`` marks the attempt's last flush, which records the dropped-lines
+    marker if any were dropped.
     """
 
     job_id: str
-    lines: tuple[tuple[float, str], ...]
+    lines: tuple[OutputLine, ...]
     dropped: int = 0
     final: bool = False
     reply: ReplyTo[int]
@@ -353,8 +362,49 @@ class RecordCallbackAttempt(StoreRequest[CallbackDelivery | None]):
     reply: ReplyTo[CallbackDelivery | None]
 
 
+@attrs.frozen(kw_only=True)
+class RecordInput(StoreRequest[bool]):
+    """Keep a user's message to a running interactive attempt, before the plugin gets it.
+
+    Stored as a ``user_input`` message (never dropped by the output cap) and the
+    end of the attempt's wait for input; answered False, storing nothing, when that
+    attempt is no longer running.
+    """
+
+    job_id: str
+    attempt: int
+    message_id: str
+    message: str
+    reply: ReplyTo[bool]
+
+
+@attrs.frozen(kw_only=True)
+class MarkSession(StoreRequest[bool]):
+    """Record that a running interactive attempt waits for input, or is being completed.
+
+    Answered False, changing nothing, when that attempt is no longer running.
+    """
+
+    job_id: str
+    attempt: int
+    #: The plugin said it waits for input (else: the user completed the session).
+    waiting: bool
+    reply: ReplyTo[bool]
+
+
+@attrs.frozen(kw_only=True)
+class GetTranscript(StoreRequest[tuple[UserInput, ...]]):
+    """Every input a user sent the job, in order: the ``transcript`` of a retried attempt."""
+
+    job_id: str
+    reply: ReplyTo[tuple[UserInput, ...]]
+
+
 JournalRequest = (
     RecordOutput
+    | RecordInput
+    | MarkSession
+    | GetTranscript
     | GetMessages
     | GetStatusChanges
     | GetQueue
@@ -362,6 +412,23 @@ JournalRequest = (
     | DueCallbacks
     | RecordCallbackAttempt
 )
+
+
+@attrs.frozen(kw_only=True)
+class EnqueueFollowUp(StoreRequest[Job | FollowUpRefusal]):
+    """Create ``job``, the follow-up of the finished job ``follows``, in one transaction.
+
+    Its ``follow_up`` gets the session the old job left (see
+    :func:`chamberlain.plugins.conversation.inherited_session`).  Refused when the
+    old job is unknown, not finished, or already followed up: a chain never forks.
+    """
+
+    job: NewJob
+    reply: ReplyTo[Job | FollowUpRefusal]
+
+    def effects(self, result: Job | FollowUpRefusal) -> Effects:
+        """The new job is runnable."""
+        return RUNNABLE if isinstance(result, Job) else NO_EFFECTS
 
 
 @attrs.frozen(kw_only=True)
@@ -555,6 +622,7 @@ JobStoreRequest = (
     | GetTree
     | CancelQueued
     | Enqueue
+    | EnqueueFollowUp
     | Claim
     | Settle
     | RecoverOrphans
@@ -621,7 +689,18 @@ class CancelJob:
     reply: ReplyTo[CancelResult]
 
 
-DispatcherRequest = Wake | Released | Drain | Statistics | CancelJob
+@attrs.frozen(kw_only=True)
+class Converse:
+    """Hand a running interactive job a user's ``message``, or complete its session
+    (``message`` None).  The Dispatcher passes it to the job's Runner; answered once
+    the message is stored and on its way to the plugin."""
+
+    job_id: str
+    message: str | None
+    reply: ReplyTo[SessionReply]
+
+
+DispatcherRequest = Wake | Released | Drain | Statistics | CancelJob | Converse
 
 
 @attrs.frozen(kw_only=True)
@@ -650,7 +729,7 @@ class Terminate:
     job_id: str | None = None
 
 
-RunnerRequest = Run | Terminate
+RunnerRequest = Run | Terminate | Converse
 
 
 # -- to the Router ---------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Forwarding a running plugin's stderr to the JobStore, in batches.
+"""Forwarding a running plugin's output to the JobStore, in batches.
 
 The process reader hands over each stderr line through a plain callback that
 only appends to a bounded buffer (:class:`~chamberlain.joblog.OutputBuffer`), so
@@ -26,6 +26,7 @@ import trio
 from chamberlain.actors.mail import JobStoreRequest, RecordOutput
 from chamberlain.actors.mailbox import RequestFailed, call
 from chamberlain.joblog import OutputBuffer, OutputLimits
+from chamberlain.records import MessageKind
 from chamberlain.redaction import Redactor
 
 log = logging.getLogger("chamberlain.runner")
@@ -36,7 +37,9 @@ FLUSH_INTERVAL = 0.2
 
 
 @attrs.define(eq=False)
-class _Forwarder:
+class Forwarder:
+    """One attempt's output on its way to the store (made by :func:`forward_output`)."""
+
     store: trio.MemorySendChannel[JobStoreRequest]
     job_id: str
     now: Callable[[], float]
@@ -45,12 +48,28 @@ class _Forwarder:
     redactor: Redactor
     _arrived: trio.Event = attrs.field(factory=trio.Event, init=False)
     _closed: trio.Event = attrs.field(factory=trio.Event, init=False)
+    #: One flush at a time, so lines reach the store in the order they were read.
+    _flushing: trio.Lock = attrs.field(factory=trio.Lock, init=False)
     #: Lines were refused since the last marker: the final flush must write one.
     _marker_due: bool = attrs.field(default=False, init=False)
 
     def on_line(self, line: str) -> None:
-        self.buffer.append(self.redactor.text(line), self.now())
+        """Buffer one stderr line (the process reader's ``on_stderr_line``)."""
+        self._append(line, MessageKind.STDERR)
+
+    def on_output(self, text: str) -> None:
+        """Buffer one line of an interactive plugin's output."""
+        self._append(text, MessageKind.STDOUT)
+
+    def _append(self, text: str, kind: MessageKind) -> None:
+        self.buffer.append(self.redactor.text(text), self.now(), kind)
         self._arrived.set()
+
+    async def flush(self) -> None:
+        """Store what is buffered now, and return once the store has it."""
+        async with self._flushing:
+            if self.buffer:
+                await self._send(final=False)
 
     def close(self) -> None:
         self._closed.set()
@@ -64,12 +83,13 @@ class _Forwarder:
                 await self._closed.wait()
             self._arrived = trio.Event()
             final = self._closed.is_set()
-            if self.buffer or (final and self._marker_due):
-                await self._flush(final)
+            async with self._flushing:
+                if self.buffer or (final and self._marker_due):
+                    await self._send(final)
             if final:
                 return
 
-    async def _flush(self, final: bool) -> None:
+    async def _send(self, final: bool) -> None:
         lines, dropped = self.buffer.take()
         try:
             kept: int = await call(
@@ -81,7 +101,7 @@ class _Forwarder:
         except RequestFailed:
             # Losing some output must never fail the job that wrote it.
             log.exception(
-                "could not store %d stderr lines",
+                "could not store %d output lines",
                 len(lines),
                 extra={"component": "runner", "job_id": self.job_id},
             )
@@ -99,14 +119,14 @@ async def forward_output(
     limits: OutputLimits | None = None,
     interval: float = FLUSH_INTERVAL,
     redactor: Redactor | None = None,
-) -> AsyncIterator[Callable[[str], None]]:
-    """Yield the ``on_stderr_line`` callback for one attempt of ``job_id``.
+) -> AsyncIterator[Forwarder]:
+    """Yield the :class:`Forwarder` of one attempt of ``job_id``.
 
     Lines are stored with ``redactor``'s secrets replaced.  Leaving the block
     flushes what is left (and the dropped-lines marker) and returns once the store
     has it; if the block raises, unsent lines are lost with the attempt.
     """
-    forwarder = _Forwarder(
+    forwarder = Forwarder(
         store=store,
         job_id=job_id,
         now=now,
@@ -118,7 +138,7 @@ async def forward_output(
     async with trio.open_nursery() as nursery:
         nursery.start_soon(forwarder.pump)
         try:
-            yield forwarder.on_line
+            yield forwarder
         except BaseException as exc:
             # Re-raised below, outside the nursery, so the caller sees the error
             # itself rather than an exception group around it.

@@ -14,6 +14,12 @@ the next job; a ``${secret:name}`` the registry no longer holds fails the job, n
 retried, without starting the plugin.  What the job leaves behind (stderr lines, the
 outcome) is redacted with the vault's redactor.
 
+An interactive command's attempt has a :class:`~chamberlain.actors.session.Session`,
+made when the Runner is handed the attempt: the ``Converse`` requests the
+Dispatcher passes on (a user's message, a complete) go to it.  A retried
+interactive attempt's request carries the job's ``transcript``; a follow-up's,
+its ``follow_up``.
+
 A job that asks for MCP servers runs with a workspace holding their ``.mcp.json``
 (:mod:`chamberlain.plugins.workspace`), made just before the plugin starts and
 removed once the attempt is over, whatever its outcome.
@@ -36,7 +42,9 @@ import attrs
 import trio
 
 from chamberlain.actors.mail import (
+    Converse,
     DispatcherRequest,
+    GetTranscript,
     JobStoreRequest,
     ListMcpServers,
     RecoverOrphans,
@@ -48,7 +56,9 @@ from chamberlain.actors.mail import (
 )
 from chamberlain.actors.mailbox import RequestFailed, call
 from chamberlain.actors.output import forward_output
+from chamberlain.actors.session import Session
 from chamberlain.plugins.binding import BoundPlugin
+from chamberlain.plugins.conversation import follow_up_field
 from chamberlain.plugins.envelope import handle_event, request_context, request_payload
 from chamberlain.plugins.environment import job_environment
 from chamberlain.plugins.mcp_servers import McpServerGone, workspace_files
@@ -61,7 +71,7 @@ from chamberlain.plugins.protocol import (
     encode_request,
 )
 from chamberlain.plugins.workspace import Workspaces, workspace_environment
-from chamberlain.records import Job, McpServer
+from chamberlain.records import Job, McpServer, SessionRefusal, SessionReply, UserInput
 from chamberlain.redaction import redact_outcome
 from chamberlain.vault import UnknownSecret, Vault
 
@@ -86,6 +96,8 @@ class Runner:
     #: directories unless the daemon names the state's).
     workspaces: Workspaces = attrs.field(factory=Workspaces)
     _controls: dict[str, ProcessControl] = attrs.field(factory=dict, init=False)
+    #: The sessions of the interactive attempts among them.
+    _sessions: dict[str, Session] = attrs.field(factory=dict, init=False)
     #: Attempts recovered as orphans whose Run message may still arrive.
     _stale: set[tuple[str, int]] = attrs.field(factory=set, init=False)
 
@@ -122,15 +134,39 @@ class Runner:
                         # right after this Run finds the job (and it never spawns).
                         control = ProcessControl()
                         self._controls[claimed.job.id] = control
+                        if self.plugin.interactive(claimed.job.command):
+                            self._sessions[claimed.job.id] = self._session(claimed.job)
                         nursery.start_soon(self._execute, claimed.job, claimed.state, control)
                     case Terminate(reason=reason, job_id=job_id):
                         for jid, ctl in list(self._controls.items()):
                             if job_id is None or jid == job_id:
                                 ctl.terminate(reason)
+                    case Converse(job_id=job_id, reply=reply):
+                        session = self._sessions.get(job_id)
+                        if session is not None:
+                            session.offer(message)
+                        else:
+                            refused = (
+                                SessionRefusal.NOT_INTERACTIVE
+                                if job_id in self._controls
+                                else SessionRefusal.NOT_RUNNING
+                            )
+                            reply.send(SessionReply(job_id=job_id, refused=refused))
 
     def running(self) -> int:
         """How many of this plugin's processes are alive now."""
         return len(self._controls)
+
+    def _session(self, job: Job) -> Session:
+        settings = self.plugin.settings
+        return Session(
+            job_id=job.id,
+            attempt=job.attempt,
+            store=self.store,
+            # A trigger's timeout is the idle timeout of its session.
+            idle_timeout=job.timeout or settings.interactive_timeout,
+            max_duration=settings.max_duration,
+        )
 
     async def _settle(self, job: Job, outcome: Outcome) -> tuple[Job | None, Outcome]:
         """Record ``outcome`` on the job; the job as settled and the outcome recorded.
@@ -184,7 +220,12 @@ class Runner:
 
     async def _execute(self, job: Job, state: object, control: ProcessControl) -> None:
         plugin = self.plugin
-        timeout = job.timeout or plugin.timeout_for(job.command)
+        session = self._sessions.get(job.id)
+        timeout = (
+            session.max_duration
+            if session is not None
+            else job.timeout or plugin.timeout_for(job.command)
+        )
         extra = self._extra(job.id)
         log.info(
             "started %s (attempt %d/%d)", job.command, job.attempt, job.max_attempts, extra=extra
@@ -201,6 +242,9 @@ class Runner:
             )
             # As in Ductile, only a handle job is sent an event.
             event = job.event if job.command == "handle" else None
+            transcript: tuple[UserInput, ...] = ()
+            if session is not None:
+                transcript = await call(self.store, lambda r: GetTranscript(job_id=job.id, reply=r))
             request = encode_request(
                 job_id=job.id,
                 command=job.command,
@@ -211,29 +255,45 @@ class Runner:
                 event=None if event is None else handle_event(event, job.payload, context),
                 deadline_at=datetime.fromtimestamp(self.now() + timeout, UTC),
                 workspace_dir=None if workspace is None else str(workspace),
+                interactive=session is not None,
+                transcript=[entry.to_json() for entry in transcript],
+                follow_up=_follow_up(job),
             )
-            # Stderr lines are stored as the job's messages while it runs; they are
+            run = {
+                "entrypoint": plugin.manifest.entrypoint,
+                "cwd": plugin.manifest.directory,
+                "request": request,
+                "timeout": timeout,
+                "env": job_environment(
+                    job.id, plugin.name, env=env, passthrough=plugin.settings.env_passthrough
+                )
+                | workspace_environment(workspace),
+                "limits": self.limits,
+                "control": control,
+                "plugin": plugin.name,
+            }
+            # Output lines are stored as the job's messages while it runs; they are
             # all flushed before the outcome below is settled.
             async with forward_output(
                 self.store, job.id, now=self.now, redactor=vault.redactor
-            ) as on_stderr_line:
-                result = await self.execute(
-                    entrypoint=plugin.manifest.entrypoint,
-                    cwd=plugin.manifest.directory,
-                    request=request,
-                    timeout=timeout,
-                    env=job_environment(
-                        job.id,
-                        plugin.name,
-                        env=env,
-                        passthrough=plugin.settings.env_passthrough,
-                    )
-                    | workspace_environment(workspace),
-                    limits=self.limits,
-                    control=control,
-                    on_stderr_line=on_stderr_line,
-                    plugin=plugin.name,
-                )
+            ) as forwarder:
+                if session is None:
+                    result = await self.execute(**run, on_stderr_line=forwarder.on_line)
+                else:
+                    if job.completing:
+                        # Completed before a crash cut the attempt short: this one
+                        # replays the transcript and is completed at once.
+                        session.conversation.complete()
+                    async with trio.open_nursery() as nursery:
+                        nursery.start_soon(session.serve, forwarder)
+                        try:
+                            result = await self.execute(
+                                **run,
+                                on_stderr_line=forwarder.on_line,
+                                conversation=session.conversation,
+                            )
+                        finally:
+                            session.end()
             outcome = decide_outcome(result)
         except (UnknownSecret, McpServerGone) as missing:
             # Only a secret (or an MCP server) deleted since the job was triggered
@@ -265,6 +325,9 @@ class Runner:
             )
         finally:
             self._controls.pop(job.id, None)
+            self._sessions.pop(job.id, None)
+            if session is not None:
+                session.end()
             if workspace is not None:
                 # Whatever the outcome: its .mcp.json holds resolved secrets.
                 self.workspaces.remove(workspace)
@@ -301,6 +364,14 @@ class Runner:
         )
         files = workspace_files(names, found, self.vault.resolve)
         return self.workspaces.create(job.id, files)
+
+
+def _follow_up(job: Job) -> dict[str, object] | None:
+    """The ``follow_up`` of a follow-up job's requests (None for any other job)."""
+    if job.follows is None:
+        return None
+    session = None if job.follow_up is None else job.follow_up.get("session")
+    return follow_up_field(job.follows, job.instruction or "", session)
 
 
 def _printable(text: str) -> str:

@@ -24,6 +24,7 @@ from chamberlain.actors.mail import (
     DeleteSecret,
     DueCallbacks,
     Enqueue,
+    EnqueueFollowUp,
     EnqueuePlan,
     EnqueueWebhook,
     GetCallbacks,
@@ -32,6 +33,7 @@ from chamberlain.actors.mail import (
     GetQueue,
     GetSecret,
     GetStatusChanges,
+    GetTranscript,
     GetTree,
     JobStatuses,
     JobStoreRequest,
@@ -40,9 +42,11 @@ from chamberlain.actors.mail import (
     ListMcpServers,
     ListSecrets,
     LoadSchedules,
+    MarkSession,
     OutstandingJobs,
     QueueDepth,
     RecordCallbackAttempt,
+    RecordInput,
     RecordOutput,
     RecoverOrphans,
     RotateSecret,
@@ -104,6 +108,7 @@ DISPOSITIONS: Mapping[type, Disposition] = {
             GetQueue,
             GetCallbacks,
             DueCallbacks,
+            GetTranscript,
         ),
         Disposition.READ,
     ),
@@ -112,6 +117,9 @@ DISPOSITIONS: Mapping[type, Disposition] = {
     **dict.fromkeys(
         (Enqueue, EnqueuePlan, EnqueueWebhook, RecordOutput, CancelQueued), Disposition.REFUSE
     ),
+    # A session's writes are a client's (a message, a complete) or their
+    # bookkeeping: refused at once, so the client hears 507 and nothing waits.
+    **dict.fromkeys((RecordInput, MarkSession, EnqueueFollowUp), Disposition.REFUSE),
     **dict.fromkeys(
         (
             Settle,

@@ -327,6 +327,10 @@ class PluginConfig:
     #: Ductile's opt-in to lifecycle hooks: a job of this plugin that is not a
     #: pipeline step starts the ``on-hook`` pipelines of the signal its end gives.
     notify_on_complete: bool = False
+    #: Interactive commands: how long a session may go without input or output,
+    #: and how long it may last in all (``timeouts`` do not apply to them).
+    interactive_timeout: PositiveDuration = 1800.0
+    max_duration: PositiveDuration = 4 * 3600.0
 
 
 _DEFAULT_PLUGIN: Final = PluginConfig()

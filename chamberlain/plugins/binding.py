@@ -74,6 +74,11 @@ class BoundPlugin:
         """The longest a ``command`` job may run before it is stopped."""
         return self.settings.timeouts.get(command, DEFAULT_TIMEOUTS.get(command, DEFAULT_TIMEOUT))
 
+    def interactive(self, command: str) -> bool:
+        """True when ``command`` speaks the interactive protocol."""
+        spec = self.command(command)
+        return spec is not None and spec.interactive
+
     @property
     def retry_policy(self) -> RetryPolicy:
         """How failed attempts of this plugin's jobs are spaced."""

@@ -69,6 +69,7 @@ _KNOWN_COMMAND_KEYS = frozenset(
         "output_schema",
         "idempotent",
         "retry_safe",
+        "interactive",
     }
 )
 
@@ -98,6 +99,9 @@ class CommandSpec:
     output_schema: Mapping[str, Any] | None = None
     idempotent: bool | None = None
     retry_safe: bool | None = None
+    #: The command speaks the interactive protocol (chamberlain.plugins.conversation):
+    #: stdin stays open for a user's messages, stdout is read line by line.
+    interactive: bool = False
     _input_check: PayloadCheck | None = attrs.field(init=False, eq=False, repr=False)
 
     @_input_check.default
@@ -405,6 +409,9 @@ def _command_mapping(
             output_schema=_schema(item.get("output_schema"), f"command {name!r}: output_schema"),
             idempotent=_optional_bool(item.get("idempotent"), f"command {name!r}: idempotent"),
             retry_safe=_optional_bool(item.get("retry_safe"), f"command {name!r}: retry_safe"),
+            interactive=bool(
+                _optional_bool(item.get("interactive"), f"command {name!r}: interactive")
+            ),
         )
     except InvalidSchema as exc:
         raise _Invalid(f"command {name!r}: input_schema {exc}") from None

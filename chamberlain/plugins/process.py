@@ -8,12 +8,17 @@ is left alive. Descendants that left the group (``setsid``) carry the run's mark
 while it lasts, so that the daemon's sweep kills them once it is over: no process
 outlives its job. It returns a `ProcessResult` of raw observations; interpreting them
 is `chamberlain.plugins.protocol.decide_outcome`'s job.
+
+An interactive run (a `Conversation` given) keeps stdin open for the lines its owner
+sends, reads stdout line by line (`chamberlain.plugins.conversation`), and counts its
+timeout from the last input or output, within the session's ``max_duration``.
 """
 
 from __future__ import annotations
 
 import collections
 import logging
+import math
 import os
 import signal
 from collections.abc import Callable, Mapping
@@ -22,11 +27,12 @@ from pathlib import Path
 import attrs
 import trio
 
+from .conversation import COMPLETE_LINE, Answer, Line, decode_line
 from .protocol import ProcessResult, TerminationReason
 from .spawn import Spawned, spawn
 from .strays import RUN_VARIABLE, RUNS
 
-__all__ = ["STDERR_LINE_MAX", "Limits", "ProcessControl", "run_plugin"]
+__all__ = ["STDERR_LINE_MAX", "Conversation", "Limits", "ProcessControl", "run_plugin"]
 
 logger = logging.getLogger("chamberlain.plugins")
 
@@ -90,6 +96,52 @@ class ProcessControl:
         await self._requested.wait()
 
 
+@attrs.define(eq=False)
+class Conversation:
+    """The open stdin and the line-wise stdout of one interactive run.
+
+    The owner of the run queues lines for the plugin's stdin with `send` (they are
+    written in order, after the request) and ends the session with `complete`.
+    Every stdout line but the response is handed to ``on_line`` as it is read, on
+    the trio thread; it must not block.  The run ends when the plugin exits, or
+    ``idle_timeout`` seconds after the last input or output, or ``max_duration``
+    seconds after it started, whichever comes first.
+    """
+
+    on_line: Callable[[Line], None]
+    idle_timeout: float
+    max_duration: float
+    _lines: tuple[trio.MemorySendChannel[bytes], trio.MemoryReceiveChannel[bytes]] = attrs.field(
+        factory=lambda: trio.open_memory_channel[bytes](math.inf), init=False
+    )
+    _completed: trio.Event = attrs.field(factory=trio.Event, init=False)
+    _closed: bool = attrs.field(default=False, init=False)
+
+    def send(self, line: bytes) -> bool:
+        """Queue ``line`` for the plugin's stdin; False once the session takes no more
+        (it was completed, or the plugin already answered)."""
+        if self._closed:
+            return False
+        self._lines[0].send_nowait(line)
+        return True
+
+    def complete(self) -> None:
+        """Send the ``complete`` line after whatever is queued, then close stdin."""
+        if not self._closed:
+            self._lines[0].send_nowait(COMPLETE_LINE)
+            self._completed.set()
+        self._close()
+
+    def _close(self) -> None:
+        self._closed = True
+        self._lines[0].close()
+
+    @property
+    def closed(self) -> bool:
+        """True once the session takes no more input."""
+        return self._closed
+
+
 async def run_plugin(
     *,
     entrypoint: Path,
@@ -103,6 +155,7 @@ async def run_plugin(
     control: ProcessControl | None = None,
     on_stderr_line: Callable[[str], None] | None = None,
     plugin: str | None = None,
+    conversation: Conversation | None = None,
 ) -> ProcessResult:
     """Run ``entrypoint`` once with ``request`` on its stdin and collect what it does.
 
@@ -115,6 +168,12 @@ async def run_plugin(
     with each stderr line as it arrives. ``plugin`` names the plugin in log records
     (default: the entrypoint's directory).
 
+    With a ``conversation`` the run is interactive: ``timeout`` is not used (the
+    conversation's limits are), stdin stays open for the conversation's lines, and
+    stdout is read line by line; the result's ``stdout`` is the response line.
+    Once that line is read the plugin has ``limits.kill_grace`` seconds to exit
+    before its group is killed, which changes nothing about its outcome.
+
     Never raises for anything the plugin does; a spawn failure is reported in
     ``ProcessResult.spawn_error``. If the caller is cancelled, the group is killed and
     the process reaped before `trio.Cancelled` propagates.
@@ -123,8 +182,12 @@ async def run_plugin(
     log_extra = {"component": "plugins", "plugin": plugin or entrypoint.parent.name}
     started_at = trio.current_time()
 
+    if conversation is not None:
+        timeout = conversation.max_duration
+
     def result(
         *,
+        idle: bool = False,
         exit_code: int | None = None,
         signal_number: int | None = None,
         stdout: bytes = b"",
@@ -147,6 +210,8 @@ async def run_plugin(
             spawn_errno=spawn_errno,
             timeout=timeout,
             duration=trio.current_time() - started_at,
+            interactive=conversation is not None,
+            idle=idle,
         )
 
     if control.reason is not None:
@@ -171,6 +236,7 @@ async def run_plugin(
             limits=limits,
             on_stderr_line=on_stderr_line,
             log_extra=log_extra,
+            conversation=conversation,
         )
         control.pid = process.pid
         try:
@@ -186,7 +252,11 @@ async def run_plugin(
         RUNS.end(run_number)
 
     returncode = process.returncode
+    if run.idle:
+        assert conversation is not None
+        timeout = conversation.idle_timeout
     return result(
+        idle=run.idle,
         exit_code=returncode if returncode is not None and returncode >= 0 else None,
         signal_number=-returncode if returncode is not None and returncode < 0 else None,
         stdout=bytes(run.stdout),
@@ -221,16 +291,32 @@ class _Run:
     limits: Limits
     on_stderr_line: Callable[[str], None] | None
     log_extra: Mapping[str, str]
+    conversation: Conversation | None = None
     stdout: bytearray = attrs.field(factory=bytearray)
     stdout_overflow: bool = False
     stderr: _TailBuffer = attrs.field(init=False)
     terminated: TerminationReason | None = None
+    #: An interactive run was stopped by its idle timeout (not its max_duration).
+    idle: bool = False
     _stderr_lines: _LineSplitter = attrs.field(init=False)
     _exited: trio.Event = attrs.field(factory=trio.Event)
+    #: Interactive runs: the response line was read; bytes of stdout read in all.
+    _answered: trio.Event = attrs.field(factory=trio.Event)
+    _stdout_read: int = 0
+    #: Interactive runs: the watchdog's scope, whose deadline each input or output moves.
+    _idle_scope: trio.CancelScope = attrs.field(factory=trio.CancelScope)
+    _hard_deadline: float = math.inf
 
     def __attrs_post_init__(self) -> None:
         self.stderr = _TailBuffer(self.limits.stderr_max)
         self._stderr_lines = _LineSplitter(STDERR_LINE_MAX)
+
+    def _active(self) -> None:
+        """An input or output happened: the idle timeout counts from now."""
+        conversation = self.conversation
+        if conversation is not None:
+            idle_deadline = trio.current_time() + conversation.idle_timeout
+            self._idle_scope.deadline = min(idle_deadline, self._hard_deadline)
 
     @property
     def pgid(self) -> int:
@@ -240,12 +326,19 @@ class _Run:
     async def supervise(self, request: bytes, time_limit: float) -> None:
         """Run the I/O tasks and the watchdog until the process exits and pipes drain."""
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._feed_stdin, request)
             stdout_done = trio.Event()
             stderr_done = trio.Event()
-            nursery.start_soon(self._drain_stdout, stdout_done)
             nursery.start_soon(self._drain_stderr, stderr_done)
             watchdog_scope = trio.CancelScope()
+            if self.conversation is None:
+                nursery.start_soon(self._feed_stdin, request)
+                nursery.start_soon(self._drain_stdout, stdout_done)
+            else:
+                self._hard_deadline = trio.current_time() + self.conversation.max_duration
+                self._active()
+                nursery.start_soon(self._converse, request, self.conversation)
+                nursery.start_soon(self._read_lines, stdout_done, self.conversation)
+                nursery.start_soon(self._await_answer, self.conversation)
             nursery.start_soon(self._watchdog, time_limit, watchdog_scope)
 
             await self.process.wait()
@@ -272,8 +365,14 @@ class _Run:
 
     async def _watchdog(self, time_limit: float, scope: trio.CancelScope) -> None:
         with scope:
-            with trio.move_on_after(time_limit):
-                await self.control._wait_requested()
+            if self.conversation is None:
+                with trio.move_on_after(time_limit):
+                    await self.control._wait_requested()
+            else:
+                with self._idle_scope:
+                    await self.control._wait_requested()
+                if self.control.reason is None:
+                    self.idle = self._idle_scope.deadline < self._hard_deadline
             self.control.terminate(TerminationReason.TIMEOUT)
             reason = self.control.reason
             logger.info(
@@ -285,6 +384,93 @@ class _Run:
             self._signal_group(signal.SIGTERM)
             with trio.move_on_after(self.limits.kill_grace):
                 await self._exited.wait()
+            self._signal_group(signal.SIGKILL)
+
+    async def _converse(self, request: bytes, conversation: Conversation) -> None:
+        """Write the request, then the conversation's lines as they come; then close."""
+        stdin = self.process.stdin
+        assert stdin is not None
+        try:
+            await stdin.send_all(request)
+            async for line in conversation._lines[1]:
+                await stdin.send_all(line)
+                self._active()
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            # The plugin exited or closed stdin: what it answered is what counts, and
+            # an input it never read is in the job's transcript all the same.
+            pass
+        finally:
+            _close_quietly(stdin)
+
+    async def _read_lines(self, done: trio.Event, conversation: Conversation) -> None:
+        """Read stdout line by line, within the stdout cap, until the response line."""
+        stream = self.process.stdout
+        assert stream is not None
+        cap = self.limits.stdout_max
+        lines = _LineSplitter(cap)
+        try:
+            while True:
+                chunk = await stream.receive_some(_READ_SIZE)
+                if not chunk:
+                    self._take_lines(lines.flush(), conversation)
+                    return
+                self._stdout_read += len(chunk)
+                if self._stdout_read > cap:
+                    self.stdout_overflow = True
+                    logger.warning(
+                        "plugin stdout exceeded %d bytes; stopping it", cap, extra=self.log_extra
+                    )
+                    self.control.terminate(TerminationReason.STDOUT_OVERFLOW)
+                    _close_quietly(stream)
+                    return
+                self._active()
+                self._take_lines(lines.feed(chunk), conversation)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            return
+        finally:
+            done.set()
+
+    def _take_lines(self, lines: list[bytes], conversation: Conversation) -> None:
+        for raw in lines:
+            if self._answered.is_set():
+                return  # the response is the last line: what follows it is ignored
+            line = decode_line(raw)
+            if line is None:
+                continue
+            if isinstance(line, Answer):
+                self.stdout = bytearray(line.line)
+                self._answered.set()
+                # Nothing more is sent: stdin's end tells the plugin so.
+                conversation._close()
+                return
+            conversation.on_line(line)
+
+    async def _await_answer(self, conversation: Conversation) -> None:
+        """Stop a completed session that does not answer, and one that answered but stays.
+
+        After ``complete`` the plugin has the kill grace to send its response; after
+        the response it has the kill grace to exit.  Past the first the run ends
+        ``unanswered``; past the second its group is killed, its answer standing.
+        """
+        grace = self.limits.kill_grace
+        async with trio.open_nursery() as nursery:
+
+            async def unanswered() -> None:
+                await conversation._completed.wait()
+                with trio.move_on_after(grace):
+                    await self._answered.wait()
+                if not self._answered.is_set():
+                    self.control.terminate(TerminationReason.UNANSWERED)
+                nursery.cancel_scope.cancel()
+
+            nursery.start_soon(unanswered)
+            await self._answered.wait()
+            nursery.cancel_scope.cancel()
+        if not self._answered.is_set():
+            return
+        with trio.move_on_after(grace):
+            await self._exited.wait()
+        if not self._exited.is_set():
             self._signal_group(signal.SIGKILL)
 
     async def _feed_stdin(self, request: bytes) -> None:
@@ -335,6 +521,7 @@ class _Run:
                 if not chunk:
                     break
                 self.stderr.append(chunk)
+                self._active()
                 self._emit_lines(self._stderr_lines.feed(chunk))
             self._emit_lines(self._stderr_lines.flush())
         except (trio.BrokenResourceError, trio.ClosedResourceError):

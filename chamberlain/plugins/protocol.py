@@ -12,7 +12,7 @@ import enum
 import errno
 import json
 import signal as signal_module
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -70,12 +70,18 @@ def encode_request(
     event: Mapping[str, Any] | None,
     deadline_at: datetime,
     workspace_dir: str | None = None,
+    interactive: bool = False,
+    transcript: Sequence[Mapping[str, Any]] = (),
+    follow_up: Mapping[str, Any] | None = None,
 ) -> bytes:
     """Encode one request as a single compact JSON line, ready for the plugin's stdin.
 
     ``payload``, ``event`` and ``workspace_dir`` are included only when given, so a
     plugin can tell "no event" from "an empty event". ``deadline_at`` must be
-    timezone-aware; it is sent as RFC 3339 UTC with a ``Z`` suffix.
+    timezone-aware; it is sent as RFC 3339 UTC with a ``Z`` suffix.  An interactive
+    command's request says ``"interactive": true`` and, when the job's session had
+    inputs before this attempt, lists them as ``transcript``; a follow-up's carries
+    ``follow_up`` (see :mod:`chamberlain.plugins.conversation`).
     """
     request: dict[str, Any] = {
         "protocol": PROTOCOL_VERSION,
@@ -92,6 +98,12 @@ def encode_request(
     request["deadline_at"] = format_timestamp(deadline_at)
     if workspace_dir is not None:
         request["workspace_dir"] = workspace_dir
+    if interactive:
+        request["interactive"] = True
+        if transcript:
+            request["transcript"] = [dict(entry) for entry in transcript]
+    if follow_up is not None:
+        request["follow_up"] = dict(follow_up)
     text = json.dumps(request, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
     return text.encode("utf-8") + b"\n"
 
@@ -115,6 +127,9 @@ class Response:
     events: tuple[Mapping[str, Any], ...] = ()
     state_updates: Mapping[str, Any] = attrs.field(factory=dict)
     logs: tuple[Mapping[str, Any], ...] = ()
+    #: An opaque object the gateway keeps with the job and sends a follow-up
+    #: (``follow_up.session``): an agent's session id, say.  Not part of ``result``.
+    session: Mapping[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         """Return the response as plain JSON-ready data, for storing on the job."""
@@ -137,7 +152,8 @@ def decode_response(stdout: bytes) -> Response | str:
     (plugins often print progress before answering). Strict about the envelope:
     ``status`` is ``"ok"`` or ``"error"``; ``error`` a string; ``retry`` a boolean;
     ``events`` a list of objects with a string ``type``; ``state_updates`` an object;
-    ``logs`` a list of objects. ``null`` counts as absent. Unknown keys are ignored.
+    ``logs`` a list of objects; ``session`` an object. ``null`` counts as absent.
+    Unknown keys are ignored (so an interactive response's ``type`` is too).
 
     Refused as invalid, wherever it is: what could not be stored as JSON text, a
     lone surrogate (``"\\ud800"``, named by its path: ``result.x``), nesting deeper
@@ -222,6 +238,10 @@ def _envelope(document: dict[str, Any]) -> Response | str:
         if not isinstance(entry, dict):
             return f"logs[{index}] must be an object, got {json_kind(entry)}"
 
+    session = document.get("session")
+    if session is not None and not isinstance(session, dict):
+        return f"session must be an object, got {json_kind(session)}"
+
     return Response(
         status=status,
         result=document.get("result"),
@@ -230,6 +250,7 @@ def _envelope(document: dict[str, Any]) -> Response | str:
         events=tuple(events),
         state_updates=state_updates,
         logs=tuple(logs),
+        session=session,
     )
 
 
@@ -240,6 +261,8 @@ class TerminationReason(enum.Enum):
     CANCELLED = "cancelled"
     SHUTDOWN = "shutdown"
     STDOUT_OVERFLOW = "stdout_overflow"
+    #: An interactive session was completed and no response line followed in time.
+    UNANSWERED = "unanswered"
 
 
 @attrs.frozen(kw_only=True)
@@ -264,6 +287,8 @@ class ProcessResult:
     spawn_errno: int | None = None
     timeout: float | None = None
     duration: float
+    interactive: bool = False
+    idle: bool = False
 
 
 class OutcomeKind(enum.Enum):
@@ -309,6 +334,8 @@ def decide_outcome(result: ProcessResult) -> Outcome:
     terminated: timeout             timed_out    yes        ``timed out after Ns``
     terminated: cancelled           cancelled    no         ``cancelled``
     terminated: shutdown            interrupted  yes        ``interrupted by shutdown``
+    terminated: unanswered          failed       yes        ``the session was completed
+                                                            but no response line …``
     stdout over its cap             failed       yes        ``stdout exceeded … cap``
     valid response, status ok       succeeded    no         —  (exit code/signal ignored)
     valid response, status error    failed       unless     the plugin's error
@@ -323,6 +350,9 @@ def decide_outcome(result: ProcessResult) -> Outcome:
     ==============================  ===========  =========  ==============================
 
     Errors without a valid response end with the last stderr line, when there is one.
+    An interactive run is judged by the same rows, its response line standing for
+    its stdout: one that sent none is ``invalid response: no response line``, and a
+    timeout says whether the idle limit or ``max_duration`` struck.
     """
     stderr_text = result.stderr_tail.decode("utf-8", errors="replace")
     raw = _raw_output(result.stdout)
@@ -355,13 +385,24 @@ def decide_outcome(result: ProcessResult) -> Outcome:
 
     if result.terminated is TerminationReason.TIMEOUT:
         limit = result.timeout if result.timeout is not None else result.duration
-        return verdict(
-            OutcomeKind.TIMED_OUT, retryable=True, error=f"timed out after {_seconds(limit)}"
-        )
+        error = f"timed out after {_seconds(limit)}"
+        if result.interactive:
+            error = (
+                f"timed out: no input or output for {_seconds(limit)}"
+                if result.idle
+                else f"timed out: the session passed its max_duration ({_seconds(limit)})"
+            )
+        return verdict(OutcomeKind.TIMED_OUT, retryable=True, error=error)
     if result.terminated is TerminationReason.CANCELLED:
         return verdict(OutcomeKind.CANCELLED, retryable=False, error="cancelled")
     if result.terminated is TerminationReason.SHUTDOWN:
         return verdict(OutcomeKind.INTERRUPTED, retryable=True, error="interrupted by shutdown")
+    if result.terminated is TerminationReason.UNANSWERED:
+        return verdict(
+            OutcomeKind.FAILED,
+            retryable=True,
+            error="the session was completed but no response line followed; the plugin was stopped",
+        )
     if result.stdout_overflow or result.terminated is TerminationReason.STDOUT_OVERFLOW:
         return verdict(
             OutcomeKind.FAILED,
@@ -370,6 +411,8 @@ def decide_outcome(result: ProcessResult) -> Outcome:
         )
 
     decoded = decode_response(result.stdout)
+    if result.interactive and not result.stdout:
+        decoded = "no response line"
     if isinstance(decoded, Response):
         if decoded.status == "ok":
             return verdict(

@@ -24,7 +24,8 @@ from chamberlain.joblog import (
 from chamberlain.records import JobMessage, JobStatus, MessageKind
 
 _MESSAGE_COLUMNS = (
-    "m.id, m.job_id, m.seq, m.ts, m.kind, m.text, m.status, m.attempt, m.level, j.plugin, j.command"
+    "m.id, m.job_id, m.seq, m.ts, m.kind, m.text, m.status, m.attempt, m.level, j.plugin,"
+    " j.command, m.ref"
 )
 _FROM = " FROM job_messages m JOIN jobs j ON j.id = m.job_id"
 
@@ -42,6 +43,7 @@ def _message(row: Sequence[Any]) -> JobMessage:
         level=row[8],
         plugin=row[9],
         command=row[10],
+        message_id=row[11],
     )
 
 
@@ -125,28 +127,28 @@ def _totals(conn: sqlite3.Connection, job_id: str) -> tuple[OutputTotals, int]:
 def append_output(
     conn: sqlite3.Connection,
     job_id: str,
-    lines: Sequence[tuple[float, str]],
+    lines: Sequence[tuple[float, str, MessageKind]],
     *,
     dropped: int,
     final: bool,
     limits: OutputLimits,
     now: float,
 ) -> int:
-    """Store a job's stderr lines within its cap; return how many were kept.
+    """Store a job's output lines (stderr, stdout) within its cap; return how many were kept.
 
     ``dropped`` counts lines the caller already had to refuse.  Lines over the cap
     are counted, not stored; when ``final`` (the attempt is over) and some were
     dropped since the last marker, one marker message records how many.
     """
     totals, pending = _totals(conn, job_id)
-    kept, refused = admit_output(totals, [text for _, text in lines], limits)
+    kept, refused = admit_output(totals, [text for _, text, _ in lines], limits)
     pending += refused + dropped
     if not kept and not pending and not final:
         return 0
     last = _last_seq(conn, job_id)
     rows = [
-        (job_id, last + 1 + i, ts, MessageKind.STDERR.value, text)
-        for i, (ts, text) in enumerate(lines[: len(kept)])
+        (job_id, last + 1 + i, ts, kind.value, text)
+        for i, (ts, text, kind) in enumerate(lines[: len(kept)])
     ]
     conn.executemany(
         "INSERT INTO job_messages (job_id, seq, ts, kind, text) VALUES (?, ?, ?, ?, ?)", rows

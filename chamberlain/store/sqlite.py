@@ -47,7 +47,13 @@ from chamberlain.store import plugin_facts
 _JOB_COLUMNS = "*"
 #: What a listing without bodies reads instead of the large JSON columns: values
 #: _row_to_job decodes to ``{}`` and None, so one decoder serves both kinds of row.
-_BODY_STAND_INS = {"payload": "'{}'", "event": "NULL", "result": "NULL"}
+_BODY_STAND_INS = {
+    "payload": "'{}'",
+    "event": "NULL",
+    "result": "NULL",
+    "session": "NULL",
+    "follow_up": "NULL",
+}
 
 #: Pages (4 KiB each by default) a commit may leave in the WAL before SQLite
 #: checkpoints it: 512 KiB, where SQLite's default of 1000 pages let a burst grow
@@ -138,6 +144,13 @@ def _row_to_job(row: sqlite3.Row) -> Job:
         schedule_id=row["schedule_id"],
         # Migration 0009: the MCP servers of the job's workspace.
         mcp_servers=tuple(_loads(row["mcp_servers"]) or ()),
+        # Migration 0012: sessions and follow-ups.
+        session=_loads(row["session"]),
+        follows=row["follows"],
+        follow_up=_loads(row["follow_up"]),
+        followed_by=row["followed_by"],
+        waiting_for_input=bool(row["waiting_for_input"]),
+        completing=bool(row["completing"]),
     )
 
 
@@ -313,6 +326,8 @@ class SqliteStore:
             "depth": new.depth,
             "schedule_id": new.schedule_id,
             "mcp_servers": _dumps(list(new.mcp_servers)) if new.mcp_servers else None,
+            "follows": new.follows,
+            "follow_up": None if new.follow_up is None else _dumps(dict(new.follow_up)),
             "routed": 0,
         }
         row = self.conn.execute(
@@ -475,7 +490,7 @@ class SqliteStore:
         row = self.conn.execute(
             f"UPDATE jobs SET status = ?, attempt = attempt + ?,"
             " run_at = COALESCE(?, run_at), last_error = ?, result = ?,"
-            " completed_at = ?"
+            " completed_at = ?, session = COALESCE(?, session), waiting_for_input = 0"
             " WHERE id = ? AND status = 'running' AND attempt = ?"
             f" RETURNING {_JOB_COLUMNS}",
             (
@@ -485,6 +500,7 @@ class SqliteStore:
                 s.last_error,
                 None if s.result is None else _dumps(s.result),
                 now if s.completed else None,
+                None if s.session is None else _dumps(s.session),
                 job_id,
                 attempt,
             ),

@@ -18,7 +18,7 @@ import trio
 
 from chamberlain.records import CancelResult, Job, JobStatus, NewJob
 from chamberlain.web.auth import JOBS_RO, JOBS_RW, Scoped, command_scope
-from chamberlain.web.errors import ApiError, error_body, not_found
+from chamberlain.web.errors import ApiError, JobConflict, not_found
 from chamberlain.web.handler import Call, Reply
 from chamberlain.web.intake import (
     DISK_FULL,
@@ -52,7 +52,7 @@ def cancel_answer(job_id: str, found: CancelResult, settled: Job | None) -> Repl
         if settled is None:
             return Reply({"job_id": job_id, "status": "cancelling", "was_running": True}, 202)
         if settled.status is not JobStatus.CANCELLED:
-            raise _ConflictError(
+            raise JobConflict(
                 f"job {job_id} finished as {settled.status.value} before it could be cancelled",
                 status=settled.status.value,
             )
@@ -61,24 +61,12 @@ def cancel_answer(job_id: str, found: CancelResult, settled: Job | None) -> Repl
     if job is None:
         raise not_found(f"unknown job {job_id!r}")
     if not found.accepted:
-        raise _ConflictError(
+        raise JobConflict(
             f"job {job_id} is already {job.status.value}; only queued or running jobs"
             " can be cancelled",
             status=job.status.value,
         )
     return Reply({"job_id": job_id, "status": job.status.value, "was_running": False})
-
-
-class _ConflictError(ApiError):
-    """409 with the job's status in the body, so a client need not ask again."""
-
-    def __init__(self, message: str, *, status: str) -> None:
-        super().__init__(409, message)
-        self.job_status = status
-
-    def body(self) -> dict[str, Any]:
-        """``{"error": ..., "status": <the job's status>}``."""
-        return error_body(self.message, status=self.job_status)
 
 
 async def cancel_job(call: Call) -> Reply:
@@ -148,7 +136,7 @@ async def retry(call: Call) -> Reply:
     )
     max_attempts = parse_retry_body(await call.read_body())
     if not original.status.terminal:
-        raise _ConflictError(
+        raise JobConflict(
             f"job {job_id} is {original.status.value}; only a finished job can be retried",
             status=original.status.value,
         )
@@ -224,6 +212,11 @@ SCHEMAS: Mapping[str, Mapping[str, Any]] = {
         "properties": {
             "error": {"type": "string"},
             "status": {"$ref": "#/components/schemas/JobStatus"},
+            "followed_by": {
+                "type": "string",
+                "format": "uuid",
+                "description": "A job already followed up: its follow-up, to instruct instead.",
+            },
         },
         "required": ["error"],
     },

@@ -38,6 +38,19 @@ def error_body(message: str, **extra: Any) -> dict[str, Any]:
     return {"error": message, **extra}
 
 
+class JobConflict(ApiError):
+    """409 with the job's status in the body, so a client need not ask again."""
+
+    def __init__(self, message: str, *, status: str, **extra: Any) -> None:
+        super().__init__(409, message)
+        self.job_status = status
+        self.extra = extra
+
+    def body(self) -> dict[str, Any]:
+        """``{"error": ..., "status": <the job's status>, ...}``."""
+        return error_body(self.message, status=self.job_status, **self.extra)
+
+
 def bad_request(message: str) -> ApiError:
     """400: the request is malformed or a value is out of range."""
     return ApiError(400, message)

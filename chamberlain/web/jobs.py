@@ -97,12 +97,32 @@ JOB_PROPERTIES: Mapping[str, Mapping[str, Any]] = {
         "type": "array",
         "items": STRING,
     },
+    "waiting_for_input": {
+        "description": (
+            "An interactive job's plugin said it waits for input, and none came since"
+            " (false for any other job)."
+        ),
+        "type": "boolean",
+    },
+    "session": {
+        "description": (
+            "The opaque `session` object of the job's last response that had one; a"
+            " follow-up (`POST /job/{id}/instruct`) is sent it."
+        ),
+        "type": ["object", "null"],
+    },
+    "follows": {
+        "description": "The job this one follows up (`POST /job/{id}/instruct`).",
+        **NULLABLE_STRING,
+    },
+    "followed_by": {"description": "The follow-up made of this job.", **NULLABLE_STRING},
+    "instruction": {"description": "A follow-up's prompt.", **NULLABLE_STRING},
 }
 
 JOB_FIELDS: tuple[str, ...] = tuple(JOB_PROPERTIES)
 #: The fields that can be large: what a summary leaves out, and what the store
 #: reads only when one of them is asked for.
-BODY_FIELDS: frozenset[str] = frozenset({"payload", "event", "result"})
+BODY_FIELDS: frozenset[str] = frozenset({"payload", "event", "result", "session", "instruction"})
 #: What ``GET /jobs`` shows of each job by default.
 SUMMARY_FIELDS: tuple[str, ...] = tuple(f for f in JOB_FIELDS if f not in BODY_FIELDS)
 DETAIL_VALUES = ("summary", "full")

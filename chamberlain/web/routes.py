@@ -27,6 +27,7 @@ from chamberlain.web import (
     pipelines,
     schedules,
     secret_registry,
+    sessions,
     streams,
     trigger,
 )
@@ -42,6 +43,7 @@ ROUTES: tuple[Route, ...] = (
     *openapi.ROUTES,
     *pipelines.ROUTES,
     *control.ROUTES,
+    *sessions.ROUTES,
     *streams.ROUTES,
     *metrics.ROUTES,
     *docs.ROUTES,

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from chamberlain.records import MessageKind
 from chamberlain.web.auth import EVENTS_RO, JOBS_RO, Scoped
 from chamberlain.web.errors import bad_request, not_found
 from chamberlain.web.handler import Call, StreamReply
@@ -100,7 +101,16 @@ SCHEMAS: Mapping[str, Mapping[str, Any]] = {
         "properties": {
             "seq": {"type": "integer", "minimum": 1},
             "ts": {"type": "string", "format": "date-time"},
-            "kind": {"type": "string", "enum": ["stderr", "log", "system"]},
+            "kind": {
+                "type": "string",
+                "enum": [kind.value for kind in MessageKind],
+                "description": (
+                    "`stderr`: a line the plugin wrote there; `log`: an entry of its"
+                    " response's `logs`; `stdout`: an interactive plugin's output;"
+                    " `user_input`: what a user sent an interactive job; `system`:"
+                    " written by the daemon (status changes, waits for input, markers)."
+                ),
+            },
             "text": {"type": "string"},
             "status": {
                 "$ref": "#/components/schemas/JobStatus",
@@ -110,6 +120,10 @@ SCHEMAS: Mapping[str, Mapping[str, Any]] = {
             "level": {
                 "type": "string",
                 "description": "Log entries only: the level the plugin gave, or `info`.",
+            },
+            "message_id": {
+                "type": "string",
+                "description": "User inputs only: the id the plugin was sent it with.",
             },
         },
         "required": ["seq", "ts", "kind", "text"],
@@ -170,7 +184,16 @@ SCHEMAS: Mapping[str, Mapping[str, Any]] = {
             "plugin": {"type": "string"},
             "command": {"type": "string"},
             "ts": {"type": "string", "format": "date-time"},
-            "kind": {"type": "string", "enum": ["stderr", "log", "system"]},
+            "kind": {
+                "type": "string",
+                "enum": [kind.value for kind in MessageKind],
+                "description": (
+                    "`stderr`: a line the plugin wrote there; `log`: an entry of its"
+                    " response's `logs`; `stdout`: an interactive plugin's output;"
+                    " `user_input`: what a user sent an interactive job; `system`:"
+                    " written by the daemon (status changes, waits for input, markers)."
+                ),
+            },
             "text": {"type": "string"},
             "status": {
                 "$ref": "#/components/schemas/JobStatus",
