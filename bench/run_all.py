@@ -27,6 +27,7 @@ import idle
 import peer
 import queued_memory
 import report
+import session_roundtrip
 import spawn_bound
 import spawn_paths
 import store_scale
@@ -41,7 +42,8 @@ def main(argv: list[str] | None = None) -> int:
             "Parts, in order: 1 spawn bound (echo, and the trivial plugin at --parallel),"
             " 1b spawn paths (bench/spawn_paths.py), 2 framework floor, 3 trigger path,"
             " 4 core dispatch, 4b trigger flood (bench/flood.py), 4c queued memory"
-            " (bench/queued_memory.py), 5 peer, 6 idle cost, 7 store scale."
+            " (bench/queued_memory.py), 4d interactive sessions (bench/session_roundtrip.py),"
+            " 5 peer, 6 idle cost, 7 store scale."
         ),
     )
     parser.add_argument("--quick", action="store_true", help="a smoke run of everything")
@@ -121,6 +123,10 @@ def main(argv: list[str] | None = None) -> int:
         ),
     )
     part("4c. queued memory", queued_memory.measure(2000 if quick else args.queued_jobs))
+    part(
+        "4d. interactive sessions",
+        session_roundtrip.measure(20 if quick else 200, 2 if quick else args.parallel),
+    )
     part("5. peer", peer.measure(seconds, floor_app.CONNECTIONS, args.parallel, warm=not quick))
     part("6. idle cost", idle.measure(3 if quick else 50, 0.5 if quick else args.idle_seconds))
     part(

@@ -166,6 +166,15 @@ async def test_queued_memory(tmp_path: Path) -> None:
     assert figures["queued: RSS per queued job"] * 2000 == pytest.approx(grown * 1e6)
 
 
+async def test_session_roundtrip(tmp_path: Path) -> None:
+    _, saved = await run_bench("session_roundtrip.py", tmp_path, HIDDEN)
+    figures = figures_by_name(saved)
+    post = figures["session: message POST p50"]
+    # The answer comes after the message is stored: a round trip is never shorter.
+    assert 0 < post <= figures["session: round trip p50"]
+    assert figures["session: messages with 2 sessions at once"] > 0
+
+
 async def test_peer_skips_loudly_without_its_tools(tmp_path: Path) -> None:
     text, saved = await run_bench("peer.py", tmp_path, HIDDEN_ALL)
     assert "SKIPPED peer comparison: wrk not found" in text

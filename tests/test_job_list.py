@@ -83,7 +83,13 @@ def a_job(seq: int) -> Job:
 
 def test_the_fields_are_exactly_what_a_job_shows() -> None:
     assert tuple(a_job(1).to_json()) == JOB_FIELDS
-    assert set(SUMMARY_FIELDS) == set(JOB_FIELDS) - {"payload", "event", "result"}
+    assert set(SUMMARY_FIELDS) == set(JOB_FIELDS) - {
+        "payload",
+        "event",
+        "result",
+        "session",
+        "instruction",
+    }
 
 
 def test_by_default_a_listing_is_a_summary_and_reads_no_bodies() -> None:

@@ -16,7 +16,7 @@ from conftest import DaemonFactory, DaemonProcess, wait_for
 
 pytestmark = pytest.mark.e2e
 
-BODIES = {"payload", "event", "result"}
+BODIES = {"payload", "event", "result", "session", "instruction"}
 PAD = "x" * 2000
 
 

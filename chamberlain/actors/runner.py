@@ -32,6 +32,7 @@ dropped, because the job was already requeued and will be claimed afresh.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -259,36 +260,36 @@ class Runner:
                 transcript=[entry.to_json() for entry in transcript],
                 follow_up=_follow_up(job),
             )
-            run = {
-                "entrypoint": plugin.manifest.entrypoint,
-                "cwd": plugin.manifest.directory,
-                "request": request,
-                "timeout": timeout,
-                "env": job_environment(
+            execute = functools.partial(
+                self.execute,
+                entrypoint=plugin.manifest.entrypoint,
+                cwd=plugin.manifest.directory,
+                request=request,
+                timeout=timeout,
+                env=job_environment(
                     job.id, plugin.name, env=env, passthrough=plugin.settings.env_passthrough
                 )
                 | workspace_environment(workspace),
-                "limits": self.limits,
-                "control": control,
-                "plugin": plugin.name,
-            }
+                limits=self.limits,
+                control=control,
+                plugin=plugin.name,
+            )
             # Output lines are stored as the job's messages while it runs; they are
             # all flushed before the outcome below is settled.
             async with forward_output(
                 self.store, job.id, now=self.now, redactor=vault.redactor
             ) as forwarder:
                 if session is None:
-                    result = await self.execute(**run, on_stderr_line=forwarder.on_line)
+                    result = await execute(on_stderr_line=forwarder.on_line)
                 else:
                     if job.completing:
                         # Completed before a crash cut the attempt short: this one
                         # replays the transcript and is completed at once.
                         session.conversation.complete()
                     async with trio.open_nursery() as nursery:
-                        nursery.start_soon(session.serve, forwarder)
+                        await nursery.start(session.serve, forwarder)
                         try:
-                            result = await self.execute(
-                                **run,
+                            result = await execute(
                                 on_stderr_line=forwarder.on_line,
                                 conversation=session.conversation,
                             )

@@ -104,13 +104,20 @@ class Session:
             if isinstance(item, Converse):
                 self._refuse(item, SessionRefusal.NOT_RUNNING)
 
-    async def serve(self, forwarder: Forwarder) -> None:
+    async def serve(
+        self,
+        forwarder: Forwarder,
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
         """Serve the session, its output going to ``forwarder``, until :meth:`end`.
 
-        The request being served when the session ends is finished first: once a
-        message is stored its sender hears so.
+        Started (``nursery.start``) once lines may be handed over.  The request being
+        served when the session ends is finished first: once a message is stored its
+        sender hears so.
         """
         self._forwarder = forwarder
+        task_status.started()
         try:
             async for item in self._items[1]:
                 if isinstance(item, Waiting):

@@ -187,6 +187,18 @@ def bind_plugins(config: Config, discovery: Discovery) -> dict[str, BoundPlugin]
                 extra=extra,
             )
             continue
+        for command in sorted(settings.timeouts):
+            spec = manifest.command(command)
+            if spec is not None and spec.interactive:
+                log.warning(
+                    "plugins.%s.timeouts.%s does not apply: %s is interactive, its idle"
+                    " timeout is plugins.%s.interactive_timeout",
+                    name,
+                    command,
+                    command,
+                    name,
+                    extra=extra,
+                )
         if settings.parallelism is not None:
             parallelism = settings.parallelism
         elif not manifest.concurrency_safe:

@@ -212,6 +212,7 @@ async def run_plugin(
             duration=trio.current_time() - started_at,
             interactive=conversation is not None,
             idle=idle,
+            stdout_max=limits.stdout_max,
         )
 
     if control.reason is not None:

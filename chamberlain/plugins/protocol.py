@@ -289,6 +289,8 @@ class ProcessResult:
     duration: float
     interactive: bool = False
     idle: bool = False
+    #: The stdout cap the run had, so an overflow can quote it.
+    stdout_max: int | None = None
 
 
 class OutcomeKind(enum.Enum):
@@ -407,7 +409,7 @@ def decide_outcome(result: ProcessResult) -> Outcome:
         return verdict(
             OutcomeKind.FAILED,
             retryable=True,
-            error=f"stdout exceeded {_size(len(result.stdout))} cap",
+            error=f"stdout exceeded {_size(result.stdout_max or len(result.stdout))} cap",
         )
 
     decoded = decode_response(result.stdout)
