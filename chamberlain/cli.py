@@ -60,9 +60,10 @@ from chamberlain.daemon.jsonlog import JsonFormatter, RedactingFormatter
 from chamberlain.daemon.systemd import Notifier
 from chamberlain.daemon.textlog import TextFormatter
 from chamberlain.daemon.tree import Daemon
+from chamberlain.joblog import WAITING_TEXT
 from chamberlain.plugins.binding import BoundPlugin, bind_plugins
 from chamberlain.plugins.registry import SkippedPlugin, discover
-from chamberlain.records import JobMessage, JobStatus, NewJob
+from chamberlain.records import JobMessage, JobStatus, MessageKind, NewJob
 from chamberlain.relay_rules import with_relay_plugin
 from chamberlain.routing.planner import Routing, build_routing
 from chamberlain.sealing import (
@@ -409,11 +410,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         vault=vault,
     )
     show = None if args.quiet else LiveView.on(sys.stderr).show
+    interactive = plugin.interactive(args.command)
 
     async def main() -> dict[str, Any]:
         async with trio.open_nursery() as nursery:
             await nursery.start(daemon.run)
-            if show is None:
+            if interactive:
+                await converse(daemon.gateway, job, show, answers=sys.stdin)
+            elif show is None:
                 await daemon.gateway.enqueue([job])
             else:
                 await follow(daemon.gateway, job, show)
@@ -456,6 +460,40 @@ async def follow(gateway: Gateway, job: NewJob, show: Callable[[JobMessage], Non
                 seen = message.seq
                 if message.ends_job:
                     return
+
+
+async def converse(
+    gateway: Gateway,
+    job: NewJob,
+    show: Callable[[JobMessage], None] | None,
+    *,
+    answers: TextIO,
+) -> None:
+    """Run an interactive ``job``, its user's messages read from ``answers``.
+
+    Each time the plugin waits for input, the next line of ``answers`` is sent as a
+    message; at its end (Ctrl-D on a terminal) the session is completed.  Lines
+    typed ahead of a wait are sent in order, one per wait.
+    """
+    waits_in, waits = trio.open_memory_channel[None](math.inf)
+
+    def show_and_answer(message: JobMessage) -> None:
+        if show is not None:
+            show(message)
+        if message.kind is MessageKind.SYSTEM and message.text == WAITING_TEXT:
+            waits_in.send_nowait(None)
+
+    async def answer() -> None:
+        async for _ in waits:
+            line = await trio.to_thread.run_sync(answers.readline, abandon_on_cancel=True)
+            reply = await gateway.converse(job.id, line.rstrip("\n") if line else None)
+            if reply.refused is not None or not line:
+                return
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(answer)
+        await follow(gateway, job, show_and_answer)
+        nursery.cancel_scope.cancel()
 
 
 #: How a status is drawn on a terminal; a status not named here is drawn plain.

@@ -43,6 +43,12 @@ def line_size(line: str) -> int:
     return len(line.encode("utf-8", errors="replace"))
 
 
+#: The system message that says an interactive attempt waits for input.
+WAITING_TEXT = "waiting for input"
+#: The system message that says the user completed an interactive session.
+COMPLETING_TEXT = "completing: the user ended the session"
+
+
 def dropped_marker(count: int) -> str:
     """The text of the marker that stands for ``count`` dropped lines."""
     noun = "line" if count == 1 else "lines"

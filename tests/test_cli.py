@@ -330,3 +330,26 @@ def test_help_is_written_for_people(tmp_path: Path) -> None:
         assert re.search(rf"^    {command} +\S", text, re.MULTILINE), text
     assert "``" not in text
     assert textwrap.dedent(text) == text  # not an indented docstring
+
+
+def test_run_answers_an_interactive_command_from_its_stdin(tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    plugins = Path(__file__).resolve().parent / "e2e_plugins"
+    path.write_text(yaml.safe_dump({"plugin_roots": [str(plugins)]}))
+    done = subprocess.run(
+        [sys.executable, "-m", "chamberlain", "run", "asker", "ask", "--config", str(path)],
+        input="Ada\nblue\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    record = json.loads(done.stdout)
+    assert record["result"]["result"] == {"answers": ["Ada", "blue"], "resumed": 0}
+    # One line per wait, then the end of stdin completes the session.
+    shown = [line for line in done.stderr.splitlines() if line.startswith("[")]
+    assert shown[shown.index("[user_input] Ada") - 1] == "[system] waiting for input"
+    assert shown.index("[user_input] Ada") < shown.index("[stdout] noted: Ada")
+    assert shown.index("[stdout] noted: Ada") < shown.index("[user_input] blue")
+    assert "[system] completing: the user ended the session" in shown

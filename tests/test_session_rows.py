@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from chamberlain.joblog import COMPLETING_TEXT
 from chamberlain.plugins.protocol import Outcome, OutcomeKind, Response
 from chamberlain.records import (
     FollowUpRefusal,
@@ -93,7 +94,7 @@ def test_a_completing_session_takes_no_more_input_and_stays_completing(
         store.conn, job.id, job.attempt, message_id="b", message="2", now=NOW
     )
     texts = [m.text for m in job_messages.job_messages(store.conn, job.id)]
-    assert session_rows.COMPLETING_TEXT in texts
+    assert COMPLETING_TEXT in texts
     # A crash recovers the attempt; the retry still knows the session was completed,
     # and its transcript holds what was said.
     (orphan,) = store.running_jobs()

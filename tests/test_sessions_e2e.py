@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
+import trio
 from conftest import BUNDLED_PLUGINS, DaemonFactory, DaemonProcess, deep_merge, wait_for
 from sse_client import Event, open_stream
 
@@ -97,23 +98,29 @@ def conversation(events: list[Event]) -> list[tuple[str, str]]:
 
 
 async def test_a_bash_plugin_asks_two_questions_and_gets_its_answers(
-    daemon: DaemonFactory,
+    daemon: DaemonFactory, tmp_path: Path
 ) -> None:
     d = await daemon(config())
+    gate = tmp_path / "gate"
     async with client(d) as c:
-        job_id = await trigger(c, "asker", "ask")
+        job_id = await trigger(c, "asker", "ask", payload={"gate": str(gate)})
         async with open_stream(d.base_url, f"/job/{job_id}/stream", d.headers()) as s:
             assert s.status == 200
             seen = await s.read_until(lambda e: e.data.get("text") == QUESTIONS[0])
             waiting = await until(c, job_id, waiting_for_input=True)
             assert waiting["status"] == "running"
             first = await say(c, job_id, "Ada")
+            # The plugin holds the answer until the gate opens: it no longer waits.
+            held = await job(c, job_id)
+            assert (held["status"], held["waiting_for_input"]) == ("running", False)
+            await trio.Path(f"{gate}.1").touch()
             seen += await s.read_until(lambda e: e.data.get("text") == QUESTIONS[1])
             await until(c, job_id, waiting_for_input=True)
             second = await say(c, job_id, "blue")
-            seen += await s.read_until(lambda e: e.data.get("text", "").startswith("Thank you"))
-            # Answered, and the plugin asks nothing more: no longer waiting.
             assert (await job(c, job_id))["waiting_for_input"] is False
+            await trio.Path(f"{gate}.2").touch()
+            seen += await s.read_until(lambda e: e.data.get("text", "").startswith("Thank you"))
+            await until(c, job_id, waiting_for_input=True)
             r = await c.post(f"/job/{job_id}/complete")
             assert r.status_code == 202, r.text
             assert r.json() == {"job_id": job_id, "status": "completing"}
@@ -135,7 +142,7 @@ async def test_a_bash_plugin_asks_two_questions_and_gets_its_answers(
         inputs = [e.data for e in seen if e.data.get("kind") == "user_input"]
         assert [i["message_id"] for i in inputs] == [first, second]
         system = [e.data["text"] for e in seen if e.data.get("kind") == "system"]
-        assert system.count("waiting for input") == 2
+        assert system.count("waiting for input") == 3
         assert "completing: the user ended the session" in system
         # The stored messages say the same, in the same order.
         r = await c.get(f"/job/{job_id}?include=messages")
@@ -221,7 +228,6 @@ async def test_a_session_killed_with_the_daemon_resumes_from_its_transcript(
         assert inputs[0]["message_id"] == first
         stderr = [m["text"] for m in messages if m["kind"] == "stderr"]
         assert "asker: starting with 1 answers from the transcript" in stderr
-        await until(c, job_id, waiting_for_input=False)
         r = await c.post(f"/job/{job_id}/complete")
         assert r.status_code == 202, r.text
         done = await finished(c, job_id)
@@ -344,7 +350,6 @@ async def test_a_daemon_stopped_mid_session_gives_the_attempt_back(
         resumed = await until(c, job_id, waiting_for_input=True, status="running")
         assert resumed["attempt"] == 1
         await say(c, job_id, "blue")
-        await until(c, job_id, waiting_for_input=False)
         await c.post(f"/job/{job_id}/complete")
         done = await finished(c, job_id)
         assert done["result"]["result"] == {"answers": ["Ada", "blue"], "resumed": 1}

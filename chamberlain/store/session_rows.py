@@ -15,14 +15,10 @@ import sqlite3
 
 import attrs
 
+from chamberlain.joblog import COMPLETING_TEXT, WAITING_TEXT
 from chamberlain.plugins.conversation import inherited_session
 from chamberlain.records import FollowUpRefusal, Job, MessageKind, NewJob, UserInput
 from chamberlain.store.sqlite import SqliteStore
-
-#: The system message that says an attempt waits for input.
-WAITING_TEXT = "waiting for input"
-#: The system message that says the user completed the session.
-COMPLETING_TEXT = "completing: the user ended the session"
 
 
 def _append(

@@ -2,8 +2,10 @@
 # An interactive plugin without a JSON library, as a third party might write one.
 #
 # ask: asks "What is your name?" and "What is your favourite colour?", each followed
-# by a wait; then waits for the complete and answers with both replies. A retried
-# attempt skips the questions its transcript already answers. payload.mode:
+# by a wait; then waits for the complete (saying so) and answers with both replies.
+# A retried attempt skips the questions its transcript already answers. With
+# payload.gate (a path), it takes in each answer only once <gate>.<n> exists, so a
+# test can see it busy between an answer and the next question. payload.mode:
 #   no_response  exit 0 after the complete without a response line
 #   deaf         ignore the complete (the gateway stops it after its kill grace)
 #   quiet        say nothing after the first wait (the idle timeout stops it)
@@ -19,6 +21,7 @@ if [[ $request == *'"command":"poll"'* ]]; then
 fi
 
 mode=$(field mode "$request")
+gate=$(field gate "$request")
 answers=()
 if [[ $request == *'"transcript":['* ]]; then
   transcript=${request#*\"transcript\":[}
@@ -60,13 +63,18 @@ while ((${#answers[@]} < ${#questions[@]})); do
   done
   [[ -z $got ]] && respond  # stdin closed: answer with what we have
   answers+=("$got")
+  if [[ -n $gate ]]; then
+    while [[ ! -e $gate.${#answers[@]} ]]; do sleep 0.02; done
+  fi
   echo "noted: $got"  # not JSON: a stdout message all the same
 done
 printf '{"type":"output","text":"Thank you. Complete the session when you are done."}\n'
+printf '{"type":"waiting"}\n'
 while IFS= read -r line; do
   case $line in
     *'"type":"complete"'*) completed ;;
-    *'"type":"input"'*) printf '{"type":"output","text":"I have all I need."}\n' ;;
+    *'"type":"input"'*)
+      printf '{"type":"output","text":"I have all I need."}\n{"type":"waiting"}\n' ;;
   esac
 done
 respond
