@@ -64,7 +64,7 @@ class Settlement:
     #: Facts to record with the settlement (``fact_outputs``).
     facts: tuple[PluginFact, ...] = ()
     #: The response's ``session``, kept with the job (None: the job keeps its own).
-    session: Mapping[str, Any] | None = None
+    session: Any = None
 
 
 def _result_of(outcome: Outcome) -> Any:

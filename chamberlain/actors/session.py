@@ -174,7 +174,11 @@ class Session:
 
     async def _deliver(self, request: Converse, message: str) -> None:
         if self.conversation.closed:
-            self._refuse(request, SessionRefusal.COMPLETING)
+            # Completed by the user, or the plugin already answered: its end is near.
+            completing = self.conversation.completed
+            self._refuse(
+                request, SessionRefusal.COMPLETING if completing else SessionRefusal.NOT_RUNNING
+            )
             return
         await self._flush()
         message_id = new_message_id()

@@ -141,6 +141,11 @@ class Conversation:
         """True once the session takes no more input."""
         return self._closed
 
+    @property
+    def completed(self) -> bool:
+        """True once `complete` was called (the plugin may also have answered first)."""
+        return self._completed.is_set()
+
 
 async def run_plugin(
     *,

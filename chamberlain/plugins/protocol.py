@@ -127,9 +127,10 @@ class Response:
     events: tuple[Mapping[str, Any], ...] = ()
     state_updates: Mapping[str, Any] = attrs.field(factory=dict)
     logs: tuple[Mapping[str, Any], ...] = ()
-    #: An opaque object the gateway keeps with the job and sends a follow-up
-    #: (``follow_up.session``): an agent's session id, say.  Not part of ``result``.
-    session: Mapping[str, Any] | None = None
+    #: An opaque value (an object, by the protocol) the gateway keeps with the job
+    #: and sends a follow-up (``follow_up.session``): an agent's session id, say.
+    #: Not part of ``result``.
+    session: Any = None
 
     def to_json(self) -> dict[str, Any]:
         """Return the response as plain JSON-ready data, for storing on the job."""
@@ -152,8 +153,10 @@ def decode_response(stdout: bytes) -> Response | str:
     (plugins often print progress before answering). Strict about the envelope:
     ``status`` is ``"ok"`` or ``"error"``; ``error`` a string; ``retry`` a boolean;
     ``events`` a list of objects with a string ``type``; ``state_updates`` an object;
-    ``logs`` a list of objects; ``session`` an object. ``null`` counts as absent.
-    Unknown keys are ignored (so an interactive response's ``type`` is too).
+    ``logs`` a list of objects. ``null`` counts as absent. ``session`` is kept as
+    it is, whatever it is: a v2 plugin written for Ductile, where it means nothing,
+    must not fail for having one. Unknown keys are ignored (so an interactive
+    response's ``type`` is too).
 
     Refused as invalid, wherever it is: what could not be stored as JSON text, a
     lone surrogate (``"\\ud800"``, named by its path: ``result.x``), nesting deeper
@@ -238,10 +241,6 @@ def _envelope(document: dict[str, Any]) -> Response | str:
         if not isinstance(entry, dict):
             return f"logs[{index}] must be an object, got {json_kind(entry)}"
 
-    session = document.get("session")
-    if session is not None and not isinstance(session, dict):
-        return f"session must be an object, got {json_kind(session)}"
-
     return Response(
         status=status,
         result=document.get("result"),
@@ -250,7 +249,7 @@ def _envelope(document: dict[str, Any]) -> Response | str:
         events=tuple(events),
         state_updates=state_updates,
         logs=tuple(logs),
-        session=session,
+        session=document.get("session"),
     )
 
 

@@ -106,10 +106,9 @@ JOB_PROPERTIES: Mapping[str, Mapping[str, Any]] = {
     },
     "session": {
         "description": (
-            "The opaque `session` object of the job's last response that had one; a"
-            " follow-up (`POST /job/{id}/instruct`) is sent it."
+            "The opaque `session` of the job's last response that had one (an object,"
+            " by the protocol); a follow-up (`POST /job/{id}/instruct`) is sent it."
         ),
-        "type": ["object", "null"],
     },
     "follows": {
         "description": "The job this one follows up (`POST /job/{id}/instruct`).",

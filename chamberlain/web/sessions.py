@@ -113,6 +113,14 @@ def refusal_error(job: Job, reply: SessionReply) -> ApiError:
     return JobConflict(f"job {job.id} is no longer running", status=job.status.value)
 
 
+async def _refusal(call: Call, job: Job, reply: SessionReply) -> ApiError:
+    """The answer to a refusal, with the job's status as it is now when it ended."""
+    if reply.refused is SessionRefusal.NOT_RUNNING:
+        # It was running when read: it ended (or was requeued) since.
+        job = await call.gateway.get_job(job.id) or job
+    return refusal_error(job, reply)
+
+
 async def _running_session(call: Call) -> Job:
     job_id = call.path["job_id"]
     job = await call.gateway.get_job(job_id)
@@ -130,7 +138,7 @@ async def send_message(call: Call) -> Reply:
     job = await _running_session(call)
     reply = await call.gateway.converse(job.id, message)
     if reply.refused is not None:
-        raise refusal_error(job, reply)
+        raise await _refusal(call, job, reply)
     return Reply({"job_id": job.id, "message_sent": True, "message_id": reply.message_id})
 
 
@@ -139,7 +147,7 @@ async def complete(call: Call) -> Reply:
     job = await _running_session(call)
     reply = await call.gateway.converse(job.id, None)
     if reply.refused is not None:
-        raise refusal_error(job, reply)
+        raise await _refusal(call, job, reply)
     return Reply({"job_id": job.id, "status": "completing"}, 202)
 
 
