@@ -5,7 +5,8 @@ answers about them (:class:`Enqueued`, :class:`Claimed`, :class:`JobFilter`), th
 events and plans routing produces (:class:`StoredEvent`, :class:`RoutePlan`), the
 views the API shows (:class:`Tree`, :class:`QueueView`, :class:`CancelResult`,
 :class:`JobMessage`), an interactive job's inputs and what its session answers
-(:class:`UserInput`, :class:`SessionReply`), and the MCP servers of the registry
+(:class:`UserInput`, :class:`SessionReply`), a loop job's iterations
+(:class:`Iteration`, :class:`FeedbackResult`), and the MCP servers of the registry
 (:class:`McpServer`).
 The store, the actors and the web layer all speak these and none of them owns
 them, so they live here, below every layer: this module imports
@@ -99,6 +100,8 @@ class NewJob:
     #: requests carry besides that id: ``{"prompt": ..., "session": ...}``.
     follows: str | None = None
     follow_up: Mapping[str, Any] | None = None
+    #: A loop job's settings (chamberlain.loops.LoopSpec, as JSON); None: one run.
+    loop: Mapping[str, Any] | None = None
     id: str = attrs.field(factory=new_job_id)
 
 
@@ -144,6 +147,10 @@ class Job:
     waiting_for_input: bool = False
     #: The user asked to complete the interactive session.
     completing: bool = False
+    #: A loop job's settings (as JSON), whether a stop was asked for, and why it ended.
+    loop: Mapping[str, Any] | None = None
+    loop_stop: bool = False
+    completion_reason: str | None = None
     seq: int = 0
 
     @property
@@ -187,6 +194,8 @@ class Job:
             "follows": self.follows,
             "followed_by": self.followed_by,
             "instruction": self.instruction,
+            "loop": None if self.loop is None else dict(self.loop),
+            "completion_reason": self.completion_reason,
         }
 
 
@@ -411,6 +420,84 @@ class FollowUpRefusal(enum.Enum):
     NOT_FINISHED = "not_finished"
     #: The job already has its follow-up: a chain never forks.
     FOLLOWED = "followed"
+
+
+# -- loop jobs --------------------------------------------------------------------------
+
+
+@attrs.frozen(kw_only=True)
+class FeedbackResult:
+    """What one feedback command did after an iteration."""
+
+    command: tuple[str, ...]
+    #: None when it did not exit by itself (killed at its timeout, or never started).
+    exit_code: int | None
+    passed: bool
+    output_tail: str
+
+    def to_json(self) -> dict[str, Any]:
+        """As requests and the history show it."""
+        return {
+            "command": list(self.command),
+            "exit_code": self.exit_code,
+            "passed": self.passed,
+            "output_tail": self.output_tail,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> FeedbackResult:
+        """Back from :meth:`to_json`."""
+        return cls(
+            command=tuple(data["command"]),
+            exit_code=data.get("exit_code"),
+            passed=bool(data.get("passed")),
+            output_tail=str(data.get("output_tail") or ""),
+        )
+
+
+@attrs.frozen(kw_only=True)
+class Iteration:
+    """One iteration as the store keeps it: started, and once over, how it went."""
+
+    number: int
+    #: Runs of this iteration started (a crash or a failure runs it again).
+    runs: int = 1
+    #: Runs of it that failed (the second ends the loop).
+    failures: int = 0
+    started_at: float
+    completed_at: float | None = None
+    exit_code: int | None = None
+    error: str | None = None
+    promise_detected: bool = False
+    output_summary: str | None = None
+    feedback: tuple[FeedbackResult, ...] = ()
+
+    @property
+    def finished(self) -> bool:
+        """True once the iteration ran to its end (it will not run again)."""
+        return self.completed_at is not None
+
+    def to_json(self) -> dict[str, Any]:
+        """The iteration as ``GET /job/{id}/iterations`` lists it."""
+        return {
+            "number": self.number,
+            "runs": self.runs,
+            "started_at": rfc3339(self.started_at),
+            "completed_at": rfc3339(self.completed_at),
+            "exit_code": self.exit_code,
+            "error": self.error,
+            "promise_detected": self.promise_detected,
+            "output_summary": self.output_summary,
+            "feedback_results": [result.to_json() for result in self.feedback],
+        }
+
+    def previous(self) -> dict[str, Any]:
+        """The iteration as a later iteration's request lists it."""
+        return {
+            "number": self.number,
+            "summary": self.output_summary or "",
+            "feedback": [result.to_json() for result in self.feedback],
+        }
 
 
 class MessageKind(enum.Enum):

@@ -238,4 +238,5 @@ def redact_outcome(outcome: Outcome, redactor: Redactor) -> Outcome:
         response=response,
         raw_output=raw,
         stderr_tail=redactor.text(outcome.stderr_tail),
+        loop=None if outcome.loop is None else redactor.data(outcome.loop),
     )

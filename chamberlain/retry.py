@@ -65,9 +65,15 @@ class Settlement:
     facts: tuple[PluginFact, ...] = ()
     #: The response's ``session``, kept with the job (None: the job keeps its own).
     session: Any = None
+    #: Why a loop job ended (chamberlain.loops.CompletionReason's value).
+    completion_reason: str | None = None
 
 
 def _result_of(outcome: Outcome) -> Any:
+    if outcome.loop is not None:
+        # A loop's result is its last answer with every iteration beside it.
+        answer = {} if outcome.response is None else outcome.response.to_json()
+        return {**answer, "loop": dict(outcome.loop)}
     if outcome.response is not None:
         return outcome.response.to_json()
     return outcome.raw_output
@@ -161,7 +167,10 @@ def settle(
         job, outcome, now=now, policy=policy, state=state, facts=facts, rng=rng
     )
     session = None if outcome.response is None else outcome.response.session
-    return settlement if session is None else attrs.evolve(settlement, session=session)
+    reason = None if outcome.loop is None else outcome.loop.get("completion_reason")
+    if session is None and reason is None:
+        return settlement
+    return attrs.evolve(settlement, session=session, completion_reason=reason)
 
 
 def _next_status(

@@ -476,6 +476,234 @@ def test_claude_follow_up_without_a_session_starts_afresh(agent_env: dict[str, s
     assert not any(arg.startswith("--resume") for arg in record["argv"])
 
 
+# --------------------------------------------------------------------- claude_code loops
+
+
+def iteration(
+    number: int,
+    maximum: int = 5,
+    *,
+    token: str | None = "DONE",
+    previous: tuple[dict[str, Any], ...] = (),
+    attempt: int = 1,
+) -> dict[str, Any]:
+    """A loop iteration's ``iteration`` field, as the gateway sends it."""
+    return {
+        "number": number,
+        "max": maximum,
+        "attempt": attempt,
+        "completion_token": token,
+        "previous": list(previous),
+    }
+
+
+def finished(number: int, *feedback: dict[str, Any]) -> dict[str, Any]:
+    return {"number": number, "summary": f"echo: iteration {number}", "feedback": list(feedback)}
+
+
+def feedback(
+    command: list[str], exit_code: int | None, output_tail: str = "", *, passed: bool = False
+) -> dict[str, Any]:
+    return {
+        "command": command,
+        "exit_code": exit_code,
+        "passed": passed,
+        "output_tail": output_tail,
+    }
+
+
+def completes(result: object, token: str) -> bool:
+    """The gateway's rule: a string result whose last non-empty line is the token."""
+    if not isinstance(result, str):
+        return False
+    lines = [line.strip() for line in result.splitlines() if line.strip()]
+    return bool(lines) and lines[-1] == token
+
+
+def test_claude_loop_prompt_carries_the_iteration_the_feedback_and_the_token(
+    agent_env: dict[str, str],
+) -> None:
+    tests_failed = feedback(
+        ["npm", "test"], 1, "FAIL src/app.test.js\n  expected 3, got 4\n\n  1 failed\n"
+    )
+    lint_passed = feedback(["sh", "-c", "ruff check ."], 0, "All checks passed!", passed=True)
+    body = request(
+        "run",
+        {"prompt": "Fix the failing test."},
+        iteration=iteration(2, previous=(finished(1, tests_failed, lint_passed),)),
+    )
+    code, response, stderr = run_plugin(CLAUDE, body, agent_env)
+
+    prompt = (
+        "Fix the failing test.\n"
+        "\n"
+        "Iteration 2 of 5.\n"
+        "\n"
+        "Feedback on iteration 1:\n"
+        "- npm test: failed (exit code 1)\n"
+        "    FAIL src/app.test.js\n"
+        "      expected 3, got 4\n"
+        "\n"
+        "      1 failed\n"
+        "- sh -c 'ruff check .': passed (exit code 0)\n"
+        "    All checks passed!\n"
+        "\n"
+        "When the task is complete, end your reply with a line containing only: DONE"
+    )
+    [record] = agent_log(agent_env)
+    assert stdin_texts(record) == [prompt]
+    assert "Iteration 2 of 5." in prompt.splitlines()
+    assert not any(arg.startswith("--resume") for arg in record["argv"])
+    assert "[claude_code] iteration 2 of 5" in stderr.splitlines()
+
+    assert code == 0
+    assert response["status"] == "ok", response
+    # The result is the agent's final text, a string: the gateway's token rule reads it.
+    # The fake echoes the prompt, whose last line mentions the token without being it.
+    assert response["result"] == f"echo: {prompt}"
+    assert not completes(response["result"], "DONE")
+    assert "complete" not in response
+    # The summary moved to the event; the session is where it always is.
+    session_id = response["session"]["session_id"]
+    [event] = response["events"]
+    assert event["type"] == "claude_code.result"
+    payload = event["payload"]
+    assert payload["session_id"] == session_id
+    assert (payload["subtype"], payload["num_turns"], payload["exchanges"]) == ("success", 1, 1)
+    assert payload["total_cost_usd"] > 0
+    assert payload["usage"]["output_tokens"] == 7
+    assert (payload["is_error"], payload["iteration"], payload["attempt"]) == (False, 2, 1)
+    assert "text" not in payload
+
+
+def test_claude_loop_first_iteration_without_a_token_adds_only_its_number(
+    agent_env: dict[str, str],
+) -> None:
+    body = request("run", {"prompt": "hello"}, iteration=iteration(1, 3, token=None))
+    code, response, _ = run_plugin(CLAUDE, body, agent_env)
+    assert (code, response["status"]) == (0, "ok")
+    assert response["result"] == "echo: hello\n\nIteration 1 of 3."
+    [record] = agent_log(agent_env)
+    assert stdin_texts(record) == ["hello\n\nIteration 1 of 3."]
+
+
+def test_claude_loop_prompt_shows_only_the_last_feedback_its_tail_cut(
+    agent_env: dict[str, str],
+) -> None:
+    long_tail = "early output\n" + "x" * 10_000 + "\nthe last line"
+    previous = (
+        finished(1, feedback(["pytest"], 2, "an old failure")),
+        finished(2, feedback(["pytest", "-x"], None, long_tail)),
+    )
+    body = request("run", {"prompt": "go"}, iteration=iteration(3, 4, previous=previous))
+    code, response, _ = run_plugin(CLAUDE, body, agent_env)
+    assert (code, response["status"]) == (0, "ok")
+    [record] = agent_log(agent_env)
+    [prompt] = stdin_texts(record)
+    assert prompt.startswith("go\n\nIteration 3 of 4.\n\nFeedback on iteration 2:\n")
+    assert "- pytest -x: failed (no exit code)\n    \u2026xxx" in prompt
+    assert "an old failure" not in prompt and "iteration 1" not in prompt
+    assert "early output" not in prompt  # the tail keeps the end
+    assert prompt.endswith(
+        "    the last line\n\n"
+        "When the task is complete, end your reply with a line containing only: DONE"
+    )
+    assert len(prompt) < 4096 + 300
+
+
+def test_claude_loop_reply_ending_with_the_token_is_a_plain_string(
+    agent_env: dict[str, str],
+) -> None:
+    body = request("run", {"prompt": "DONEAFTER:DONE"}, iteration=iteration(1))
+    code, response, _ = run_plugin(CLAUDE, body, agent_env)
+    assert (code, response["status"]) == (0, "ok")
+    assert response["result"] == "working\nDONE"
+    assert completes(response["result"], "DONE")
+    assert "complete" not in response  # the gateway's rule decides, not the plugin
+
+
+def test_claude_loop_iterations_are_fresh_runs_until_one_ends_with_the_token(
+    agent_env: dict[str, str],
+) -> None:
+    # The gateway's part, played by the test: one run per iteration, each told what
+    # the feedback said after the one before, until a reply ends with the token.
+    previous: list[dict[str, Any]] = []
+    results = []
+    for number in (1, 2, 3):
+        body = request(
+            "run",
+            {"prompt": "DONEAT:2:ALL GREEN"},
+            iteration=iteration(number, 3, token="ALL GREEN", previous=tuple(previous)),
+        )
+        code, response, _ = run_plugin(CLAUDE, body, agent_env)
+        assert (code, response["status"]) == (0, "ok"), response
+        results.append(response["result"])
+        if completes(response["result"], "ALL GREEN"):
+            break
+        previous.append(finished(number, feedback(["make", "check"], 1, f"{number} left")))
+
+    assert results == ["still working", "working\nALL GREEN"]
+    first, second = agent_log(agent_env)
+    assert not any(arg.startswith("--resume") for arg in first["argv"] + second["argv"])
+    assert json.loads(first["stdin"][0])["session_id"] == "default"
+    [later] = stdin_texts(second)
+    assert "Iteration 2 of 3." in later.splitlines()
+    assert "- make check: failed (exit code 1)\n    1 left" in later
+
+
+def test_claude_loop_failed_iteration_is_an_error_with_its_text(
+    agent_env: dict[str, str],
+) -> None:
+    body = request("run", {"prompt": "FAIL:overloaded"}, iteration=iteration(1, attempt=2))
+    code, response, stderr = run_plugin(CLAUDE, body, agent_env)
+    assert code == 0
+    assert response["status"] == "error"
+    # The fake's error repeats the whole message, the iteration's section too.
+    assert response["error"].startswith("claude: API Error: overloaded\n")
+    assert response["retry"] is True
+    assert isinstance(response["result"], str)
+    assert response["result"].startswith("API Error: overloaded\n")
+    payload = response["events"][0]["payload"]
+    assert (payload["is_error"], payload["attempt"]) == (True, 2)
+    assert "[claude_code] iteration 1 of 5, attempt 2" in stderr.splitlines()
+
+
+def test_claude_loop_follow_up_resumes_the_followed_job_s_session(
+    agent_env: dict[str, str], tmp_path: Path
+) -> None:
+    project = tmp_path / "project"
+    project.mkdir()
+    config = {"cwd": str(project)}
+    _, first, _ = run_plugin(CLAUDE, request("run", {"prompt": "plan"}, config=config), agent_env)
+    session_id = first["session"]["session_id"]
+    follow_up = {"job_id": "job-1", "prompt": "Now the docs.", "session": first["session"]}
+    body = request(
+        "run",
+        {"prompt": "plan"},
+        config=config,
+        follow_up=follow_up,
+        iteration=iteration(1, 2),
+        job_id="job-2",
+    )
+    code, response, _ = run_plugin(CLAUDE, body, agent_env)
+    assert (code, response["status"]) == (0, "ok"), response
+    _, later = agent_log(agent_env)
+    assert f"--resume={session_id}" in later["argv"]
+    assert stdin_texts(later) == [
+        "Now the docs.\n\nIteration 1 of 2.\n\n"
+        "When the task is complete, end your reply with a line containing only: DONE"
+    ]
+    assert isinstance(response["result"], str)
+
+
+def test_claude_loop_iteration_must_be_an_object(agent_env: dict[str, str]) -> None:
+    body = request("run", {"prompt": "hi"}, iteration=[1, 5])
+    code, response, _ = run_plugin(CLAUDE, body, agent_env)
+    assert (code, response["status"], response["retry"]) == (0, "error", False)
+    assert response["error"] == "claude_code: iteration must be an object"
+    assert agent_log(agent_env) == []
+
+
 # --------------------------------------------------------------------- codex
 
 

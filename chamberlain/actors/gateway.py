@@ -38,6 +38,7 @@ from chamberlain.actors.mail import (
     EnqueuePlan,
     EnqueueWebhook,
     GetCallbacks,
+    GetIterations,
     GetJob,
     GetMessages,
     GetQueue,
@@ -57,6 +58,7 @@ from chamberlain.actors.mail import (
     RouterRequest,
     SchedulerRequest,
     Statistics,
+    StopLoop,
     WaitJob,
     WaitTree,
 )
@@ -68,6 +70,7 @@ from chamberlain.records import (
     CancelResult,
     Enqueued,
     FollowUpRefusal,
+    Iteration,
     Job,
     JobFilter,
     JobMessage,
@@ -285,6 +288,20 @@ class Gateway:
         """Create ``job``, the follow-up of the finished job it ``follows``."""
         return await self._ask_store(
             lambda r: EnqueueFollowUp(job=job, reply=r), timeout=self.timeout
+        )
+
+    # -- loop jobs ----------------------------------------------------------------------
+
+    async def iterations(self, job_id: str) -> tuple[Iteration, ...]:
+        """A loop job's iterations so far, in order."""
+        return await self._ask_store(
+            lambda r: GetIterations(job_id=job_id, reply=r), timeout=self.timeout, read=True
+        )
+
+    async def stop_loop(self, job_id: str) -> Job | None:
+        """Ask a loop job to stop after its current iteration; the job as it stands."""
+        return await self._ask_store(
+            lambda r: StopLoop(job_id=job_id, reply=r), timeout=self.timeout
         )
 
     # -- job messages, the queue, callbacks ------------------------------------------------

@@ -25,6 +25,7 @@ from chamberlain.actors.mail import (
     CallbackInfo,
     DueCallbacks,
     GetCallbacks,
+    GetIterations,
     GetMessages,
     GetQueue,
     GetStatusChanges,
@@ -34,11 +35,13 @@ from chamberlain.actors.mail import (
     RecordCallbackAttempt,
     RecordInput,
     RecordOutput,
+    SaveIteration,
+    StopLoop,
 )
 from chamberlain.instruments import Metrics
 from chamberlain.joblog import OutputLimits
 from chamberlain.records import Job, JobMessage, QueueView
-from chamberlain.store import callback_queue, job_messages, session_rows
+from chamberlain.store import callback_queue, job_messages, loop_rows, session_rows
 from chamberlain.store.sqlite import SqliteStore
 
 
@@ -113,6 +116,14 @@ class Journal:
                 return session_rows.mark_session(conn, job_id, attempt, waiting=waiting, now=now)
             case GetTranscript(job_id=job_id):
                 return tuple(session_rows.transcript(conn, job_id))
+            case SaveIteration(job_id=job_id, attempt=attempt, iteration=iteration, note=note):
+                return loop_rows.save_iteration(
+                    conn, job_id, attempt, iteration, note=note, now=now
+                )
+            case GetIterations(job_id=job_id):
+                return tuple(loop_rows.iterations(conn, job_id))
+            case StopLoop(job_id=job_id):
+                return loop_rows.request_stop(store, job_id)
             case GetMessages(job_id=job_id, after_seq=after_seq, limit=limit):
                 return tuple(
                     job_messages.job_messages(conn, job_id, after_seq=after_seq, limit=limit)

@@ -25,6 +25,7 @@ from chamberlain.records import (
     Claimed,
     Enqueued,
     FollowUpRefusal,
+    Iteration,
     Job,
     JobFilter,
     JobMessage,
@@ -400,8 +401,39 @@ class GetTranscript(StoreRequest[tuple[UserInput, ...]]):
     reply: ReplyTo[tuple[UserInput, ...]]
 
 
+@attrs.frozen(kw_only=True)
+class SaveIteration(StoreRequest[bool | None]):
+    """Keep one iteration of a running loop attempt, with a system message saying what
+    happened; answered whether a stop was asked for (None: the attempt is stale)."""
+
+    job_id: str
+    attempt: int
+    iteration: Iteration
+    note: str
+    reply: ReplyTo[bool | None]
+
+
+@attrs.frozen(kw_only=True)
+class GetIterations(StoreRequest[tuple[Iteration, ...]]):
+    """A loop job's iterations so far, in order."""
+
+    job_id: str
+    reply: ReplyTo[tuple[Iteration, ...]]
+
+
+@attrs.frozen(kw_only=True)
+class StopLoop(StoreRequest[Job | None]):
+    """Ask a loop job to stop after its current iteration; answered with the job."""
+
+    job_id: str
+    reply: ReplyTo[Job | None]
+
+
 JournalRequest = (
     RecordOutput
+    | SaveIteration
+    | GetIterations
+    | StopLoop
     | RecordInput
     | MarkSession
     | GetTranscript

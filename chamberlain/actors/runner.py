@@ -35,13 +35,15 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import attrs
 import trio
 
+from chamberlain.actors.loop import LoopDriver
 from chamberlain.actors.mail import (
     Converse,
     DispatcherRequest,
@@ -58,6 +60,7 @@ from chamberlain.actors.mail import (
 from chamberlain.actors.mailbox import RequestFailed, call
 from chamberlain.actors.output import forward_output
 from chamberlain.actors.session import Session
+from chamberlain.loops import LoopSpec
 from chamberlain.plugins.binding import BoundPlugin
 from chamberlain.plugins.conversation import follow_up_field
 from chamberlain.plugins.envelope import handle_event, request_context, request_payload
@@ -246,32 +249,34 @@ class Runner:
             transcript: tuple[UserInput, ...] = ()
             if session is not None:
                 transcript = await call(self.store, lambda r: GetTranscript(job_id=job.id, reply=r))
-            request = encode_request(
-                job_id=job.id,
-                command=job.command,
-                config=config,
-                state=state if isinstance(state, dict) else {},
-                context=context,
-                payload=request_payload(job.command, job.payload, job.event),
-                event=None if event is None else handle_event(event, job.payload, context),
-                deadline_at=datetime.fromtimestamp(self.now() + timeout, UTC),
-                workspace_dir=None if workspace is None else str(workspace),
-                interactive=session is not None,
-                transcript=[entry.to_json() for entry in transcript],
-                follow_up=_follow_up(job),
-            )
+
+            def request(deadline: float, iteration: Mapping[str, Any] | None = None) -> bytes:
+                return encode_request(
+                    job_id=job.id,
+                    command=job.command,
+                    config=config,
+                    state=state if isinstance(state, dict) else {},
+                    context=context,
+                    payload=request_payload(job.command, job.payload, job.event),
+                    event=None if event is None else handle_event(event, job.payload, context),
+                    deadline_at=datetime.fromtimestamp(self.now() + deadline, UTC),
+                    workspace_dir=None if workspace is None else str(workspace),
+                    interactive=session is not None,
+                    transcript=[entry.to_json() for entry in transcript],
+                    follow_up=_follow_up(job),
+                    iteration=iteration,
+                )
+
+            cwd = plugin.manifest.directory
             execute = functools.partial(
                 self.execute,
                 entrypoint=plugin.manifest.entrypoint,
-                cwd=plugin.manifest.directory,
-                request=request,
-                timeout=timeout,
+                cwd=cwd,
                 env=job_environment(
                     job.id, plugin.name, env=env, passthrough=plugin.settings.env_passthrough
                 )
                 | workspace_environment(workspace),
                 limits=self.limits,
-                control=control,
                 plugin=plugin.name,
             )
             # Output lines are stored as the job's messages while it runs; they are
@@ -279,8 +284,50 @@ class Runner:
             async with forward_output(
                 self.store, job.id, now=self.now, redactor=vault.redactor
             ) as forwarder:
-                if session is None:
-                    result = await execute(on_stderr_line=forwarder.on_line)
+                if job.loop is not None:
+
+                    async def iterate(
+                        field: Mapping[str, Any], limit: float, run: ProcessControl
+                    ) -> ProcessResult:
+                        return await execute(
+                            request=request(limit, field),
+                            timeout=limit,
+                            control=run,
+                            on_stderr_line=forwarder.on_line,
+                        )
+
+                    async def feedback(
+                        argv: Sequence[str], limit: float, run: ProcessControl
+                    ) -> ProcessResult:
+                        # In the workspace, when the job has one: what the plugin changed.
+                        return await execute(
+                            request=b"",
+                            timeout=limit,
+                            control=run,
+                            argv=argv,
+                            cwd=workspace or plugin.settings.loop.feedback_cwd or cwd,
+                        )
+
+                    outcome = await LoopDriver(
+                        job=job,
+                        spec=LoopSpec.from_json(job.loop),
+                        store=self.store,
+                        control=control,
+                        run_iteration=iterate,
+                        run_command=feedback,
+                        timeout=timeout,
+                        now=self.now,
+                        redactor=vault.redactor,
+                    ).run()
+                elif session is None:
+                    outcome = decide_outcome(
+                        await execute(
+                            request=request(timeout),
+                            timeout=timeout,
+                            control=control,
+                            on_stderr_line=forwarder.on_line,
+                        )
+                    )
                 else:
                     if job.completing:
                         # Completed before a crash cut the attempt short: this one
@@ -290,12 +337,15 @@ class Runner:
                         await nursery.start(session.serve, forwarder)
                         try:
                             result = await execute(
+                                request=request(timeout),
+                                timeout=timeout,
+                                control=control,
                                 on_stderr_line=forwarder.on_line,
                                 conversation=session.conversation,
                             )
                         finally:
                             session.end()
-            outcome = decide_outcome(result)
+                    outcome = decide_outcome(result)
         except (UnknownSecret, McpServerGone) as missing:
             # Only a secret (or an MCP server) deleted since the job was triggered
             # gets here; asking again would not bring it back.

@@ -28,6 +28,7 @@ from chamberlain.actors.mail import (
     EnqueuePlan,
     EnqueueWebhook,
     GetCallbacks,
+    GetIterations,
     GetJob,
     GetMessages,
     GetQueue,
@@ -52,7 +53,9 @@ from chamberlain.actors.mail import (
     RotateSecret,
     RouteSettled,
     RunningJobs,
+    SaveIteration,
     Settle,
+    StopLoop,
     TreePending,
     WaitJob,
 )
@@ -109,6 +112,7 @@ DISPOSITIONS: Mapping[type, Disposition] = {
             GetCallbacks,
             DueCallbacks,
             GetTranscript,
+            GetIterations,
         ),
         Disposition.READ,
     ),
@@ -120,6 +124,10 @@ DISPOSITIONS: Mapping[type, Disposition] = {
     # A session's writes are a client's (a message, a complete) or their
     # bookkeeping: refused at once, so the client hears 507 and nothing waits.
     **dict.fromkeys((RecordInput, MarkSession, EnqueueFollowUp), Disposition.REFUSE),
+    # A loop's iteration is the Runner's bookkeeping: held until the disk takes it,
+    # so a finished iteration is never lost; a stop is a client's, answered 507.
+    SaveIteration: Disposition.HOLD,
+    StopLoop: Disposition.REFUSE,
     **dict.fromkeys(
         (
             Settle,

@@ -21,6 +21,7 @@ from chamberlain.config.sections import (
     AuthConfig,
     ConditionConfig,
     Document,
+    LoopConfig,
     PipelineConfig,
     PluginConfig,
     RelayInstanceConfig,
@@ -341,6 +342,15 @@ def _check_document(document: Document) -> None:
         raise ClassValidationError("invalid relay configuration", problems, Document)
 
 
+def _check_loop(loop: LoopConfig) -> None:
+    if loop.max_iterations > loop.max_iterations_cap:
+        raise Invalid(
+            f"must be at most max_iterations_cap ({loop.max_iterations_cap}),"
+            f" got {loop.max_iterations}",
+            at=("max_iterations",),
+        )
+
+
 def _check_pipeline(pipeline: PipelineConfig) -> None:
     if (pipeline.on is None) == (pipeline.on_hook is None):
         given = "got both" if pipeline.on is not None else "got none"
@@ -351,6 +361,7 @@ POST_CHECKS: Final[Mapping[type, Callable[[Any], None]]] = {
     ConditionConfig: _check_condition,
     AuthConfig: _check_auth,
     RetryConfig: _check_retry,
+    LoopConfig: _check_loop,
     ScheduleConfig: _check_schedule,
     PluginConfig: _check_schedule_ids,
     WebhooksConfig: _check_webhooks,

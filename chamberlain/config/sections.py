@@ -19,6 +19,7 @@ from typing import Annotated, Any, Final, TypeVar
 
 import attrs
 
+from chamberlain import loops
 from chamberlain.callback_rules import DEFAULT_ALLOWED_HOSTS
 from chamberlain.config.problems import Invalid, describe
 from chamberlain.config.references import SecretReference
@@ -300,6 +301,78 @@ def _parse_variable_name(value: object) -> str:
 
 
 _VariableName = Annotated[str, Rule(_parse_variable_name)]
+
+
+def _parse_argv(value: object) -> tuple[str, ...]:
+    if isinstance(value, str):
+        raise Invalid(
+            f'must be an argv list, not a shell string; write ["sh", "-c", {value!r}]'
+            " to run it through a shell"
+        )
+    if not isinstance(value, list | tuple) or not value:
+        raise Invalid(f"must be a non-empty list of strings, got {describe(value)}")
+    argv = tuple(parse_str(item) for item in value)
+    if not argv[0]:
+        raise Invalid("must not start with an empty string")
+    return argv
+
+
+_Argv = Annotated[tuple[str, ...], Rule(_parse_argv)]
+
+
+def _parse_absolute_path(value: object) -> Path:
+    path = parse_path(value)
+    if not path.is_absolute():
+        raise Invalid(f"must be an absolute path, got {str(path)!r}")
+    return path
+
+
+_Iterations = Annotated[
+    int, Rule(bounded(parse_int, minimum=1, maximum=loops.MAX_ITERATIONS_LIMIT))
+]
+
+
+@attrs.frozen(kw_only=True)
+class FeedbackConfig:
+    """One of ``plugins.<name>.loop.feedback``: a command run between iterations."""
+
+    command: _Argv
+    timeout: PositiveDuration = loops.DEFAULT_FEEDBACK_TIMEOUT
+
+
+@attrs.frozen(kw_only=True)
+class LoopConfig:
+    """``plugins.<name>.loop``: what a trigger's ``loop`` gets unless it says otherwise,
+    and the most iterations any loop of the plugin may ask for."""
+
+    max_iterations: _Iterations = loops.DEFAULT_MAX_ITERATIONS
+    max_iterations_cap: _Iterations = loops.MAX_ITERATIONS_LIMIT
+    completion_token: NonEmptyStr | None = None
+    feedback: tuple[FeedbackConfig, ...] = ()
+    iteration_timeout: PositiveDuration | None = None
+    #: Whether a trigger may name its own feedback commands.  Off by default: a
+    #: feedback command is code run on this machine, with the plugin's environment,
+    #: and a trigger passes data, not code, unless the operator says otherwise.
+    trigger_feedback: bool = False
+    #: Where feedback commands run for a job without a workspace (default: the
+    #: plugin's directory), say the checkout an agent plugin's ``cwd`` names.
+    feedback_cwd: Annotated[Path, Rule(_parse_absolute_path)] | None = None
+
+    def defaults(self) -> loops.LoopDefaults:
+        """These settings as the loop rules take them."""
+        return loops.LoopDefaults(
+            max_iterations=self.max_iterations,
+            max_iterations_cap=self.max_iterations_cap,
+            completion_token=self.completion_token,
+            feedback=tuple(
+                loops.FeedbackCommand(command=item.command, timeout=item.timeout)
+                for item in self.feedback
+            ),
+            iteration_timeout=self.iteration_timeout,
+            trigger_feedback=self.trigger_feedback,
+        )
+
+
 _VariableValue = Annotated[str, Rule(parse_str)]
 
 
@@ -331,6 +404,8 @@ class PluginConfig:
     #: and how long it may last in all (``timeouts`` do not apply to them).
     interactive_timeout: PositiveDuration = 1800.0
     max_duration: PositiveDuration = 4 * 3600.0
+    #: Loop jobs (chamberlain.loops): defaults and the cap of a trigger's ``loop``.
+    loop: LoopConfig = attrs.field(factory=LoopConfig)
 
 
 _DEFAULT_PLUGIN: Final = PluginConfig()

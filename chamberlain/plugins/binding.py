@@ -74,6 +74,13 @@ class BoundPlugin:
         """The longest a ``command`` job may run before it is stopped."""
         return self.settings.timeouts.get(command, DEFAULT_TIMEOUTS.get(command, DEFAULT_TIMEOUT))
 
+    def timeout_limit(self, command: str) -> float:
+        """The longest timeout a trigger of ``command`` may ask for: the command's own,
+        or for an interactive one (whose timeout is its idle timeout) ``max_duration``."""
+        if self.interactive(command):
+            return self.settings.max_duration
+        return self.timeout_for(command)
+
     def interactive(self, command: str) -> bool:
         """True when ``command`` speaks the interactive protocol."""
         spec = self.command(command)

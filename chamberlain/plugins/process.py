@@ -21,7 +21,7 @@ import logging
 import math
 import os
 import signal
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import attrs
@@ -161,6 +161,7 @@ async def run_plugin(
     on_stderr_line: Callable[[str], None] | None = None,
     plugin: str | None = None,
     conversation: Conversation | None = None,
+    argv: Sequence[str] | None = None,
 ) -> ProcessResult:
     """Run ``entrypoint`` once with ``request`` on its stdin and collect what it does.
 
@@ -172,6 +173,9 @@ async def run_plugin(
     exits, whatever remains of its group is SIGKILLed. ``on_stderr_line`` is called
     with each stderr line as it arrives. ``plugin`` names the plugin in log records
     (default: the entrypoint's directory).
+
+    ``argv`` runs that command instead of the entrypoint, under the same rules (a
+    loop's feedback commands; ``request`` is then usually empty).
 
     With a ``conversation`` the run is interactive: ``timeout`` is not used (the
     conversation's limits are), stdin stays open for the conversation's lines, and
@@ -230,10 +234,13 @@ async def run_plugin(
     run_number, child_env[RUN_VARIABLE] = RUNS.begin()
     try:
         try:
-            process = await spawn([str(entrypoint)], cwd=cwd, env=child_env)
+            process = await spawn(
+                [str(entrypoint)] if argv is None else list(argv), cwd=cwd, env=child_env
+            )
         except OSError as exc:
             logger.warning("cannot start %s: %s", entrypoint, exc, extra=log_extra)
-            return result(spawn_error=_describe_spawn_error(exc, entrypoint), spawn_errno=exc.errno)
+            culprit = entrypoint if argv is None else Path(argv[0])
+            return result(spawn_error=_describe_spawn_error(exc, culprit), spawn_errno=exc.errno)
         RUNS.spawned(run_number, process.pid)
 
         run = _Run(

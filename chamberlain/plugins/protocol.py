@@ -73,6 +73,7 @@ def encode_request(
     interactive: bool = False,
     transcript: Sequence[Mapping[str, Any]] = (),
     follow_up: Mapping[str, Any] | None = None,
+    iteration: Mapping[str, Any] | None = None,
 ) -> bytes:
     """Encode one request as a single compact JSON line, ready for the plugin's stdin.
 
@@ -81,7 +82,8 @@ def encode_request(
     timezone-aware; it is sent as RFC 3339 UTC with a ``Z`` suffix.  An interactive
     command's request says ``"interactive": true`` and, when the job's session had
     inputs before this attempt, lists them as ``transcript``; a follow-up's carries
-    ``follow_up`` (see :mod:`chamberlain.plugins.conversation`).
+    ``follow_up`` (see :mod:`chamberlain.plugins.conversation`); an iteration of a
+    loop job, its ``iteration`` (see :mod:`chamberlain.loops`).
     """
     request: dict[str, Any] = {
         "protocol": PROTOCOL_VERSION,
@@ -104,6 +106,8 @@ def encode_request(
             request["transcript"] = [dict(entry) for entry in transcript]
     if follow_up is not None:
         request["follow_up"] = dict(follow_up)
+    if iteration is not None:
+        request["iteration"] = dict(iteration)
     text = json.dumps(request, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
     return text.encode("utf-8") + b"\n"
 
@@ -131,6 +135,8 @@ class Response:
     #: and sends a follow-up (``follow_up.session``): an agent's session id, say.
     #: Not part of ``result``.
     session: Any = None
+    #: A loop's iteration says the loop is done (chamberlain.loops.completes).
+    complete: bool | None = None
 
     def to_json(self) -> dict[str, Any]:
         """Return the response as plain JSON-ready data, for storing on the job."""
@@ -250,6 +256,7 @@ def _envelope(document: dict[str, Any]) -> Response | str:
         state_updates=state_updates,
         logs=tuple(logs),
         session=document.get("session"),
+        complete=document.get("complete") is True,
     )
 
 
@@ -322,6 +329,9 @@ class Outcome:
     exit_code: int | None
     signal: int | None
     stderr_tail: str
+    #: A loop job's end: its completion reason and every iteration (JSON), kept in
+    #: the job's result beside the last answer.  None for every other job.
+    loop: Mapping[str, Any] | None = None
 
 
 def decide_outcome(result: ProcessResult) -> Outcome:

@@ -151,6 +151,10 @@ def _row_to_job(row: sqlite3.Row) -> Job:
         followed_by=row["followed_by"],
         waiting_for_input=bool(row["waiting_for_input"]),
         completing=bool(row["completing"]),
+        # Migration 0013: loops.
+        loop=_loads(row["loop"]),
+        loop_stop=bool(row["loop_stop"]),
+        completion_reason=row["completion_reason"],
     )
 
 
@@ -328,6 +332,7 @@ class SqliteStore:
             "mcp_servers": _dumps(list(new.mcp_servers)) if new.mcp_servers else None,
             "follows": new.follows,
             "follow_up": None if new.follow_up is None else _dumps(dict(new.follow_up)),
+            "loop": None if new.loop is None else _dumps(dict(new.loop)),
             "routed": 0,
         }
         row = self.conn.execute(
@@ -490,7 +495,8 @@ class SqliteStore:
         row = self.conn.execute(
             f"UPDATE jobs SET status = ?, attempt = attempt + ?,"
             " run_at = COALESCE(?, run_at), last_error = ?, result = ?,"
-            " completed_at = ?, session = COALESCE(?, session), waiting_for_input = 0"
+            " completed_at = ?, session = COALESCE(?, session), waiting_for_input = 0,"
+            " completion_reason = COALESCE(?, completion_reason)"
             " WHERE id = ? AND status = 'running' AND attempt = ?"
             f" RETURNING {_JOB_COLUMNS}",
             (
@@ -501,6 +507,7 @@ class SqliteStore:
                 None if s.result is None else _dumps(s.result),
                 now if s.completed else None,
                 None if s.session is None else _dumps(s.session),
+                s.completion_reason,
                 job_id,
                 attempt,
             ),

@@ -48,6 +48,7 @@ from chamberlain.web.trigger import (
     TriggerOptions,
     build_job,
     check_payload,
+    loop_defaults_for,
     parse_trigger_options,
 )
 
@@ -133,10 +134,11 @@ def plan_batch(
         )
         options = parse_trigger_options(
             item,
-            max_timeout=plugin.timeout_for(command),
+            max_timeout=plugin.timeout_limit(command),
             fields=ITEM_FIELDS,
             path=path,
             callbacks=callbacks,
+            loop_defaults=loop_defaults_for(plugin, command),
         )
         check_payload(spec, options.payload, path=f"{path}payload")
         planned.append(BatchItem(plugin=plugin, command=command, options=options))

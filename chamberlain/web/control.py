@@ -94,7 +94,7 @@ def retry_job(
     """The job a retry creates: the original's inputs, a fresh life.
 
     It keeps the plugin, command, payload, event (and so its event id), timeout,
-    callback and MCP servers; it does not keep the dedupe key (a retry is asked for
+    callback, MCP servers and loop settings; it does not keep the dedupe key (a retry is asked for
     on purpose) or any pipeline place (a retried step does not continue its old
     pipeline).
     """
@@ -110,6 +110,7 @@ def retry_job(
         source_event_id=original.source_event_id,
         callback_url=callback_url,
         mcp_servers=original.mcp_servers,
+        loop=original.loop,
     )
 
 

@@ -161,7 +161,7 @@ def follow_up_job(
     callback_url: str | None,
 ) -> NewJob:
     """The follow-up of ``old``: its plugin, command, payload (unless one is given),
-    timeout, callback and MCP servers, and the prompt.
+    timeout, callback, MCP servers and loop settings, and the prompt.
 
     The session it is sent is filled in by the store, from the old job as it stands
     in the transaction that makes the follow-up.
@@ -178,6 +178,8 @@ def follow_up_job(
         mcp_servers=old.mcp_servers,
         follows=old.id,
         follow_up={"prompt": prompt},
+        # A loop's follow-up is a loop again, with the same settings.
+        loop=old.loop,
     )
 
 

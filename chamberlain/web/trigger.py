@@ -30,6 +30,14 @@ import attrs
 from chamberlain.callback_rules import CallbackRules
 from chamberlain.config.units import parse_duration
 from chamberlain.jsoncodec import json_kind
+from chamberlain.loops import (
+    MAX_FEEDBACK_COMMANDS,
+    MAX_ITERATIONS_LIMIT,
+    LoopDefaults,
+    LoopError,
+    parse_loop,
+)
+from chamberlain.plugins.binding import BoundPlugin
 from chamberlain.plugins.input_schema import InvalidPayload
 from chamberlain.plugins.manifest import CommandSpec
 from chamberlain.plugins.mcp_servers import parse_server_names
@@ -67,7 +75,15 @@ EVENT_SOURCE = "api"
 MAX_ATTEMPTS_LIMIT = 100
 DEDUPE_KEY_MAX = 200
 
-BODY_FIELDS = ("payload", "timeout", "max_attempts", "dedupe_key", "callback_url", "mcp_servers")
+BODY_FIELDS = (
+    "payload",
+    "timeout",
+    "max_attempts",
+    "dedupe_key",
+    "callback_url",
+    "mcp_servers",
+    "loop",
+)
 
 
 @attrs.frozen(kw_only=True)
@@ -82,6 +98,27 @@ class TriggerOptions:
     #: MCP servers of the registry for the job's workspace (checked to exist by
     #: :func:`~chamberlain.web.mcp_registry.require_mcp_servers`).
     mcp_servers: tuple[str, ...] = ()
+    #: A loop job's settings (chamberlain.loops.LoopSpec as JSON), within the plugin's.
+    loop: Mapping[str, Any] | None = None
+
+
+def loop_defaults_for(plugin: BoundPlugin, command: str) -> LoopDefaults | None:
+    """What a trigger's ``loop`` of ``command`` gets by default; None: it cannot loop."""
+    if plugin.interactive(command):
+        return None  # a session already runs until its user completes it
+    return plugin.settings.loop.defaults()
+
+
+def _loop(value: object, defaults: LoopDefaults | None, name: str) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    if defaults is None:
+        raise bad_request(f"{name}: an interactive command cannot run as a loop")
+    try:
+        spec = parse_loop(value, defaults=defaults, parse_duration=parse_duration, path=name)
+    except LoopError as exc:
+        raise bad_request(str(exc)) from None
+    return spec.to_json()
 
 
 def _timeout(value: object, limit: float, name: str = "timeout") -> float:
@@ -120,7 +157,11 @@ def _dedupe_key(value: object, name: str = "dedupe_key") -> str:
 
 
 def parse_trigger_body(
-    raw: bytes, *, max_timeout: float, callbacks: CallbackRules | None = None
+    raw: bytes,
+    *,
+    max_timeout: float,
+    callbacks: CallbackRules | None = None,
+    loop_defaults: LoopDefaults | None = None,
 ) -> TriggerOptions:
     """Validate a trigger body: ``{"payload": {...}, "timeout", "max_attempts", "dedupe_key"}``.
 
@@ -130,7 +171,10 @@ def parse_trigger_body(
     included: a misspelt option silently ignored would be worse than a refusal.
     """
     return parse_trigger_options(
-        decode_json_object(raw), max_timeout=max_timeout, callbacks=callbacks
+        decode_json_object(raw),
+        max_timeout=max_timeout,
+        callbacks=callbacks,
+        loop_defaults=loop_defaults,
     )
 
 
@@ -141,13 +185,15 @@ def parse_trigger_options(
     fields: Sequence[str] = BODY_FIELDS,
     path: str = "",
     callbacks: CallbackRules | None = None,
+    loop_defaults: LoopDefaults | None = None,
 ) -> TriggerOptions:
     """Validate the options of one trigger, already decoded from JSON.
 
     ``fields`` are the keys ``body`` may hold (a batch item also names its plugin
     and command); ``path`` prefixes every field named in an error, so a batch can
     say ``jobs[3].timeout`` where a single trigger says ``timeout``.  A
-    ``callback_url`` is checked against ``callbacks`` (None: callbacks are off).
+    ``callback_url`` is checked against ``callbacks`` (None: callbacks are off), a
+    ``loop`` against ``loop_defaults`` (None: the command cannot loop).
     """
     unknown = sorted(set(body) - set(fields))
     if unknown:
@@ -177,6 +223,7 @@ def parse_trigger_options(
         mcp_servers=(
             _mcp_servers(body["mcp_servers"], f"{path}mcp_servers") if "mcp_servers" in body else ()
         ),
+        loop=_loop(body.get("loop"), loop_defaults, f"{path}loop"),
     )
 
 
@@ -246,6 +293,7 @@ def build_job(
         dedupe_key=options.dedupe_key,
         callback_url=options.callback_url,
         mcp_servers=options.mcp_servers,
+        loop=options.loop,
     )
 
 
@@ -268,8 +316,9 @@ async def trigger(call: Call) -> Reply:
         pipeline = None
     options = parse_trigger_body(
         await call.read_body(),
-        max_timeout=plugin.timeout_for(command),
+        max_timeout=plugin.timeout_limit(command),
         callbacks=call.site.callbacks,
+        loop_defaults=loop_defaults_for(plugin, command),
     )
     check_payload(spec, options.payload)
     require_mcp_servers(call.gateway, options.mcp_servers)
@@ -426,6 +475,48 @@ TRIGGER_OPTIONS_SCHEMA: Mapping[str, Any] = {
         ),
     },
     "mcp_servers": MCP_SERVERS_OPTION,
+    "loop": {
+        "description": (
+            "Run the command as a loop job: iteration after iteration until one says it is"
+            ' complete (`"complete": true`, or a string result whose last line is the'
+            " completion token), with feedback commands between iterations. Defaults and"
+            " the cap of max_iterations come from plugins.<name>.loop. See docs/LOOPS.md."
+        ),
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "max_iterations": {"type": "integer", "minimum": 1, "maximum": MAX_ITERATIONS_LIMIT},
+            "completion_token": {"type": "string", "minLength": 1},
+            "feedback": {
+                "type": "array",
+                "maxItems": MAX_FEEDBACK_COMMANDS,
+                "items": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "properties": {
+                        "command": {
+                            "type": "array",
+                            "minItems": 1,
+                            "items": {"type": "string"},
+                            "description": 'An argv; a shell only as ["sh", "-c", "…"].',
+                        },
+                        "timeout": {
+                            "description": "Seconds or a duration ('2m'); default 2m.",
+                            "oneOf": [
+                                {"type": "number", "exclusiveMinimum": 0},
+                                {"type": "string"},
+                            ],
+                        },
+                    },
+                    "required": ["command"],
+                },
+            },
+            "iteration_timeout": {
+                "description": "Seconds or a duration; default: the command's timeout.",
+                "oneOf": [{"type": "number", "exclusiveMinimum": 0}, {"type": "string"}],
+            },
+        },
+    },
 }
 
 #: Component schemas these routes refer to (merged into the OpenAPI document).

@@ -31,7 +31,30 @@ the prompt and the user's earlier messages, one turn each, before waiting again.
 
 The response's result holds the last turn's text, num_turns, total_cost_usd, usage,
 session_id and subtype; its session is {"session_id": ...}, so a follow-up can resume
-the conversation. Standard library only, so it runs on any python3.
+the conversation.
+
+A loop job (a `run` request with `iteration`, see docs/LOOPS.md) runs one iteration:
+a fresh CLI run (no --resume of the previous iteration; a follow-up loop still resumes
+follow_up.session), whose prompt is the payload's (or follow_up's) prompt, a blank
+line, and a section built from request.iteration:
+
+  Iteration <n> of <max>.
+
+  Feedback on iteration <k>:            (the last previous iteration's commands, if any)
+  - <argv, shell-quoted>: passed|failed (exit code <c>|no exit code)
+      <its output_tail, each line indented 4 spaces, cut to its last 4096 characters>
+
+  When the task is complete, end your reply with a line containing only: <token>
+                                        (only when completion_token is set)
+
+The response's result is then the agent's final text as a string (or null), so the
+gateway's completion rule (the last non-empty line is the token) applies; the summary
+(subtype, num_turns, total_cost_usd, usage, duration_ms, session_id, exchanges, with
+the iteration's number and attempt) is the claude_code.result event's payload, and
+session is {"session_id": ...} as always. The plugin never answers "complete" itself.
+`session` ignores `iteration`.
+
+Standard library only, so it runs on any python3.
 """
 
 from __future__ import annotations
@@ -40,6 +63,7 @@ import collections
 import json
 import os
 import queue
+import shlex
 import shutil
 import subprocess
 import sys
@@ -60,6 +84,9 @@ STOP_GRACE = 5.0  # after SIGTERM, before SIGKILL
 COMPLETE_GRACE = 2.5
 COMPLETE_STOP_GRACE = 1.0
 VERSION_TIMEOUT = 5.0
+# A feedback command's output_tail is kept to its end, this long, in an iteration's prompt
+# (the gateway caps it too).
+OUTPUT_TAIL_LIMIT = 4096
 TOOL_SUMMARY_KEYS = ("command", "file_path", "path", "pattern", "url", "query", "description")
 # datetime.UTC only exists from Python 3.11; this script runs on whatever python3 is.
 UTC = timezone.utc  # noqa: UP017
@@ -312,6 +339,21 @@ class Job:
             raise ValueError("payload.prompt must be a string")
         if not prompt and not session:
             raise ValueError("payload.prompt is required")
+        iteration = request.get("iteration")
+        self.iteration: dict[str, Any] | None = None
+        if iteration is not None and not session:
+            if not isinstance(iteration, dict):
+                raise ValueError("iteration must be an object")
+            number = iteration.get("number")
+            if isinstance(number, bool) or not isinstance(number, int):
+                raise ValueError("iteration.number must be an integer")
+            self.iteration = iteration
+            prompt = f"{prompt}\n\n{iteration_section(iteration)}"
+            attempt = iteration.get("attempt")
+            channel.note(
+                f"[{PLUGIN}] iteration {number} of {iteration.get('max')}"
+                + (f", attempt {attempt}" if isinstance(attempt, int) and attempt > 1 else "")
+            )
         if prompt:
             self.pending.append(prompt)
         transcript = request.get("transcript") or []
@@ -625,7 +667,68 @@ class Job:
             response["error"] = reason + (f": {tail}" if tail else "")
         elif last is None:
             response["result"] = {"text": None, "session_id": self.session_id, "exchanges": 0}
+        if self.iteration is not None:
+            self.as_iteration(response, last)
         return response
+
+    def as_iteration(self, response: dict[str, Any], last: dict[str, Any] | None) -> None:
+        """A loop iteration's answer: the final text as the result, the summary an event.
+
+        The gateway decides whether the iteration completed the loop from a string
+        result (its last non-empty line being the token), so the text must be it.
+        """
+        summary = response.get("result")
+        summary = summary if isinstance(summary, dict) else {}
+        text = summary.get("text")
+        response["result"] = text if isinstance(text, str) else None
+        assert self.iteration is not None
+        payload = {key: value for key, value in summary.items() if key != "text"}
+        payload["session_id"] = payload.get("session_id") or self.session_id
+        payload["is_error"] = bool(last is not None and last.get("is_error"))
+        payload["iteration"] = self.iteration.get("number")
+        payload["attempt"] = self.iteration.get("attempt")
+        response["events"] = [{"type": "claude_code.result", "payload": payload}]
+
+
+def iteration_section(iteration: dict[str, Any]) -> str:
+    """What a loop iteration's prompt ends with (see the module docstring)."""
+    parts = [f"Iteration {iteration.get('number')} of {iteration.get('max')}."]
+    previous = iteration.get("previous")
+    last = previous[-1] if isinstance(previous, list) and previous else None
+    feedback = last.get("feedback") if isinstance(last, dict) else None
+    results = [item for item in feedback if isinstance(item, dict)] if feedback else []
+    if isinstance(last, dict) and results:
+        lines = [f"Feedback on iteration {last.get('number')}:"]
+        for item in results:
+            code = item.get("exit_code")
+            exit_text = (
+                f"exit code {code}"
+                if isinstance(code, int) and not isinstance(code, bool)
+                else "no exit code"
+            )
+            verdict = "passed" if item.get("passed") is True else "failed"
+            lines.append(f"- {command_text(item.get('command'))}: {verdict} ({exit_text})")
+            tail = item.get("output_tail")
+            tail = tail if isinstance(tail, str) else ""
+            if len(tail) > OUTPUT_TAIL_LIMIT:
+                tail = "\u2026" + tail[-(OUTPUT_TAIL_LIMIT - 1) :]
+            for line in tail.strip("\n").splitlines():
+                lines.append(f"    {line.rstrip()}" if line.strip() else "")
+        parts.append("\n".join(lines))
+    token = iteration.get("completion_token")
+    if isinstance(token, str) and token.strip():
+        parts.append(
+            "When the task is complete, end your reply with a line containing only:"
+            f" {token.strip()}"
+        )
+    return "\n\n".join(parts)
+
+
+def command_text(command: object) -> str:
+    """A feedback command's argv as one line (shell-quoted, for reading, never run)."""
+    if isinstance(command, list) and all(isinstance(arg, str) for arg in command):
+        return shlex.join(command)
+    return str(command)
 
 
 def tool_line(block: dict[str, Any]) -> str:
