@@ -53,6 +53,7 @@ from rich.text import Text
 from chamberlain.actors.gateway import Gateway
 from chamberlain.config import IN_MEMORY, Config, ConfigError, load_config, parse_config
 from chamberlain.config.references import check_secret_references
+from chamberlain.config.units import parse_duration
 from chamberlain.config.values import split_listen
 from chamberlain.daemon import jsonlog
 from chamberlain.daemon.instance_lock import AlreadyRunning, InstanceLock, StateUnusable
@@ -61,6 +62,7 @@ from chamberlain.daemon.systemd import Notifier
 from chamberlain.daemon.textlog import TextFormatter
 from chamberlain.daemon.tree import Daemon
 from chamberlain.joblog import WAITING_TEXT
+from chamberlain.loops import LoopError, parse_loop
 from chamberlain.plugins.binding import BoundPlugin, bind_plugins
 from chamberlain.plugins.registry import SkippedPlugin, discover
 from chamberlain.records import JobMessage, JobStatus, MessageKind, NewJob
@@ -380,6 +382,25 @@ def cmd_run(args: argparse.Namespace) -> int:
         # What the API would answer 400 to: the plugin never gets input it refuses.
         print(f"chamberlain: {problem}", file=sys.stderr)
         return EXIT_FAILURE
+    loop = None
+    if args.loop is not None:
+        try:
+            # The operator at the terminal may name feedback commands: it is their machine.
+            defaults = attrs.evolve(plugin.settings.loop.defaults(), trigger_feedback=True)
+            if plugin.interactive(args.command):
+                raise LoopError("--loop: an interactive command cannot run as a loop")
+            loop = parse_loop(
+                json.loads(args.loop),
+                defaults=defaults,
+                parse_duration=parse_duration,
+                path="--loop",
+            ).to_json()
+        except json.JSONDecodeError as exc:
+            print(f"chamberlain: --loop is not valid JSON: {exc}", file=sys.stderr)
+            return EXIT_FAILURE
+        except LoopError as exc:
+            print(f"chamberlain: {exc}", file=sys.stderr)
+            return EXIT_FAILURE
     event = None
     if args.command == "handle":
         event = {"type": "cli.run", "payload": payload, "source": "cli"}
@@ -391,6 +412,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         submitted_by="cli",
         max_attempts=args.attempts,
         timeout=args.timeout,
+        loop=loop,
     )
     # The job's store is in memory; the registry it resolves ${secret:} from is the
     # state's, read-only, when the config refers to it.
@@ -843,6 +865,15 @@ def build_parser() -> argparse.ArgumentParser:
         help=(
             "seconds an attempt may run before it is stopped (default: the command's"
             " timeout in the config, plugins.NAME.timeouts)"
+        ),
+    )
+    run.add_argument(
+        "--loop",
+        default=None,
+        metavar="JSON",
+        help=(
+            'run the command as a loop job: {"max_iterations", "completion_token",'
+            ' "feedback", "iteration_timeout"}, over plugins.NAME.loop (docs/LOOPS.md)'
         ),
     )
     run.add_argument(

@@ -243,3 +243,30 @@ async def test_a_hanging_codex_is_ended_by_the_timeout_with_nothing_left(
     assert done["status"] == "dead"
     assert done["last_error"].startswith("codex: codex stopped at the job deadline")
     assert find_job_processes([done["job_id"]]) == {}
+
+
+async def test_claude_in_a_loop_ends_on_the_iteration_whose_reply_ends_with_the_token(
+    daemon: DaemonFactory, tmp_path: Path
+) -> None:
+    d = await start(daemon, agent_config(tmp_path))
+    async with client(d) as c:
+        r = await c.post(
+            "/trigger/claude_code/run",
+            json={
+                "payload": {"prompt": "DONEAT:2:DONE"},
+                "loop": {"max_iterations": 4, "completion_token": "DONE"},
+            },
+        )
+        assert r.status_code == 202, r.text
+        done = await finished(c, r.json()["job_id"])
+        history = (await c.get(f"/job/{done['job_id']}/iterations")).json()
+    assert done["status"] == "succeeded", done["last_error"]
+    assert done["completion_reason"] == "promise_detected"
+    # The final assistant text is the iteration's result: the token rule applies.
+    assert done["result"]["result"].splitlines()[-1] == "DONE"
+    assert [it["promise_detected"] for it in history["iterations"]] == [False, True]
+    runs = invocations(tmp_path, "claude")
+    assert len(runs) == 2
+    second = json.loads(runs[1]["stdin"][0])["message"]["content"]
+    assert "Iteration 2 of 4." in second
+    assert "end your reply with a line containing only: DONE" in second

@@ -353,3 +353,37 @@ def test_run_answers_an_interactive_command_from_its_stdin(tmp_path: Path) -> No
     assert shown.index("[user_input] Ada") < shown.index("[stdout] noted: Ada")
     assert shown.index("[stdout] noted: Ada") < shown.index("[user_input] blue")
     assert "[system] completing: the user ended the session" in shown
+
+
+def test_run_runs_a_loop_job_and_refuses_a_bad_loop(tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    plugins = Path(__file__).resolve().parent / "e2e_plugins"
+    path.write_text(yaml.safe_dump({"plugin_roots": [str(plugins)]}))
+    argv = [sys.executable, "-m", "chamberlain", "run", "looper", "work", "--config", str(path)]
+    loop = {"completion_token": "DONE", "feedback": [{"command": ["echo", "checked"]}]}
+    done = subprocess.run(
+        [*argv, "--payload", '{"complete_at": 2}', "--loop", json.dumps(loop)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    record = json.loads(done.stdout)
+    assert record["completion_reason"] == "promise_detected"
+    (first, _) = record["result"]["loop"]["iterations"]
+    assert first["feedback_results"][0]["output_tail"] == "checked"
+    shown = [line for line in done.stderr.splitlines() if line.startswith("[")]
+    # An iteration's stderr comes between its start and its end.
+    start = shown.index("[system] iteration 1/5 started")
+    assert shown[start + 1] == "[stderr] looper: iteration 1 of 5, run 1"
+    assert shown[start + 2] == "[system] iteration 1/5 finished: not complete"
+    bad = subprocess.run(
+        [*argv, "--loop", '{"max_iterations": 0}'],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert bad.returncode != 0
+    assert "--loop.max_iterations must be an integer from 1 to 100, got 0" in bad.stderr

@@ -76,6 +76,9 @@ class LoopDriver:
     timeout: float
     now: Callable[[], float]
     redactor: Redactor = attrs.field(factory=Redactor)
+    #: Stores the output read so far (the attempt's forwarder), so an iteration's
+    #: stderr lines come before the message that says it ended.
+    flush: Callable[[], Awaitable[None]] | None = None
     _history: list[Iteration] = attrs.field(factory=list, init=False)
     _current: ProcessControl | None = attrs.field(default=None, init=False)
 
@@ -101,6 +104,8 @@ class LoopDriver:
         return control
 
     async def _save(self, iteration: Iteration, note: str) -> bool:
+        if self.flush is not None:
+            await self.flush()
         job = self.job
         stop: bool | None = await call(
             self.store,
@@ -196,10 +201,11 @@ class LoopDriver:
                 feedback = await self._feedback()
                 finished = attrs.evolve(finished, feedback=feedback)
                 self._history.append(finished)
-                passed = sum(result.passed for result in feedback)
-                stop = await self._save(
-                    finished, f"{of} feedback: {passed} of {len(feedback)} commands passed"
-                )
+                if feedback:
+                    passed = sum(result.passed for result in feedback)
+                    stop = await self._save(
+                        finished, f"{of} feedback: {passed} of {len(feedback)} commands passed"
+                    )
                 if self.control.reason is TerminationReason.SHUTDOWN:
                     # Shut down during the feedback: the next attempt starts at the
                     # next iteration (this one finished, its feedback as far as it got).

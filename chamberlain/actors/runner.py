@@ -318,6 +318,7 @@ class Runner:
                         timeout=timeout,
                         now=self.now,
                         redactor=vault.redactor,
+                        flush=forwarder.flush,
                     ).run()
                 elif session is None:
                     outcome = decide_outcome(
