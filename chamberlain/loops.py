@@ -134,8 +134,6 @@ def parse_loop(
     ``parse_duration`` turns ``"2m"`` or ``120`` into seconds (the config's units),
     raising ValueError for anything else.
     """
-    if value is True:
-        value = {}
     if not isinstance(value, Mapping):
         raise LoopError(f"{path} must be an object")
     unknown = sorted(str(key) for key in value if key not in _LOOP_KEYS)

@@ -42,7 +42,6 @@ def parse(value: object, **defaults: Any) -> LoopSpec:
 
 def test_a_loop_takes_the_plugin_s_defaults_and_its_own_settings() -> None:
     assert parse({}) == LoopSpec()
-    assert parse(True) == LoopSpec()
     spec = parse(
         {
             "max_iterations": 10,
@@ -72,6 +71,8 @@ def test_a_loop_takes_the_plugin_s_defaults_and_its_own_settings() -> None:
     ("value", "error"),
     [
         ("yes", "loop must be an object"),
+        (True, "loop must be an object"),
+        (None, "loop must be an object"),
         ({"max_iterations": 0}, "loop.max_iterations must be an integer from 1 to 100, got 0"),
         ({"max_iterations": 101}, "loop.max_iterations must be an integer from 1 to 100"),
         ({"max_iterations": True}, "loop.max_iterations must be an integer"),

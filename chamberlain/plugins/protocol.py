@@ -135,8 +135,8 @@ class Response:
     #: and sends a follow-up (``follow_up.session``): an agent's session id, say.
     #: Not part of ``result``.
     session: Any = None
-    #: A loop's iteration says the loop is done (chamberlain.loops.completes).
-    complete: bool | None = None
+    #: ``"complete": true``: a loop's iteration says the loop is done.
+    complete: bool = False
 
     def to_json(self) -> dict[str, Any]:
         """Return the response as plain JSON-ready data, for storing on the job."""

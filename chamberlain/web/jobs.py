@@ -116,6 +116,20 @@ JOB_PROPERTIES: Mapping[str, Mapping[str, Any]] = {
     },
     "followed_by": {"description": "The follow-up made of this job.", **NULLABLE_STRING},
     "instruction": {"description": "A follow-up's prompt.", **NULLABLE_STRING},
+    "loop": {
+        "description": (
+            "A loop job's settings {max_iterations, completion_token, feedback,"
+            " iteration_timeout} (null for any other job); see docs/LOOPS.md."
+        ),
+        "type": ["object", "null"],
+    },
+    "completion_reason": {
+        "description": (
+            "Why a loop job ended: promise_detected, max_iterations, manual_stop,"
+            " cancelled or iteration_error (null while it runs, and for other jobs)."
+        ),
+        **NULLABLE_STRING,
+    },
 }
 
 JOB_FIELDS: tuple[str, ...] = tuple(JOB_PROPERTIES)

@@ -109,9 +109,7 @@ def loop_defaults_for(plugin: BoundPlugin, command: str) -> LoopDefaults | None:
     return plugin.settings.loop.defaults()
 
 
-def _loop(value: object, defaults: LoopDefaults | None, name: str) -> dict[str, Any] | None:
-    if value is None:
-        return None
+def _loop(value: object, defaults: LoopDefaults | None, name: str) -> dict[str, Any]:
     if defaults is None:
         raise bad_request(f"{name}: an interactive command cannot run as a loop")
     try:
@@ -223,7 +221,7 @@ def parse_trigger_options(
         mcp_servers=(
             _mcp_servers(body["mcp_servers"], f"{path}mcp_servers") if "mcp_servers" in body else ()
         ),
-        loop=_loop(body.get("loop"), loop_defaults, f"{path}loop"),
+        loop=_loop(body["loop"], loop_defaults, f"{path}loop") if "loop" in body else None,
     )
 
 
@@ -486,7 +484,11 @@ TRIGGER_OPTIONS_SCHEMA: Mapping[str, Any] = {
         "additionalProperties": False,
         "properties": {
             "max_iterations": {"type": "integer", "minimum": 1, "maximum": MAX_ITERATIONS_LIMIT},
-            "completion_token": {"type": "string", "minLength": 1},
+            "completion_token": {
+                "type": ["string", "null"],
+                "minLength": 1,
+                "description": "One line; null: the plugin's default.",
+            },
             "feedback": {
                 "type": "array",
                 "maxItems": MAX_FEEDBACK_COMMANDS,
@@ -501,10 +503,11 @@ TRIGGER_OPTIONS_SCHEMA: Mapping[str, Any] = {
                             "description": 'An argv; a shell only as ["sh", "-c", "…"].',
                         },
                         "timeout": {
-                            "description": "Seconds or a duration ('2m'); default 2m.",
+                            "description": "Seconds or a duration ('2m'); default (or null) 2m.",
                             "oneOf": [
                                 {"type": "number", "exclusiveMinimum": 0},
                                 {"type": "string"},
+                                {"type": "null"},
                             ],
                         },
                     },
@@ -512,8 +515,12 @@ TRIGGER_OPTIONS_SCHEMA: Mapping[str, Any] = {
                 },
             },
             "iteration_timeout": {
-                "description": "Seconds or a duration; default: the command's timeout.",
-                "oneOf": [{"type": "number", "exclusiveMinimum": 0}, {"type": "string"}],
+                "description": "Seconds or a duration; default (or null): the command's timeout.",
+                "oneOf": [
+                    {"type": "number", "exclusiveMinimum": 0},
+                    {"type": "string"},
+                    {"type": "null"},
+                ],
             },
         },
     },
