@@ -102,6 +102,8 @@ class NewJob:
     follow_up: Mapping[str, Any] | None = None
     #: A loop job's settings (chamberlain.loops.LoopSpec, as JSON); None: one run.
     loop: Mapping[str, Any] | None = None
+    #: The workspace the job runs in (made with the job when it is new).
+    workspace_id: str | None = None
     id: str = attrs.field(factory=new_job_id)
 
 
@@ -151,6 +153,8 @@ class Job:
     loop: Mapping[str, Any] | None = None
     loop_stop: bool = False
     completion_reason: str | None = None
+    #: The workspace the job runs in, shared with its follow-ups (None: none).
+    workspace_id: str | None = None
     seq: int = 0
 
     @property
@@ -196,6 +200,7 @@ class Job:
             "instruction": self.instruction,
             "loop": None if self.loop is None else dict(self.loop),
             "completion_reason": self.completion_reason,
+            "workspace_id": self.workspace_id,
         }
 
 
@@ -420,6 +425,47 @@ class FollowUpRefusal(enum.Enum):
     NOT_FINISHED = "not_finished"
     #: The job already has its follow-up: a chain never forks.
     FOLLOWED = "followed"
+
+
+# -- workspaces ---------------------------------------------------------------------------
+
+
+@attrs.frozen(kw_only=True)
+class Workspace:
+    """A workspace as the store keeps it, with the jobs that ran (or run) in it."""
+
+    id: str
+    created_at: float
+    last_used_at: float
+    size_bytes: int = 0
+    repository: str | None = None
+    branch: str | None = None
+    base: str | None = None
+    #: Every job that runs in it, oldest first.
+    job_ids: tuple[str, ...] = ()
+    #: A job of it is queued or running: it may not be removed.
+    in_use: bool = False
+
+    def to_json(self, path: str | None) -> dict[str, Any]:
+        """As ``GET /workspaces`` shows it, at ``path``."""
+        return {
+            "id": self.id,
+            "job_ids": list(self.job_ids),
+            "repository": self.repository,
+            "branch": self.branch,
+            "path": path,
+            "size_bytes": self.size_bytes,
+            "in_use": self.in_use,
+            "created_at": rfc3339(self.created_at),
+            "last_used_at": rfc3339(self.last_used_at),
+        }
+
+
+class WorkspaceRefusal(enum.Enum):
+    """Why a workspace was not removed."""
+
+    UNKNOWN = "unknown"
+    IN_USE = "in_use"
 
 
 # -- loop jobs --------------------------------------------------------------------------

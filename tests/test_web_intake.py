@@ -34,6 +34,7 @@ from chamberlain.web import (
     streams,
     trigger,
     webhooks,
+    workspaces,
 )
 from chamberlain.web.errors import ApiError
 from chamberlain.web.intake import MAX_JSON_DEPTH, decode_json_object, not_accepting
@@ -51,6 +52,7 @@ FEATURES = (
     control,
     sessions,
     loop_jobs,
+    workspaces,
     streams,
     metrics,
     docs,
@@ -171,6 +173,9 @@ def test_the_table_is_every_feature_module_s_routes_in_order() -> None:
         "instructJob",
         "getIterations",
         "stopLoop",
+        "listWorkspaces",
+        "getWorkspace",
+        "deleteWorkspace",
         "streamJob",
         "streamEvents",
         "metrics",
@@ -224,6 +229,7 @@ def test_every_route_that_writes_documents_the_507_of_a_full_disk() -> None:
         "completeSession",
         "instructJob",
         "stopLoop",
+        "deleteWorkspace",
         "createSecret",
         "rotateSecret",
         "deleteSecret",

@@ -31,6 +31,7 @@ from chamberlain.actors.mail import (
     CreateSecret,
     DeleteMcpServer,
     DeleteSecret,
+    DeleteWorkspace,
     DispatcherRequest,
     DispatcherStatistics,
     Enqueue,
@@ -45,6 +46,7 @@ from chamberlain.actors.mail import (
     GetSecret,
     GetStatusChanges,
     GetTree,
+    GetWorkspace,
     JobStatuses,
     JobStoreRequest,
     ListFacts,
@@ -52,6 +54,7 @@ from chamberlain.actors.mail import (
     ListMcpServers,
     ListSchedules,
     ListSecrets,
+    ListWorkspaces,
     QueueDepth,
     ResetBreaker,
     RotateSecret,
@@ -61,11 +64,13 @@ from chamberlain.actors.mail import (
     StopLoop,
     WaitJob,
     WaitTree,
+    WorkspaceUsage,
 )
 from chamberlain.actors.mailbox import ReplyTo, RequestFailed, call
 from chamberlain.actors.storage_faults import StorageFull as StorageFull
 from chamberlain.plugins.binding import BoundPlugin
 from chamberlain.plugins.mcp_servers import mcp_references
+from chamberlain.plugins.workspace import Workspaces
 from chamberlain.records import (
     CancelResult,
     Enqueued,
@@ -82,6 +87,8 @@ from chamberlain.records import (
     RoutePlan,
     SessionReply,
     Tree,
+    Workspace,
+    WorkspaceRefusal,
 )
 from chamberlain.routing.planner import Routing
 from chamberlain.schedule.books import ScheduleStatus
@@ -165,6 +172,10 @@ class Gateway:
     #: while they commit; read without a message, so it answers even when the
     #: store is busy.
     storage_problem: Callable[[], str | None] = lambda: None
+    #: Where kept workspaces live (a root of None: the state is in memory, and jobs
+    #: cannot ask for one), and the bytes they may hold in all.
+    workspaces: Workspaces = attrs.field(factory=Workspaces)
+    workspace_budget: int = 10 * 1024**3
     #: The registry's values in the clear, and the redactor that hides them; the
     #: JobStore updates it as each secret write commits (see the methods below).
     vault: Vault = attrs.field(factory=Vault, repr=False)
@@ -289,6 +300,39 @@ class Gateway:
         return await self._ask_store(
             lambda r: EnqueueFollowUp(job=job, reply=r), timeout=self.timeout
         )
+
+    # -- workspaces ---------------------------------------------------------------------
+
+    async def list_workspaces(self) -> tuple[Workspace, ...]:
+        """Every kept workspace, the most recently used first."""
+        return await self._ask_store(
+            lambda r: ListWorkspaces(reply=r), timeout=self.timeout, read=True
+        )
+
+    async def get_workspace(self, workspace_id: str) -> Workspace | None:
+        """One kept workspace, or None."""
+        return await self._ask_store(
+            lambda r: GetWorkspace(workspace_id=workspace_id, reply=r),
+            timeout=self.timeout,
+            read=True,
+        )
+
+    async def workspace_usage(self) -> int:
+        """Bytes the kept workspaces hold, as last measured."""
+        return await self._ask_store(
+            lambda r: WorkspaceUsage(reply=r), timeout=self.timeout, read=True
+        )
+
+    async def delete_workspace(self, workspace_id: str) -> WorkspaceRefusal | None:
+        """Forget a kept workspace no job needs, then remove its directory."""
+        refused: WorkspaceRefusal | None = await self._ask_store(
+            lambda r: DeleteWorkspace(workspace_id=workspace_id, reply=r), timeout=self.timeout
+        )
+        if refused is None:
+            # Its row is gone (committed): a crash now leaves a directory the next
+            # start sweeps, never a row without its directory.
+            await trio.to_thread.run_sync(self.workspaces.discard, workspace_id)
+        return refused
 
     # -- loop jobs ----------------------------------------------------------------------
 

@@ -55,6 +55,7 @@ from chamberlain.actors.mail import (
     CreateSecret,
     DeleteMcpServer,
     DeleteSecret,
+    DeleteWorkspace,
     Enqueue,
     EnqueueFollowUp,
     EnqueuePlan,
@@ -62,6 +63,7 @@ from chamberlain.actors.mail import (
     GetJob,
     GetSecret,
     GetTree,
+    GetWorkspace,
     JobStatuses,
     JobStoreRequest,
     JournalRequest,
@@ -69,6 +71,7 @@ from chamberlain.actors.mail import (
     ListJobs,
     ListMcpServers,
     ListSecrets,
+    ListWorkspaces,
     LoadSchedules,
     OutstandingJobs,
     QueueDepth,
@@ -77,8 +80,10 @@ from chamberlain.actors.mail import (
     RouteSettled,
     RunningJobs,
     Settle,
+    TouchWorkspace,
     TreePending,
     WaitJob,
+    WorkspaceUsage,
 )
 from chamberlain.actors.mailbox import Waiters
 from chamberlain.actors.storage_faults import (
@@ -89,11 +94,18 @@ from chamberlain.actors.storage_faults import (
     storage_failure,
 )
 from chamberlain.plugins.strays import kill_leftover_processes
-from chamberlain.plugins.workspace import Workspaces, workspace_root
+from chamberlain.plugins.workspace import MCP_CONFIG_FILE, Workspaces, workspace_root
 from chamberlain.records import Job, JobStatus, McpServer, RoutePlan, Tree
 from chamberlain.retry import settle
 from chamberlain.routing.planner import routing_error
-from chamberlain.store import mcp_rows, plugin_facts, schedule_books, secret_rows, session_rows
+from chamberlain.store import (
+    mcp_rows,
+    plugin_facts,
+    schedule_books,
+    secret_rows,
+    session_rows,
+    workspace_rows,
+)
 from chamberlain.store.callback_queue import register_callbacks
 from chamberlain.store.sqlite import SqliteStore
 
@@ -152,6 +164,8 @@ class JobStore:
     mcp_servers_loaded: Callable[[tuple[McpServer, ...]], None] = lambda servers: None
     dedupe_ttl: float = 86400.0
     job_retention: float = 30 * 86400.0
+    #: How long a kept workspace no job needs stays after its last use.
+    workspace_ttl: float = 7 * 86400.0
     now: Callable[[], float] = time.time
     #: Run SQL in a worker thread so an fsync never stalls the event loop.  Off only
     #: for tests on trio's autojump clock, which would jump ahead while a thread works.
@@ -434,8 +448,19 @@ class JobStore:
     async def _start_mcp(self) -> None:
         """Sweep the workspaces a dead daemon left, and announce the MCP servers."""
         # No job runs now (a restarted JobStore restarted every Runner too), so every
-        # workspace left is a dead attempt's, with resolved secrets in its .mcp.json.
-        swept = await self._call(Workspaces(workspace_root(self.path)).sweep)
+        # workspace left is a dead attempt's, with resolved secrets in its .mcp.json,
+        # but the kept ones, which keep only their own files.
+        workspaces = Workspaces(workspace_root(self.path))
+        kept: list[str] = await self._in_thread(lambda store, now: workspace_rows.ids(store.conn))
+
+        def sweep() -> list[str]:
+            for workspace_id in kept:
+                path = workspaces.kept_path(workspace_id)
+                if path is not None and path.is_dir() and not path.is_symlink():
+                    workspaces.lift(path, (MCP_CONFIG_FILE,))
+            return workspaces.sweep(keep=kept)
+
+        swept = await self._call(sweep)
         if swept:
             log.warning(
                 "removed %d workspaces of jobs that are no longer running",
@@ -461,6 +486,38 @@ class JobStore:
             return
         if pruned:
             log.info("pruned %d old jobs", pruned, extra={"component": "jobstore"})
+        await self._expire_workspaces()
+
+    async def _expire_workspaces(self) -> None:
+        """Remove the kept workspaces no job needs, ``workspace_ttl`` after their last use."""
+        ttl = self.workspace_ttl
+        try:
+            expired: list[str] = await self._in_thread(
+                lambda store, now: workspace_rows.expire(store.conn, used_before=now - ttl)
+            )
+        except Exception as exc:
+            reason = storage_failure(exc)
+            if reason is None:
+                raise
+            self._degrade(reason)
+            return
+        if not expired:
+            return
+        workspaces = Workspaces(workspace_root(self.path))
+
+        # The rows are gone (committed): a crash now leaves directories the next
+        # start sweeps, never a row whose directory was removed.
+        def discard() -> None:
+            for workspace_id in expired:
+                workspaces.discard(workspace_id)
+
+        await self._call(discard)
+        log.info(
+            "removed %d workspaces unused for %gs",
+            len(expired),
+            ttl,
+            extra={"component": "jobstore", "workspace_ids": expired},
+        )
 
     # -- a disk that refuses writes ------------------------------------------------
 
@@ -779,6 +836,19 @@ class JobStore:
                 return tuple(mcp_rows.list_servers(store.conn, names))
             case DeleteMcpServer(name=name):
                 return mcp_rows.delete(store.conn, name)
+            # -- workspaces -------------------------------------------------------------
+            case TouchWorkspace(workspace_id=workspace_id, size_bytes=size_bytes):
+                return workspace_rows.touch(
+                    store.conn, workspace_id, size_bytes=size_bytes, now=now
+                )
+            case ListWorkspaces():
+                return tuple(workspace_rows.list_all(store.conn))
+            case GetWorkspace(workspace_id=workspace_id):
+                return workspace_rows.get(store.conn, workspace_id)
+            case WorkspaceUsage():
+                return workspace_rows.usage(store.conn)
+            case DeleteWorkspace(workspace_id=workspace_id):
+                return workspace_rows.delete(store.conn, workspace_id)
             case ListFacts(plugin=plugin, fact_type=fact_type, limit=limit):
                 return tuple(
                     plugin_facts.newest(store.conn, plugin, fact_type=fact_type, limit=limit)

@@ -39,6 +39,8 @@ from chamberlain.records import (
     SessionReply,
     Tree,
     UserInput,
+    Workspace,
+    WorkspaceRefusal,
 )
 from chamberlain.retry import RetryPolicy
 from chamberlain.schedule.books import (
@@ -429,6 +431,49 @@ class StopLoop(StoreRequest[Job | None]):
     reply: ReplyTo[Job | None]
 
 
+@attrs.frozen(kw_only=True)
+class TouchWorkspace(StoreRequest[bool]):
+    """Record a use of a kept workspace, and its size now (after an attempt)."""
+
+    workspace_id: str
+    size_bytes: int
+    reply: ReplyTo[bool]
+
+
+@attrs.frozen(kw_only=True)
+class ListWorkspaces(StoreRequest[tuple[Workspace, ...]]):
+    """Every kept workspace, the most recently used first."""
+
+    reply: ReplyTo[tuple[Workspace, ...]]
+
+
+@attrs.frozen(kw_only=True)
+class GetWorkspace(StoreRequest[Workspace | None]):
+    """One kept workspace (None when unknown)."""
+
+    workspace_id: str
+    reply: ReplyTo[Workspace | None]
+
+
+@attrs.frozen(kw_only=True)
+class WorkspaceUsage(StoreRequest[int]):
+    """Bytes the kept workspaces hold, as last measured."""
+
+    reply: ReplyTo[int]
+
+
+@attrs.frozen(kw_only=True)
+class DeleteWorkspace(StoreRequest[WorkspaceRefusal | None]):
+    """Forget a kept workspace no job needs; answered why not, or None once forgotten
+    (its directory is then removed by the caller)."""
+
+    workspace_id: str
+    reply: ReplyTo[WorkspaceRefusal | None]
+
+
+WorkspaceRequest = TouchWorkspace | ListWorkspaces | GetWorkspace | WorkspaceUsage | DeleteWorkspace
+
+
 JournalRequest = (
     RecordOutput
     | SaveIteration
@@ -670,6 +715,7 @@ JobStoreRequest = (
     | SecretRequest
     | McpServerRequest
     | ListFacts
+    | WorkspaceRequest
 )
 
 

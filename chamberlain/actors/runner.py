@@ -56,6 +56,7 @@ from chamberlain.actors.mail import (
     RunnerRequest,
     Settle,
     Terminate,
+    TouchWorkspace,
 )
 from chamberlain.actors.mailbox import RequestFailed, call
 from chamberlain.actors.output import forward_output
@@ -74,7 +75,7 @@ from chamberlain.plugins.protocol import (
     decide_outcome,
     encode_request,
 )
-from chamberlain.plugins.workspace import Workspaces, workspace_environment
+from chamberlain.plugins.workspace import Workspaces, size_of, workspace_environment
 from chamberlain.records import Job, McpServer, SessionRefusal, SessionReply, UserInput
 from chamberlain.redaction import redact_outcome
 from chamberlain.vault import UnknownSecret, Vault
@@ -236,14 +237,19 @@ class Runner:
         )
         vault = self.vault
         workspace: Path | None = None
+        placed: tuple[str, ...] = ()
         try:
             # Resolved now, not at start-up: a rotated secret reaches the next job.
             config = vault.resolve_tree(plugin.settings.config)
             env = {name: vault.resolve(value) for name, value in plugin.settings.env.items()}
-            workspace = await self._open_workspace(job)
+            workspace, placed = await self._open_workspace(job)
             context = request_context(
                 plugin=job.plugin, pipeline=job.pipeline, step_id=job.step_id, context=job.context
             )
+            if job.workspace_id is not None:
+                # A kept workspace: where the job's work lives (the plugin's cwd
+                # stays its own directory, as Ductile's plugins expect).
+                context = {**context, "workspace": str(workspace), "repository": None}
             # As in Ductile, only a handle job is sent an event.
             event = job.event if job.command == "handle" else None
             transcript: tuple[UserInput, ...] = ()
@@ -382,7 +388,12 @@ class Runner:
                 session.end()
             if workspace is not None:
                 # Whatever the outcome: its .mcp.json holds resolved secrets.
-                self.workspaces.remove(workspace)
+                if job.workspace_id is None:
+                    self.workspaces.remove(workspace)
+                else:
+                    self.workspaces.lift(workspace, placed)
+        if workspace is not None and job.workspace_id is not None:
+            await self._touch_workspace(job.workspace_id, workspace)
         # The vault's redactor now: it also hides every value a secret had before.
         outcome = redact_outcome(outcome, vault.redactor)
         settled, outcome = await self._settle(job, outcome)
@@ -401,21 +412,46 @@ class Runner:
             )
         await self.dispatcher.send(Released(job_id=job.id))
 
-    async def _open_workspace(self, job: Job) -> Path | None:
-        """The attempt's workspace, with the ``.mcp.json`` of the job's MCP servers.
+    async def _open_workspace(self, job: Job) -> tuple[Path | None, tuple[str, ...]]:
+        """The attempt's workspace, and the files written into it for the attempt.
 
-        None for a job that asks for none.  Raises :class:`McpServerGone` or
+        A job that asked for a workspace runs in its kept one, made at its first
+        attempt; one that names MCP servers only, in a directory of its own for the
+        attempt; any other job in none.  The ``.mcp.json`` of the job's MCP servers
+        is written into either.  Raises :class:`McpServerGone` or
         :class:`UnknownSecret` when a server or a secret it names was deleted since
         the job was triggered.
         """
-        if not job.mcp_servers:
-            return None
-        names = job.mcp_servers
-        found: tuple[McpServer, ...] = await call(
-            self.store, lambda r: ListMcpServers(names=names, reply=r)
-        )
-        files = workspace_files(names, found, self.vault.resolve)
-        return self.workspaces.create(job.id, files)
+        files: dict[str, bytes] = {}
+        if job.mcp_servers:
+            names = job.mcp_servers
+            found: tuple[McpServer, ...] = await call(
+                self.store, lambda r: ListMcpServers(names=names, reply=r)
+            )
+            files = workspace_files(names, found, self.vault.resolve)
+        if job.workspace_id is not None:
+            path = self.workspaces.keep(job.workspace_id)
+            self.workspaces.place(path, files)
+            return path, tuple(files)
+        if files:
+            return self.workspaces.create(job.id, files), tuple(files)
+        return None, ()
+
+    async def _touch_workspace(self, workspace_id: str, path: Path) -> None:
+        """Record a use of a kept workspace and its size (a walk, so off the loop)."""
+        size = await trio.to_thread.run_sync(size_of, path)
+        try:
+            await call(
+                self.store,
+                lambda r: TouchWorkspace(workspace_id=workspace_id, size_bytes=size, reply=r),
+            )
+        except RequestFailed:
+            # Only its size and last use are stale: the job's outcome matters more.
+            log.exception(
+                "could not record the use of workspace %s",
+                workspace_id,
+                extra={"component": "runner", "workspace_id": workspace_id},
+            )
 
 
 def _follow_up(job: Job) -> dict[str, object] | None:

@@ -22,6 +22,7 @@ from chamberlain.actors.mail import (
     CreateSecret,
     DeleteMcpServer,
     DeleteSecret,
+    DeleteWorkspace,
     DueCallbacks,
     Enqueue,
     EnqueueFollowUp,
@@ -36,12 +37,14 @@ from chamberlain.actors.mail import (
     GetStatusChanges,
     GetTranscript,
     GetTree,
+    GetWorkspace,
     JobStatuses,
     JobStoreRequest,
     ListFacts,
     ListJobs,
     ListMcpServers,
     ListSecrets,
+    ListWorkspaces,
     LoadSchedules,
     MarkSession,
     OutstandingJobs,
@@ -56,8 +59,10 @@ from chamberlain.actors.mail import (
     SaveIteration,
     Settle,
     StopLoop,
+    TouchWorkspace,
     TreePending,
     WaitJob,
+    WorkspaceUsage,
 )
 
 
@@ -128,6 +133,11 @@ DISPOSITIONS: Mapping[type, Disposition] = {
     # so a finished iteration is never lost; a stop is a client's, answered 507.
     SaveIteration: Disposition.HOLD,
     StopLoop: Disposition.REFUSE,
+    # -- workspaces: reads go on; a use recorded waits for the disk; a delete is a
+    # client's, answered 507.
+    **dict.fromkeys((ListWorkspaces, GetWorkspace, WorkspaceUsage), Disposition.READ),
+    TouchWorkspace: Disposition.HOLD,
+    DeleteWorkspace: Disposition.REFUSE,
     **dict.fromkeys(
         (
             Settle,

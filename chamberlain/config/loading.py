@@ -344,6 +344,7 @@ def _parse(
         webhooks=document.webhooks,
         instances=document.instances,
         remote_ingress=document.remote_ingress,
+        workspaces=document.workspaces,
         secret_references=tuple(run.references),
         warnings=translation.warnings,
         source=source,

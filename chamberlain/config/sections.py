@@ -118,6 +118,18 @@ class StateConfig:
 
 
 @attrs.frozen(kw_only=True)
+class WorkspacesConfig:
+    """The ``workspaces:`` section: the directories jobs ask for (``"workspace": true``).
+
+    A workspace is kept ``ttl`` after its last use, then removed; once the
+    workspaces hold ``max_bytes`` in all, a trigger asking for a new one is refused.
+    """
+
+    ttl: PositiveDuration = 7 * 86400.0
+    max_bytes: BodySize = 10 * 1024**3
+
+
+@attrs.frozen(kw_only=True)
 class TokenConfig:
     """One API token in ``api.auth.tokens``."""
 
@@ -867,6 +879,7 @@ class Config:
     webhooks: WebhooksConfig = attrs.field(factory=WebhooksConfig)
     instances: tuple[RelayInstanceConfig, ...] = ()
     remote_ingress: RemoteIngressConfig | None = None
+    workspaces: WorkspacesConfig = attrs.field(factory=WorkspacesConfig)
     secret_references: tuple[SecretReference, ...] = ()
     #: Keys accepted for Ductile compatibility that have no effect: one line each, for
     #: the daemon to log at start (see :mod:`chamberlain.config.ductile`).
@@ -894,3 +907,4 @@ class Document:
     webhooks: WebhooksConfig = attrs.field(factory=WebhooksConfig)
     instances: tuple[RelayInstanceConfig, ...] = ()
     remote_ingress: RemoteIngressConfig | None = None
+    workspaces: WorkspacesConfig = attrs.field(factory=WorkspacesConfig)

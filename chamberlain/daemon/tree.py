@@ -193,6 +193,7 @@ class Daemon:
             wake_router=self._wake_router,
             dedupe_ttl=service.dedupe_ttl,
             job_retention=service.job_retention,
+            workspace_ttl=self.config.workspaces.ttl,
             now=self.now,
             offload=self.store_offload,
             journal=journal,
@@ -258,6 +259,8 @@ class Daemon:
             scheduler=sched_tx,
             vault=self.vault,
             sealer=self.sealer,
+            workspaces=workspaces,
+            workspace_budget=self.config.workspaces.max_bytes,
         )
         callbacks = self.callbacks = CallbackSender(
             store=store_tx,

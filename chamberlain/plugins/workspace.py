@@ -1,4 +1,11 @@
-"""A job's workspace: a private directory that lives as long as one attempt.
+"""A job's workspace: a private directory for one attempt, or kept for the job's chain.
+
+A job that asks for a workspace (``"workspace": true`` in its trigger) runs in a
+*kept* one, ``<state dir>/workspaces/<workspace id>/``: made at its first attempt,
+shared by its retries, its loop's iterations and its follow-ups, and removed only
+by ``DELETE /workspaces/{id}`` or ``workspaces.ttl`` after its last use
+(:meth:`Workspaces.keep`, :meth:`Workspaces.discard`).  What follows is about the
+other kind, the directory of one attempt.
 
 A job that asks for MCP servers (``"mcp_servers": [...]`` in its trigger) runs with
 a workspace holding the ``.mcp.json`` its agent reads
@@ -102,6 +109,16 @@ def _make_removable(top: Path) -> None:
             make_writable(os.path.join(directory, name))
 
 
+def size_of(path: Path) -> int:
+    """Bytes the files under ``path`` take, links not followed (0 when it is gone)."""
+    total = 0
+    for directory, subdirectories, files in os.walk(path):
+        for name in (*files, *subdirectories):
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(directory, name)).st_size
+    return total
+
+
 def remove_tree(path: Path) -> None:
     """Remove ``path`` and everything in it, read-only directories included.
 
@@ -148,6 +165,75 @@ class Workspaces:
             remove_tree(path)
             raise
         return path
+
+    def keep(self, workspace_id: str) -> Path:
+        """The directory of the kept workspace ``workspace_id``, made if missing.
+
+        Raises OSError when its place holds something that is not a directory of
+        ours (a symbolic link put there): a workspace is never followed out of the
+        root.
+        """
+        if self.root is None:
+            raise OSError("kept workspaces need a state directory (state.path is :memory:)")
+        check_entry_name(workspace_id)
+        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        path = self.root / workspace_id
+        if path.is_symlink() or (path.exists() and not path.is_dir()):
+            raise OSError(f"{path} is not a directory; refusing to use it as a workspace")
+        path.mkdir(mode=0o700, exist_ok=True)
+        return path
+
+    def kept_path(self, workspace_id: str) -> Path | None:
+        """Where the kept workspace ``workspace_id`` lives (None: no state directory)."""
+        return None if self.root is None else self.root / check_entry_name(workspace_id)
+
+    def place(self, path: Path, files: Mapping[str, bytes]) -> None:
+        """Write ``files`` into a kept workspace, private, replacing what had their names."""
+        for name in files:
+            check_entry_name(name)
+        for name, data in files.items():
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path / name)
+            _write_private(path / name, data)
+
+    def lift(self, path: Path, names: Collection[str]) -> None:
+        """Remove the files :meth:`place` wrote (they hold secrets) once the attempt ends."""
+        for name in names:
+            try:
+                os.unlink(path / check_entry_name(name))
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                log.error(
+                    "could not remove %s from the workspace %s: %s",
+                    name,
+                    path,
+                    exc,
+                    extra={"component": "runner", "path": str(path)},
+                )
+
+    def discard(self, workspace_id: str) -> None:
+        """Remove a kept workspace's directory (its row is already gone).
+
+        A symbolic link put in its place is removed, never followed: a delete never
+        reaches outside the root.
+        """
+        path = self.kept_path(workspace_id)
+        if path is None:
+            return
+        try:
+            if path.is_symlink():
+                path.unlink()
+            else:
+                remove_tree(path)
+        except OSError as exc:
+            # Its row is gone: what is left is swept at the next start.
+            log.error(
+                "could not remove the workspace %s: %s",
+                path,
+                exc,
+                extra={"component": "jobstore", "path": str(path)},
+            )
 
     def remove(self, path: Path) -> None:
         """Remove a workspace :meth:`create` made; a failure is logged, never raised.

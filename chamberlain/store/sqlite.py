@@ -40,7 +40,7 @@ from chamberlain.records import (
     StoredEvent,
 )
 from chamberlain.retry import Settlement, recover_orphan
-from chamberlain.store import plugin_facts
+from chamberlain.store import plugin_facts, workspace_rows
 
 #: Every column: rows are read by name (see _row_to_job), so a migration that adds a
 #: column only has to teach _row_to_job about it.
@@ -155,6 +155,8 @@ def _row_to_job(row: sqlite3.Row) -> Job:
         loop=_loads(row["loop"]),
         loop_stop=bool(row["loop_stop"]),
         completion_reason=row["completion_reason"],
+        # Migration 0014: workspaces.
+        workspace_id=row["workspace_id"],
     )
 
 
@@ -333,6 +335,7 @@ class SqliteStore:
             "follows": new.follows,
             "follow_up": None if new.follow_up is None else _dumps(dict(new.follow_up)),
             "loop": None if new.loop is None else _dumps(dict(new.loop)),
+            "workspace_id": new.workspace_id,
             "routed": 0,
         }
         row = self.conn.execute(
@@ -340,6 +343,8 @@ class SqliteStore:
             f" VALUES ({', '.join('?' * len(columns))}) RETURNING *",
             tuple(columns.values()),
         ).fetchone()
+        if new.workspace_id is not None:
+            workspace_rows.ensure(self.conn, new.workspace_id, now=now)
         return Enqueued(job=_row_to_job(row))
 
     def get_job(self, job_id: str) -> Job | None:

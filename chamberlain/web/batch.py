@@ -51,6 +51,7 @@ from chamberlain.web.trigger import (
     loop_defaults_for,
     parse_trigger_options,
 )
+from chamberlain.web.workspaces import require_workspace_room
 
 #: The most jobs one request may carry: enough to amortise the round trip and the
 #: commit, small enough that one transaction stays short (a few milliseconds).
@@ -173,6 +174,8 @@ async def submit_batch(call: Call) -> Reply:
         require_mcp_servers(
             call.gateway, item.options.mcp_servers, path=f"jobs[{index}].mcp_servers"
         )
+    if any(item.options.workspace for item in planned):
+        await require_workspace_room(call.gateway)
     identity = call.identity
     if identity is None:
         raise RuntimeError("POST /jobs served without authentication")

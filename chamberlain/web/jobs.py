@@ -130,6 +130,10 @@ JOB_PROPERTIES: Mapping[str, Mapping[str, Any]] = {
         ),
         **NULLABLE_STRING,
     },
+    "workspace_id": {
+        "description": "The kept workspace the job runs in (`GET /workspaces/{id}`).",
+        **NULLABLE_STRING,
+    },
 }
 
 JOB_FIELDS: tuple[str, ...] = tuple(JOB_PROPERTIES)

@@ -39,6 +39,7 @@ from chamberlain.web import (
     synchronous,
     trigger,
     webhooks,
+    workspaces,
 )
 from chamberlain.web.auth import PUBLIC, ByCommand, Public, Scoped
 from chamberlain.web.handler import Call, Reply
@@ -94,6 +95,7 @@ SCHEMAS: Mapping[str, Mapping[str, Any]] = merge_schemas(
     control.SCHEMAS,
     sessions.SCHEMAS,
     loop_jobs.SCHEMAS,
+    workspaces.SCHEMAS,
     streams.SCHEMAS,
     metrics.SCHEMAS,
     docs.SCHEMAS,

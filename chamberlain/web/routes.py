@@ -31,6 +31,7 @@ from chamberlain.web import (
     sessions,
     streams,
     trigger,
+    workspaces,
 )
 from chamberlain.web.spec import Route
 
@@ -46,6 +47,7 @@ ROUTES: tuple[Route, ...] = (
     *control.ROUTES,
     *sessions.ROUTES,
     *loop_jobs.ROUTES,
+    *workspaces.ROUTES,
     *streams.ROUTES,
     *metrics.ROUTES,
     *docs.ROUTES,

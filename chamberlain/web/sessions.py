@@ -161,7 +161,7 @@ def follow_up_job(
     callback_url: str | None,
 ) -> NewJob:
     """The follow-up of ``old``: its plugin, command, payload (unless one is given),
-    timeout, callback, MCP servers and loop settings, and the prompt.
+    timeout, callback, MCP servers, loop settings and workspace, and the prompt.
 
     The session it is sent is filled in by the store, from the old job as it stands
     in the transaction that makes the follow-up.
@@ -178,8 +178,10 @@ def follow_up_job(
         mcp_servers=old.mcp_servers,
         follows=old.id,
         follow_up={"prompt": prompt},
-        # A loop's follow-up is a loop again, with the same settings.
+        # A loop's follow-up is a loop again, with the same settings; it works in
+        # the same workspace.
         loop=old.loop,
+        workspace_id=old.workspace_id,
     )
 
 

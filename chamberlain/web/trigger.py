@@ -66,6 +66,7 @@ from chamberlain.web.synchronous import (
     sync_slot,
     wants_async,
 )
+from chamberlain.web.workspaces import require_workspace_room
 
 #: The command whose payload arrives wrapped in an event, as Ductile expects.
 HANDLE = "handle"
@@ -83,6 +84,7 @@ BODY_FIELDS = (
     "callback_url",
     "mcp_servers",
     "loop",
+    "workspace",
 )
 
 
@@ -100,6 +102,8 @@ class TriggerOptions:
     mcp_servers: tuple[str, ...] = ()
     #: A loop job's settings (chamberlain.loops.LoopSpec as JSON), within the plugin's.
     loop: Mapping[str, Any] | None = None
+    #: The job runs in a kept workspace of its own (``"workspace": true``).
+    workspace: bool = False
 
 
 def loop_defaults_for(plugin: BoundPlugin, command: str) -> LoopDefaults | None:
@@ -222,7 +226,21 @@ def parse_trigger_options(
             _mcp_servers(body["mcp_servers"], f"{path}mcp_servers") if "mcp_servers" in body else ()
         ),
         loop=_loop(body["loop"], loop_defaults, f"{path}loop") if "loop" in body else None,
+        workspace=_workspace(body["workspace"], f"{path}workspace")
+        if "workspace" in body
+        else False,
     )
+
+
+def _workspace(value: object, name: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, Mapping):
+        repository = value.get("repository")
+        # Worktrees of a configured repository's mirror come with repositories;
+        # until one is configured, every name is unknown.
+        raise bad_request(f"{name}.repository: unknown repository {repository!r}")
+    raise bad_request(f"{name} must be true, false or an object, not {json_kind(value)}")
 
 
 def _mcp_servers(value: object, name: str) -> tuple[str, ...]:
@@ -292,6 +310,7 @@ def build_job(
         callback_url=options.callback_url,
         mcp_servers=options.mcp_servers,
         loop=options.loop,
+        workspace_id=str(uuid.uuid4()) if options.workspace else None,
     )
 
 
@@ -320,6 +339,8 @@ async def trigger(call: Call) -> Reply:
     )
     check_payload(spec, options.payload)
     require_mcp_servers(call.gateway, options.mcp_servers)
+    if options.workspace:
+        await require_workspace_room(call.gateway)
     refusal = not_accepting(call.gateway.lifecycle)
     if refusal is not None:
         raise refusal
@@ -473,6 +494,14 @@ TRIGGER_OPTIONS_SCHEMA: Mapping[str, Any] = {
         ),
     },
     "mcp_servers": MCP_SERVERS_OPTION,
+    "workspace": {
+        "description": (
+            "true: the job runs with a workspace of its own, a directory kept after it"
+            " ends and shared by its retries, its loop's iterations and its follow-ups"
+            " (see docs/WORKSPACES.md). Its request carries context.workspace."
+        ),
+        "type": "boolean",
+    },
     "loop": {
         "description": (
             "Run the command as a loop job: iteration after iteration until one says it is"

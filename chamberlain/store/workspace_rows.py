@@ -1,0 +1,107 @@
+"""SQL for workspaces (migration 0014): the rows that say which exist and who uses them.
+
+The directories themselves are :class:`chamberlain.plugins.workspace.Workspaces`'
+business; a row is made with the first job that asks for the workspace (in the
+transaction that stores the job), touched after each attempt that used it, and
+deleted before its directory is removed, so a crash in between leaves a directory
+without a row, which the next start sweeps, never a row without its directory that
+a job would be told to use.  Synchronous, on the JobStore's connection.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from typing import Any
+
+from chamberlain.records import Workspace, WorkspaceRefusal
+
+_COLUMNS = "id, created_at, last_used_at, size_bytes, repository, branch, base"
+#: Statuses of a job that still needs its workspace.
+_LIVE = "('queued', 'running')"
+
+
+def _workspace(conn: sqlite3.Connection, row: Sequence[Any]) -> Workspace:
+    jobs = conn.execute(
+        "SELECT id, status IN ('queued', 'running') FROM jobs WHERE workspace_id = ? ORDER BY seq",
+        (row[0],),
+    ).fetchall()
+    return Workspace(
+        id=row[0],
+        created_at=row[1],
+        last_used_at=row[2],
+        size_bytes=row[3],
+        repository=row[4],
+        branch=row[5],
+        base=row[6],
+        job_ids=tuple(job[0] for job in jobs),
+        in_use=any(job[1] for job in jobs),
+    )
+
+
+def ensure(conn: sqlite3.Connection, workspace_id: str, *, now: float) -> None:
+    """Make the row of a workspace a new job asks for (nothing if it exists)."""
+    conn.execute(
+        "INSERT INTO workspaces (id, created_at, last_used_at) VALUES (?, ?, ?)"
+        " ON CONFLICT (id) DO NOTHING",
+        (workspace_id, now, now),
+    )
+
+
+def touch(conn: sqlite3.Connection, workspace_id: str, *, size_bytes: int, now: float) -> bool:
+    """Record a use of the workspace and its size now; False when it is gone."""
+    cursor = conn.execute(
+        "UPDATE workspaces SET last_used_at = ?, size_bytes = ? WHERE id = ?",
+        (now, size_bytes, workspace_id),
+    )
+    return cursor.rowcount > 0
+
+
+def get(conn: sqlite3.Connection, workspace_id: str) -> Workspace | None:
+    """One workspace, or None."""
+    row = conn.execute(
+        f"SELECT {_COLUMNS} FROM workspaces WHERE id = ?", (workspace_id,)
+    ).fetchone()
+    return None if row is None else _workspace(conn, row)
+
+
+def list_all(conn: sqlite3.Connection) -> list[Workspace]:
+    """Every workspace, the most recently used first."""
+    rows = conn.execute(
+        f"SELECT {_COLUMNS} FROM workspaces ORDER BY last_used_at DESC, id"
+    ).fetchall()
+    return [_workspace(conn, row) for row in rows]
+
+
+def ids(conn: sqlite3.Connection) -> list[str]:
+    """The ids of every workspace that exists."""
+    return [row[0] for row in conn.execute("SELECT id FROM workspaces ORDER BY id")]
+
+
+def usage(conn: sqlite3.Connection) -> int:
+    """Bytes the workspaces hold, as last measured."""
+    (total,) = conn.execute("SELECT COALESCE(SUM(size_bytes), 0) FROM workspaces").fetchone()
+    return int(total)
+
+
+def delete(conn: sqlite3.Connection, workspace_id: str) -> WorkspaceRefusal | None:
+    """Forget a workspace no job needs any more; why not, or None once it is gone."""
+    found = get(conn, workspace_id)
+    if found is None:
+        return WorkspaceRefusal.UNKNOWN
+    if found.in_use:
+        return WorkspaceRefusal.IN_USE
+    conn.execute("DELETE FROM workspaces WHERE id = ?", (workspace_id,))
+    return None
+
+
+def expire(conn: sqlite3.Connection, *, used_before: float) -> list[str]:
+    """Forget the workspaces last used before ``used_before`` that no job needs; their ids."""
+    rows = conn.execute(
+        "SELECT id FROM workspaces WHERE last_used_at < ? AND id NOT IN"
+        f" (SELECT workspace_id FROM jobs WHERE workspace_id IS NOT NULL AND status IN {_LIVE})",
+        (used_before,),
+    ).fetchall()
+    expired = [row[0] for row in rows]
+    conn.executemany("DELETE FROM workspaces WHERE id = ?", [(id_,) for id_ in expired])
+    return expired
