@@ -270,3 +270,24 @@ async def test_claude_in_a_loop_ends_on_the_iteration_whose_reply_ends_with_the_
     second = json.loads(runs[1]["stdin"][0])["message"]["content"]
     assert "Iteration 2 of 4." in second
     assert "end your reply with a line containing only: DONE" in second
+
+
+async def test_claude_works_in_the_job_s_kept_workspace_and_its_follow_up_too(
+    daemon: DaemonFactory, tmp_path: Path
+) -> None:
+    config = agent_config(tmp_path)
+    config["plugins"]["claude_code"]["config"] = {"cwd": str(tmp_path)}
+    d = await start(daemon, config)
+    async with client(d) as c:
+        r = await c.post(
+            "/trigger/claude_code/run", json={"payload": {"prompt": "hello"}, "workspace": True}
+        )
+        assert r.status_code == 202, r.text
+        first = await finished(c, r.json()["job_id"])
+        second = await finished(c, await instruct(c, first["job_id"], "HISTORY"))
+    workspace = tmp_path / "workspaces" / first["workspace_id"]
+    runs = invocations(tmp_path, "claude")
+    # The kept workspace wins over config.cwd; the follow-up resumes there.
+    assert [run["cwd"] for run in runs] == [str(workspace), str(workspace)]
+    assert f"--resume={first['session']['session_id']}" in runs[1]["argv"]
+    assert "hello" in second["result"]["result"]["text"]

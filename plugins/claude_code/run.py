@@ -15,8 +15,9 @@ Configuration (the daemon's plugin config, never the job payload):
   permission_mode  --permission-mode (default, acceptEdits, plan, bypassPermissions...)
   allowed_tools    --allowedTools, a list of strings such as "Bash(git diff:*)"
   extra_args       more arguments, a list of strings, passed as they are
-  cwd              the directory the agent works in (default: the job's workspace
-                   directory when it has one, else the plugin directory)
+  cwd              the directory the agent works in when the job has no kept
+                   workspace (context.workspace, which wins); default: the
+                   attempt's workspace_dir when it has one, else the plugin directory
 
 The CLI runs as
   claude --print --input-format stream-json --output-format stream-json --verbose
@@ -370,7 +371,11 @@ class Job:
 
         workspace = request.get("workspace_dir")
         workspace = workspace if isinstance(workspace, str) and workspace else None
-        self.cwd = settings["cwd"] or workspace or PLUGIN_DIR
+        # The job's kept workspace (it asked for one: context.workspace) is where the work
+        # is; else config.cwd; else an attempt's own directory; else the plugin's.
+        kept = (request.get("context") or {}).get("workspace")
+        kept = kept if isinstance(kept, str) and kept else None
+        self.cwd = kept or settings["cwd"] or workspace or PLUGIN_DIR
         self.argv = [
             binary,
             "--print",

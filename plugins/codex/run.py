@@ -13,8 +13,9 @@ Configuration (the daemon's plugin config, never the job payload):
   skip_git_repo_check  pass --skip-git-repo-check (default true: a job's workspace
                        directory is never a Git repository)
   extra_args           more arguments (a list of strings), before the prompt
-  cwd                  the directory the agent works in (default: the job's workspace
-                       directory when it has one, else the plugin directory)
+  cwd                  the directory the agent works in when the job has no kept
+                       workspace (context.workspace, which wins); default: the
+                       attempt's workspace_dir when it has one, else the plugin directory
 
 The CLI runs as
   codex exec --json [--model M] [--sandbox S] [--skip-git-repo-check] [extra_args]
@@ -112,7 +113,11 @@ def main() -> int:
 
     workspace = request.get("workspace_dir")
     workspace = workspace if isinstance(workspace, str) and workspace else None
-    cwd = settings["cwd"] or workspace or PLUGIN_DIR
+    # The job's kept workspace (it asked for one: context.workspace) is where the work
+    # is; else config.cwd; else an attempt's own directory; else the plugin's.
+    kept = (request.get("context") or {}).get("workspace")
+    kept = kept if isinstance(kept, str) and kept else None
+    cwd = kept or settings["cwd"] or workspace or PLUGIN_DIR
     argv = build_argv(binary, settings, prompt, thread_id)
     timeout = time_left(request.get("deadline_at"))
     return answer(execute(argv, cwd, timeout, thread_id), 0)
