@@ -92,6 +92,12 @@ async def test_a_workspace_outlives_its_job_and_is_shared_by_retries_and_follow_
         other = await finished(c, await write(c, "two"))
         assert other["workspace_id"] != workspace_id
         assert other["result"]["result"]["notes"] == ["two"]
+        # A retry is a new job with the same inputs: a new, empty workspace.
+        r = await c.post(f"/job/{other['job_id']}/retry")
+        assert r.status_code == 202, r.text
+        retried = await finished(c, r.json()["job_id"])
+        assert retried["workspace_id"] not in (None, other["workspace_id"])
+        assert retried["result"]["result"]["notes"] == ["two"]
 
 
 async def test_a_loop_s_iterations_share_its_workspace(daemon: DaemonFactory) -> None:

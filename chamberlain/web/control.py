@@ -16,7 +16,7 @@ from typing import Any
 
 import trio
 
-from chamberlain.records import CancelResult, Job, JobStatus, NewJob
+from chamberlain.records import CancelResult, Job, JobStatus, NewJob, new_job_id
 from chamberlain.web.auth import JOBS_RO, JOBS_RW, Scoped, command_scope
 from chamberlain.web.errors import ApiError, JobConflict, not_found
 from chamberlain.web.handler import Call, Reply
@@ -32,6 +32,7 @@ from chamberlain.web.intake import (
 from chamberlain.web.jobs import JOB_ID_PARAM, MAX_LIMIT, POLL_AFTER_DOC, accepted_headers
 from chamberlain.web.spec import BodySpec, Param, ResponseSpec, Route
 from chamberlain.web.trigger import MAX_ATTEMPTS_LIMIT, parse_trigger_options
+from chamberlain.web.workspaces import require_workspace_room
 
 #: How long a cancel waits for a running job's process group to be gone: the
 #: plugin's SIGTERM grace (5 s) and then some.
@@ -94,7 +95,8 @@ def retry_job(
     """The job a retry creates: the original's inputs, a fresh life.
 
     It keeps the plugin, command, payload, event (and so its event id), timeout,
-    callback, MCP servers and loop settings; it does not keep the dedupe key (a retry is asked for
+    callback, MCP servers and loop settings, and asks for a new workspace if the
+    original had one; it does not keep the dedupe key (a retry is asked for
     on purpose) or any pipeline place (a retried step does not continue its old
     pipeline).
     """
@@ -111,6 +113,8 @@ def retry_job(
         callback_url=callback_url,
         mcp_servers=original.mcp_servers,
         loop=original.loop,
+        # A workspace of its own, empty, as the original's was when it started.
+        workspace_id=None if original.workspace_id is None else new_job_id(),
     )
 
 
@@ -156,6 +160,8 @@ async def retry(call: Call) -> Reply:
     refusal = not_accepting(call.gateway.lifecycle)
     if refusal is not None:
         raise refusal
+    if original.workspace_id is not None:
+        await require_workspace_room(call.gateway)
     new = retry_job(
         original,
         max_attempts=plugin.max_attempts if max_attempts is None else max_attempts,
