@@ -102,8 +102,10 @@ class NewJob:
     follow_up: Mapping[str, Any] | None = None
     #: A loop job's settings (chamberlain.loops.LoopSpec, as JSON); None: one run.
     loop: Mapping[str, Any] | None = None
-    #: The workspace the job runs in (made with the job when it is new).
+    #: The workspace the job runs in (made with the job when it is new), and for a
+    #: new one that is a worktree, what it checks out.
     workspace_id: str | None = None
+    worktree: Worktree | None = None
     id: str = attrs.field(factory=new_job_id)
 
 
@@ -431,6 +433,16 @@ class FollowUpRefusal(enum.Enum):
 
 
 @attrs.frozen(kw_only=True)
+class Worktree:
+    """What a workspace that is a git worktree checks out: a branch of a repository's
+    mirror, made from ``base`` when the mirror has no such branch yet."""
+
+    repository: str
+    branch: str
+    base: str
+
+
+@attrs.frozen(kw_only=True)
 class Workspace:
     """A workspace as the store keeps it, with the jobs that ran (or run) in it."""
 
@@ -458,6 +470,35 @@ class Workspace:
             "in_use": self.in_use,
             "created_at": rfc3339(self.created_at),
             "last_used_at": rfc3339(self.last_used_at),
+        }
+
+
+@attrs.frozen(kw_only=True)
+class RepositoryView:
+    """A configured repository as the API shows it: never its token, nor credentials."""
+
+    name: str
+    #: The remote's URL, without any user-info.
+    url: str
+    default_branch: str
+    forge: str
+    forge_repo: str | None
+    api_url: str | None
+    #: When its mirror was last fetched (None: never), and what the mirror takes.
+    last_sync_at: float | None
+    mirror_bytes: int
+
+    def to_json(self) -> dict[str, Any]:
+        """As ``GET /repositories`` shows it."""
+        return {
+            "name": self.name,
+            "url": self.url,
+            "default_branch": self.default_branch,
+            "forge": self.forge,
+            "forge_repo": self.forge_repo,
+            "api_url": self.api_url,
+            "last_sync_at": rfc3339(self.last_sync_at),
+            "mirror_bytes": self.mirror_bytes,
         }
 
 

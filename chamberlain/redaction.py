@@ -55,6 +55,9 @@ def configured_secrets(config: Config) -> dict[str, str]:
         secrets[f"webhooks.endpoints[{endpoint.path}].secret"] = endpoint.secret
     if config.callbacks.secret is not None:
         secrets["callbacks.secret"] = config.callbacks.secret
+    for name, repository in config.repositories.items():
+        if repository.token is not None:
+            secrets[f"repositories.{name}.token"] = repository.token
     return {name: value for name, value in secrets.items() if MARKER not in value}
 
 

@@ -416,7 +416,8 @@ def test_environ_defaults_to_process_environment(monkeypatch: pytest.MonkeyPatch
         (
             {"schedules": {}},
             "schedules: unknown key (expected one of: api, callbacks, instances, pipelines,"
-            " plugin_roots, plugins, remote_ingress, routes, service, state, webhooks, workspaces)",
+            " plugin_roots, plugins, remote_ingress, repositories, routes, service, state,"
+            " webhooks, workspaces)",
         ),
         ({"servce": {}}, "servce: unknown key (did you mean 'service'?)"),
         ({"service": {"max_worker": 2}}, "service.max_worker: unknown key (did you mean"),
@@ -472,7 +473,8 @@ def test_all_problems_are_collected() -> None:
         "plugins['bad name']: invalid plugin name 'bad name': use letters, digits, '_', '.' "
         "and '-', starting with a letter or digit",
         "schedules: unknown key (expected one of: api, callbacks, instances, pipelines,"
-        " plugin_roots, plugins, remote_ingress, routes, service, state, webhooks, workspaces)",
+        " plugin_roots, plugins, remote_ingress, repositories, routes, service, state,"
+        " webhooks, workspaces)",
     )
 
 

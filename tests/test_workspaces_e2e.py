@@ -200,5 +200,7 @@ async def test_a_spent_disk_budget_refuses_new_workspaces(daemon: DaemonFactory)
         # A job of an existing workspace (a follow-up) is not a new one.
         r = await c.post(f"/job/{first['job_id']}/instruct", json={"prompt": "go on"})
         assert r.status_code == 202, r.text
-        r = await c.post("/trigger/scribe/write", json={"workspace": {"repository": "app"}})
+        r = await c.post(
+            "/trigger/scribe/write", json={"workspace": {"repository": "app", "branch": "b"}}
+        )
         assert r.status_code == 400 and "unknown repository 'app'" in r.json()["error"]

@@ -24,6 +24,7 @@ import trio
 
 from chamberlain.actors.hub import Hub
 from chamberlain.actors.mail import (
+    BranchHolder,
     CallbackInfo,
     CancelJob,
     Converse,
@@ -68,9 +69,10 @@ from chamberlain.actors.mail import (
 )
 from chamberlain.actors.mailbox import ReplyTo, RequestFailed, call
 from chamberlain.actors.storage_faults import StorageFull as StorageFull
+from chamberlain.config import RepositoryConfig
 from chamberlain.plugins.binding import BoundPlugin
 from chamberlain.plugins.mcp_servers import mcp_references
-from chamberlain.plugins.workspace import Workspaces
+from chamberlain.plugins.workspace import Workspaces, size_of
 from chamberlain.records import (
     CancelResult,
     Enqueued,
@@ -84,11 +86,19 @@ from chamberlain.records import (
     NewJob,
     PluginFact,
     QueueView,
+    RepositoryView,
     RoutePlan,
     SessionReply,
     Tree,
     Workspace,
     WorkspaceRefusal,
+)
+from chamberlain.repositories import (
+    default_api_url,
+    derive_forge,
+    display_url,
+    parse_remote,
+    remove_workspace,
 )
 from chamberlain.routing.planner import Routing
 from chamberlain.schedule.books import ScheduleStatus
@@ -176,6 +186,8 @@ class Gateway:
     #: cannot ask for one), and the bytes they may hold in all.
     workspaces: Workspaces = attrs.field(factory=Workspaces)
     workspace_budget: int = 10 * 1024**3
+    #: The repositories jobs may have worktrees of (``repositories:``).
+    repositories: Mapping[str, RepositoryConfig] = attrs.field(factory=dict)
     #: The registry's values in the clear, and the redactor that hides them; the
     #: JobStore updates it as each secret write commits (see the methods below).
     vault: Vault = attrs.field(factory=Vault, repr=False)
@@ -317,21 +329,57 @@ class Gateway:
             read=True,
         )
 
+    async def repository(self, name: str) -> RepositoryView | None:
+        """A configured repository as the API shows it, its mirror looked at."""
+        config = self.repositories.get(name)
+        if config is None:
+            return None
+        mirror = self.workspaces.mirror_path(name)
+
+        def look() -> tuple[float | None, int]:
+            if mirror is None or not mirror.is_dir():
+                return None, 0
+            fetched = mirror / "FETCH_HEAD"
+            synced = (fetched if fetched.exists() else mirror).stat().st_mtime
+            return synced, size_of(mirror)
+
+        synced, size = await trio.to_thread.run_sync(look)
+        remote = parse_remote(config.url)
+        forge = config.forge or derive_forge(remote)
+        return RepositoryView(
+            name=name,
+            url=display_url(config.url),
+            default_branch=config.default_branch,
+            forge=forge,
+            forge_repo=config.forge_repo or remote.forge_repo,
+            api_url=config.api_url or default_api_url(forge),
+            last_sync_at=synced,
+            mirror_bytes=size,
+        )
+
+    async def branch_holder(self, repository: str, branch: str) -> str | None:
+        """The workspace that has ``branch`` of ``repository`` checked out, if any."""
+        return await self._ask_store(
+            lambda r: BranchHolder(repository=repository, branch=branch, reply=r),
+            timeout=self.timeout,
+            read=True,
+        )
+
     async def workspace_usage(self) -> int:
         """Bytes the kept workspaces hold, as last measured."""
         return await self._ask_store(
             lambda r: WorkspaceUsage(reply=r), timeout=self.timeout, read=True
         )
 
-    async def delete_workspace(self, workspace_id: str) -> WorkspaceRefusal | None:
-        """Forget a kept workspace no job needs, then remove its directory."""
+    async def delete_workspace(self, workspace: Workspace) -> WorkspaceRefusal | None:
+        """Forget a kept workspace no job needs, then remove its worktree and directory."""
         refused: WorkspaceRefusal | None = await self._ask_store(
-            lambda r: DeleteWorkspace(workspace_id=workspace_id, reply=r), timeout=self.timeout
+            lambda r: DeleteWorkspace(workspace_id=workspace.id, reply=r), timeout=self.timeout
         )
         if refused is None:
             # Its row is gone (committed): a crash now leaves a directory the next
             # start sweeps, never a row without its directory.
-            await trio.to_thread.run_sync(self.workspaces.discard, workspace_id)
+            await remove_workspace(self.workspaces, workspace.id, workspace.repository)
         return refused
 
     # -- loop jobs ----------------------------------------------------------------------

@@ -47,6 +47,7 @@ import trio
 
 from chamberlain.actors.journal import Journal, News
 from chamberlain.actors.mail import (
+    BranchHolder,
     CancelQueued,
     Claim,
     ClaimResult,
@@ -96,6 +97,7 @@ from chamberlain.actors.storage_faults import (
 from chamberlain.plugins.strays import kill_leftover_processes
 from chamberlain.plugins.workspace import MCP_CONFIG_FILE, Workspaces, workspace_root
 from chamberlain.records import Job, JobStatus, McpServer, RoutePlan, Tree
+from chamberlain.repositories import remove_workspace
 from chamberlain.retry import settle
 from chamberlain.routing.planner import routing_error
 from chamberlain.store import (
@@ -492,7 +494,7 @@ class JobStore:
         """Remove the kept workspaces no job needs, ``workspace_ttl`` after their last use."""
         ttl = self.workspace_ttl
         try:
-            expired: list[str] = await self._in_thread(
+            expired: list[tuple[str, str | None]] = await self._in_thread(
                 lambda store, now: workspace_rows.expire(store.conn, used_before=now - ttl)
             )
         except Exception as exc:
@@ -504,19 +506,15 @@ class JobStore:
         if not expired:
             return
         workspaces = Workspaces(workspace_root(self.path))
-
         # The rows are gone (committed): a crash now leaves directories the next
         # start sweeps, never a row whose directory was removed.
-        def discard() -> None:
-            for workspace_id in expired:
-                workspaces.discard(workspace_id)
-
-        await self._call(discard)
+        for workspace_id, repository in expired:
+            await remove_workspace(workspaces, workspace_id, repository)
         log.info(
             "removed %d workspaces unused for %gs",
             len(expired),
             ttl,
-            extra={"component": "jobstore", "workspace_ids": expired},
+            extra={"component": "jobstore", "workspace_ids": [id_ for id_, _ in expired]},
         )
 
     # -- a disk that refuses writes ------------------------------------------------
@@ -849,6 +847,8 @@ class JobStore:
                 return workspace_rows.usage(store.conn)
             case DeleteWorkspace(workspace_id=workspace_id):
                 return workspace_rows.delete(store.conn, workspace_id)
+            case BranchHolder(repository=repository, branch=branch):
+                return workspace_rows.holding_branch(store.conn, repository, branch)
             case ListFacts(plugin=plugin, fact_type=fact_type, limit=limit):
                 return tuple(
                     plugin_facts.newest(store.conn, plugin, fact_type=fact_type, limit=limit)

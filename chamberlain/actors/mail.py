@@ -471,7 +471,18 @@ class DeleteWorkspace(StoreRequest[WorkspaceRefusal | None]):
     reply: ReplyTo[WorkspaceRefusal | None]
 
 
-WorkspaceRequest = TouchWorkspace | ListWorkspaces | GetWorkspace | WorkspaceUsage | DeleteWorkspace
+@attrs.frozen(kw_only=True)
+class BranchHolder(StoreRequest[str | None]):
+    """The workspace that has ``branch`` of ``repository`` checked out, if any."""
+
+    repository: str
+    branch: str
+    reply: ReplyTo[str | None]
+
+
+WorkspaceRequest = (
+    TouchWorkspace | ListWorkspaces | GetWorkspace | WorkspaceUsage | DeleteWorkspace | BranchHolder
+)
 
 
 JournalRequest = (

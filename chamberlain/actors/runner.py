@@ -48,6 +48,7 @@ from chamberlain.actors.mail import (
     Converse,
     DispatcherRequest,
     GetTranscript,
+    GetWorkspace,
     JobStoreRequest,
     ListMcpServers,
     RecoverOrphans,
@@ -61,6 +62,7 @@ from chamberlain.actors.mail import (
 from chamberlain.actors.mailbox import RequestFailed, call
 from chamberlain.actors.output import forward_output
 from chamberlain.actors.session import Session
+from chamberlain.config import RepositoryConfig
 from chamberlain.loops import LoopSpec
 from chamberlain.plugins.binding import BoundPlugin
 from chamberlain.plugins.conversation import follow_up_field
@@ -76,8 +78,16 @@ from chamberlain.plugins.protocol import (
     encode_request,
 )
 from chamberlain.plugins.workspace import Workspaces, size_of, workspace_environment
-from chamberlain.records import Job, McpServer, SessionRefusal, SessionReply, UserInput
+from chamberlain.records import (
+    Job,
+    McpServer,
+    SessionRefusal,
+    SessionReply,
+    UserInput,
+    Workspace,
+)
 from chamberlain.redaction import redact_outcome
+from chamberlain.repositories import GitError, add_worktree, ensure_mirror
 from chamberlain.vault import UnknownSecret, Vault
 
 log = logging.getLogger("chamberlain.runner")
@@ -100,6 +110,11 @@ class Runner:
     #: Where a job that asks for MCP servers gets its workspace (temporary
     #: directories unless the daemon names the state's).
     workspaces: Workspaces = attrs.field(factory=Workspaces)
+    #: The repositories a job's workspace may be a worktree of (``repositories:``),
+    #: and a lock per mirror, shared by every Runner: one git command at a time on
+    #: a mirror, so a fetch never races the worktree another job is adding.
+    repositories: Mapping[str, RepositoryConfig] = attrs.field(factory=dict)
+    mirror_locks: dict[str, trio.Lock] = attrs.field(factory=dict)
     _controls: dict[str, ProcessControl] = attrs.field(factory=dict, init=False)
     #: The sessions of the interactive attempts among them.
     _sessions: dict[str, Session] = attrs.field(factory=dict, init=False)
@@ -242,14 +257,14 @@ class Runner:
             # Resolved now, not at start-up: a rotated secret reaches the next job.
             config = vault.resolve_tree(plugin.settings.config)
             env = {name: vault.resolve(value) for name, value in plugin.settings.env.items()}
-            workspace, placed = await self._open_workspace(job)
+            workspace, placed, repository = await self._open_workspace(job)
             context = request_context(
                 plugin=job.plugin, pipeline=job.pipeline, step_id=job.step_id, context=job.context
             )
             if job.workspace_id is not None:
                 # A kept workspace: where the job's work lives (the plugin's cwd
                 # stays its own directory, as Ductile's plugins expect).
-                context = {**context, "workspace": str(workspace), "repository": None}
+                context = {**context, "workspace": str(workspace), "repository": repository}
             # As in Ductile, only a handle job is sent an event.
             event = job.event if job.command == "handle" else None
             transcript: tuple[UserInput, ...] = ()
@@ -353,6 +368,20 @@ class Runner:
                         finally:
                             session.end()
                     outcome = decide_outcome(result)
+        except WorkspaceUnusable as unusable:
+            # A fetch that failed may work next time; a deleted workspace will not,
+            # but then the retry fails the same way, quickly.
+            log.error("the job cannot start: %s", unusable, extra=extra)
+            outcome = Outcome(
+                kind=OutcomeKind.FAILED,
+                retryable=True,
+                error=vault.redactor.text(f"the job was not started: {unusable}"),
+                response=None,
+                raw_output=None,
+                exit_code=None,
+                signal=None,
+                stderr_tail="",
+            )
         except (UnknownSecret, McpServerGone) as missing:
             # Only a secret (or an MCP server) deleted since the job was triggered
             # gets here; asking again would not bring it back.
@@ -412,15 +441,18 @@ class Runner:
             )
         await self.dispatcher.send(Released(job_id=job.id))
 
-    async def _open_workspace(self, job: Job) -> tuple[Path | None, tuple[str, ...]]:
-        """The attempt's workspace, and the files written into it for the attempt.
+    async def _open_workspace(self, job: Job) -> tuple[Path | None, tuple[str, ...], str | None]:
+        """The attempt's workspace, the files written into it for the attempt, and the
+        repository it is a worktree of.
 
         A job that asked for a workspace runs in its kept one, made at its first
-        attempt; one that names MCP servers only, in a directory of its own for the
-        attempt; any other job in none.  The ``.mcp.json`` of the job's MCP servers
-        is written into either.  Raises :class:`McpServerGone` or
+        attempt (a worktree of its repository's mirror, fetched first, when it asked
+        for a branch); one that names MCP servers only, in a directory of its own for
+        the attempt; any other job in none.  The ``.mcp.json`` of the job's MCP
+        servers is written into either.  Raises :class:`McpServerGone` or
         :class:`UnknownSecret` when a server or a secret it names was deleted since
-        the job was triggered.
+        the job was triggered, :class:`WorkspaceUnusable` when its worktree cannot be
+        made.
         """
         files: dict[str, bytes] = {}
         if job.mcp_servers:
@@ -430,12 +462,44 @@ class Runner:
             )
             files = workspace_files(names, found, self.vault.resolve)
         if job.workspace_id is not None:
-            path = self.workspaces.keep(job.workspace_id)
+            workspace_id = job.workspace_id
+            row: Workspace | None = await call(
+                self.store, lambda r: GetWorkspace(workspace_id=workspace_id, reply=r)
+            )
+            if row is None:
+                raise WorkspaceUnusable(f"workspace {workspace_id} was deleted")
+            if row.repository is not None:
+                path = await self._worktree(row)
+            else:
+                path = self.workspaces.keep(workspace_id)
             self.workspaces.place(path, files)
-            return path, tuple(files)
+            return path, tuple(files), row.repository
         if files:
-            return self.workspaces.create(job.id, files), tuple(files)
-        return None, ()
+            return self.workspaces.create(job.id, files), tuple(files), None
+        return None, (), None
+
+    async def _worktree(self, row: Workspace) -> Path:
+        """The worktree of a workspace: made (from a fresh fetch) at its first use."""
+        assert row.repository is not None and row.branch is not None and row.base is not None
+        repository = self.repositories.get(row.repository)
+        mirror = self.workspaces.mirror_path(row.repository)
+        path = self.workspaces.kept_path(row.id)
+        if repository is None or mirror is None or path is None:
+            raise WorkspaceUnusable(f"repository {row.repository!r} is no longer configured")
+        if (path / ".git").exists():
+            return path
+        token = None if repository.token is None else self.vault.resolve(repository.token)
+        lock = self.mirror_locks.setdefault(row.repository, trio.Lock())
+        try:
+            async with lock:
+                await ensure_mirror(repository.url, mirror, token=token)
+                path = self.workspaces.keep(row.id)
+                await add_worktree(mirror, path, branch=row.branch, base=row.base)
+        except (GitError, ValueError, OSError) as exc:
+            raise WorkspaceUnusable(
+                f"could not make the worktree of {row.repository}@{row.branch}: {exc}"
+            ) from None
+        return path
 
     async def _touch_workspace(self, workspace_id: str, path: Path) -> None:
         """Record a use of a kept workspace and its size (a walk, so off the loop)."""
@@ -452,6 +516,10 @@ class Runner:
                 workspace_id,
                 extra={"component": "runner", "workspace_id": workspace_id},
             )
+
+
+class WorkspaceUnusable(Exception):
+    """The job's workspace cannot be had: deleted, or its worktree cannot be made."""
 
 
 def _follow_up(job: Job) -> dict[str, object] | None:

@@ -15,6 +15,7 @@ import enum
 from collections.abc import Mapping
 
 from chamberlain.actors.mail import (
+    BranchHolder,
     CancelQueued,
     Claim,
     CommitSchedules,
@@ -135,7 +136,7 @@ DISPOSITIONS: Mapping[type, Disposition] = {
     StopLoop: Disposition.REFUSE,
     # -- workspaces: reads go on; a use recorded waits for the disk; a delete is a
     # client's, answered 507.
-    **dict.fromkeys((ListWorkspaces, GetWorkspace, WorkspaceUsage), Disposition.READ),
+    **dict.fromkeys((ListWorkspaces, GetWorkspace, WorkspaceUsage, BranchHolder), Disposition.READ),
     TouchWorkspace: Disposition.HOLD,
     DeleteWorkspace: Disposition.REFUSE,
     **dict.fromkeys(

@@ -66,6 +66,7 @@ from chamberlain.config.sections import (
     RelayPeerConfig,
     RelayStepConfig,
     RemoteIngressConfig,
+    RepositoryConfig,
     RetryConfig,
     RouteConfig,
     ScheduleConfig,
@@ -75,6 +76,7 @@ from chamberlain.config.sections import (
     TokenConfig,
     WebhookEndpointConfig,
     WebhooksConfig,
+    WorkspacesConfig,
 )
 from chamberlain.config.units import parse_duration, parse_size
 from chamberlain.config.values import VALID_SCOPES
@@ -99,6 +101,7 @@ __all__ = [
     "RelayPeerConfig",
     "RelayStepConfig",
     "RemoteIngressConfig",
+    "RepositoryConfig",
     "RetryConfig",
     "RouteConfig",
     "ScheduleConfig",
@@ -109,6 +112,7 @@ __all__ = [
     "TokenConfig",
     "WebhookEndpointConfig",
     "WebhooksConfig",
+    "WorkspacesConfig",
     "check_secret_references",
     "load_config",
     "parse_config",

@@ -27,12 +27,14 @@ from chamberlain.config.sections import (
     RelayInstanceConfig,
     RelayPeerConfig,
     RemoteIngressConfig,
+    RepositoryConfig,
     RetryConfig,
     ScheduleConfig,
     StepConfig,
     WebhooksConfig,
 )
 from chamberlain.config.units import format_duration
+from chamberlain.repositories import check_branch, parse_remote
 from chamberlain.schedule import timing as _timing
 
 
@@ -342,6 +344,19 @@ def _check_document(document: Document) -> None:
         raise ClassValidationError("invalid relay configuration", problems, Document)
 
 
+def _check_repository(repository: RepositoryConfig) -> None:
+    try:
+        parse_remote(repository.url)
+    except ValueError as exc:
+        raise Invalid(str(exc), at=("url",)) from None
+    if repository.forge_repo is not None and repository.forge_repo.count("/") < 1:
+        raise Invalid(f"must be owner/name, got {repository.forge_repo!r}", at=("forge_repo",))
+    try:
+        check_branch(repository.default_branch)
+    except ValueError as exc:
+        raise Invalid(str(exc), at=("default_branch",)) from None
+
+
 def _check_loop(loop: LoopConfig) -> None:
     if loop.max_iterations > loop.max_iterations_cap:
         raise Invalid(
@@ -362,6 +377,7 @@ POST_CHECKS: Final[Mapping[type, Callable[[Any], None]]] = {
     AuthConfig: _check_auth,
     RetryConfig: _check_retry,
     LoopConfig: _check_loop,
+    RepositoryConfig: _check_repository,
     ScheduleConfig: _check_schedule,
     PluginConfig: _check_schedule_ids,
     WebhooksConfig: _check_webhooks,

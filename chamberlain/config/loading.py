@@ -345,6 +345,7 @@ def _parse(
         instances=document.instances,
         remote_ingress=document.remote_ingress,
         workspaces=document.workspaces,
+        repositories=document.repositories,
         secret_references=tuple(run.references),
         warnings=translation.warnings,
         source=source,

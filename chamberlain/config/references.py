@@ -59,6 +59,7 @@ SECRET_PLACES: Final[tuple[tuple[str | _Any, ...], ...]] = (
     ("callbacks", "secret"),
     ("instances", _Any.INDEX, "secret"),
     ("remote_ingress", "peers", _Any.INDEX, "secret"),
+    ("repositories", _Any.KEY, "token"),
 )
 
 

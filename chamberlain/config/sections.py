@@ -117,6 +117,33 @@ class StateConfig:
     path: Annotated[Path, Rule(parse_path)] = Path("data/state.db")
 
 
+_FORGES: Final = ("github", "gitlab", "none")
+
+
+def _parse_forge(value: object) -> str:
+    forge = parse_str(value)
+    if forge not in _FORGES:
+        raise Invalid(f"expected one of: {', '.join(_FORGES)}; got {forge!r}")
+    return forge
+
+
+@attrs.frozen(kw_only=True)
+class RepositoryConfig:
+    """One of ``repositories:``: a remote git repository jobs may have worktrees of.
+
+    ``token`` (``${secret:name}`` or ``${ENV}``) reaches git through ``GIT_ASKPASS``
+    only: never in a URL, a config file of git's, a log line or an error.
+    ``forge`` and ``forge_repo`` are derived from a github.com or gitlab.com URL.
+    """
+
+    url: NonEmptyStr
+    default_branch: NonEmptyStr = "main"
+    token: Secret | None = None
+    forge: Annotated[str, Rule(_parse_forge)] | None = None
+    forge_repo: NonEmptyStr | None = None
+    api_url: NonEmptyStr | None = None
+
+
 @attrs.frozen(kw_only=True)
 class WorkspacesConfig:
     """The ``workspaces:`` section: the directories jobs ask for (``"workspace": true``).
@@ -880,6 +907,7 @@ class Config:
     instances: tuple[RelayInstanceConfig, ...] = ()
     remote_ingress: RemoteIngressConfig | None = None
     workspaces: WorkspacesConfig = attrs.field(factory=WorkspacesConfig)
+    repositories: Mapping[PluginName, RepositoryConfig] = MappingProxyType({})
     secret_references: tuple[SecretReference, ...] = ()
     #: Keys accepted for Ductile compatibility that have no effect: one line each, for
     #: the daemon to log at start (see :mod:`chamberlain.config.ductile`).
@@ -908,3 +936,4 @@ class Document:
     instances: tuple[RelayInstanceConfig, ...] = ()
     remote_ingress: RemoteIngressConfig | None = None
     workspaces: WorkspacesConfig = attrs.field(factory=WorkspacesConfig)
+    repositories: Mapping[PluginName, RepositoryConfig] = MappingProxyType({})

@@ -202,6 +202,7 @@ class Daemon:
             mcp_servers_loaded=lambda servers: self.gateway.mcp_servers_loaded(servers),
         )
         workspaces = Workspaces(workspace_root(self.state_path))
+        mirror_locks: dict[str, trio.Lock] = {}
         runner_specs: list[ChildSpec] = []
         for name, plugin in sorted(runnable.items()):
             # Room for one Run and one Terminate per job in flight, plus the
@@ -217,6 +218,8 @@ class Daemon:
                 execute=relay_sender if name == RELAY_PLUGIN else self.execute,
                 vault=self.vault,
                 workspaces=workspaces,
+                repositories=self.config.repositories,
+                mirror_locks=mirror_locks,
             )
             self.runners[name] = runner
             runner_specs.append(ChildSpec(id=name, start=functools.partial(runner.run, rx)))
@@ -261,6 +264,7 @@ class Daemon:
             sealer=self.sealer,
             workspaces=workspaces,
             workspace_budget=self.config.workspaces.max_bytes,
+            repositories=self.config.repositories,
         )
         callbacks = self.callbacks = CallbackSender(
             store=store_tx,

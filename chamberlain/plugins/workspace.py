@@ -49,6 +49,8 @@ WORKSPACE_VARIABLE: Final = "CHAMBERLAIN_WORKSPACE"
 MCP_CONFIG_FILE: Final = ".mcp.json"
 #: The directory beside the database that holds every workspace.
 WORKSPACES_DIR: Final = "workspaces"
+#: The directory beside it that holds the repositories' bare mirrors.
+MIRRORS_DIR: Final = "repos"
 #: What marks a temporary workspace (in-memory state) in the system's temp directory.
 TEMP_PREFIX: Final = "chamberlain-workspace-"
 
@@ -182,6 +184,12 @@ class Workspaces:
             raise OSError(f"{path} is not a directory; refusing to use it as a workspace")
         path.mkdir(mode=0o700, exist_ok=True)
         return path
+
+    def mirror_path(self, repository: str) -> Path | None:
+        """Where the bare mirror of ``repository`` lives (None: no state directory)."""
+        if self.root is None:
+            return None
+        return self.root.parent / MIRRORS_DIR / f"{check_entry_name(repository)}.git"
 
     def kept_path(self, workspace_id: str) -> Path | None:
         """Where the kept workspace ``workspace_id`` lives (None: no state directory)."""

@@ -344,7 +344,7 @@ class SqliteStore:
             tuple(columns.values()),
         ).fetchone()
         if new.workspace_id is not None:
-            workspace_rows.ensure(self.conn, new.workspace_id, now=now)
+            workspace_rows.ensure(self.conn, new.workspace_id, now=now, worktree=new.worktree)
         return Enqueued(job=_row_to_job(row))
 
     def get_job(self, job_id: str) -> Job | None:

@@ -14,7 +14,7 @@ import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
-from chamberlain.records import Workspace, WorkspaceRefusal
+from chamberlain.records import Workspace, WorkspaceRefusal, Worktree
 
 _COLUMNS = "id, created_at, last_used_at, size_bytes, repository, branch, base"
 #: Statuses of a job that still needs its workspace.
@@ -39,13 +39,30 @@ def _workspace(conn: sqlite3.Connection, row: Sequence[Any]) -> Workspace:
     )
 
 
-def ensure(conn: sqlite3.Connection, workspace_id: str, *, now: float) -> None:
+def ensure(
+    conn: sqlite3.Connection, workspace_id: str, *, now: float, worktree: Worktree | None = None
+) -> None:
     """Make the row of a workspace a new job asks for (nothing if it exists)."""
     conn.execute(
-        "INSERT INTO workspaces (id, created_at, last_used_at) VALUES (?, ?, ?)"
-        " ON CONFLICT (id) DO NOTHING",
-        (workspace_id, now, now),
+        "INSERT INTO workspaces (id, created_at, last_used_at, repository, branch, base)"
+        " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
+        (
+            workspace_id,
+            now,
+            now,
+            None if worktree is None else worktree.repository,
+            None if worktree is None else worktree.branch,
+            None if worktree is None else worktree.base,
+        ),
     )
+
+
+def holding_branch(conn: sqlite3.Connection, repository: str, branch: str) -> str | None:
+    """The workspace that has ``branch`` of ``repository`` checked out, if any."""
+    row = conn.execute(
+        "SELECT id FROM workspaces WHERE repository = ? AND branch = ?", (repository, branch)
+    ).fetchone()
+    return None if row is None else str(row[0])
 
 
 def touch(conn: sqlite3.Connection, workspace_id: str, *, size_bytes: int, now: float) -> bool:
@@ -95,13 +112,16 @@ def delete(conn: sqlite3.Connection, workspace_id: str) -> WorkspaceRefusal | No
     return None
 
 
-def expire(conn: sqlite3.Connection, *, used_before: float) -> list[str]:
-    """Forget the workspaces last used before ``used_before`` that no job needs; their ids."""
+def expire(conn: sqlite3.Connection, *, used_before: float) -> list[tuple[str, str | None]]:
+    """Forget the workspaces last used before ``used_before`` that no job needs.
+
+    Answers each one's id and the repository it is a worktree of (None: none).
+    """
     rows = conn.execute(
-        "SELECT id FROM workspaces WHERE last_used_at < ? AND id NOT IN"
+        "SELECT id, repository FROM workspaces WHERE last_used_at < ? AND id NOT IN"
         f" (SELECT workspace_id FROM jobs WHERE workspace_id IS NOT NULL AND status IN {_LIVE})",
         (used_before,),
     ).fetchall()
-    expired = [row[0] for row in rows]
-    conn.executemany("DELETE FROM workspaces WHERE id = ?", [(id_,) for id_ in expired])
+    expired = [(str(row[0]), row[1]) for row in rows]
+    conn.executemany("DELETE FROM workspaces WHERE id = ?", [(id_,) for id_, _ in expired])
     return expired

@@ -51,7 +51,7 @@ from chamberlain.web.trigger import (
     loop_defaults_for,
     parse_trigger_options,
 )
-from chamberlain.web.workspaces import require_workspace_room
+from chamberlain.web.workspaces import require_workspace_room, require_worktree
 
 #: The most jobs one request may carry: enough to amortise the round trip and the
 #: commit, small enough that one transaction stays short (a few milliseconds).
@@ -174,7 +174,20 @@ async def submit_batch(call: Call) -> Reply:
         require_mcp_servers(
             call.gateway, item.options.mcp_servers, path=f"jobs[{index}].mcp_servers"
         )
-    if any(item.options.workspace for item in planned):
+    branches: dict[tuple[str, str], int] = {}
+    for index, item in enumerate(planned):
+        wanted = item.options.worktree
+        if wanted is None:
+            continue
+        first = branches.setdefault((wanted.repository, wanted.branch), index)
+        if first != index:
+            raise bad_request(
+                f"jobs[{index}].workspace: branch {wanted.branch!r} of {wanted.repository!r}"
+                f" is asked for by jobs[{first}] too; one workspace per branch"
+            )
+        worktree = await require_worktree(call.gateway, wanted)
+        planned[index] = attrs.evolve(item, options=attrs.evolve(item.options, worktree=worktree))
+    if any(item.options.workspace or item.options.worktree for item in planned):
         await require_workspace_room(call.gateway)
     identity = call.identity
     if identity is None:
@@ -235,6 +248,10 @@ ROUTES: tuple[Route, ...] = (
                     " and the field (`jobs[3].payload.seconds: 'abc' is not of type"
                     " 'number'`)."
                 ),
+            ),
+            ResponseSpec(
+                status=409,
+                description="A job's workspace is a branch another workspace has checked out.",
             ),
             TOO_LARGE,
             NOT_ACCEPTING_RESPONSE,

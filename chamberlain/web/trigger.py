@@ -41,7 +41,8 @@ from chamberlain.plugins.binding import BoundPlugin
 from chamberlain.plugins.input_schema import InvalidPayload
 from chamberlain.plugins.manifest import CommandSpec
 from chamberlain.plugins.mcp_servers import parse_server_names
-from chamberlain.records import NewJob, rfc3339
+from chamberlain.records import NewJob, Worktree, rfc3339
+from chamberlain.repositories import check_branch
 from chamberlain.web.auth import ByCommand
 from chamberlain.web.errors import bad_request, not_found
 from chamberlain.web.handler import Call, Reply
@@ -66,7 +67,7 @@ from chamberlain.web.synchronous import (
     sync_slot,
     wants_async,
 )
-from chamberlain.web.workspaces import require_workspace_room
+from chamberlain.web.workspaces import require_workspace_room, require_worktree
 
 #: The command whose payload arrives wrapped in an event, as Ductile expects.
 HANDLE = "handle"
@@ -102,8 +103,12 @@ class TriggerOptions:
     mcp_servers: tuple[str, ...] = ()
     #: A loop job's settings (chamberlain.loops.LoopSpec as JSON), within the plugin's.
     loop: Mapping[str, Any] | None = None
-    #: The job runs in a kept workspace of its own (``"workspace": true``).
+    #: The job runs in a kept workspace of its own (``"workspace": true``), or in a
+    #: worktree of a repository's branch (``"workspace": {"repository", ...}``: its
+    #: ``base`` empty until :func:`~chamberlain.web.workspaces.require_worktree`
+    #: fills in the repository's default branch).
     workspace: bool = False
+    worktree: Worktree | None = None
 
 
 def loop_defaults_for(plugin: BoundPlugin, command: str) -> LoopDefaults | None:
@@ -204,6 +209,7 @@ def parse_trigger_options(
     payload = body.get("payload", {})
     if not isinstance(payload, dict):
         raise bad_request(f"{path}payload must be a JSON object, not {json_kind(payload)}")
+    wanted = _workspace(body["workspace"], f"{path}workspace") if "workspace" in body else False
     return TriggerOptions(
         payload=payload,
         timeout=(
@@ -226,21 +232,37 @@ def parse_trigger_options(
             _mcp_servers(body["mcp_servers"], f"{path}mcp_servers") if "mcp_servers" in body else ()
         ),
         loop=_loop(body["loop"], loop_defaults, f"{path}loop") if "loop" in body else None,
-        workspace=_workspace(body["workspace"], f"{path}workspace")
-        if "workspace" in body
-        else False,
+        workspace=wanted is True,
+        worktree=wanted if isinstance(wanted, Worktree) else None,
     )
 
 
-def _workspace(value: object, name: str) -> bool:
+def _workspace(value: object, name: str) -> bool | Worktree:
     if isinstance(value, bool):
         return value
-    if isinstance(value, Mapping):
-        repository = value.get("repository")
-        # Worktrees of a configured repository's mirror come with repositories;
-        # until one is configured, every name is unknown.
-        raise bad_request(f"{name}.repository: unknown repository {repository!r}")
-    raise bad_request(f"{name} must be true, false or an object, not {json_kind(value)}")
+    if not isinstance(value, Mapping):
+        raise bad_request(f"{name} must be true, false or an object, not {json_kind(value)}")
+    unknown = sorted(str(key) for key in value if key not in ("repository", "branch", "base"))
+    if unknown:
+        raise bad_request(
+            f"{name}: unknown field {', '.join(map(repr, unknown))}; expected repository,"
+            " branch, base"
+        )
+    repository = value.get("repository")
+    if not isinstance(repository, str) or not repository:
+        raise bad_request(f"{name}.repository must be the name of a configured repository")
+    names = {"branch": value.get("branch"), "base": value.get("base", "")}
+    for field in ("branch", "base"):
+        given = names[field]
+        if field == "base" and given == "":
+            continue
+        if not isinstance(given, str):
+            raise bad_request(f"{name}.{field} must be a branch name")
+        try:
+            check_branch(given)
+        except ValueError as exc:
+            raise bad_request(f"{name}.{field}: {exc}") from None
+    return Worktree(repository=repository, branch=str(names["branch"]), base=str(names["base"]))
 
 
 def _mcp_servers(value: object, name: str) -> tuple[str, ...]:
@@ -310,7 +332,8 @@ def build_job(
         callback_url=options.callback_url,
         mcp_servers=options.mcp_servers,
         loop=options.loop,
-        workspace_id=str(uuid.uuid4()) if options.workspace else None,
+        workspace_id=str(uuid.uuid4()) if options.workspace or options.worktree else None,
+        worktree=options.worktree,
     )
 
 
@@ -339,7 +362,11 @@ async def trigger(call: Call) -> Reply:
     )
     check_payload(spec, options.payload)
     require_mcp_servers(call.gateway, options.mcp_servers)
-    if options.workspace:
+    if options.worktree is not None:
+        options = attrs.evolve(
+            options, worktree=await require_worktree(call.gateway, options.worktree)
+        )
+    if options.workspace or options.worktree:
         await require_workspace_room(call.gateway)
     refusal = not_accepting(call.gateway.lifecycle)
     if refusal is not None:
@@ -425,6 +452,13 @@ _TRIGGER_RESPONSES = (
         ),
     ),
     ResponseSpec(status=404, description="Unknown plugin or command."),
+    ResponseSpec(
+        status=409,
+        description=(
+            "The workspace asked for is a branch another workspace has checked out"
+            " (the message names it)."
+        ),
+    ),
     TOO_LARGE,
     SYNC_UNAVAILABLE,
     DISK_FULL,
@@ -497,10 +531,25 @@ TRIGGER_OPTIONS_SCHEMA: Mapping[str, Any] = {
     "workspace": {
         "description": (
             "true: the job runs with a workspace of its own, a directory kept after it"
-            " ends and shared by its retries, its loop's iterations and its follow-ups"
-            " (see docs/WORKSPACES.md). Its request carries context.workspace."
+            " ends and shared by its retries, its loop's iterations and its follow-ups;"
+            " {repository, branch, base?}: a git worktree of that branch of a configured"
+            " repository (made from base, default the repository's default_branch, when"
+            " the branch is new). See docs/WORKSPACES.md. Its request carries"
+            " context.workspace and context.repository."
         ),
-        "type": "boolean",
+        "oneOf": [
+            {"type": "boolean"},
+            {
+                "type": "object",
+                "additionalProperties": False,
+                "properties": {
+                    "repository": {"type": "string", "minLength": 1},
+                    "branch": {"type": "string", "minLength": 1},
+                    "base": {"type": "string", "minLength": 1},
+                },
+                "required": ["repository", "branch"],
+            },
+        ],
     },
     "loop": {
         "description": (

@@ -15,8 +15,10 @@ import re
 from collections.abc import Mapping
 from typing import Any, Final
 
+import attrs
+
 from chamberlain.actors.gateway import Gateway
-from chamberlain.records import Workspace, WorkspaceRefusal
+from chamberlain.records import Workspace, WorkspaceRefusal, Worktree
 from chamberlain.web.auth import JOBS_RO, JOBS_RW, Scoped
 from chamberlain.web.errors import ApiError, bad_request, not_found
 from chamberlain.web.handler import Call, Reply
@@ -42,6 +44,26 @@ async def require_workspace_room(gateway: Gateway) -> None:
             " raise the budget",
             headers={"Retry-After": str(BUDGET_RETRY_AFTER)},
         )
+
+
+async def require_worktree(gateway: Gateway, wanted: Worktree) -> Worktree:
+    """The worktree a trigger asks for, its base filled in; 400 for an unknown
+    repository, 409 for a branch another workspace has checked out."""
+    repository = gateway.repositories.get(wanted.repository)
+    if repository is None:
+        known = ", ".join(sorted(gateway.repositories)) or "none is configured"
+        raise bad_request(
+            f"workspace.repository: unknown repository {wanted.repository!r} ({known})"
+        )
+    holder = await gateway.branch_holder(wanted.repository, wanted.branch)
+    if holder is not None:
+        # Never taken from it, never forced: git keeps one worktree per branch.
+        raise ApiError(
+            409,
+            f"branch {wanted.branch!r} of {wanted.repository!r} is checked out by"
+            f" workspace {holder}; delete that workspace or use another branch",
+        )
+    return attrs.evolve(wanted, base=wanted.base or repository.default_branch)
 
 
 def _shown(gateway: Gateway, workspace: Workspace) -> dict[str, Any]:
@@ -72,7 +94,7 @@ async def get_workspace(call: Call) -> Reply:
 async def delete_workspace(call: Call) -> Reply:
     """``DELETE /workspaces/{workspace_id}``: remove a workspace no job needs."""
     workspace = await _found(call)
-    refused = await call.gateway.delete_workspace(workspace.id)
+    refused = await call.gateway.delete_workspace(workspace)
     if refused is WorkspaceRefusal.IN_USE:
         raise ApiError(
             409,

@@ -1,0 +1,58 @@
+"""Repositories: bare mirrors of remote git repositories, and worktrees of them as workspaces.
+
+The pure rules (remote URLs, forges, branch names, scrubbing) are in ``_rules``; the
+git commands, run through trio, in ``_git``; removing a kept workspace (a worktree
+through git, then its directory) in ``_removal``. Everything public is re-exported here.
+"""
+
+from ._git import (
+    ASKPASS,
+    PASSWORD_VARIABLE,
+    Changes,
+    GitError,
+    add_worktree,
+    branches_checked_out,
+    changes,
+    commit_all,
+    ensure_mirror,
+    git,
+    push,
+    remove_worktree,
+)
+from ._removal import remove_workspace
+from ._rules import (
+    REDACTED,
+    Forge,
+    Remote,
+    check_branch,
+    default_api_url,
+    derive_forge,
+    display_url,
+    parse_remote,
+    scrub,
+)
+
+__all__ = [
+    "ASKPASS",
+    "PASSWORD_VARIABLE",
+    "REDACTED",
+    "Changes",
+    "Forge",
+    "GitError",
+    "Remote",
+    "add_worktree",
+    "branches_checked_out",
+    "changes",
+    "check_branch",
+    "commit_all",
+    "default_api_url",
+    "derive_forge",
+    "display_url",
+    "ensure_mirror",
+    "git",
+    "parse_remote",
+    "push",
+    "remove_workspace",
+    "remove_worktree",
+    "scrub",
+]
