@@ -74,7 +74,8 @@ def test_a_config_without_references_records_none() -> None:
 
 PLACES = (
     "plugins.<name>.config, plugins.<name>.env.<name>, webhooks.endpoints[i].secret,"
-    " callbacks.secret, instances[i].secret, remote_ingress.peers[i].secret"
+    " callbacks.secret, instances[i].secret, remote_ingress.peers[i].secret,"
+    " repositories.<name>.token"
 )
 
 

@@ -41,7 +41,7 @@ def test_a_workspace_row_comes_with_its_first_job_and_lists_every_job(
     assert workspace_rows.expire(store.conn, used_before=NOW + 10_000) == []  # still in use
     store.conn.execute("UPDATE jobs SET status = 'succeeded'")
     assert workspace_rows.expire(store.conn, used_before=NOW + 9) == []  # used at NOW + 9
-    assert workspace_rows.expire(store.conn, used_before=NOW + 10) == [WS]
+    assert workspace_rows.expire(store.conn, used_before=NOW + 10) == [(WS, None)]
     assert workspace_rows.get(store.conn, WS) is None
     assert workspace_rows.delete(store.conn, WS) is WorkspaceRefusal.UNKNOWN
     assert not workspace_rows.touch(store.conn, WS, size_bytes=1, now=NOW)

@@ -99,6 +99,14 @@ async def test_a_job_works_in_a_worktree_of_its_branch_and_holds_that_branch(
 
         # The branch is held: a second job asking for it is refused, the first's
         # worktree untouched.
+        # A retry works on in the same worktree: the branch is the job's.
+        r = await c.post(f"/job/{done['job_id']}/retry")
+        assert r.status_code == 202, r.text
+        retried = await finished(c, r.json()["job_id"])
+        assert retried["workspace_id"] == done["workspace_id"]
+        assert retried["result"]["result"]["notes"] == ["first", "first"]
+        (path / "notes.txt").write_text("first\n")
+
         r = await write(c, feature, "second")
         assert r.status_code == 409, r.text
         assert done["workspace_id"] in r.json()["error"]

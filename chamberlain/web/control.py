@@ -90,13 +90,19 @@ def parse_retry_body(raw: bytes) -> int | None:
 
 
 def retry_job(
-    original: Job, *, max_attempts: int, submitted_by: str, callback_url: str | None
+    original: Job,
+    *,
+    max_attempts: int,
+    submitted_by: str,
+    callback_url: str | None,
+    shares_workspace: bool = False,
 ) -> NewJob:
     """The job a retry creates: the original's inputs, a fresh life.
 
     It keeps the plugin, command, payload, event (and so its event id), timeout,
-    callback, MCP servers and loop settings, and asks for a new workspace if the
-    original had one; it does not keep the dedupe key (a retry is asked for
+    callback, MCP servers and loop settings; when the original had a workspace, it
+    shares it if ``shares_workspace`` (a worktree: its branch is the job's), and
+    asks for a new, empty one otherwise; it does not keep the dedupe key (a retry is asked for
     on purpose) or any pipeline place (a retried step does not continue its old
     pipeline).
     """
@@ -113,8 +119,11 @@ def retry_job(
         callback_url=callback_url,
         mcp_servers=original.mcp_servers,
         loop=original.loop,
-        # A workspace of its own, empty, as the original's was when it started.
-        workspace_id=None if original.workspace_id is None else new_job_id(),
+        workspace_id=(
+            original.workspace_id
+            if shares_workspace or original.workspace_id is None
+            else new_job_id()
+        ),
     )
 
 
@@ -160,13 +169,18 @@ async def retry(call: Call) -> Reply:
     refusal = not_accepting(call.gateway.lifecycle)
     if refusal is not None:
         raise refusal
+    shares = False
     if original.workspace_id is not None:
-        await require_workspace_room(call.gateway)
+        kept = await call.gateway.get_workspace(original.workspace_id)
+        shares = kept is not None and kept.repository is not None
+        if not shares:
+            await require_workspace_room(call.gateway)
     new = retry_job(
         original,
         max_attempts=plugin.max_attempts if max_attempts is None else max_attempts,
         submitted_by=identity.submitted_by,
         callback_url=callback_url,
+        shares_workspace=shares,
     )
     (enqueued,) = await call.gateway.enqueue([new])
     job = enqueued.job
