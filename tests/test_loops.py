@@ -26,7 +26,7 @@ from chamberlain.loops import (
     summary,
 )
 from chamberlain.plugins.process import ProcessControl
-from chamberlain.plugins.protocol import OutcomeKind, ProcessResult, TerminationReason
+from chamberlain.plugins.protocol import Outcome, OutcomeKind, ProcessResult, TerminationReason
 from chamberlain.records import FeedbackResult, Iteration, JobStatus, NewJob
 from chamberlain.store import loop_rows
 from chamberlain.store.sqlite import SqliteStore
@@ -258,6 +258,24 @@ class Store:
                     raise AssertionError(request)
 
 
+async def run_driver(store: Store, job: Any, spec: LoopSpec, iterate: Any, command: Any) -> Outcome:
+    """Run the loop driver on ``job`` with fake runs, the store served meanwhile."""
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(store.serve)
+        outcome = await LoopDriver(
+            job=job,
+            spec=spec,
+            store=store.send,
+            control=ProcessControl(),
+            run_iteration=iterate,
+            run_command=command,
+            timeout=60.0,
+            now=lambda: NOW,
+        ).run()
+        nursery.cancel_scope.cancel()
+    return outcome
+
+
 async def drive(
     store: Store,
     spec: LoopSpec,
@@ -277,19 +295,7 @@ async def drive(
         ran.append(argv)
         return (commands or {}).get(argv[0], result(b"ok"))
 
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(store.serve)
-        outcome = await LoopDriver(
-            job=job,
-            spec=spec,
-            store=store.send,
-            control=ProcessControl(),
-            run_iteration=iterate,
-            run_command=command,
-            timeout=60.0,
-            now=lambda: NOW,
-        ).run()
-        nursery.cancel_scope.cancel()
+    outcome = await run_driver(store, job, spec, iterate, command)
     return outcome, fields, ran
 
 
@@ -352,19 +358,7 @@ async def test_a_stop_read_back_after_the_iteration_ends_the_loop() -> None:
     async def command(argv: Sequence[str], timeout: float, control: ProcessControl) -> Any:
         raise AssertionError("no feedback after a stop")
 
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(store.serve)
-        outcome = await LoopDriver(
-            job=job,
-            spec=spec,
-            store=store.send,
-            control=ProcessControl(),
-            run_iteration=iterate,
-            run_command=command,
-            timeout=60.0,
-            now=lambda: NOW,
-        ).run()
-        nursery.cancel_scope.cancel()
+    outcome = await run_driver(store, job, spec, iterate, command)
     assert outcome.kind is OutcomeKind.SUCCEEDED
     assert outcome.loop is not None and outcome.loop["completion_reason"] == "manual_stop"
     assert len(fields) == 1
@@ -380,19 +374,7 @@ async def test_a_stale_attempt_saves_nothing_and_gives_the_job_back() -> None:
     async def never(*args: Any) -> Any:
         raise AssertionError("a stale attempt runs nothing")
 
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(store.serve)
-        outcome = await LoopDriver(
-            job=job,
-            spec=spec,
-            store=store.send,
-            control=ProcessControl(),
-            run_iteration=never,
-            run_command=never,
-            timeout=60.0,
-            now=lambda: NOW,
-        ).run()
-        nursery.cancel_scope.cancel()
+    outcome = await run_driver(store, job, spec, never, never)
     assert outcome.kind is OutcomeKind.INTERRUPTED
     assert loop_rows.iterations(store.db.conn, job.id) == []
     assert store.db.get_job(job.id).status is JobStatus.QUEUED  # type: ignore[union-attr]

@@ -255,6 +255,10 @@ async def run_plugin(
         try:
             await run.supervise(request, timeout)
         finally:
+            if conversation is not None:
+                # The run is over: nothing more can reach the plugin, so say so to
+                # whoever still sends (and close the channel the feeder read).
+                conversation._close()
             run.kill_group()
             if process.returncode is None:
                 await run.reap_after_cancel()

@@ -127,6 +127,25 @@ def retry_job(
     )
 
 
+async def carried_over(call: Call, original: Job) -> str | None:
+    """The callback URL a new job made of ``original`` keeps (a retry, a follow-up).
+
+    409 when that URL, or an MCP server the job names, is no longer allowed.
+    """
+    callback_url = (await call.gateway.callbacks(original.id)).url
+    if callback_url is not None:
+        try:
+            call.site.callbacks.check(callback_url)
+        except ValueError as exc:
+            raise ApiError(409, f"the job's callback_url is no longer allowed: {exc}") from None
+    gone = call.gateway.unknown_mcp_servers(original.mcp_servers) if original.mcp_servers else []
+    if gone:
+        raise ApiError(
+            409, f"the job's MCP server {', '.join(map(repr, gone))} is no longer registered"
+        )
+    return callback_url
+
+
 async def retry(call: Call) -> Reply:
     """``POST /job/{job_id}/retry``: run a finished job again as a new job."""
     job_id = call.path["job_id"]
@@ -154,18 +173,7 @@ async def retry(call: Call) -> Reply:
             f"job {job_id} is {original.status.value}; only a finished job can be retried",
             status=original.status.value,
         )
-    callback = await call.gateway.callbacks(job_id)
-    callback_url = callback.url
-    if callback_url is not None:
-        try:
-            call.site.callbacks.check(callback_url)
-        except ValueError as exc:
-            raise ApiError(409, f"the job's callback_url is no longer allowed: {exc}") from None
-    gone = call.gateway.unknown_mcp_servers(original.mcp_servers) if original.mcp_servers else []
-    if gone:
-        raise ApiError(
-            409, f"the job's MCP server {', '.join(map(repr, gone))} is no longer registered"
-        )
+    callback_url = await carried_over(call, original)
     refusal = not_accepting(call.gateway.lifecycle)
     if refusal is not None:
         raise refusal

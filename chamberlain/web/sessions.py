@@ -24,6 +24,7 @@ from chamberlain.records import (
     SessionReply,
 )
 from chamberlain.web.auth import JOBS_RW, Scoped, command_scope
+from chamberlain.web.control import carried_over
 from chamberlain.web.errors import ApiError, JobConflict, bad_request, not_found
 from chamberlain.web.handler import Call, Reply
 from chamberlain.web.intake import (
@@ -206,17 +207,7 @@ async def instruct(call: Call) -> Reply:
     if payload is not None:
         check_payload(spec, payload)
     _check_followable(old)
-    callback_url = (await call.gateway.callbacks(job_id)).url
-    if callback_url is not None:
-        try:
-            call.site.callbacks.check(callback_url)
-        except ValueError as exc:
-            raise ApiError(409, f"the job's callback_url is no longer allowed: {exc}") from None
-    gone = call.gateway.unknown_mcp_servers(old.mcp_servers) if old.mcp_servers else []
-    if gone:
-        raise ApiError(
-            409, f"the job's MCP server {', '.join(map(repr, gone))} is no longer registered"
-        )
+    callback_url = await carried_over(call, old)
     refusal = not_accepting(call.gateway.lifecycle)
     if refusal is not None:
         raise refusal
