@@ -165,7 +165,8 @@ def verify(secret: str, body: bytes, signature: str | None) -> bool:
 
 
 def delivery_body(job: Job) -> bytes:
-    """What a callback POSTs: the finished job, as compact JSON."""
+    """What a callback POSTs: the finished job, as compact JSON (with its worktree's
+    ``changes`` and ``pull_request`` when it has a repository workspace)."""
     duration_ms = None
     if job.started_at is not None and job.completed_at is not None:
         duration_ms = max(0, round((job.completed_at - job.started_at) * 1000))
@@ -180,6 +181,10 @@ def delivery_body(job: Job) -> bytes:
         "completed_at": rfc3339(job.completed_at),
         "duration_ms": duration_ms,
     }
+    if job.changes is not None or job.pull_request is not None:
+        # A job with a repository workspace: what it changed, and its pull request.
+        body["changes"] = None if job.changes is None else job.changes.to_json()
+        body["pull_request"] = None if job.pull_request is None else dict(job.pull_request)
     return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 

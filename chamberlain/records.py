@@ -106,6 +106,8 @@ class NewJob:
     #: new one that is a worktree, what it checks out.
     workspace_id: str | None = None
     worktree: Worktree | None = None
+    #: The pull request to open when the job succeeds (a worktree job only).
+    pull_request_ask: PullRequestAsk | None = None
     id: str = attrs.field(factory=new_job_id)
 
 
@@ -157,6 +159,14 @@ class Job:
     completion_reason: str | None = None
     #: The workspace the job runs in, shared with its follow-ups (None: none).
     workspace_id: str | None = None
+    #: The pull request to open when it succeeds, as asked (a worktree job only).
+    pull_request_ask: PullRequestAsk | None = None
+    #: How its worktree differs from the base, as of the end of its last attempt
+    #: (None: it has no repository workspace, or it did not run yet).
+    changes: Changes | None = None
+    #: The pull request it opened (``PullRequest.to_json``), or ``{"error": ...}``
+    #: when its automatic one could not be opened; None: none asked for yet.
+    pull_request: Mapping[str, Any] | None = None
     seq: int = 0
 
     @property
@@ -203,6 +213,8 @@ class Job:
             "loop": None if self.loop is None else dict(self.loop),
             "completion_reason": self.completion_reason,
             "workspace_id": self.workspace_id,
+            "changes": None if self.changes is None else self.changes.to_json(),
+            "pull_request": None if self.pull_request is None else dict(self.pull_request),
         }
 
 
@@ -443,6 +455,118 @@ class Worktree:
 
 
 @attrs.frozen(kw_only=True)
+class Changes:
+    """How a worktree differs from its base: files, and lines added and removed."""
+
+    files_changed: int = 0
+    insertions: int = 0
+    deletions: int = 0
+
+    @property
+    def empty(self) -> bool:
+        """Nothing differs."""
+        return self.files_changed == 0
+
+    def to_json(self) -> dict[str, int]:
+        """As job results, callbacks and pull requests show it."""
+        return {
+            "files_changed": self.files_changed,
+            "insertions": self.insertions,
+            "deletions": self.deletions,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Changes:
+        """What :meth:`to_json` made (a missing count is 0)."""
+        return cls(
+            files_changed=int(data.get("files_changed", 0)),
+            insertions=int(data.get("insertions", 0)),
+            deletions=int(data.get("deletions", 0)),
+        )
+
+
+@attrs.frozen(kw_only=True)
+class PullRequestAsk:
+    """A pull request to open from a worktree's branch: ``POST /job/{id}/pull-request``'s
+    body, or a trigger's ``"pull_request"`` (opened when the job succeeds).
+
+    ``target_branch`` None means the workspace's base branch.
+    """
+
+    title: str
+    body: str = ""
+    target_branch: str | None = None
+    draft: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        """As stored with the job."""
+        return {
+            "title": self.title,
+            "body": self.body,
+            "target_branch": self.target_branch,
+            "draft": self.draft,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> PullRequestAsk:
+        """What :meth:`to_json` made."""
+        target = data.get("target_branch")
+        return cls(
+            title=str(data["title"]),
+            body=str(data.get("body") or ""),
+            target_branch=None if target is None else str(target),
+            draft=bool(data.get("draft", False)),
+        )
+
+
+@attrs.frozen(kw_only=True)
+class PullRequest:
+    """A pull (GitLab: merge) request opened from a workspace's branch.
+
+    ``url`` and ``number`` are None when the repository has no forge (``forge:
+    none``): the branch was pushed and nobody was asked to merge it.
+    """
+
+    url: str | None
+    number: int | None
+    branch: str
+    target_branch: str
+    changes: Changes
+
+    def to_json(self) -> dict[str, Any]:
+        """``POST /job/{id}/pull-request``'s answer."""
+        return {
+            "pr_url": self.url,
+            "pr_number": self.number,
+            "branch": self.branch,
+            "target_branch": self.target_branch,
+            "changes": self.changes.to_json(),
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> PullRequest:
+        """What :meth:`to_json` made."""
+        number = data.get("pr_number")
+        return cls(
+            url=data.get("pr_url"),
+            number=None if number is None else int(number),
+            branch=str(data["branch"]),
+            target_branch=str(data["target_branch"]),
+            changes=Changes.from_json(data.get("changes") or {}),
+        )
+
+
+class PullRequestRefusal(enum.Enum):
+    """Why ``POST /job/{id}/pull-request`` opened nothing (each answered 409)."""
+
+    NOT_SUCCEEDED = "not_succeeded"
+    NO_REPOSITORY = "no_repository"
+    WORKSPACE_GONE = "workspace_gone"
+    IN_USE = "in_use"
+    NO_CHANGES = "no_changes"
+
+
+@attrs.frozen(kw_only=True)
 class Workspace:
     """A workspace as the store keeps it, with the jobs that ran (or run) in it."""
 
@@ -457,6 +581,8 @@ class Workspace:
     job_ids: tuple[str, ...] = ()
     #: A job of it is queued or running: it may not be removed.
     in_use: bool = False
+    #: The pull request opened from its branch, once one is (asking again returns it).
+    pull_request: PullRequest | None = None
 
     def to_json(self, path: str | None) -> dict[str, Any]:
         """As ``GET /workspaces`` shows it, at ``path``."""
@@ -470,12 +596,13 @@ class Workspace:
             "in_use": self.in_use,
             "created_at": rfc3339(self.created_at),
             "last_used_at": rfc3339(self.last_used_at),
+            "pull_request": None if self.pull_request is None else self.pull_request.to_json(),
         }
 
 
 @attrs.frozen(kw_only=True)
 class RepositoryView:
-    """A configured repository as the API shows it: never its token, nor credentials."""
+    """A repository as the API shows it: never its token, nor credentials."""
 
     name: str
     #: The remote's URL, without any user-info.
@@ -487,6 +614,9 @@ class RepositoryView:
     #: When its mirror was last fetched (None: never), and what the mirror takes.
     last_sync_at: float | None
     mirror_bytes: int
+    #: Where it comes from: ``config`` (``repositories:``) or ``api``
+    #: (``POST /repositories``, kept in the store; only those can be deleted).
+    source: str = "config"
 
     def to_json(self) -> dict[str, Any]:
         """As ``GET /repositories`` shows it."""
@@ -499,7 +629,30 @@ class RepositoryView:
             "api_url": self.api_url,
             "last_sync_at": rfc3339(self.last_sync_at),
             "mirror_bytes": self.mirror_bytes,
+            "source": self.source,
         }
+
+
+@attrs.frozen(kw_only=True)
+class AddedRepository:
+    """A repository added through the API (``POST /repositories``), as the store keeps it.
+
+    ``spec`` is the entry as ``repositories.<name>`` of the config would hold it
+    (its token a ``${secret:name}`` reference, never a value), so one set of rules
+    reads both kinds.
+    """
+
+    name: str
+    spec: Mapping[str, Any]
+    created_at: float
+
+
+class RepositoryRefusal(enum.Enum):
+    """Why a repository added through the API was not removed (each answered 409)."""
+
+    UNKNOWN = "unknown"
+    CONFIGURED = "configured"
+    IN_USE = "in_use"
 
 
 class WorkspaceRefusal(enum.Enum):

@@ -27,7 +27,7 @@ from chamberlain.callback_rules import (
     verify,
 )
 from chamberlain.config import ConfigError, parse_config
-from chamberlain.records import JobStatus, NewJob
+from chamberlain.records import Changes, JobStatus, NewJob
 
 DEFAULTS = AllowList.from_entries(("127.0.0.0/8", "::1", "localhost"))
 
@@ -154,6 +154,17 @@ def test_delivery_body_is_the_finished_job() -> None:
         "completed_at": "2023-11-14T22:13:23.250Z",
         "duration_ms": 2250,
     }
+
+
+def test_a_worktree_job_s_delivery_carries_its_changes_and_pull_request() -> None:
+    changes = Changes(files_changed=2, insertions=5, deletions=1)
+    opened = {"pr_url": "https://github.com/o/r/pull/3", "pr_number": 3}
+    job = stored_job(status=JobStatus.SUCCEEDED, changes=changes, pull_request=opened)
+    body = json.loads(delivery_body(job))
+    assert body["changes"] == {"files_changed": 2, "insertions": 5, "deletions": 1}
+    assert body["pull_request"] == opened
+    # Any other job's delivery is as it always was.
+    assert "changes" not in json.loads(delivery_body(stored_job(status=JobStatus.SUCCEEDED)))
 
 
 def test_callback_config_errors_name_their_path(tmp_path: Path) -> None:

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 import trio
 
+from chamberlain.records import Changes
 from chamberlain.repositories import (
     ASKPASS,
     REDACTED,
-    Changes,
     GitError,
     Remote,
     add_worktree,

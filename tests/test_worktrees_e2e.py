@@ -7,7 +7,6 @@ appends a line to ``notes.txt`` in its workspace.  Nothing leaves the machine.
 from __future__ import annotations
 
 import json
-import subprocess
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -16,31 +15,12 @@ from typing import Any
 import httpx
 import pytest
 from conftest import BUNDLED_PLUGINS, DaemonFactory, DaemonProcess, deep_merge
+from git_remotes import bare_remote, git
 
 pytestmark = pytest.mark.e2e
 
 E2E_PLUGINS = Path(__file__).resolve().parent / "e2e_plugins"
 TOKEN = "tok-9f3a-do-not-leak"
-
-
-def git(*args: str, cwd: Path | None = None) -> str:
-    done = subprocess.run(
-        ["git", *args], cwd=cwd, capture_output=True, text=True, check=True, timeout=30
-    )
-    return done.stdout
-
-
-def remote(tmp_path: Path) -> Path:
-    """A bare repository with one commit on main."""
-    bare = tmp_path / "remote.git"
-    git("init", "--bare", "--initial-branch=main", str(bare))
-    seed = tmp_path / "seed"
-    git("clone", str(bare), str(seed))
-    (seed / "README.md").write_text("hello\n")
-    git("add", "README.md", cwd=seed)
-    git("-c", "user.name=t", "-c", "user.email=t@x", "commit", "-m", "first", cwd=seed)
-    git("push", "origin", "HEAD:main", cwd=seed)
-    return bare
 
 
 def config(bare: Path, **extra: Any) -> dict[str, Any]:
@@ -82,7 +62,7 @@ async def finished(c: httpx.AsyncClient, job_id: str) -> dict[str, Any]:
 async def test_a_job_works_in_a_worktree_of_its_branch_and_holds_that_branch(
     daemon: DaemonFactory, tmp_path: Path
 ) -> None:
-    bare = remote(tmp_path)
+    bare = bare_remote(tmp_path)
     d = await start(daemon, bare)
     feature = {"repository": "app", "branch": "feature-x"}
     async with client(d) as c:
@@ -144,7 +124,7 @@ async def test_a_job_works_in_a_worktree_of_its_branch_and_holds_that_branch(
 
 
 async def test_the_token_never_shows_anywhere(daemon: DaemonFactory, tmp_path: Path) -> None:
-    bare = remote(tmp_path)
+    bare = bare_remote(tmp_path)
     d = await start(daemon, bare)
     async with client(d) as c:
         ok = await finished(

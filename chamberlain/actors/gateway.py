@@ -15,15 +15,18 @@ from __future__ import annotations
 
 import enum
 import functools
+import logging
+import shutil
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import attrs
 import trio
 
 from chamberlain.actors.hub import Hub
 from chamberlain.actors.mail import (
+    AddRepository,
     BranchHolder,
     CallbackInfo,
     CancelJob,
@@ -57,6 +60,7 @@ from chamberlain.actors.mail import (
     ListSecrets,
     ListWorkspaces,
     QueueDepth,
+    RemoveRepository,
     ResetBreaker,
     RotateSecret,
     RouterRequest,
@@ -68,12 +72,16 @@ from chamberlain.actors.mail import (
     WorkspaceUsage,
 )
 from chamberlain.actors.mailbox import ReplyTo, RequestFailed, call
+from chamberlain.actors.pull_request_opener import PullRequestOpener
+from chamberlain.actors.repository_book import RepositoryBook, forge_of
+from chamberlain.actors.repository_sync import sync_job
 from chamberlain.actors.storage_faults import StorageFull as StorageFull
-from chamberlain.config import RepositoryConfig
+from chamberlain.config import ConfigError, RepositoryConfig, parse_repository
 from chamberlain.plugins.binding import BoundPlugin
 from chamberlain.plugins.mcp_servers import mcp_references
 from chamberlain.plugins.workspace import Workspaces, size_of
 from chamberlain.records import (
+    AddedRepository,
     CancelResult,
     Enqueued,
     FollowUpRefusal,
@@ -85,7 +93,11 @@ from chamberlain.records import (
     McpServer,
     NewJob,
     PluginFact,
+    PullRequest,
+    PullRequestAsk,
+    PullRequestRefusal,
     QueueView,
+    RepositoryRefusal,
     RepositoryView,
     RoutePlan,
     SessionReply,
@@ -93,13 +105,7 @@ from chamberlain.records import (
     Workspace,
     WorkspaceRefusal,
 )
-from chamberlain.repositories import (
-    default_api_url,
-    derive_forge,
-    display_url,
-    parse_remote,
-    remove_workspace,
-)
+from chamberlain.repositories import display_url, remove_workspace
 from chamberlain.routing.planner import Routing
 from chamberlain.schedule.books import ScheduleStatus
 from chamberlain.schedule.breaker import BreakerState
@@ -109,6 +115,8 @@ from chamberlain.vault import Vault
 
 T = TypeVar("T")
 M = TypeVar("M")
+
+log = logging.getLogger("chamberlain.gateway")
 
 
 class Phase(enum.Enum):
@@ -186,8 +194,15 @@ class Gateway:
     #: cannot ask for one), and the bytes they may hold in all.
     workspaces: Workspaces = attrs.field(factory=Workspaces)
     workspace_budget: int = 10 * 1024**3
-    #: The repositories jobs may have worktrees of (``repositories:``).
-    repositories: Mapping[str, RepositoryConfig] = attrs.field(factory=dict)
+    #: The repositories jobs may have worktrees of: the config's and those added
+    #: through the API (shared with the Runners).
+    repositories: RepositoryBook = attrs.field(factory=RepositoryBook)
+    #: Opens the pull requests of worktree jobs (shared with the Runners, which open
+    #: the automatic ones); None for a daemon that opens none.
+    pull_requests: PullRequestOpener | None = None
+    #: One lock per repository's mirror: a fetch, a new worktree or the mirror's
+    #: removal at a time (shared with the Runners and the syncs).
+    mirror_locks: dict[str, trio.Lock] = attrs.field(factory=dict)
     #: The registry's values in the clear, and the redactor that hides them; the
     #: JobStore updates it as each secret write commits (see the methods below).
     vault: Vault = attrs.field(factory=Vault, repr=False)
@@ -198,11 +213,13 @@ class Gateway:
     #: servers section below).
     _mcp: dict[str, McpServer] = attrs.field(factory=dict, init=False)
     _mcp_writes: trio.Lock = attrs.field(factory=trio.Lock, init=False)
+    _repository_writes: trio.Lock = attrs.field(factory=trio.Lock, init=False)
 
     def __attrs_post_init__(self) -> None:
         self.sync_limiter = trio.CapacityLimiter(self.max_concurrent_sync)
         # A secret a server's env names is in use: DELETE /secrets/{name} says where.
         self.vault.add_reference_source(self._mcp_references)
+        self.vault.add_reference_source(self.repositories.references)
 
     async def _ask_store(
         self,
@@ -330,9 +347,10 @@ class Gateway:
         )
 
     async def repository(self, name: str) -> RepositoryView | None:
-        """A configured repository as the API shows it, its mirror looked at."""
+        """A repository as the API shows it, its mirror looked at."""
         config = self.repositories.get(name)
-        if config is None:
+        source = self.repositories.source(name)
+        if config is None or source is None:
             return None
         mirror = self.workspaces.mirror_path(name)
 
@@ -344,18 +362,105 @@ class Gateway:
             return synced, size_of(mirror)
 
         synced, size = await trio.to_thread.run_sync(look)
-        remote = parse_remote(config.url)
-        forge = config.forge or derive_forge(remote)
+        forge, forge_repo, api_url = forge_of(config)
         return RepositoryView(
             name=name,
             url=display_url(config.url),
             default_branch=config.default_branch,
             forge=forge,
-            forge_repo=config.forge_repo or remote.forge_repo,
-            api_url=config.api_url or default_api_url(forge),
+            forge_repo=forge_repo,
+            api_url=api_url,
             last_sync_at=synced,
             mirror_bytes=size,
+            source=source,
         )
+
+    # The repositories added through the API are loaded when the JobStore opens the
+    # database and changed here after each write commits (shielded, as the MCP
+    # servers below), so the Runners find a new one at once.
+
+    def repositories_loaded(self, added: Sequence[AddedRepository]) -> None:
+        """The JobStore opened the database: these are the repositories added through the API."""
+        usable: list[tuple[str, RepositoryConfig]] = []
+        for entry in added:
+            try:
+                usable.append((entry.name, parse_repository(entry.name, entry.spec)))
+            except ConfigError as exc:
+                # Kept by an older release whose rules were looser: shown in the log,
+                # left in the store, usable again once the rules allow it.
+                log.error(
+                    "repository %s added through the API is not usable: %s",
+                    entry.name,
+                    "; ".join(exc.problems),
+                    extra={"component": "gateway", "repository": entry.name},
+                )
+        shadowed = sorted(name for name, _ in usable if name in self.repositories.configured)
+        if shadowed:
+            log.warning(
+                "repositories added through the API are shadowed by the config's: %s",
+                ", ".join(shadowed),
+                extra={"component": "gateway"},
+            )
+        self.repositories.loaded(usable)
+
+    async def add_repository(
+        self, name: str, config: RepositoryConfig, spec: Mapping[str, Any]
+    ) -> RepositoryView | None:
+        """Keep repository ``name`` (``spec`` as given, ``config`` as read); None when
+        the name is taken (by the config or by an earlier addition)."""
+        if name in self.repositories:
+            return None
+        async with self._repository_writes:
+            with trio.CancelScope(shield=True):
+                added: AddedRepository | None = await self._ask_store(
+                    lambda r: AddRepository(name=name, spec=spec, reply=r), timeout=self.timeout
+                )
+                if added is None:
+                    return None
+                self.repositories.add(name, config)
+        return await self.repository(name)
+
+    async def remove_repository(self, name: str) -> RepositoryRefusal | None:
+        """Forget a repository added through the API, then remove its mirror.
+
+        Refused for the config's repositories (the file says what they are) and while
+        a workspace is a worktree of it (its branch would lose its mirror).
+        """
+        source = self.repositories.source(name)
+        if source is None:
+            return RepositoryRefusal.UNKNOWN
+        if source == "config":
+            return RepositoryRefusal.CONFIGURED
+        lock = self.mirror_locks.setdefault(name, trio.Lock())
+        async with self._repository_writes, lock:
+            with trio.CancelScope(shield=True):
+                refused: RepositoryRefusal | None = await self._ask_store(
+                    lambda r: RemoveRepository(name=name, reply=r), timeout=self.timeout
+                )
+                if refused is not None:
+                    return refused
+                self.repositories.remove(name)
+            mirror = self.workspaces.mirror_path(name)
+            if mirror is not None:
+                # Its row is gone: a new repository of the name starts from a new clone.
+                await trio.to_thread.run_sync(
+                    functools.partial(shutil.rmtree, mirror, ignore_errors=True)
+                )
+        return None
+
+    async def sync_repositories(
+        self, names: Sequence[str], *, submitted_by: str
+    ) -> tuple[Enqueued, ...]:
+        """One ``core.repository`` job per name, to fetch its mirror; committed at once."""
+        return await self.enqueue([sync_job(name, submitted_by=submitted_by) for name in names])
+
+    async def open_pull_request(
+        self, job: Job, ask: PullRequestAsk
+    ) -> PullRequest | PullRequestRefusal:
+        """Commit, push and open the pull request of ``job``'s worktree (or the one open)."""
+        if self.pull_requests is None:
+            return PullRequestRefusal.NO_REPOSITORY
+        return await self.pull_requests.open_for(job, ask)
 
     async def branch_holder(self, repository: str, branch: str) -> str | None:
         """The workspace that has ``branch`` of ``repository`` checked out, if any."""

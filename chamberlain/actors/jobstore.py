@@ -47,6 +47,7 @@ import trio
 
 from chamberlain.actors.journal import Journal, News
 from chamberlain.actors.mail import (
+    AddRepository,
     BranchHolder,
     CancelQueued,
     Claim,
@@ -68,6 +69,7 @@ from chamberlain.actors.mail import (
     JobStatuses,
     JobStoreRequest,
     JournalRequest,
+    ListAddedRepositories,
     ListFacts,
     ListJobs,
     ListMcpServers,
@@ -76,7 +78,9 @@ from chamberlain.actors.mail import (
     LoadSchedules,
     OutstandingJobs,
     QueueDepth,
+    RecordPullRequest,
     RecoverOrphans,
+    RemoveRepository,
     RotateSecret,
     RouteSettled,
     RunningJobs,
@@ -96,13 +100,23 @@ from chamberlain.actors.storage_faults import (
 )
 from chamberlain.plugins.strays import kill_leftover_processes
 from chamberlain.plugins.workspace import MCP_CONFIG_FILE, Workspaces, workspace_root
-from chamberlain.records import Job, JobStatus, McpServer, RoutePlan, Tree
+from chamberlain.records import (
+    AddedRepository,
+    Job,
+    JobStatus,
+    McpServer,
+    PullRequest,
+    RepositoryRefusal,
+    RoutePlan,
+    Tree,
+)
 from chamberlain.repositories import remove_workspace
 from chamberlain.retry import settle
 from chamberlain.routing.planner import routing_error
 from chamberlain.store import (
     mcp_rows,
     plugin_facts,
+    repository_rows,
     schedule_books,
     secret_rows,
     session_rows,
@@ -164,6 +178,8 @@ class JobStore:
     #: Told (on the trio thread, before the store serves anything) of every MCP
     #: server registered, each time the store opens: the Gateway's table of them.
     mcp_servers_loaded: Callable[[tuple[McpServer, ...]], None] = lambda servers: None
+    #: Told the repositories added through the API, likewise.
+    repositories_loaded: Callable[[tuple[AddedRepository, ...]], None] = lambda added: None
     dedupe_ttl: float = 86400.0
     job_retention: float = 30 * 86400.0
     #: How long a kept workspace no job needs stays after its last use.
@@ -471,6 +487,8 @@ class JobStore:
             )
         servers = await self._in_thread(lambda store, now: mcp_rows.list_servers(store.conn))
         self.mcp_servers_loaded(tuple(servers))
+        added = await self._in_thread(lambda store, now: repository_rows.list_all(store.conn))
+        self.repositories_loaded(tuple(added))
 
     def _prune(self, store: SqliteStore, now: float) -> int:
         store.prune_deliveries(older_than=now - self.dedupe_ttl)
@@ -736,7 +754,13 @@ class JobStore:
                 claimed, next_due = store.claim(capacity, limit, now=now)
                 return ClaimResult(jobs=tuple(claimed), next_due=next_due)
             case Settle(
-                job_id=job_id, attempt=attempt, outcome=outcome, policy=policy, facts=facts
+                job_id=job_id,
+                attempt=attempt,
+                outcome=outcome,
+                policy=policy,
+                facts=facts,
+                changes=changes,
+                pull_request=pull_request,
             ):
                 job = store.get_job(job_id)
                 if job is None or job.attempt != attempt or job.status is not JobStatus.RUNNING:
@@ -747,7 +771,24 @@ class JobStore:
                     self.journal.record_logs(store, job_id, outcome.response.logs, now)
                 state = store.get_states([job.plugin]).get(job.plugin, {})
                 settlement = settle(job, outcome, now=now, policy=policy, state=state, facts=facts)
-                return store.settle(job_id, attempt, settlement, now=now)
+                if isinstance(pull_request, PullRequest) and job.workspace_id is not None:
+                    workspace_rows.record_pull_request(
+                        store.conn, job.workspace_id, job_id, pull_request
+                    )
+                return store.settle(
+                    job_id,
+                    attempt,
+                    settlement,
+                    now=now,
+                    changes=changes,
+                    pull_request=(
+                        {"error": pull_request}
+                        if isinstance(pull_request, str)
+                        else None
+                        if pull_request is None
+                        else pull_request.to_json()
+                    ),
+                )
             case RouteSettled(planner=planner, limit=limit):
                 return self._route(store, planner, limit, now)
             case EnqueueWebhook(endpoint=endpoint, delivery_id=delivery_id, plan=plan):
@@ -849,6 +890,22 @@ class JobStore:
                 return workspace_rows.delete(store.conn, workspace_id)
             case BranchHolder(repository=repository, branch=branch):
                 return workspace_rows.holding_branch(store.conn, repository, branch)
+            case RecordPullRequest(
+                workspace_id=workspace_id, job_id=job_id, pull_request=pull_request
+            ):
+                workspace_rows.record_pull_request(store.conn, workspace_id, job_id, pull_request)
+                return None
+            # -- repositories added through the API ------------------------------------
+            case AddRepository(name=name, spec=spec):
+                return repository_rows.create(store.conn, name, spec, now=now)
+            case ListAddedRepositories():
+                return tuple(repository_rows.list_all(store.conn))
+            case RemoveRepository(name=name):
+                if workspace_rows.using_repository(store.conn, name):
+                    return RepositoryRefusal.IN_USE
+                if not repository_rows.delete(store.conn, name):
+                    return RepositoryRefusal.UNKNOWN
+                return None
             case ListFacts(plugin=plugin, fact_type=fact_type, limit=limit):
                 return tuple(
                     plugin_facts.newest(store.conn, plugin, fact_type=fact_type, limit=limit)

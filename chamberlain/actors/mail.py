@@ -12,7 +12,7 @@ waits for a job to finish.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import attrs
 
@@ -21,7 +21,9 @@ from chamberlain.callback_rules import CallbackDelivery, CallbackState
 from chamberlain.plugins.manifest import FactOutput
 from chamberlain.plugins.protocol import Outcome, TerminationReason
 from chamberlain.records import (
+    AddedRepository,
     CancelResult,
+    Changes,
     Claimed,
     Enqueued,
     FollowUpRefusal,
@@ -34,7 +36,9 @@ from chamberlain.records import (
     MessageKind,
     NewJob,
     PluginFact,
+    PullRequest,
     QueueView,
+    RepositoryRefusal,
     RoutePlan,
     SessionReply,
     Tree,
@@ -152,6 +156,10 @@ class Settle(StoreRequest[Job | None]):
     reply: ReplyTo[Job | None]
     #: The plugin manifest's ``fact_outputs``.
     facts: tuple[FactOutput, ...] = ()
+    #: How the job's worktree differs from its base now (a worktree job only).
+    changes: Changes | None = None
+    #: The pull request the job opened as it succeeded, or why it could not.
+    pull_request: PullRequest | str | None = None
 
     def effects(self, result: Job | None) -> Effects:
         """The job finished, unless it was requeued (or the attempt was stale)."""
@@ -480,8 +488,54 @@ class BranchHolder(StoreRequest[str | None]):
     reply: ReplyTo[str | None]
 
 
+@attrs.frozen(kw_only=True)
+class RecordPullRequest(StoreRequest[None]):
+    """Keep the pull request opened from a workspace's branch, on the workspace (so
+    asking again returns it) and on the job that asked for it."""
+
+    workspace_id: str
+    job_id: str
+    pull_request: PullRequest
+    reply: ReplyTo[None]
+
+
+@attrs.frozen(kw_only=True)
+class AddRepository(StoreRequest[AddedRepository | None]):
+    """Keep a repository added through the API; None when its name is taken."""
+
+    name: str
+    spec: Mapping[str, Any]
+    reply: ReplyTo[AddedRepository | None]
+
+
+@attrs.frozen(kw_only=True)
+class ListAddedRepositories(StoreRequest[tuple[AddedRepository, ...]]):
+    """Every repository added through the API, by name."""
+
+    reply: ReplyTo[tuple[AddedRepository, ...]]
+
+
+@attrs.frozen(kw_only=True)
+class RemoveRepository(StoreRequest[RepositoryRefusal | None]):
+    """Forget a repository added through the API that no workspace is a worktree of;
+    answered why not, or None once forgotten (its mirror is then removed by the
+    caller)."""
+
+    name: str
+    reply: ReplyTo[RepositoryRefusal | None]
+
+
 WorkspaceRequest = (
-    TouchWorkspace | ListWorkspaces | GetWorkspace | WorkspaceUsage | DeleteWorkspace | BranchHolder
+    TouchWorkspace
+    | ListWorkspaces
+    | GetWorkspace
+    | WorkspaceUsage
+    | DeleteWorkspace
+    | BranchHolder
+    | RecordPullRequest
+    | AddRepository
+    | ListAddedRepositories
+    | RemoveRepository
 )
 
 

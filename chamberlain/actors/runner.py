@@ -61,6 +61,11 @@ from chamberlain.actors.mail import (
 )
 from chamberlain.actors.mailbox import RequestFailed, call
 from chamberlain.actors.output import forward_output
+from chamberlain.actors.pull_request_opener import (
+    PullRequestFailed,
+    PullRequestOpener,
+    PullRequestStopped,
+)
 from chamberlain.actors.session import Session
 from chamberlain.config import RepositoryConfig
 from chamberlain.loops import LoopSpec
@@ -79,15 +84,18 @@ from chamberlain.plugins.protocol import (
 )
 from chamberlain.plugins.workspace import Workspaces, size_of, workspace_environment
 from chamberlain.records import (
+    Changes,
     Job,
     McpServer,
+    PullRequest,
+    PullRequestRefusal,
     SessionRefusal,
     SessionReply,
     UserInput,
     Workspace,
 )
 from chamberlain.redaction import redact_outcome
-from chamberlain.repositories import GitError, add_worktree, ensure_mirror
+from chamberlain.repositories import GitError, add_worktree, changes, ensure_mirror
 from chamberlain.vault import UnknownSecret, Vault
 
 log = logging.getLogger("chamberlain.runner")
@@ -115,6 +123,9 @@ class Runner:
     #: a mirror, so a fetch never races the worktree another job is adding.
     repositories: Mapping[str, RepositoryConfig] = attrs.field(factory=dict)
     mirror_locks: dict[str, trio.Lock] = attrs.field(factory=dict)
+    #: Opens the pull request a worktree job asked for as it succeeds (None: none
+    #: are opened, and such a job's request is reported as not honoured).
+    pull_requests: PullRequestOpener | None = None
     _controls: dict[str, ProcessControl] = attrs.field(factory=dict, init=False)
     #: The sessions of the interactive attempts among them.
     _sessions: dict[str, Session] = attrs.field(factory=dict, init=False)
@@ -188,8 +199,17 @@ class Runner:
             max_duration=settings.max_duration,
         )
 
-    async def _settle(self, job: Job, outcome: Outcome) -> tuple[Job | None, Outcome]:
+    async def _settle(
+        self,
+        job: Job,
+        outcome: Outcome,
+        *,
+        changes: Changes | None = None,
+        pull_request: PullRequest | str | None = None,
+    ) -> tuple[Job | None, Outcome]:
         """Record ``outcome`` on the job; the job as settled and the outcome recorded.
+
+        ``changes`` and ``pull_request`` are its worktree's (a worktree job only).
 
         When the store refuses the outcome (it cannot encode it), a failed attempt
         saying so is recorded in its place: the refusal must not escape, as it
@@ -206,6 +226,8 @@ class Runner:
                     outcome=recorded,
                     policy=self.plugin.retry_policy,
                     facts=self.plugin.manifest.fact_outputs,
+                    changes=changes,
+                    pull_request=pull_request,
                     reply=r,
                 ),
             )
@@ -252,6 +274,7 @@ class Runner:
         )
         vault = self.vault
         workspace: Path | None = None
+        repository: str | None = None
         placed: tuple[str, ...] = ()
         try:
             # Resolved now, not at start-up: a rotated secret reaches the next job.
@@ -411,7 +434,6 @@ class Runner:
                 stderr_tail="",
             )
         finally:
-            self._controls.pop(job.id, None)
             self._sessions.pop(job.id, None)
             if session is not None:
                 session.end()
@@ -421,11 +443,20 @@ class Runner:
                     self.workspaces.remove(workspace)
                 else:
                     self.workspaces.lift(workspace, placed)
-        if workspace is not None and job.workspace_id is not None:
-            await self._touch_workspace(job.workspace_id, workspace)
+        found: Changes | None = None
+        opened: PullRequest | str | None = None
+        try:
+            if workspace is not None and job.workspace_id is not None:
+                if repository is not None:
+                    # Still cancellable: the job's control stays registered until its
+                    # pull request is pushed or not.
+                    found, opened, outcome = await self._finish_worktree(job, outcome, control)
+                await self._touch_workspace(job.workspace_id, workspace)
+        finally:
+            self._controls.pop(job.id, None)
         # The vault's redactor now: it also hides every value a secret had before.
         outcome = redact_outcome(outcome, vault.redactor)
-        settled, outcome = await self._settle(job, outcome)
+        settled, outcome = await self._settle(job, outcome, changes=found, pull_request=opened)
         if settled is None:
             log.warning("outcome of a superseded attempt ignored", extra=extra)
         else:
@@ -501,6 +532,67 @@ class Runner:
             ) from None
         return path
 
+    async def _finish_worktree(
+        self, job: Job, outcome: Outcome, control: ProcessControl
+    ) -> tuple[Changes | None, PullRequest | str | None, Outcome]:
+        """What the attempt changed in its worktree, and the pull request a succeeded
+        job asked for: opened now, unless the job was cancelled meanwhile (then it
+        ends cancelled, having pushed nothing)."""
+        workspace_id = job.workspace_id
+        assert workspace_id is not None
+        extra = self._extra(job.id)
+        ask = job.pull_request_ask
+        if outcome.kind is OutcomeKind.SUCCEEDED and ask is not None:
+            if self.pull_requests is None:
+                return None, "pull requests are not opened by this daemon", outcome
+            try:
+                opened = await self.pull_requests.open(
+                    job.id, workspace_id, ask, stop=lambda: control.reason is not None
+                )
+            except PullRequestStopped as stopped:
+                log.warning("%s", stopped, extra=extra)
+                return (
+                    None,
+                    None,
+                    attrs.evolve(
+                        outcome, kind=OutcomeKind.CANCELLED, retryable=False, error=str(stopped)
+                    ),
+                )
+            except PullRequestFailed as failed:
+                # The work is done and kept: the job succeeded, and the pull request
+                # can be asked for again with POST /job/{id}/pull-request.
+                log.error("could not open the pull request: %s", failed, extra=extra)
+                return await self._changes_of(workspace_id), str(failed), outcome
+            except Exception as exc:
+                # A fault of ours: the job's outcome still stands, and so does this Runner.
+                log.exception("internal error while opening the pull request", extra=extra)
+                return None, f"internal error: {type(exc).__name__}: {exc}", outcome
+            if isinstance(opened, PullRequest):
+                log.info("opened pull request %s", opened.url or opened.branch, extra=extra)
+                return opened.changes, opened, outcome
+            return await self._changes_of(workspace_id), _refused(opened), outcome
+        return await self._changes_of(workspace_id), None, outcome
+
+    async def _changes_of(self, workspace_id: str) -> Changes | None:
+        """How a worktree differs from its base now (None when git cannot say)."""
+        path = self.workspaces.kept_path(workspace_id)
+        try:
+            row: Workspace | None = await call(
+                self.store, lambda r: GetWorkspace(workspace_id=workspace_id, reply=r)
+            )
+            if row is None or row.base is None or path is None or not (path / ".git").exists():
+                return None
+            return await changes(path, row.base)
+        except (GitError, ValueError, OSError, RequestFailed) as exc:
+            # Only the count is missing: the job's outcome matters more.
+            log.warning(
+                "could not count the changes of workspace %s: %s",
+                workspace_id,
+                exc,
+                extra={"component": "runner", "workspace_id": workspace_id},
+            )
+            return None
+
     async def _touch_workspace(self, workspace_id: str, path: Path) -> None:
         """Record a use of a kept workspace and its size (a walk, so off the loop)."""
         size = await trio.to_thread.run_sync(size_of, path)
@@ -528,6 +620,13 @@ def _follow_up(job: Job) -> dict[str, object] | None:
         return None
     session = None if job.follow_up is None else job.follow_up.get("session")
     return follow_up_field(job.follows, job.instruction or "", session)
+
+
+def _refused(refusal: PullRequestRefusal) -> str:
+    """Why a succeeded job's pull request was not opened, as its record says."""
+    if refusal is PullRequestRefusal.NO_CHANGES:
+        return "no pull request: the job changed nothing in its worktree"
+    return f"no pull request: {refusal.value.replace('_', ' ')}"
 
 
 def _printable(text: str) -> str:

@@ -15,6 +15,7 @@ import enum
 from collections.abc import Mapping
 
 from chamberlain.actors.mail import (
+    AddRepository,
     BranchHolder,
     CancelQueued,
     Claim,
@@ -41,6 +42,7 @@ from chamberlain.actors.mail import (
     GetWorkspace,
     JobStatuses,
     JobStoreRequest,
+    ListAddedRepositories,
     ListFacts,
     ListJobs,
     ListMcpServers,
@@ -53,7 +55,9 @@ from chamberlain.actors.mail import (
     RecordCallbackAttempt,
     RecordInput,
     RecordOutput,
+    RecordPullRequest,
     RecoverOrphans,
+    RemoveRepository,
     RotateSecret,
     RouteSettled,
     RunningJobs,
@@ -139,6 +143,12 @@ DISPOSITIONS: Mapping[type, Disposition] = {
     **dict.fromkeys((ListWorkspaces, GetWorkspace, WorkspaceUsage, BranchHolder), Disposition.READ),
     TouchWorkspace: Disposition.HOLD,
     DeleteWorkspace: Disposition.REFUSE,
+    # A pull request opened is recorded for its client, who hears 507 and may ask
+    # again: the forge then answers with the same one.
+    RecordPullRequest: Disposition.REFUSE,
+    # -- repositories added through the API: like the MCP servers below.
+    ListAddedRepositories: Disposition.READ,
+    **dict.fromkeys((AddRepository, RemoveRepository), Disposition.REFUSE),
     **dict.fromkeys(
         (
             Settle,

@@ -45,7 +45,7 @@ paths), :mod:`~chamberlain.config.ductile` (Ductile's keys read as Chamberlain's
 names below are the public interface; import them from here.
 """
 
-from chamberlain.config.loading import load_config, parse_config
+from chamberlain.config.loading import load_config, parse_config, parse_repository
 from chamberlain.config.problems import ConfigError
 from chamberlain.config.references import SecretReference, check_secret_references
 from chamberlain.config.sections import (
@@ -55,6 +55,7 @@ from chamberlain.config.sections import (
     SCHEDULE_KINDS,
     ApiConfig,
     AuthConfig,
+    AuthorConfig,
     CallbacksConfig,
     CircuitBreakerConfig,
     ConditionConfig,
@@ -89,6 +90,7 @@ __all__ = [
     "VALID_SCOPES",
     "ApiConfig",
     "AuthConfig",
+    "AuthorConfig",
     "CallbacksConfig",
     "CircuitBreakerConfig",
     "ConditionConfig",
@@ -117,5 +119,6 @@ __all__ = [
     "load_config",
     "parse_config",
     "parse_duration",
+    "parse_repository",
     "parse_size",
 ]

@@ -293,9 +293,14 @@ def _relay_steps(steps: tuple[StepConfig, ...], at: YamlPath) -> list[tuple[Yaml
     return found
 
 
+#: The one name no repository may have: ``/repositories/sync`` is a route of its own.
+RESERVED_REPOSITORY: Final = "sync"
+
+
 def _check_document(document: Document) -> None:
-    """What relaying spans: names unique, the service named as Ductile requires, and
-    every relay step aimed at an enabled instance that allows its event."""
+    """What spans sections: relay names unique, the service named as Ductile requires,
+    every relay step aimed at an enabled instance that allows its event; and no
+    repository named ``sync``."""
     problems = _duplicates(tuple(i.name for i in document.instances), ("instances",), "name")
     problems = [Invalid(str(p), at=(*p.at, "name")) for p in problems]
     if (document.instances or document.remote_ingress is not None) and not re.fullmatch(
@@ -340,8 +345,16 @@ def _check_document(document: Document) -> None:
                         at=(*at, "relay", "event"),
                     )
                 )
+    if RESERVED_REPOSITORY in document.repositories:
+        problems.append(
+            Invalid(
+                f"{RESERVED_REPOSITORY!r} is reserved (POST /repositories/sync syncs them all);"
+                " name the repository otherwise",
+                at=("repositories", RESERVED_REPOSITORY),
+            )
+        )
     if problems:
-        raise ClassValidationError("invalid relay configuration", problems, Document)
+        raise ClassValidationError("invalid configuration", problems, Document)
 
 
 def _check_repository(repository: RepositoryConfig) -> None:
@@ -355,6 +368,16 @@ def _check_repository(repository: RepositoryConfig) -> None:
         check_branch(repository.default_branch)
     except ValueError as exc:
         raise Invalid(str(exc), at=("default_branch",)) from None
+    if repository.api_url is not None and not repository.api_url.startswith(
+        ("https://", "http://")
+    ):
+        raise Invalid(
+            f"must be an http:// or https:// URL, got {repository.api_url!r}", at=("api_url",)
+        )
+    for field in ("name", "email"):
+        value = getattr(repository.author, field)
+        if any(c in "<>\n\r\x00" for c in value):
+            raise Invalid(f"may not hold <, > or a line break, got {value!r}", at=("author", field))
 
 
 def _check_loop(loop: LoopConfig) -> None:

@@ -31,9 +31,10 @@ from typing import Any, Final
 import attrs
 import yaml
 
+from chamberlain.config.checks import RESERVED_REPOSITORY
 from chamberlain.config.converter import converter, render_path, walk
 from chamberlain.config.ductile import translate
-from chamberlain.config.problems import ConfigError, YamlPath, describe
+from chamberlain.config.problems import ConfigError, Invalid, YamlPath, describe
 from chamberlain.config.references import (
     ESCAPED,
     MARKER,
@@ -43,8 +44,10 @@ from chamberlain.config.references import (
     name_problem,
     takes_secrets,
 )
-from chamberlain.config.sections import IN_MEMORY, Config, Document, StateConfig
-from chamberlain.config.values import Interpolated
+from chamberlain.config.sections import IN_MEMORY, Config, Document, RepositoryConfig, StateConfig
+from chamberlain.config.values import Interpolated, name_parser
+
+_repository_name = name_parser("repository name")
 
 # -------------------------------------------------------------------- interpolation
 
@@ -368,6 +371,31 @@ def _render_problem(
                 return f"in {shown}: {line}"
             break
     return line
+
+
+def parse_repository(name: object, data: object, *, path: YamlPath = ()) -> RepositoryConfig:
+    """Repository ``name``'s entry given at run time (``POST /repositories``), by the rules
+    of the file's; :class:`ConfigError` naming each problem's path under ``path``.
+
+    Nothing is interpolated: a ``${VAR}`` of the daemon's environment is no caller's
+    to read, and a ``${secret:name}`` token stays a reference, as in the file.
+    """
+    try:
+        _repository_name(name)
+        if name == RESERVED_REPOSITORY:
+            raise Invalid(f"{name!r} is reserved (POST /repositories/sync syncs them all)")
+    except Invalid as exc:
+        raise ConfigError([f"{render_path((*path, 'name'))}: {exc}"]) from None
+    if not isinstance(data, Mapping):
+        raise ConfigError([f"{render_path(path) or 'the entry'}: expected a mapping"])
+    try:
+        return converter.structure(dict(data), RepositoryConfig)
+    except Exception as exc:
+        problems = [
+            f"{render_path(where)}: {message}" if where else message
+            for where, message, _ in walk(exc, path)
+        ]
+        raise ConfigError(problems or [str(exc)]) from None
 
 
 def load_config(

@@ -128,20 +128,30 @@ def _parse_forge(value: object) -> str:
 
 
 @attrs.frozen(kw_only=True)
+class AuthorConfig:
+    """Who the commits of a pull request are by (``repositories.<name>.author``)."""
+
+    name: NonEmptyStr = "Chamberlain"
+    email: NonEmptyStr = "chamberlain@localhost"
+
+
+@attrs.frozen(kw_only=True)
 class RepositoryConfig:
     """One of ``repositories:``: a remote git repository jobs may have worktrees of.
 
     ``token`` (``${secret:name}`` or ``${ENV}``) reaches git through ``GIT_ASKPASS``
-    only: never in a URL, a config file of git's, a log line or an error.
-    ``forge`` and ``forge_repo`` are derived from a github.com or gitlab.com URL.
+    only: never in a URL, a config file of git's, a log line or an error; it is
+    also the forge API's token. ``forge`` and ``forge_repo`` are derived from a
+    github.com or gitlab.com URL. ``author`` signs the commits a pull request makes.
     """
 
     url: NonEmptyStr
     default_branch: NonEmptyStr = "main"
-    token: Secret | None = None
+    token: Secret | None = attrs.field(default=None, repr=False)
     forge: Annotated[str, Rule(_parse_forge)] | None = None
     forge_repo: NonEmptyStr | None = None
     api_url: NonEmptyStr | None = None
+    author: AuthorConfig = attrs.field(factory=AuthorConfig)
 
 
 @attrs.frozen(kw_only=True)

@@ -31,6 +31,8 @@ VALID_SCOPES: Final[tuple[str, ...]] = (
     "secrets:rw",
     "mcp:ro",
     "mcp:rw",
+    "repos:ro",
+    "repos:rw",
     "*",
     "read:*",
 )

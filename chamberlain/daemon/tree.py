@@ -55,7 +55,10 @@ from chamberlain.actors.mail import (
     WakeRouter,
 )
 from chamberlain.actors.mailbox import call
+from chamberlain.actors.pull_request_opener import PullRequestOpener
 from chamberlain.actors.relay_sender import RelaySender
+from chamberlain.actors.repository_book import RepositoryBook
+from chamberlain.actors.repository_sync import RepositorySync, sync_plugin
 from chamberlain.actors.router import Router
 from chamberlain.actors.runner import Runner
 from chamberlain.actors.scheduler import Scheduler, settled_notifier
@@ -64,7 +67,7 @@ from chamberlain.daemon import jsonlog
 from chamberlain.daemon.subreaper import tend_leftovers
 from chamberlain.daemon.systemd import Notifier
 from chamberlain.instruments import Metrics
-from chamberlain.plugins.binding import BoundPlugin
+from chamberlain.plugins.binding import SYNC_PLUGIN, BoundPlugin
 from chamberlain.plugins.process import Limits, run_plugin
 from chamberlain.plugins.protocol import ProcessResult, TerminationReason
 from chamberlain.plugins.workspace import Workspaces, workspace_root
@@ -175,6 +178,8 @@ class Daemon:
         # Relay steps' deliveries are jobs of a built-in plugin: run by a Runner of
         # their own, invisible to the API's plugin list and triggers.
         runnable = with_relay_plugin(self.config, self.plugins)
+        # So are the syncs of repositories' mirrors (POST /repositories/{name}/sync).
+        runnable[SYNC_PLUGIN] = sync_plugin(self.config)
         if self.routing is None:
             self.routing = build_routing(
                 self.config.routes,
@@ -198,11 +203,30 @@ class Daemon:
             offload=self.store_offload,
             journal=journal,
             job_finished=settled_notifier(sched_tx),
-            # The Gateway is made below; it keeps the table of MCP servers.
+            # The Gateway is made below; it keeps the tables of MCP servers and of
+            # the repositories added through the API.
             mcp_servers_loaded=lambda servers: self.gateway.mcp_servers_loaded(servers),
+            repositories_loaded=lambda added: self.gateway.repositories_loaded(added),
         )
         workspaces = Workspaces(workspace_root(self.state_path))
         mirror_locks: dict[str, trio.Lock] = {}
+        repositories = RepositoryBook(configured=self.config.repositories)
+        pull_requests = PullRequestOpener(
+            store=store_tx,
+            repositories=repositories,
+            workspaces=workspaces,
+            vault=self.vault,
+        )
+        executors: dict[str, Callable[..., Awaitable[ProcessResult]]] = {
+            RELAY_PLUGIN: relay_sender,
+            SYNC_PLUGIN: RepositorySync(
+                repositories=repositories,
+                workspaces=workspaces,
+                vault=self.vault,
+                mirror_locks=mirror_locks,
+                now=self.now,
+            ),
+        }
         runner_specs: list[ChildSpec] = []
         for name, plugin in sorted(runnable.items()):
             # Room for one Run and one Terminate per job in flight, plus the
@@ -215,11 +239,12 @@ class Daemon:
                 dispatcher=disp_tx,
                 limits=self.limits,
                 now=self.now,
-                execute=relay_sender if name == RELAY_PLUGIN else self.execute,
+                execute=executors.get(name, self.execute),
                 vault=self.vault,
                 workspaces=workspaces,
-                repositories=self.config.repositories,
+                repositories=repositories,
                 mirror_locks=mirror_locks,
+                pull_requests=pull_requests,
             )
             self.runners[name] = runner
             runner_specs.append(ChildSpec(id=name, start=functools.partial(runner.run, rx)))
@@ -264,7 +289,9 @@ class Daemon:
             sealer=self.sealer,
             workspaces=workspaces,
             workspace_budget=self.config.workspaces.max_bytes,
-            repositories=self.config.repositories,
+            repositories=repositories,
+            pull_requests=pull_requests,
+            mirror_locks=mirror_locks,
         )
         callbacks = self.callbacks = CallbackSender(
             store=store_tx,

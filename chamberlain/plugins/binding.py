@@ -32,6 +32,9 @@ DEFAULT_TIMEOUT = 60.0
 #: The built-in plugin whose jobs carry relay steps' deliveries (chamberlain.relay_rules);
 #: it is bound from the config, not discovered, so its settings warn of nothing.
 RELAY_PLUGIN = "core.relay"
+#: The built-in plugin whose jobs fetch repositories' mirrors
+#: (chamberlain.actors.repository_sync); bound likewise.
+SYNC_PLUGIN = "core.repository"
 
 
 @attrs.frozen(kw_only=True)
@@ -143,7 +146,7 @@ def bind_plugins(config: Config, discovery: Discovery) -> dict[str, BoundPlugin]
             manifests[name] = attrs.evolve(discovery.plugins[entry.uses], name=name)
     if problems:
         raise ConfigError(problems, source=config.source)
-    for name in sorted(set(config.plugins) - set(manifests) - {RELAY_PLUGIN}):
+    for name in sorted(set(config.plugins) - set(manifests) - {RELAY_PLUGIN, SYNC_PLUGIN}):
         log.warning(
             "plugins.%s: no plugin named %r was found under the plugin roots (%s); its"
             " settings are not used",

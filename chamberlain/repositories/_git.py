@@ -30,15 +30,15 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Final
 
-import attrs
 import trio
+
+from chamberlain.records import Changes
 
 from ._rules import check_branch, parse_remote, scrub
 
 __all__ = [
     "ASKPASS",
     "PASSWORD_VARIABLE",
-    "Changes",
     "GitError",
     "add_worktree",
     "branches_checked_out",
@@ -84,15 +84,6 @@ class GitError(Exception):
         shown = " ".join(self.command)
         detail = self.stderr.strip()
         return f"`{shown}` {self.reason}" + (f": {detail}" if detail else "")
-
-
-@attrs.frozen(kw_only=True)
-class Changes:
-    """How a worktree differs from its base: files, and lines added and removed."""
-
-    files_changed: int = 0
-    insertions: int = 0
-    deletions: int = 0
 
 
 def _environment(token: str | None, extra: Mapping[str, str]) -> dict[str, str]:

@@ -30,12 +30,14 @@ import attrs
 from chamberlain import jsoncodec
 from chamberlain.records import (
     TERMINAL_STATUSES,
+    Changes,
     Claimed,
     Enqueued,
     Job,
     JobFilter,
     JobStatus,
     NewJob,
+    PullRequestAsk,
     RoutePlan,
     StoredEvent,
 )
@@ -157,7 +159,19 @@ def _row_to_job(row: sqlite3.Row) -> Job:
         completion_reason=row["completion_reason"],
         # Migration 0014: workspaces.
         workspace_id=row["workspace_id"],
+        # Migration 0015: pull requests.
+        pull_request_ask=_pull_request_ask(row["pull_request_ask"]),
+        changes=_changes(row["changes"]),
+        pull_request=_loads(row["pull_request"]),
     )
+
+
+def _pull_request_ask(text: str | None) -> PullRequestAsk | None:
+    return None if text is None else PullRequestAsk.from_json(json.loads(text))
+
+
+def _changes(text: str | None) -> Changes | None:
+    return None if text is None else Changes.from_json(json.loads(text))
 
 
 class SqliteStore:
@@ -336,6 +350,9 @@ class SqliteStore:
             "follow_up": None if new.follow_up is None else _dumps(dict(new.follow_up)),
             "loop": None if new.loop is None else _dumps(dict(new.loop)),
             "workspace_id": new.workspace_id,
+            "pull_request_ask": (
+                None if new.pull_request_ask is None else _dumps(new.pull_request_ask.to_json())
+            ),
             "routed": 0,
         }
         row = self.conn.execute(
@@ -489,19 +506,29 @@ class SqliteStore:
         return claimed, next_due
 
     def settle(
-        self, job_id: str, attempt: int, settlement: Settlement, *, now: float
+        self,
+        job_id: str,
+        attempt: int,
+        settlement: Settlement,
+        *,
+        now: float,
+        changes: Changes | None = None,
+        pull_request: Mapping[str, Any] | None = None,
     ) -> Job | None:
         """Record the end of an attempt; None when the attempt is no longer current.
 
         The ``attempt`` guard makes a late report from a superseded attempt (say, one
         recovered as an orphan meanwhile) a no-op instead of a second result.
+        ``changes`` (its worktree's, as the attempt left it) and ``pull_request``
+        (the one it opened) are kept when given.
         """
         s = settlement
         row = self.conn.execute(
             f"UPDATE jobs SET status = ?, attempt = attempt + ?,"
             " run_at = COALESCE(?, run_at), last_error = ?, result = ?,"
             " completed_at = ?, session = COALESCE(?, session), waiting_for_input = 0,"
-            " completion_reason = COALESCE(?, completion_reason)"
+            " completion_reason = COALESCE(?, completion_reason),"
+            " changes = COALESCE(?, changes), pull_request = COALESCE(?, pull_request)"
             " WHERE id = ? AND status = 'running' AND attempt = ?"
             f" RETURNING {_JOB_COLUMNS}",
             (
@@ -513,6 +540,8 @@ class SqliteStore:
                 now if s.completed else None,
                 None if s.session is None else _dumps(s.session),
                 s.completion_reason,
+                None if changes is None else _dumps(changes.to_json()),
+                None if pull_request is None else _dumps(dict(pull_request)),
                 job_id,
                 attempt,
             ),

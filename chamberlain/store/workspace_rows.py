@@ -10,13 +10,15 @@ a job would be told to use.  Synchronous, on the JobStore's connection.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
-from chamberlain.records import Workspace, WorkspaceRefusal, Worktree
+from chamberlain import jsoncodec
+from chamberlain.records import PullRequest, Workspace, WorkspaceRefusal, Worktree
 
-_COLUMNS = "id, created_at, last_used_at, size_bytes, repository, branch, base"
+_COLUMNS = "id, created_at, last_used_at, size_bytes, repository, branch, base, pull_request"
 #: Statuses of a job that still needs its workspace.
 _LIVE = "('queued', 'running')"
 
@@ -36,6 +38,8 @@ def _workspace(conn: sqlite3.Connection, row: Sequence[Any]) -> Workspace:
         base=row[6],
         job_ids=tuple(job[0] for job in jobs),
         in_use=any(job[1] for job in jobs),
+        # Migration 0015: the pull request of its branch.
+        pull_request=None if row[7] is None else PullRequest.from_json(json.loads(row[7])),
     )
 
 
@@ -63,6 +67,27 @@ def holding_branch(conn: sqlite3.Connection, repository: str, branch: str) -> st
         "SELECT id FROM workspaces WHERE repository = ? AND branch = ?", (repository, branch)
     ).fetchone()
     return None if row is None else str(row[0])
+
+
+def record_pull_request(
+    conn: sqlite3.Connection, workspace_id: str, job_id: str, pull_request: PullRequest
+) -> None:
+    """Keep the pull request opened from a workspace's branch, on it and on the job that
+    asked for it (with its changes as they were when it was pushed)."""
+    encoded = jsoncodec.dumps(pull_request.to_json())
+    conn.execute("UPDATE workspaces SET pull_request = ? WHERE id = ?", (encoded, workspace_id))
+    conn.execute(
+        "UPDATE jobs SET pull_request = ?, changes = ? WHERE id = ?",
+        (encoded, jsoncodec.dumps(pull_request.changes.to_json()), job_id),
+    )
+
+
+def using_repository(conn: sqlite3.Connection, repository: str) -> list[str]:
+    """The workspaces that are worktrees of ``repository``."""
+    rows = conn.execute(
+        "SELECT id FROM workspaces WHERE repository = ? ORDER BY id", (repository,)
+    ).fetchall()
+    return [str(row[0]) for row in rows]
 
 
 def touch(conn: sqlite3.Connection, workspace_id: str, *, size_bytes: int, now: float) -> bool:

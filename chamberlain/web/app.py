@@ -34,6 +34,7 @@ import trio
 from quart import Response, g, has_app_context, has_request_context, request
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound, RequestEntityTooLarge
+from werkzeug.routing import BaseConverter
 
 from chamberlain import jsoncodec
 from chamberlain.actors.gateway import Gateway, StorageFull
@@ -46,10 +47,14 @@ from chamberlain.web.auth import ByCommand, Scoped, TokenTable, authenticate, au
 from chamberlain.web.errors import ApiError, bad_request, disk_full, error_body, too_large
 from chamberlain.web.handler import JSON, Call, Site, StreamReply
 from chamberlain.web.openapi import build_openapi
+from chamberlain.web.repositories import RepositoryName
 from chamberlain.web.routes import ROUTES
 from chamberlain.web.spec import Route
 
 log = logging.getLogger("chamberlain.web")
+
+#: The URL converters routes may name for a path parameter (``Route.converters``).
+CONVERTERS: Mapping[str, type[BaseConverter]] = {"repository": RepositoryName}
 
 #: How long sending one response may take.
 RESPONSE_TIMEOUT = 60.0
@@ -398,6 +403,7 @@ def create_app(
     # happen either: a path ending in "/" is served only beside its slash-less twin,
     # see spec.check_table.)
     app.url_map.merge_slashes = False
+    app.url_map.converters.update(CONVERTERS)
 
     for route in routes:
         app.add_url_rule(

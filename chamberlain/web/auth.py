@@ -74,6 +74,10 @@ SECRETS_RW = "secrets:rw"
 #: and changing it (``rw``).
 MCP_RO = "mcp:ro"
 MCP_RW = "mcp:rw"
+#: The repositories: reading them (``ro``; never a credential) and adding, removing
+#: and syncing them (``rw``).
+REPOS_RO = "repos:ro"
+REPOS_RW = "repos:rw"
 
 #: The name the legacy all-scopes key is known by, in logs and ``submitted_by``.
 LEGACY_NAME = "api_key"

@@ -101,7 +101,8 @@ def retry_job(
 
     It keeps the plugin, command, payload, event (and so its event id), timeout,
     callback, MCP servers and loop settings; when the original had a workspace, it
-    shares it if ``shares_workspace`` (a worktree: its branch is the job's), and
+    shares it if ``shares_workspace`` (a worktree: its branch is the job's, and so is
+    the pull request it asked for), and
     asks for a new, empty one otherwise; it does not keep the dedupe key (a retry is asked for
     on purpose) or any pipeline place (a retried step does not continue its old
     pipeline).
@@ -124,6 +125,8 @@ def retry_job(
             if shares_workspace or original.workspace_id is None
             else new_job_id()
         ),
+        # Its worktree's pull request, opened when the retry succeeds.
+        pull_request_ask=original.pull_request_ask if shares_workspace else None,
     )
 
 

@@ -134,6 +134,21 @@ JOB_PROPERTIES: Mapping[str, Mapping[str, Any]] = {
         "description": "The kept workspace the job runs in (`GET /workspaces/{id}`).",
         **NULLABLE_STRING,
     },
+    "changes": {
+        "description": (
+            "A job with a repository workspace: how its worktree differs from its base"
+            " as its last attempt left it (null for any other job, and before it ran)."
+        ),
+        "oneOf": [{"$ref": "#/components/schemas/Changes"}, {"type": "null"}],
+    },
+    "pull_request": {
+        "description": (
+            "The pull request the job opened (POST /job/{id}/pull-request, or the"
+            " trigger's `pull_request` as it succeeded), or `{error}` when its automatic"
+            " one could not be opened; null when none was asked for."
+        ),
+        "type": ["object", "null"],
+    },
 }
 
 JOB_FIELDS: tuple[str, ...] = tuple(JOB_PROPERTIES)

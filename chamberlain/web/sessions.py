@@ -162,7 +162,8 @@ def follow_up_job(
     callback_url: str | None,
 ) -> NewJob:
     """The follow-up of ``old``: its plugin, command, payload (unless one is given),
-    timeout, callback, MCP servers, loop settings and workspace, and the prompt.
+    timeout, callback, MCP servers, loop settings, workspace (and the pull request
+    asked for of it), and the prompt.
 
     The session it is sent is filled in by the store, from the old job as it stands
     in the transaction that makes the follow-up.
@@ -183,6 +184,8 @@ def follow_up_job(
         # the same workspace.
         loop=old.loop,
         workspace_id=old.workspace_id,
+        # Its worktree's pull request: the follow-up's work is pushed to it too.
+        pull_request_ask=old.pull_request_ask,
     )
 
 

@@ -97,6 +97,10 @@ class Route:
     #: False for a route the app serves that is no operation of the API (the
     #: explorer's files, the redirect to it): ``/openapi.json`` leaves it out.
     in_spec: bool = True
+    #: Path parameters matched by a URL converter of the app's (see
+    #: ``chamberlain.web.app.CONVERTERS``) instead of any one segment: the
+    #: converter's name, by parameter.
+    converters: Mapping[str, str] = attrs.field(factory=dict)
 
     def __attrs_post_init__(self) -> None:
         declared = {p.name for p in self.params if p.location == "path"}
@@ -113,8 +117,14 @@ class Route:
 
     @property
     def rule(self) -> str:
-        """The path as a Quart URL rule: ``/job/<job_id>``."""
-        return _PATH_PARAM.sub(r"<\1>", self.path)
+        """The path as a Quart URL rule: ``/job/<job_id>``, ``/x/<converter:name>``."""
+
+        def parameter(match: re.Match[str]) -> str:
+            name = match[1]
+            converter = self.converters.get(name)
+            return f"<{name}>" if converter is None else f"<{converter}:{name}>"
+
+        return _PATH_PARAM.sub(parameter, self.path)
 
     @property
     def public(self) -> bool:

@@ -41,7 +41,7 @@ from chamberlain.plugins.binding import BoundPlugin
 from chamberlain.plugins.input_schema import InvalidPayload
 from chamberlain.plugins.manifest import CommandSpec
 from chamberlain.plugins.mcp_servers import parse_server_names
-from chamberlain.records import NewJob, Worktree, rfc3339
+from chamberlain.records import NewJob, PullRequestAsk, Worktree, rfc3339
 from chamberlain.repositories import check_branch
 from chamberlain.web.auth import ByCommand
 from chamberlain.web.errors import bad_request, not_found
@@ -49,6 +49,7 @@ from chamberlain.web.handler import Call, Reply
 from chamberlain.web.intake import DISK_FULL, TOO_LARGE, decode_json_object, not_accepting
 from chamberlain.web.jobs import POLL_AFTER_DOC, accepted_headers
 from chamberlain.web.mcp_registry import MCP_SERVERS_OPTION, require_mcp_servers
+from chamberlain.web.pull_requests import parse_pull_request_ask
 from chamberlain.web.spec import (
     STRING,
     BodySpec,
@@ -86,6 +87,7 @@ BODY_FIELDS = (
     "mcp_servers",
     "loop",
     "workspace",
+    "pull_request",
 )
 
 
@@ -109,6 +111,8 @@ class TriggerOptions:
     #: fills in the repository's default branch).
     workspace: bool = False
     worktree: Worktree | None = None
+    #: The pull request to open when the job succeeds (a worktree job only).
+    pull_request: PullRequestAsk | None = None
 
 
 def loop_defaults_for(plugin: BoundPlugin, command: str) -> LoopDefaults | None:
@@ -210,6 +214,14 @@ def parse_trigger_options(
     if not isinstance(payload, dict):
         raise bad_request(f"{path}payload must be a JSON object, not {json_kind(payload)}")
     wanted = _workspace(body["workspace"], f"{path}workspace") if "workspace" in body else False
+    pull_request = None
+    if body.get("pull_request") is not None:
+        if not isinstance(wanted, Worktree):
+            raise bad_request(
+                f"{path}pull_request needs a repository workspace"
+                f' ({path}workspace: {{"repository", "branch"}})'
+            )
+        pull_request = parse_pull_request_ask(body["pull_request"], path=f"{path}pull_request.")
     return TriggerOptions(
         payload=payload,
         timeout=(
@@ -234,6 +246,7 @@ def parse_trigger_options(
         loop=_loop(body["loop"], loop_defaults, f"{path}loop") if "loop" in body else None,
         workspace=wanted is True,
         worktree=wanted if isinstance(wanted, Worktree) else None,
+        pull_request=pull_request,
     )
 
 
@@ -334,6 +347,7 @@ def build_job(
         loop=options.loop,
         workspace_id=str(uuid.uuid4()) if options.workspace or options.worktree else None,
         worktree=options.worktree,
+        pull_request_ask=options.pull_request,
     )
 
 
@@ -550,6 +564,14 @@ TRIGGER_OPTIONS_SCHEMA: Mapping[str, Any] = {
                 "required": ["repository", "branch"],
             },
         ],
+    },
+    "pull_request": {
+        "description": (
+            "With a repository workspace: the pull request to open when the job succeeds"
+            " (never otherwise), as POST /job/{id}/pull-request would; the job's"
+            " `pull_request` then holds it, or `{error}` when it could not be opened."
+        ),
+        "oneOf": [{"$ref": "#/components/schemas/PullRequestRequest"}, {"type": "null"}],
     },
     "loop": {
         "description": (
