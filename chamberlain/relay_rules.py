@@ -31,7 +31,6 @@ import json
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, Final
 
 import attrs
@@ -40,8 +39,7 @@ from chamberlain.config import Config, RelayInstanceConfig, RelayPeerConfig, Rem
 from chamberlain.config.sections import RELAY_CLOCK_SKEW, RELAY_TIMEOUT
 from chamberlain.jsoncodec import MAX_JSON_DEPTH, loads
 from chamberlain.plugins.binding import RELAY_PLUGIN as RELAY_PLUGIN
-from chamberlain.plugins.binding import BoundPlugin
-from chamberlain.plugins.manifest import CommandSpec, CommandType, Manifest
+from chamberlain.plugins.binding import BoundPlugin, builtin_plugin
 from chamberlain.records import rfc3339
 from chamberlain.routing.templates import TemplateError, claim_baggage, evaluate
 
@@ -293,20 +291,14 @@ def relay_plugin(config: Config) -> BoundPlugin | None:
     """
     if not any(instance.enabled for instance in config.instances):
         return None
-    here = Path(__file__).resolve()
-    manifest = Manifest(
-        name=RELAY_PLUGIN,
-        version="1",
-        protocol=2,
-        entrypoint=here,
-        directory=here.parent,
-        description="Delivers a relay step's event to another gateway instance.",
-        commands=(CommandSpec(name=RELAY_COMMAND, type=CommandType.WRITE),),
-    )
-    settings = config.plugin_config(RELAY_PLUGIN)
     # Deliveries are concurrency safe: as many at once as the daemon runs jobs.
-    parallelism = settings.parallelism or config.service.max_workers
-    return BoundPlugin(manifest=manifest, settings=settings, parallelism=parallelism)
+    return builtin_plugin(
+        config,
+        RELAY_PLUGIN,
+        RELAY_COMMAND,
+        description="Delivers a relay step's event to another gateway instance.",
+        parallelism=config.service.max_workers,
+    )
 
 
 def with_relay_plugin(config: Config, plugins: Mapping[str, BoundPlugin]) -> dict[str, BoundPlugin]:

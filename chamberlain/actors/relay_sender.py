@@ -26,7 +26,7 @@ import attrs
 import trio
 
 from chamberlain.config import RelayInstanceConfig
-from chamberlain.plugins.protocol import ProcessResult, TerminationReason
+from chamberlain.plugins.protocol import ProcessResult
 from chamberlain.relay_rules import (
     Verdict,
     check_allowed,
@@ -61,14 +61,8 @@ class RelaySender:
         verdict: Verdict | None = None
         with trio.move_on_after(timeout):
             verdict = await self._deliver(payload if isinstance(payload, Mapping) else {})
-        return ProcessResult(
-            exit_code=0,
-            signal=None,
-            stdout=b"" if verdict is None else json.dumps(verdict.response()).encode() + b"\n",
-            stdout_overflow=False,
-            stderr_tail=b"",
-            stderr_truncated=False,
-            terminated=TerminationReason.TIMEOUT if verdict is None else None,
+        return ProcessResult.in_daemon(
+            None if verdict is None else verdict.response(),
             timeout=timeout,
             duration=time.monotonic() - started,
         )

@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import Any, Final
 
 import attrs
@@ -27,9 +26,8 @@ import trio
 
 from chamberlain.actors.repository_book import RepositoryBook
 from chamberlain.config import Config
-from chamberlain.plugins.binding import SYNC_PLUGIN, BoundPlugin
-from chamberlain.plugins.manifest import CommandSpec, CommandType, Manifest
-from chamberlain.plugins.protocol import ProcessResult, TerminationReason
+from chamberlain.plugins.binding import SYNC_PLUGIN, BoundPlugin, builtin_plugin
+from chamberlain.plugins.protocol import ProcessResult
 from chamberlain.plugins.workspace import Workspaces, size_of
 from chamberlain.records import NewJob, rfc3339
 from chamberlain.repositories import GitError, ensure_mirror, git
@@ -42,19 +40,14 @@ SYNC_COMMAND: Final = "sync"
 def sync_plugin(config: Config) -> BoundPlugin:
     """The built-in ``core.repository`` plugin (``plugins.core.repository`` tunes its
     ``parallelism`` and ``timeouts.sync``, like any plugin's)."""
-    here = Path(__file__).resolve()
-    manifest = Manifest(
-        name=SYNC_PLUGIN,
-        version="1",
-        protocol=2,
-        entrypoint=here,
-        directory=here.parent,
-        description="Fetches a repository's bare mirror (git fetch --prune).",
-        commands=(CommandSpec(name=SYNC_COMMAND, type=CommandType.WRITE),),
-    )
-    settings = config.plugin_config(SYNC_PLUGIN)
     # Syncs of different repositories run at once; those of one wait for its lock.
-    return BoundPlugin(manifest=manifest, settings=settings, parallelism=settings.parallelism or 2)
+    return builtin_plugin(
+        config,
+        SYNC_PLUGIN,
+        SYNC_COMMAND,
+        description="Fetches a repository's bare mirror (git fetch --prune).",
+        parallelism=2,
+    )
 
 
 def sync_job(repository: str, *, submitted_by: str) -> NewJob:
@@ -86,17 +79,7 @@ class RepositorySync:
         answer: Mapping[str, Any] | None = None
         with trio.move_on_after(timeout):
             answer = await self._sync(payload if isinstance(payload, Mapping) else {})
-        return ProcessResult(
-            exit_code=0,
-            signal=None,
-            stdout=b"" if answer is None else json.dumps(answer).encode() + b"\n",
-            stdout_overflow=False,
-            stderr_tail=b"",
-            stderr_truncated=False,
-            terminated=TerminationReason.TIMEOUT if answer is None else None,
-            timeout=timeout,
-            duration=time.monotonic() - started,
-        )
+        return ProcessResult.in_daemon(answer, timeout=timeout, duration=time.monotonic() - started)
 
     async def _sync(self, payload: Mapping[str, Any]) -> Mapping[str, Any]:
         name = payload.get("repository")

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import attrs
 
 from chamberlain.config import Config, ConfigError, PluginConfig
 from chamberlain.plugins.input_schema import InvalidPayload
-from chamberlain.plugins.manifest import CommandSpec, Manifest
+from chamberlain.plugins.manifest import CommandSpec, CommandType, Manifest
 from chamberlain.plugins.registry import Discovery
 from chamberlain.retry import RetryPolicy
 
@@ -103,6 +104,32 @@ class BoundPlugin:
     def max_attempts(self) -> int:
         """Attempts a job gets unless its trigger asks for fewer or more."""
         return self.settings.retry.max_attempts
+
+
+def builtin_plugin(
+    config: Config, name: str, command: str, *, description: str, parallelism: int
+) -> BoundPlugin:
+    """A plugin of the daemon's own (``core.relay``, ``core.repository``): one write
+    command whose jobs run in the daemon, not as a process.
+
+    It is bound from the config, not discovered: ``plugins.<name>`` tunes it like any
+    plugin (``retry``, ``timeouts.<command>``, and ``parallelism``, which overrides
+    the default given).  Its manifest's paths are this module's, never run.
+    """
+    here = Path(__file__).resolve()
+    manifest = Manifest(
+        name=name,
+        version="1",
+        protocol=2,
+        entrypoint=here,
+        directory=here.parent,
+        description=description,
+        commands=(CommandSpec(name=command, type=CommandType.WRITE),),
+    )
+    settings = config.plugin_config(name)
+    return BoundPlugin(
+        manifest=manifest, settings=settings, parallelism=settings.parallelism or parallelism
+    )
 
 
 def bind_plugins(config: Config, discovery: Discovery) -> dict[str, BoundPlugin]:

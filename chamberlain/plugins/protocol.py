@@ -298,6 +298,24 @@ class ProcessResult:
     #: The stdout cap the run had, so an overflow can quote it.
     stdout_max: int | None = None
 
+    @classmethod
+    def in_daemon(
+        cls, response: Mapping[str, Any] | None, *, timeout: float, duration: float
+    ) -> ProcessResult:
+        """What a built-in plugin's run in the daemon (a relay delivery, a sync) saw, as
+        if a process had printed ``response``; None: it ran out of ``timeout``."""
+        return cls(
+            exit_code=0,
+            signal=None,
+            stdout=b"" if response is None else json.dumps(response).encode() + b"\n",
+            stdout_overflow=False,
+            stderr_tail=b"",
+            stderr_truncated=False,
+            terminated=TerminationReason.TIMEOUT if response is None else None,
+            timeout=timeout,
+            duration=duration,
+        )
+
 
 class OutcomeKind(enum.Enum):
     """How a run ended, in job-status terms."""
