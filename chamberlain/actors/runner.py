@@ -79,6 +79,7 @@ from chamberlain.plugins.protocol import (
     Outcome,
     OutcomeKind,
     ProcessResult,
+    TerminationReason,
     decide_outcome,
     encode_request,
 )
@@ -546,8 +547,13 @@ class Runner:
             if self.pull_requests is None:
                 return None, "pull requests are not opened by this daemon", outcome
             try:
+                # Only a cancel stops it: a shutdown lets the push and the forge's
+                # answer finish rather than run the whole job again after the restart.
                 opened = await self.pull_requests.open(
-                    job.id, workspace_id, ask, stop=lambda: control.reason is not None
+                    job.id,
+                    workspace_id,
+                    ask,
+                    stop=lambda: control.reason is TerminationReason.CANCELLED,
                 )
             except PullRequestStopped as stopped:
                 log.warning("%s", stopped, extra=extra)
