@@ -167,6 +167,8 @@ class Job:
     #: The pull request it opened (``PullRequest.to_json``), or ``{"error": ...}``
     #: when its automatic one could not be opened; None: none asked for yet.
     pull_request: Mapping[str, Any] | None = None
+    #: The run (a pipeline's invocation) whose step it is; None outside any.
+    run_id: str | None = None
     seq: int = 0
 
     @property
@@ -215,6 +217,7 @@ class Job:
             "workspace_id": self.workspace_id,
             "changes": None if self.changes is None else self.changes.to_json(),
             "pull_request": None if self.pull_request is None else dict(self.pull_request),
+            "run_id": self.run_id,
         }
 
 

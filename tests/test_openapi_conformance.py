@@ -79,6 +79,7 @@ ACCEPTED = answer(
 def sync_result(**changes: Any) -> dict[str, Any]:
     return {
         "job_id": JOB_ID,
+        "run_id": "run-1",
         "status": "succeeded",
         "pipeline": "three",
         "duration_ms": 12.5,
@@ -90,6 +91,8 @@ def sync_result(**changes: Any) -> dict[str, Any]:
 
 SYNC_TIMEOUT = {
     "job_id": JOB_ID,
+    # A trigger's own job starts no run: its steps do.
+    "run_id": None,
     "status": "running",
     "timeout_exceeded": True,
     "message": "pipeline three did not finish within 1s; it goes on",

@@ -249,3 +249,50 @@ async def test_pipelines_are_listed_and_unknown_ones_404(gw: DaemonProcess) -> N
     ]
     assert missing.status_code == 404
     assert tree.status_code == 404
+
+
+async def test_every_pipeline_invocation_is_a_run_with_its_steps(gw: DaemonProcess) -> None:
+    async with client(gw) as c:
+        r = await c.post("/trigger/echo/poll", json={"payload": {}})
+        assert r.status_code == 200, r.text
+        body = r.json()
+        run_id = body["run_id"]
+        # The trigger's own job started the run; its steps' jobs carry its id.
+        assert [j["run_id"] for j in body["tree"]] == [None, run_id, run_id, run_id]
+        run = (await c.get(f"/runs/{run_id}")).json()
+        assert (run["pipeline"], run["status"]) == ("three", "succeeded")
+        assert [(s["step_id"], s["status"]) for s in run["steps"]] == [
+            ("greet", "succeeded"),
+            ("check", "succeeded"),
+            ("finish", "succeeded"),
+        ]
+        assert [s["job_ids"] for s in run["steps"]] == [[j["job_id"]] for j in body["tree"][1:]]
+        assert run["started_at"] <= run["completed_at"]
+
+        # Started by POST /pipeline: the answer names the run; a step whose if: is
+        # false is skipped once the run has settled.
+        r = await c.post("/pipeline/gated?async=true", json={"payload": {"n": 5}})
+        assert r.status_code == 202, r.text
+        gated_id = r.json()["run_id"]
+
+        async def settled() -> dict[str, Any] | None:
+            found: dict[str, Any] = (await c.get(f"/runs/{gated_id}")).json()
+            return found if found["status"] == "succeeded" else None
+
+        gated = await wait_for(settled)
+        assert [(s["step_id"], s["status"]) for s in gated["steps"]] == [
+            ("big", "skipped"),
+            ("after", "succeeded"),
+        ]
+
+        listed = (await c.get("/runs?pipeline=three&status=succeeded,failed")).json()
+        assert listed["total"] == 1 and listed["runs"][0]["run_id"] == run_id
+        everything = (await c.get("/runs?limit=1")).json()
+        assert everything["total"] == 2
+        assert [x["run_id"] for x in everything["runs"]] == [gated_id]
+        later = (await c.get("/runs?limit=1&offset=1")).json()
+        assert [x["run_id"] for x in later["runs"]] == [run_id]
+        assert (await c.get("/runs?status=running")).json() == {"runs": [], "total": 0}
+        bad = await c.get("/runs?status=bogus")
+        assert bad.status_code == 400 and "unknown status 'bogus'" in bad.json()["error"]
+        assert (await c.get("/runs/no-such-run")).status_code == 404

@@ -30,6 +30,7 @@ from chamberlain.plugins.binding import BoundPlugin
 from chamberlain.plugins.manifest import CommandSpec, CommandType, Manifest
 from chamberlain.records import Enqueued, Job, JobFilter, JobStatus, NewJob
 from chamberlain.routing.planner import Routing
+from chamberlain.store.run_rows import run_of
 from chamberlain.vault import Vault
 from chamberlain.web.app import create_app
 from chamberlain.web.docs import ASSETS
@@ -108,6 +109,10 @@ def job_from(new: NewJob, status: JobStatus = JobStatus.QUEUED) -> Job:
         result=None,
         parent_job_id=None,
         source_event_id=None,
+        pipeline=new.pipeline,
+        step_id=new.step_id,
+        # As the store does: a pipeline's step names its run.
+        run_id=run_of(new),
     )
 
 

@@ -47,6 +47,7 @@ from chamberlain.actors.mail import (
     GetJob,
     GetMessages,
     GetQueue,
+    GetRun,
     GetSecret,
     GetStatusChanges,
     GetTree,
@@ -56,6 +57,7 @@ from chamberlain.actors.mail import (
     ListFacts,
     ListJobs,
     ListMcpServers,
+    ListRuns,
     ListSchedules,
     ListSecrets,
     ListWorkspaces,
@@ -107,6 +109,7 @@ from chamberlain.records import (
 )
 from chamberlain.repositories import display_url, remove_workspace
 from chamberlain.routing.planner import Routing
+from chamberlain.runs import PipelineRun, RunStatus
 from chamberlain.schedule.books import ScheduleStatus
 from chamberlain.schedule.breaker import BreakerState
 from chamberlain.sealing import Sealer, SecretInfo, hint
@@ -486,6 +489,26 @@ class Gateway:
             # start sweeps, never a row without its directory.
             await remove_workspace(self.workspaces, workspace.id, workspace.repository)
         return refused
+
+    # -- runs ---------------------------------------------------------------------------
+
+    async def get_run(self, run_id: str) -> PipelineRun | None:
+        """One run with its jobs, or None."""
+        return await self._ask_store(
+            lambda r: GetRun(run_id=run_id, reply=r), timeout=self.timeout, read=True
+        )
+
+    async def list_runs(
+        self, *, pipeline: str | None, statuses: frozenset[RunStatus], limit: int, offset: int
+    ) -> tuple[tuple[PipelineRun, ...], int]:
+        """A page of runs, the newest first, and how many match in all."""
+        return await self._ask_store(
+            lambda r: ListRuns(
+                pipeline=pipeline, statuses=statuses, limit=limit, offset=offset, reply=r
+            ),
+            timeout=self.timeout,
+            read=True,
+        )
 
     # -- loop jobs ----------------------------------------------------------------------
 

@@ -63,6 +63,7 @@ from chamberlain.actors.mail import (
     EnqueuePlan,
     EnqueueWebhook,
     GetJob,
+    GetRun,
     GetSecret,
     GetTree,
     GetWorkspace,
@@ -73,6 +74,7 @@ from chamberlain.actors.mail import (
     ListFacts,
     ListJobs,
     ListMcpServers,
+    ListRuns,
     ListSecrets,
     ListWorkspaces,
     LoadSchedules,
@@ -117,6 +119,7 @@ from chamberlain.store import (
     mcp_rows,
     plugin_facts,
     repository_rows,
+    run_rows,
     schedule_books,
     secret_rows,
     session_rows,
@@ -895,6 +898,14 @@ class JobStore:
             ):
                 workspace_rows.record_pull_request(store.conn, workspace_id, job_id, pull_request)
                 return None
+            # -- runs -------------------------------------------------------------------
+            case GetRun(run_id=run_id):
+                return run_rows.get(store.conn, run_id)
+            case ListRuns(pipeline=pipeline, statuses=statuses, limit=limit, offset=offset):
+                runs, total = run_rows.page(
+                    store.conn, pipeline=pipeline, statuses=statuses, limit=limit, offset=offset
+                )
+                return tuple(runs), total
             # -- repositories added through the API ------------------------------------
             case AddRepository(name=name, spec=spec):
                 return repository_rows.create(store.conn, name, spec, now=now)

@@ -47,6 +47,7 @@ from chamberlain.records import (
     WorkspaceRefusal,
 )
 from chamberlain.retry import RetryPolicy
+from chamberlain.runs import PipelineRun, RunStatus
 from chamberlain.schedule.books import (
     BreakerBook,
     BreakerKey,
@@ -525,6 +526,28 @@ class RemoveRepository(StoreRequest[RepositoryRefusal | None]):
     reply: ReplyTo[RepositoryRefusal | None]
 
 
+@attrs.frozen(kw_only=True)
+class GetRun(StoreRequest[PipelineRun | None]):
+    """One run with its jobs (None when unknown)."""
+
+    run_id: str
+    reply: ReplyTo[PipelineRun | None]
+
+
+@attrs.frozen(kw_only=True)
+class ListRuns(StoreRequest[tuple[tuple[PipelineRun, ...], int]]):
+    """A page of runs, the newest first, and how many match in all."""
+
+    pipeline: str | None
+    statuses: frozenset[RunStatus]
+    limit: int
+    offset: int
+    reply: ReplyTo[tuple[tuple[PipelineRun, ...], int]]
+
+
+RunRequest = GetRun | ListRuns
+
+
 WorkspaceRequest = (
     TouchWorkspace
     | ListWorkspaces
@@ -781,6 +804,7 @@ JobStoreRequest = (
     | McpServerRequest
     | ListFacts
     | WorkspaceRequest
+    | RunRequest
 )
 
 

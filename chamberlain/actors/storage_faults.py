@@ -35,6 +35,7 @@ from chamberlain.actors.mail import (
     GetJob,
     GetMessages,
     GetQueue,
+    GetRun,
     GetSecret,
     GetStatusChanges,
     GetTranscript,
@@ -46,6 +47,7 @@ from chamberlain.actors.mail import (
     ListFacts,
     ListJobs,
     ListMcpServers,
+    ListRuns,
     ListSecrets,
     ListWorkspaces,
     LoadSchedules,
@@ -168,6 +170,8 @@ DISPOSITIONS: Mapping[type, Disposition] = {
     **dict.fromkeys((CreateMcpServer, DeleteMcpServer), Disposition.REFUSE),
     # -- plugin facts: a client's read (the facts themselves are written by Settle).
     ListFacts: Disposition.READ,
+    # -- runs: read from their jobs.
+    **dict.fromkeys((GetRun, ListRuns), Disposition.READ),
 }
 
 #: The first retry after a refused batch, and the most the backoff grows to: short

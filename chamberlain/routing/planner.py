@@ -174,6 +174,14 @@ class Routing:
         """The pipeline called ``name``."""
         return self._by_name.get(name)
 
+    def step_ids(self, name: str) -> tuple[str, ...]:
+        """The ids of pipeline ``name``'s steps that run a job, in the config's order
+        (a ``call`` step stands for the called pipeline's; empty for an unknown name)."""
+        graph = self._graphs.get(name)
+        if graph is None:
+            return ()
+        return tuple(i for i, node in graph.nodes.items() if node.step.call is None)
+
     def pipelines_on(self, event_type: str) -> tuple[PipelineConfig, ...]:
         """The pipelines whose ``on`` is ``event_type``, in the order of the config."""
         return tuple(self._by_on.get(event_type, ()))

@@ -42,7 +42,7 @@ from chamberlain.records import (
     StoredEvent,
 )
 from chamberlain.retry import Settlement, recover_orphan
-from chamberlain.store import plugin_facts, workspace_rows
+from chamberlain.store import plugin_facts, run_rows, workspace_rows
 
 #: Every column: rows are read by name (see _row_to_job), so a migration that adds a
 #: column only has to teach _row_to_job about it.
@@ -163,6 +163,8 @@ def _row_to_job(row: sqlite3.Row) -> Job:
         pull_request_ask=_pull_request_ask(row["pull_request_ask"]),
         changes=_changes(row["changes"]),
         pull_request=_loads(row["pull_request"]),
+        # Migration 0016: runs.
+        run_id=row["run_id"],
     )
 
 
@@ -321,6 +323,7 @@ class SqliteStore:
             if row is not None:
                 return Enqueued(job=_row_to_job(row), duplicate=True)
         born_failed = new.error is not None
+        run_id = run_rows.run_of(new)
         columns = {
             "id": new.id,
             "plugin": new.plugin,
@@ -353,6 +356,7 @@ class SqliteStore:
             "pull_request_ask": (
                 None if new.pull_request_ask is None else _dumps(new.pull_request_ask.to_json())
             ),
+            "run_id": run_id,
             "routed": 0,
         }
         row = self.conn.execute(
@@ -362,6 +366,8 @@ class SqliteStore:
         ).fetchone()
         if new.workspace_id is not None:
             workspace_rows.ensure(self.conn, new.workspace_id, now=now, worktree=new.worktree)
+        if run_id is not None:
+            run_rows.ensure(self.conn, run_id, new.pipeline or "", now=now)
         return Enqueued(job=_row_to_job(row))
 
     def get_job(self, job_id: str) -> Job | None:
@@ -578,6 +584,8 @@ class SqliteStore:
             f" AND status IN ({','.join('?' * len(statuses))}) LIMIT ?)",
             (older_than, *statuses, batch),
         )
+        if cur.rowcount:
+            run_rows.forget_empty(self.conn)
         return cur.rowcount
 
     # -- plugin state ----------------------------------------------------------------

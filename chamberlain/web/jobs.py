@@ -149,6 +149,10 @@ JOB_PROPERTIES: Mapping[str, Mapping[str, Any]] = {
         ),
         "type": ["object", "null"],
     },
+    "run_id": {
+        "description": "The run whose step it is (`GET /runs/{id}`); null outside any.",
+        **NULLABLE_STRING,
+    },
 }
 
 JOB_FIELDS: tuple[str, ...] = tuple(JOB_PROPERTIES)
@@ -318,7 +322,9 @@ def parse_rfc3339(text: str) -> float:
         raise ValueError(f"{text!r} is not a valid date-time") from None
 
 
-def _single(query: Mapping[str, Sequence[str]], name: str) -> str | None:
+def single_param(query: Mapping[str, Sequence[str]], name: str) -> str | None:
+    """The one value of query parameter ``name`` (None when absent); 400 when it is
+    given twice or empty."""
     values = query.get(name)
     if not values:
         return None
@@ -330,8 +336,10 @@ def _single(query: Mapping[str, Sequence[str]], name: str) -> str | None:
     return value
 
 
-def _int(query: Mapping[str, Sequence[str]], name: str, default: int, lo: int, hi: int) -> int:
-    text = _single(query, name)
+def int_param(query: Mapping[str, Sequence[str]], name: str, default: int, lo: int, hi: int) -> int:
+    """Query parameter ``name`` as an integer from ``lo`` to ``hi`` (``default`` when
+    absent); 400 otherwise."""
+    text = single_param(query, name)
     if text is None:
         return default
     if not _INT.fullmatch(text) or not lo <= int(text) <= hi:
@@ -358,7 +366,7 @@ def parse_statuses(values: Sequence[str]) -> tuple[JobStatus, ...]:
 
 
 def _instant(query: Mapping[str, Sequence[str]], name: str) -> float | None:
-    text = _single(query, name)
+    text = single_param(query, name)
     if text is None:
         return None
     try:
@@ -404,7 +412,7 @@ def parse_list_fields(query: Mapping[str, Sequence[str]]) -> tuple[str, ...]:
     :class:`~chamberlain.web.errors.ApiError` for an unknown detail or field, an
     empty ``fields``, and ``fields`` given with ``detail``.
     """
-    detail = _single(query, "detail")
+    detail = single_param(query, "detail")
     values = query.get("fields", ())
     if values and detail is not None:
         # Either answer would ignore half of what was asked; say so instead.
@@ -453,7 +461,7 @@ def parse_job_filter(query: Mapping[str, Sequence[str]]) -> JobFilter:
     until = _instant(query, "until")
     if since is not None and until is not None and since > until:
         raise bad_request("query parameter 'since' is later than 'until'")
-    after = _single(query, "after")
+    after = single_param(query, "after")
     if after is not None and "offset" in query:
         raise bad_request(
             "query parameters 'after' and 'offset' do not go together:"
@@ -462,13 +470,13 @@ def parse_job_filter(query: Mapping[str, Sequence[str]]) -> JobFilter:
     fields = parse_list_fields(query)
     return JobFilter(
         statuses=parse_statuses(query.get("status", ())),
-        plugin=_single(query, "plugin"),
-        command=_single(query, "command"),
-        submitted_by=_single(query, "submitted_by"),
+        plugin=single_param(query, "plugin"),
+        command=single_param(query, "command"),
+        submitted_by=single_param(query, "submitted_by"),
         since=since,
         until=until,
-        limit=_int(query, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT),
-        offset=_int(query, "offset", 0, 0, 2**63 - 1),
+        limit=int_param(query, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT),
+        offset=int_param(query, "offset", 0, 0, 2**63 - 1),
         after=None if after is None else decode_cursor(after),
         bodies=not BODY_FIELDS.isdisjoint(fields),
     )
@@ -521,7 +529,7 @@ def parse_wait(query: Mapping[str, Sequence[str]]) -> float:
     for an empty, repeated, malformed or negative value, and for one above
     :data:`MAX_WAIT`.
     """
-    text = _single(query, "wait")
+    text = single_param(query, "wait")
     if text is None:
         return 0.0
     try:
@@ -742,6 +750,7 @@ __all__ = [
     "decode_cursor",
     "encode_cursor",
     "get_job",
+    "int_param",
     "job_fields",
     "list_jobs",
     "lookahead",
@@ -753,4 +762,5 @@ __all__ = [
     "parse_rfc3339",
     "parse_statuses",
     "parse_wait",
+    "single_param",
 ]

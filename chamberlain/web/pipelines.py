@@ -79,7 +79,7 @@ async def start_pipeline(call: Call) -> Reply:
     enqueued = await call.gateway.enqueue_plan(plan)
     root = enqueued[0].job
     return Reply(
-        {"job_id": root.id, "status": root.status.value, "pipeline": name},
+        {"job_id": root.id, "run_id": root.run_id, "status": root.status.value, "pipeline": name},
         202,
         {"Location": f"/job/{root.id}/tree", "Retry-After": str(POLL_AFTER)},
     )
@@ -233,6 +233,7 @@ SCHEMAS: dict[str, Any] = {
     "PipelineStarted": object_schema(
         {
             "job_id": {"type": "string", "format": "uuid", "description": "The root job."},
+            "run_id": {"type": "string", "description": "The run it started (GET /runs/{id})."},
             "status": ref("JobStatus"),
             "pipeline": STRING,
         }

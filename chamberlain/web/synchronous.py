@@ -38,12 +38,15 @@ ASYNC_PARAM = Param(
 )
 
 
+NULLABLE_RUN: Mapping[str, Any] = {"type": ["string", "null"]}
+
 #: Component schemas of the two answers of a synchronous call (merged into the OpenAPI
 #: document); the routes that make such calls name them next to their own.
 SCHEMAS: Mapping[str, Mapping[str, Any]] = {
     "SyncResult": object_schema(
         {
             "job_id": {"type": "string", "format": "uuid", "description": "The root job."},
+            "run_id": {**NULLABLE_RUN, "description": "The pipeline's run (GET /runs/{id})."},
             "status": {
                 **ref("JobStatus"),
                 "description": "succeeded, or the status of the first job that did not.",
@@ -54,11 +57,12 @@ SCHEMAS: Mapping[str, Mapping[str, Any]] = {
             "error": {**STRING, "description": "The error of the first job that did not succeed."},
             "tree": {"type": "array", "items": ref("Job")},
         },
-        required=("job_id", "status", "pipeline", "duration_ms", "result", "tree"),
+        required=("job_id", "run_id", "status", "pipeline", "duration_ms", "result", "tree"),
     ),
     "SyncTimeout": object_schema(
         {
             "job_id": {"type": "string", "format": "uuid", "description": "The root job."},
+            "run_id": {**NULLABLE_RUN, "description": "The pipeline's run (GET /runs/{id})."},
             "status": {"const": "running"},
             "timeout_exceeded": {"const": True},
             "message": STRING,
@@ -152,6 +156,7 @@ async def answer_synchronously(call: Call, root: Job, pipeline: PipelineConfig) 
         return Reply(
             {
                 "job_id": root.id,
+                "run_id": root.run_id,
                 "status": "running",
                 "timeout_exceeded": True,
                 "message": (
@@ -165,6 +170,9 @@ async def answer_synchronously(call: Call, root: Job, pipeline: PipelineConfig) 
     status, result, error = _outcome(tree)
     body: dict[str, Any] = {
         "job_id": root.id,
+        # The root may be the job whose success started the pipeline: the run is its
+        # steps'.
+        "run_id": next((job.run_id for job in tree.jobs if job.run_id), None),
         "status": status,
         "pipeline": pipeline.name,
         "duration_ms": round((time.monotonic() - started) * 1000, 1),
