@@ -10,14 +10,14 @@ already holds when it is applied.
 from __future__ import annotations
 
 import random
-import sqlite3
 from pathlib import Path
 
 import pytest
+from old_stores import store_before
 
 from chamberlain.records import JobFilter, JobStatus, NewJob
 from chamberlain.retry import Settlement, recover_orphan
-from chamberlain.store.sqlite import MIGRATIONS, SqliteStore, _statements
+from chamberlain.store.sqlite import SqliteStore
 
 NOW = 1_700_000_000.0
 PLUGINS = ("echo", "sys_exec", "other")
@@ -137,16 +137,8 @@ def test_other_filters_still_count_the_rows(tmp_path: Path) -> None:
 
 def test_the_migration_counts_the_jobs_already_stored(tmp_path: Path) -> None:
     path = tmp_path / "state.db"
-    version = next(i for i, sql in enumerate(MIGRATIONS, start=1) if "job_counts" in sql)
     # A store as the release before job_counts left it, holding jobs.
-    conn = sqlite3.connect(path, isolation_level=None)
-    conn.execute(
-        "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at REAL NOT NULL)"
-    )
-    for number, script in enumerate(MIGRATIONS[: version - 1], start=1):
-        for statement in _statements(script):
-            conn.execute(statement)
-        conn.execute("INSERT INTO schema_migrations VALUES (?, 0)", (number,))
+    conn = store_before(path, "job_counts")
     rows = [
         (f"id-{i}", PLUGINS[i % 3], status)
         for i, status in enumerate(["queued", "running", "succeeded", "failed", "dead"] * 7)

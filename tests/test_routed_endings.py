@@ -3,28 +3,20 @@ pipelines), but not those that ended before the migration."""
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 
 from fakes import EPOCH
+from old_stores import store_before
 
 from chamberlain.records import NewJob
-from chamberlain.store.sqlite import MIGRATIONS, SqliteStore, _statements
+from chamberlain.store.sqlite import SqliteStore
 
 STATUSES = ("queued", "running", "succeeded", "failed", "timed_out", "dead", "cancelled")
 
 
 def test_jobs_that_ended_before_the_migration_fire_no_hooks(tmp_path: Path) -> None:
     path = tmp_path / "state.db"
-    version = next(i for i, sql in enumerate(MIGRATIONS, start=1) if "timed_out" in sql)
-    conn = sqlite3.connect(path, isolation_level=None)
-    conn.execute(
-        "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at REAL NOT NULL)"
-    )
-    for number, script in enumerate(MIGRATIONS[: version - 1], start=1):
-        for statement in _statements(script):
-            conn.execute(statement)
-        conn.execute("INSERT INTO schema_migrations VALUES (?, 0)", (number,))
+    conn = store_before(path, "timed_out")
     conn.executemany(
         "INSERT INTO jobs (id, plugin, command, payload, context, status, max_attempts,"
         " submitted_by, created_at, run_at, routed) VALUES (?, 'echo', 'poll', '{}', '{}', ?,"

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 from pathlib import Path
 
 from fakes import EPOCH
+from old_stores import store_before
 
 from chamberlain.plugins.envelope import with_control
 from chamberlain.records import NewJob
 from chamberlain.runs import RunStatus
 from chamberlain.store import run_rows
-from chamberlain.store.sqlite import MIGRATIONS, SqliteStore, _statements
+from chamberlain.store.sqlite import SqliteStore
 
 
 def step(job_id: str, run: str, step_id: str, pipeline: str = "deploy") -> NewJob:
@@ -66,15 +66,7 @@ def test_a_run_is_made_with_its_first_job_and_forgotten_with_its_last(tmp_path: 
 
 def test_runs_started_before_the_migration_are_found_by_their_jobs(tmp_path: Path) -> None:
     path = tmp_path / "state.db"
-    version = next(i for i, sql in enumerate(MIGRATIONS, start=1) if "CREATE TABLE runs" in sql)
-    conn = sqlite3.connect(path, isolation_level=None)
-    conn.execute(
-        "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at REAL NOT NULL)"
-    )
-    for number, script in enumerate(MIGRATIONS[: version - 1], start=1):
-        for statement in _statements(script):
-            conn.execute(statement)
-        conn.execute("INSERT INTO schema_migrations VALUES (?, 0)", (number,))
+    conn = store_before(path, "CREATE TABLE runs")
     rows = [
         ("a1", "old-run", "deploy", "build", 10.0),
         ("a2", "old-run", "deploy", "ship", 20.0),
