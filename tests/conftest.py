@@ -9,6 +9,7 @@ import sqlite3
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -188,6 +189,25 @@ async def daemon(tmp_path: Path, nursery: trio.Nursery) -> AsyncIterator[DaemonF
         d.kill()
         with trio.move_on_after(10):
             await d.exited.wait()
+
+
+@asynccontextmanager
+async def api_client(
+    d: DaemonProcess, token: str | None = None
+) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client of ``d``'s API, as ``token`` (default: the api key); its timeout
+    outlasts a ``?wait=30s`` long poll."""
+    async with httpx.AsyncClient(base_url=d.base_url, headers=d.headers(token), timeout=60) as c:
+        yield c
+
+
+async def finished_job(c: httpx.AsyncClient, job_id: str) -> dict[str, Any]:
+    """The job, with its messages, once it has ended (a 30 s long poll; fails otherwise)."""
+    r = await c.get(f"/job/{job_id}?wait=30s&include=messages")
+    assert r.status_code == 200, r.text
+    body: dict[str, Any] = r.json()
+    assert body["status"] not in ("queued", "running"), body
+    return body
 
 
 async def wait_for(

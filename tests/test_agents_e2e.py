@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from conftest import DaemonFactory, DaemonProcess, wait_for
+from conftest import DaemonFactory, DaemonProcess, api_client, finished_job, wait_for
 
 from chamberlain.plugins.strays import find_job_processes
 
@@ -48,25 +46,11 @@ async def start(daemon: DaemonFactory, config: dict[str, Any]) -> DaemonProcess:
     return await daemon(config, env={"PATH": f"{FAKES}{os.pathsep}{os.environ['PATH']}"})
 
 
-@asynccontextmanager
-async def client(d: DaemonProcess) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=d.base_url, headers=d.headers(), timeout=30) as c:
-        yield c
-
-
 async def trigger(c: httpx.AsyncClient, plugin: str, command: str, payload: Any) -> str:
     r = await c.post(f"/trigger/{plugin}/{command}", json={"payload": payload})
     assert r.status_code == 202, r.text
     job_id: str = r.json()["job_id"]
     return job_id
-
-
-async def finished(c: httpx.AsyncClient, job_id: str) -> dict[str, Any]:
-    r = await c.get(f"/job/{job_id}?wait=30s&include=messages")
-    assert r.status_code == 200, r.text
-    body: dict[str, Any] = r.json()
-    assert body["status"] not in ("queued", "running"), body
-    return body
 
 
 async def waiting(c: httpx.AsyncClient, job_id: str) -> dict[str, Any]:
@@ -96,8 +80,8 @@ async def test_claude_run_answers_and_a_follow_up_resumes_its_session(
     daemon: DaemonFactory, tmp_path: Path
 ) -> None:
     d = await start(daemon, agent_config(tmp_path))
-    async with client(d) as c:
-        first = await finished(c, await trigger(c, "claude_code", "run", {"prompt": "hello"}))
+    async with api_client(d) as c:
+        first = await finished_job(c, await trigger(c, "claude_code", "run", {"prompt": "hello"}))
         assert first["status"] == "succeeded", first["last_error"]
         result = first["result"]["result"]
         assert result["text"] == "echo: hello"
@@ -106,7 +90,7 @@ async def test_claude_run_answers_and_a_follow_up_resumes_its_session(
         # The agent's words streamed as the job's stderr messages.
         assert "echo: hello" in texts(first, "stderr")
 
-        second = await finished(c, await instruct(c, first["job_id"], "HISTORY"))
+        second = await finished_job(c, await instruct(c, first["job_id"], "HISTORY"))
         assert second["status"] == "succeeded", second["last_error"]
         # The resumed conversation remembers the first prompt.
         assert "hello" in second["result"]["result"]["text"]
@@ -124,7 +108,7 @@ async def test_claude_session_is_interactive_until_completed(
     daemon: DaemonFactory, tmp_path: Path
 ) -> None:
     d = await start(daemon, agent_config(tmp_path))
-    async with client(d) as c:
+    async with api_client(d) as c:
         job_id = await trigger(c, "claude_code", "session", {"prompt": "ASK:What should I build?"})
         asked = await waiting(c, job_id)
         assert "What should I build?" in texts(asked, "stdout")
@@ -139,7 +123,7 @@ async def test_claude_session_is_interactive_until_completed(
         await wait_for(answered, timeout=30)
         r = await c.post(f"/job/{job_id}/complete")
         assert r.status_code == 202, r.text
-        done = await finished(c, job_id)
+        done = await finished_job(c, job_id)
         assert done["status"] == "succeeded", done["last_error"]
         assert done["result"]["result"]["text"] == "echo: a CLI"
         assert done["result"]["result"]["exchanges"] == 2
@@ -154,14 +138,14 @@ async def test_claude_session_completed_mid_turn_still_answers(
     daemon: DaemonFactory, tmp_path: Path
 ) -> None:
     d = await start(daemon, agent_config(tmp_path))
-    async with client(d) as c:
+    async with api_client(d) as c:
         job_id = await trigger(c, "claude_code", "session", {"prompt": "hi"})
         await waiting(c, job_id)
         r = await c.post(f"/job/{job_id}/message", json={"message": "SLEEP:60"})
         assert r.status_code == 200, r.text
         r = await c.post(f"/job/{job_id}/complete")
         assert r.status_code == 202, r.text
-        done = await finished(c, job_id)
+        done = await finished_job(c, job_id)
         # Not "unanswered": the plugin cut the turn short within the daemon's grace.
         assert done["status"] == "succeeded", done["last_error"]
         assert done["result"]["result"]["text"] == "echo: hi"
@@ -172,8 +156,8 @@ async def test_a_crashing_claude_fails_the_job_with_its_reason(
     daemon: DaemonFactory, tmp_path: Path
 ) -> None:
     d = await start(daemon, agent_config(tmp_path, mode="crash"))
-    async with client(d) as c:
-        done = await finished(c, await trigger(c, "claude_code", "run", {"prompt": "hello"}))
+    async with api_client(d) as c:
+        done = await finished_job(c, await trigger(c, "claude_code", "run", {"prompt": "hello"}))
     assert done["status"] == "dead"
     assert done["last_error"].startswith("claude exited with code 1: fatal: simulated crash")
 
@@ -185,9 +169,9 @@ async def test_a_hanging_claude_is_ended_by_the_timeout_with_nothing_left(
         daemon,
         agent_config(tmp_path, mode="hang", timeouts={"run": "3s"}, interactive_timeout="1s"),
     )
-    async with client(d) as c:
-        run = await finished(c, await trigger(c, "claude_code", "run", {"prompt": "hello"}))
-        session = await finished(c, await trigger(c, "claude_code", "session", {"prompt": "x"}))
+    async with api_client(d) as c:
+        run = await finished_job(c, await trigger(c, "claude_code", "run", {"prompt": "hello"}))
+        session = await finished_job(c, await trigger(c, "claude_code", "session", {"prompt": "x"}))
     # The run is stopped by the plugin just before its deadline; the silent session
     # by the daemon's idle timeout, its whole process group with it.
     assert run["status"] == "dead"
@@ -204,13 +188,13 @@ async def test_codex_run_answers_and_a_follow_up_resumes_its_thread(
     daemon: DaemonFactory, tmp_path: Path
 ) -> None:
     d = await start(daemon, agent_config(tmp_path))
-    async with client(d) as c:
-        first = await finished(c, await trigger(c, "codex", "run", {"prompt": "hello"}))
+    async with api_client(d) as c:
+        first = await finished_job(c, await trigger(c, "codex", "run", {"prompt": "hello"}))
         assert first["status"] == "succeeded", first["last_error"]
         assert first["result"]["result"]["text"] == "echo: hello"
         thread_id = first["session"]["thread_id"]
         assert "echo: hello" in texts(first, "stderr")
-        second = await finished(c, await instruct(c, first["job_id"], "HISTORY"))
+        second = await finished_job(c, await instruct(c, first["job_id"], "HISTORY"))
         assert second["status"] == "succeeded", second["last_error"]
         assert "hello" in second["result"]["result"]["text"]
         assert second["session"]["thread_id"] == thread_id
@@ -227,8 +211,8 @@ async def test_a_crashing_codex_fails_the_job_with_its_reason(
     daemon: DaemonFactory, tmp_path: Path
 ) -> None:
     d = await start(daemon, agent_config(tmp_path, mode="crash"))
-    async with client(d) as c:
-        done = await finished(c, await trigger(c, "codex", "run", {"prompt": "hello"}))
+    async with api_client(d) as c:
+        done = await finished_job(c, await trigger(c, "codex", "run", {"prompt": "hello"}))
     assert done["status"] == "dead"
     assert "simulated crash" in done["last_error"], done["last_error"]
     assert "exit" in done["last_error"] and "code 1" in done["last_error"], done["last_error"]
@@ -238,8 +222,8 @@ async def test_a_hanging_codex_is_ended_by_the_timeout_with_nothing_left(
     daemon: DaemonFactory, tmp_path: Path
 ) -> None:
     d = await start(daemon, agent_config(tmp_path, mode="hang", timeouts={"run": "3s"}))
-    async with client(d) as c:
-        done = await finished(c, await trigger(c, "codex", "run", {"prompt": "hello"}))
+    async with api_client(d) as c:
+        done = await finished_job(c, await trigger(c, "codex", "run", {"prompt": "hello"}))
     assert done["status"] == "dead"
     assert done["last_error"].startswith("codex: codex stopped at the job deadline")
     assert find_job_processes([done["job_id"]]) == {}
@@ -249,7 +233,7 @@ async def test_claude_in_a_loop_ends_on_the_iteration_whose_reply_ends_with_the_
     daemon: DaemonFactory, tmp_path: Path
 ) -> None:
     d = await start(daemon, agent_config(tmp_path))
-    async with client(d) as c:
+    async with api_client(d) as c:
         r = await c.post(
             "/trigger/claude_code/run",
             json={
@@ -258,7 +242,7 @@ async def test_claude_in_a_loop_ends_on_the_iteration_whose_reply_ends_with_the_
             },
         )
         assert r.status_code == 202, r.text
-        done = await finished(c, r.json()["job_id"])
+        done = await finished_job(c, r.json()["job_id"])
         history = (await c.get(f"/job/{done['job_id']}/iterations")).json()
     assert done["status"] == "succeeded", done["last_error"]
     assert done["completion_reason"] == "promise_detected"
@@ -278,13 +262,13 @@ async def test_claude_works_in_the_job_s_kept_workspace_and_its_follow_up_too(
     config = agent_config(tmp_path)
     config["plugins"]["claude_code"]["config"] = {"cwd": str(tmp_path)}
     d = await start(daemon, config)
-    async with client(d) as c:
+    async with api_client(d) as c:
         r = await c.post(
             "/trigger/claude_code/run", json={"payload": {"prompt": "hello"}, "workspace": True}
         )
         assert r.status_code == 202, r.text
-        first = await finished(c, r.json()["job_id"])
-        second = await finished(c, await instruct(c, first["job_id"], "HISTORY"))
+        first = await finished_job(c, r.json()["job_id"])
+        second = await finished_job(c, await instruct(c, first["job_id"], "HISTORY"))
     workspace = tmp_path / "workspaces" / first["workspace_id"]
     runs = invocations(tmp_path, "claude")
     # The kept workspace wins over config.cwd; the follow-up resumes there.

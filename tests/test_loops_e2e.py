@@ -8,15 +8,20 @@ the token, fail, or wait on a gate file mid-iteration.  Waits poll with a deadli
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import trio
-from conftest import BUNDLED_PLUGINS, DaemonFactory, DaemonProcess, deep_merge, wait_for
+from conftest import (
+    BUNDLED_PLUGINS,
+    DaemonFactory,
+    api_client,
+    deep_merge,
+    finished_job,
+    wait_for,
+)
 
 from chamberlain.plugins.strays import find_job_processes
 
@@ -41,26 +46,12 @@ def config(**extra: Any) -> dict[str, Any]:
     return deep_merge(base, extra)
 
 
-@asynccontextmanager
-async def client(d: DaemonProcess) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=d.base_url, headers=d.headers(), timeout=30) as c:
-        yield c
-
-
 async def start_loop(c: httpx.AsyncClient, payload: dict[str, Any], **loop: Any) -> str:
     body = {"payload": payload, "loop": {"completion_token": "DONE", **loop}}
     r = await c.post("/trigger/looper/work", json=body)
     assert r.status_code == 202, r.text
     job_id: str = r.json()["job_id"]
     return job_id
-
-
-async def finished(c: httpx.AsyncClient, job_id: str) -> dict[str, Any]:
-    r = await c.get(f"/job/{job_id}?wait=30s")
-    assert r.status_code == 200, r.text
-    body: dict[str, Any] = r.json()
-    assert body["status"] not in ("queued", "running"), body
-    return body
 
 
 async def iterations(c: httpx.AsyncClient, job_id: str) -> dict[str, Any]:
@@ -88,11 +79,11 @@ async def test_a_loop_ends_when_an_iteration_says_it_is_done(
 ) -> None:
     log = tmp_path / "requests.jsonl"
     d = await daemon(config())
-    async with client(d) as c:
+    async with api_client(d) as c:
         job_id = await start_loop(
             c, {"log": str(log), "complete_at": 3}, max_iterations=5, feedback=FEEDBACK
         )
-        done = await finished(c, job_id)
+        done = await finished_job(c, job_id)
         history = await iterations(c, job_id)
         r = await c.get(f"/job/{job_id}?include=messages")
         messages = [m["text"] for m in r.json()["messages"] if m["kind"] == "system"]
@@ -151,9 +142,9 @@ async def test_a_token_quoted_in_the_text_does_not_end_the_loop(
     daemon: DaemonFactory, tmp_path: Path
 ) -> None:
     d = await daemon(config())
-    async with client(d) as c:
+    async with api_client(d) as c:
         job_id = await start_loop(c, {"mode": "quote"}, max_iterations=3)
-        done = await finished(c, job_id)
+        done = await finished_job(c, job_id)
         history = await iterations(c, job_id)
     assert done["status"] == "failed"
     assert done["completion_reason"] == "max_iterations"
@@ -167,8 +158,8 @@ async def test_completion_on_the_last_allowed_iteration_is_a_promise(
     daemon: DaemonFactory,
 ) -> None:
     d = await daemon(config())
-    async with client(d) as c:
-        done = await finished(c, await start_loop(c, {"complete_at": 2}, max_iterations=2))
+    async with api_client(d) as c:
+        done = await finished_job(c, await start_loop(c, {"complete_at": 2}, max_iterations=2))
     assert done["status"] == "succeeded"
     assert done["completion_reason"] == "promise_detected"
 
@@ -177,11 +168,11 @@ async def test_a_failing_iteration_is_run_once_more_then_ends_the_loop(
     daemon: DaemonFactory,
 ) -> None:
     d = await daemon(config())
-    async with client(d) as c:
+    async with api_client(d) as c:
         once = await start_loop(c, {"mode": "fail_once", "fail_at": 2, "complete_at": 3})
         always = await start_loop(c, {"mode": "fail", "fail_at": 2})
-        recovered = await finished(c, once)
-        broken = await finished(c, always)
+        recovered = await finished_job(c, once)
+        broken = await finished_job(c, always)
         history = await iterations(c, always)
     assert recovered["status"] == "succeeded", recovered["last_error"]
     assert recovered["completion_reason"] == "promise_detected"
@@ -202,9 +193,9 @@ async def test_a_feedback_command_that_hangs_is_stopped_at_its_timeout(
 ) -> None:
     d = await daemon(config())
     feedback = [{"command": ["sleep", "60"], "timeout": "1s"}]
-    async with client(d) as c:
+    async with api_client(d) as c:
         job_id = await start_loop(c, {"complete_at": 2}, feedback=feedback)
-        done = await finished(c, job_id)
+        done = await finished_job(c, job_id)
         history = await iterations(c, job_id)
     assert done["completion_reason"] == "promise_detected"
     (result,) = history["iterations"][0]["feedback_results"]
@@ -218,7 +209,7 @@ async def test_stop_lets_the_iteration_finish_and_runs_no_more(
 ) -> None:
     gate = tmp_path / "gate"
     d = await daemon(config())
-    async with client(d) as c:
+    async with api_client(d) as c:
         job_id = await start_loop(c, {"gate": str(gate), "gate_at": 2}, feedback=FEEDBACK)
         await running_iteration(c, job_id, 2)
         r = await c.post(f"/job/{job_id}/stop")
@@ -226,7 +217,7 @@ async def test_stop_lets_the_iteration_finish_and_runs_no_more(
         assert r.json() == {"job_id": job_id, "status": "stopping"}
         assert (await iterations(c, job_id))["stop_requested"] is True
         await trio.Path(f"{gate}.2").touch()
-        done = await finished(c, job_id)
+        done = await finished_job(c, job_id)
         history = await iterations(c, job_id)
         again = await c.post(f"/job/{job_id}/stop")
         plain = await c.post("/trigger/echo/poll", json={})
@@ -248,12 +239,12 @@ async def test_cancel_kills_the_iteration_and_ends_the_loop_cancelled(
 ) -> None:
     gate = tmp_path / "gate"
     d = await daemon(config())
-    async with client(d) as c:
+    async with api_client(d) as c:
         job_id = await start_loop(c, {"gate": str(gate), "gate_at": 2})
         await running_iteration(c, job_id, 2)
         r = await c.post(f"/job/{job_id}/cancel")
         assert r.status_code == 200, r.text
-        done = await finished(c, job_id)
+        done = await finished_job(c, job_id)
         history = await iterations(c, job_id)
     assert done["status"] == "cancelled"
     assert done["completion_reason"] == "cancelled"
@@ -267,7 +258,7 @@ async def test_a_loop_killed_with_the_daemon_resumes_at_its_iteration(
     log, gate = tmp_path / "requests.jsonl", tmp_path / "gate"
     cfg = config()
     d = await daemon(cfg)
-    async with client(d) as c:
+    async with api_client(d) as c:
         job_id = await start_loop(
             c, {"log": str(log), "gate": str(gate), "gate_at": 2, "complete_at": 3}
         )
@@ -275,8 +266,8 @@ async def test_a_loop_killed_with_the_daemon_resumes_at_its_iteration(
     d.kill()
     await d.wait()
     again = await daemon(cfg)
-    async with client(again) as c:
-        done = await finished(c, job_id)
+    async with api_client(again) as c:
+        done = await finished_job(c, job_id)
         history = await iterations(c, job_id)
     assert done["status"] == "succeeded", done["last_error"]
     assert done["completion_reason"] == "promise_detected"
@@ -291,7 +282,7 @@ async def test_bad_loops_are_refused_with_the_field_named(daemon: DaemonFactory)
     d = await daemon(
         config(plugins={"looper": {"loop": {"max_iterations": 3, "max_iterations_cap": 4}}})
     )
-    async with client(d) as c:
+    async with api_client(d) as c:
         for loop, error in [
             ({"max_iterations": 0}, "loop.max_iterations must be an integer from 1 to 4"),
             ({"max_iterations": 5}, "loop.max_iterations must be an integer from 1 to 4, got 5"),
@@ -311,7 +302,7 @@ async def test_bad_loops_are_refused_with_the_field_named(daemon: DaemonFactory)
         # The plugin's default applies when the trigger names none.
         job_id = await start_loop(c, {"mode": "quote"})
         assert (await iterations(c, job_id))["max_iterations"] == 3
-        await finished(c, job_id)
+        await finished_job(c, job_id)
         # A batch item may be a loop too.
         r = await c.post(
             "/jobs",
@@ -327,7 +318,7 @@ async def test_bad_loops_are_refused_with_the_field_named(daemon: DaemonFactory)
             },
         )
         assert r.status_code == 202, r.text
-        batched = await finished(c, r.json()["jobs"][0]["job_id"])
+        batched = await finished_job(c, r.json()["jobs"][0]["job_id"])
         assert batched["completion_reason"] == "promise_detected"
 
 
@@ -349,7 +340,7 @@ async def test_feedback_commands_come_from_the_config_unless_it_lets_triggers_na
             }
         )
     )
-    async with client(d) as c:
+    async with api_client(d) as c:
         r = await c.post(
             "/trigger/looper/work",
             json={"loop": {"feedback": [{"command": ["sh", "-c", "rm -rf ~"]}]}},
@@ -357,7 +348,7 @@ async def test_feedback_commands_come_from_the_config_unless_it_lets_triggers_na
         assert r.status_code == 400, r.text
         assert "loop.trigger_feedback is true" in r.json()["error"]
         job_id = await start_loop(c, {"complete_at": 2})
-        await finished(c, job_id)
+        await finished_job(c, job_id)
         history = await iterations(c, job_id)
     (result,) = history["iterations"][0]["feedback_results"]
     # The config's command, run in the configured directory.
@@ -366,12 +357,12 @@ async def test_feedback_commands_come_from_the_config_unless_it_lets_triggers_na
 
 async def test_a_finished_loop_is_followed_up_by_a_new_loop(daemon: DaemonFactory) -> None:
     d = await daemon(config())
-    async with client(d) as c:
+    async with api_client(d) as c:
         first = await start_loop(c, {"complete_at": 1}, max_iterations=4)
-        await finished(c, first)
+        await finished_job(c, first)
         r = await c.post(f"/job/{first}/instruct", json={"prompt": "now the docs"})
         assert r.status_code == 202, r.text
-        follow = await finished(c, r.json()["job_id"])
+        follow = await finished_job(c, r.json()["job_id"])
     assert follow["follows"] == first
     assert follow["loop"]["max_iterations"] == 4
     assert follow["completion_reason"] == "promise_detected"

@@ -9,15 +9,22 @@ the machine.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import trio
-from conftest import BUNDLED_PLUGINS, DaemonFactory, DaemonProcess, deep_merge, wait_for
+from conftest import (
+    BUNDLED_PLUGINS,
+    DaemonFactory,
+    DaemonProcess,
+    api_client,
+    deep_merge,
+    finished_job,
+    wait_for,
+)
 from fake_forge import FakeForge, running_fake_forge
 from git_remotes import bare_remote, git, remote_head
 
@@ -60,12 +67,6 @@ async def start(daemon: DaemonFactory, bare: Path, forge: FakeForge) -> DaemonPr
     return await daemon(config(bare, forge), env={"REPO_TOKEN": TOKEN})
 
 
-@asynccontextmanager
-async def client(d: DaemonProcess) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=d.base_url, headers=d.headers(), timeout=60) as c:
-        yield c
-
-
 async def write(c: httpx.AsyncClient, branch: str, **options: Any) -> str:
     payload = options.pop("payload", {"line": "work"})
     r = await c.post(
@@ -77,14 +78,6 @@ async def write(c: httpx.AsyncClient, branch: str, **options: Any) -> str:
     return job_id
 
 
-async def finished(c: httpx.AsyncClient, job_id: str) -> dict[str, Any]:
-    r = await c.get(f"/job/{job_id}?wait=30s&include=messages")
-    assert r.status_code == 200, r.text
-    body: dict[str, Any] = r.json()
-    assert body["status"] not in ("queued", "running"), body
-    return body
-
-
 def pulls_posted(forge: FakeForge) -> list[dict[str, Any]]:
     return [r.json for r in forge.requests if r.method == "POST" and r.json is not None]
 
@@ -94,8 +87,8 @@ async def test_a_pull_request_commits_pushes_and_opens_once(
 ) -> None:
     bare = bare_remote(tmp_path)
     d = await start(daemon, bare, forge)
-    async with client(d) as c:
-        done = await finished(c, await write(c, "feature-x"))
+    async with api_client(d) as c:
+        done = await finished_job(c, await write(c, "feature-x"))
         assert done["status"] == "succeeded", done["last_error"]
         # A worktree job's record says what it changed: notes.txt, one line.
         assert done["changes"] == {"files_changed": 1, "insertions": 1, "deletions": 0}
@@ -151,7 +144,7 @@ async def test_a_pull_request_commits_pushes_and_opens_once(
         # with its new commit pushed to it.
         r = await c.post(f"/job/{done['job_id']}/instruct", json={"prompt": "more"})
         assert r.status_code == 202, r.text
-        follow = await finished(c, r.json()["job_id"])
+        follow = await finished_job(c, r.json()["job_id"])
         assert follow["status"] == "succeeded", follow["last_error"]
         r = await c.post(f"/job/{follow['job_id']}/pull-request", json={"title": "More"})
         assert r.status_code == 200, r.text
@@ -184,9 +177,9 @@ async def test_what_gets_no_pull_request(
 ) -> None:
     bare = bare_remote(tmp_path)
     d = await start(daemon, bare, forge)
-    async with client(d) as c:
+    async with api_client(d) as c:
         ask = {"title": "Propose"}
-        ok = await finished(c, await write(c, "ok"))
+        ok = await finished_job(c, await write(c, "ok"))
         for bad, error in [
             ({}, "title must be a non-empty string"),
             ({"title": "  "}, "title must be a non-empty string"),
@@ -202,19 +195,19 @@ async def test_what_gets_no_pull_request(
         r = await c.post("/job/no-such-job/pull-request", json=ask)
         assert r.status_code == 404, r.text
 
-        failed = await finished(c, await write(c, "broken", payload={"fail_once": True}))
+        failed = await finished_job(c, await write(c, "broken", payload={"fail_once": True}))
         assert failed["status"] in ("failed", "dead")
         # No changes: echo leaves its worktree as it found it.
         r = await c.post(
             "/trigger/echo/poll", json={"workspace": {"repository": "app", "branch": "idle"}}
         )
-        idle = await finished(c, r.json()["job_id"])
+        idle = await finished_job(c, r.json()["job_id"])
         assert idle["status"] == "succeeded", idle["last_error"]
         assert idle["changes"] == {"files_changed": 0, "insertions": 0, "deletions": 0}
         r = await c.post("/trigger/echo/poll", json={"workspace": True})
-        plain = await finished(c, r.json()["job_id"])
+        plain = await finished_job(c, r.json()["job_id"])
         r = await c.post("/trigger/echo/poll", json={})
-        bare_job = await finished(c, r.json()["job_id"])
+        bare_job = await finished_job(c, r.json()["job_id"])
         for job, reason in [
             (failed, "not_succeeded"),
             (idle, "no_changes"),
@@ -233,7 +226,7 @@ async def test_what_gets_no_pull_request(
         r = await c.post(f"/job/{busy}/pull-request", json=ask)
         assert r.status_code == 409 and r.json()["reason"] == "not_succeeded", r.text
         gate.touch()
-        await finished(c, busy)
+        await finished_job(c, busy)
         # ... or a follow-up of it that runs in the workspace now.
         later = tmp_path / "later"
         r = await c.post(
@@ -245,7 +238,7 @@ async def test_what_gets_no_pull_request(
         r = await c.post(f"/job/{busy}/pull-request", json=ask)
         assert r.status_code == 409 and r.json()["reason"] == "in_use", r.text
         later.touch()
-        await finished(c, follow_up)
+        await finished_job(c, follow_up)
 
         # The forge failing: a 502 with its words, never the token, and nothing kept;
         # asking again opens it.
@@ -266,9 +259,9 @@ async def test_an_automatic_pull_request_opens_on_success_only(
 ) -> None:
     bare = bare_remote(tmp_path)
     d = await start(daemon, bare, forge)
-    async with client(d) as c:
+    async with api_client(d) as c:
         auto = {"title": "Automatic", "body": "by the job"}
-        done = await finished(c, await write(c, "auto-ok", pull_request=auto))
+        done = await finished_job(c, await write(c, "auto-ok", pull_request=auto))
         assert done["status"] == "succeeded", done["last_error"]
         assert done["pull_request"] == {
             "pr_url": "https://github.com/owner/app/pull/1",
@@ -279,7 +272,7 @@ async def test_an_automatic_pull_request_opens_on_success_only(
         }
         assert remote_head(bare, "auto-ok") is not None
 
-        failed = await finished(
+        failed = await finished_job(
             c, await write(c, "auto-failed", payload={"fail_once": True}, pull_request=auto)
         )
         assert failed["status"] in ("failed", "dead")
@@ -298,7 +291,7 @@ async def test_an_automatic_pull_request_opens_on_success_only(
         await wait_for(running)
         r = await c.post(f"/job/{job_id}/cancel")
         assert r.status_code in (200, 202), r.text
-        cancelled = await finished(c, job_id)
+        cancelled = await finished_job(c, job_id)
         assert cancelled["status"] == "cancelled"
         assert cancelled["pull_request"] is None
 
@@ -327,7 +320,7 @@ async def test_repositories_added_at_run_time_are_kept_synced_and_removed(
     extra = bare_remote(tmp_path, "extra")
     d = await start(daemon, bare, forge)
     entry = {"name": "extra", "url": str(extra), "token": "${secret:repo-token}"}
-    async with client(d) as c:
+    async with api_client(d) as c:
         for bad, error in [
             (entry, "token: unknown secret 'repo-token'"),
             ({**entry, "token": TOKEN}, "token: must be a reference to a registered secret"),
@@ -361,7 +354,7 @@ async def test_repositories_added_at_run_time_are_kept_synced_and_removed(
         assert r.status_code == 202, r.text
         assert r.json()["repository"] == "extra"
         assert r.headers["Location"] == f"/job/{r.json()['job_id']}"
-        synced = await finished(c, r.json()["job_id"])
+        synced = await finished_job(c, r.json()["job_id"])
         assert synced["status"] == "succeeded", synced["last_error"]
         assert synced["plugin"] == "core.repository"
         assert synced["result"]["result"]["branches"] == 1
@@ -375,7 +368,7 @@ async def test_repositories_added_at_run_time_are_kept_synced_and_removed(
         assert r.status_code == 202, r.text
         syncs = r.json()["syncs"]
         assert [s["repository"] for s in syncs] == ["app", "extra"]
-        results = {s["repository"]: await finished(c, s["job_id"]) for s in syncs}
+        results = {s["repository"]: await finished_job(c, s["job_id"]) for s in syncs}
         assert results["extra"]["result"]["result"]["branches"] == 2
         assert results["app"]["status"] == "succeeded", results["app"]["last_error"]
         assert (await c.post("/repositories/nope/sync")).status_code == 404
@@ -385,7 +378,7 @@ async def test_repositories_added_at_run_time_are_kept_synced_and_removed(
             "/trigger/scribe/write",
             json={"payload": {"line": "x"}, "workspace": {"repository": "extra", "branch": "w"}},
         )
-        used = await finished(c, r.json()["job_id"])
+        used = await finished_job(c, r.json()["job_id"])
         assert used["status"] == "succeeded", used["last_error"]
         r = await c.delete("/repositories/extra")
         assert r.status_code == 409 and "DELETE /workspaces" in r.json()["error"], r.text
@@ -395,7 +388,7 @@ async def test_repositories_added_at_run_time_are_kept_synced_and_removed(
 
     # Kept in the store: still there after a restart.
     d = await start(daemon, bare, forge)
-    async with client(d) as c:
+    async with api_client(d) as c:
         assert (await c.get("/repositories/extra")).json()["source"] == "api"
         assert (await c.delete(f"/workspaces/{used['workspace_id']}")).status_code == 204
         assert (await c.delete("/repositories/extra")).status_code == 204
@@ -414,11 +407,11 @@ async def test_a_sync_that_fails_says_why_without_the_token(
     bare = bare_remote(tmp_path)
     away = {"url": "https://127.0.0.1:9/owner/away.git", "token": "${REPO_TOKEN}"}
     d = await daemon(config(bare, forge, repositories={"away": away}), env={"REPO_TOKEN": TOKEN})
-    async with client(d) as c:
+    async with api_client(d) as c:
         r = await c.post("/repositories/away/sync")
         assert r.status_code == 202, r.text
         with trio.fail_after(60):
-            failed = await finished(c, r.json()["job_id"])
+            failed = await finished_job(c, r.json()["job_id"])
         assert failed["status"] in ("failed", "dead")
         assert "could not fetch away" in failed["last_error"]
         assert failed["attempt"] == 1

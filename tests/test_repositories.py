@@ -206,6 +206,17 @@ async def seed_remote(tmp_path: Path) -> tuple[Path, Path]:
     return remote, scratch
 
 
+async def job_worktree(tmp_path: Path, branch: str) -> tuple[Path, Path, Path, Path]:
+    """A seeded remote, its scratch clone, a mirror of it (``r.git``) and a worktree of
+    ``branch`` made from main (``work``)."""
+    remote, scratch = await seed_remote(tmp_path)
+    mirror = tmp_path / "r.git"
+    await ensure_mirror(str(remote), mirror)
+    work = tmp_path / "work"
+    await add_worktree(mirror, work, branch=branch, base="main")
+    return remote, scratch, mirror, work
+
+
 async def add_commit(scratch: Path, remote: Path, name: str) -> str:
     (scratch / name).write_text(name)
     await git(["add", name], cwd=scratch)
@@ -238,11 +249,7 @@ async def test_a_failed_clone_leaves_nothing(tmp_path: Path) -> None:
 
 async def test_fetch_keeps_checked_out_branches(tmp_path: Path) -> None:
     # A plain `fetch --prune` would delete a job's branch the remote does not have.
-    remote, scratch = await seed_remote(tmp_path)
-    mirror = tmp_path / "r.git"
-    await ensure_mirror(str(remote), mirror)
-    work = tmp_path / "work"
-    await add_worktree(mirror, work, branch="job/1", base="main")
+    remote, scratch, mirror, work = await job_worktree(tmp_path, "job/1")
     (work / "new").write_text("x\n")
     assert await commit_all(work, "work", author_name="Job", author_email="job@example.invalid")
     head = (await git(["rev-parse", "HEAD"], cwd=work)).strip()
@@ -301,11 +308,7 @@ async def test_add_worktree_refuses_a_used_path_and_bad_names(tmp_path: Path) ->
 
 
 async def test_remove_worktree(tmp_path: Path) -> None:
-    remote, _ = await seed_remote(tmp_path)
-    mirror = tmp_path / "r.git"
-    await ensure_mirror(str(remote), mirror)
-    work = tmp_path / "work"
-    await add_worktree(mirror, work, branch="job/rm", base="main")
+    _remote, _, mirror, work = await job_worktree(tmp_path, "job/rm")
     (work / "dirty").write_text("uncommitted")
     (work / "README").write_text("changed")
 
@@ -324,11 +327,7 @@ async def test_remove_worktree(tmp_path: Path) -> None:
 
 
 async def test_a_vanished_worktree_is_pruned(tmp_path: Path) -> None:
-    remote, _ = await seed_remote(tmp_path)
-    mirror = tmp_path / "r.git"
-    await ensure_mirror(str(remote), mirror)
-    work = tmp_path / "work"
-    await add_worktree(mirror, work, branch="job/gone", base="main")
+    _remote, _, mirror, work = await job_worktree(tmp_path, "job/gone")
     for directory, _, files in os.walk(work, topdown=False):
         for name in files:
             os.unlink(os.path.join(directory, name))
@@ -339,11 +338,7 @@ async def test_a_vanished_worktree_is_pruned(tmp_path: Path) -> None:
 
 
 async def test_commit_all_and_push(tmp_path: Path) -> None:
-    remote, _ = await seed_remote(tmp_path)
-    mirror = tmp_path / "r.git"
-    await ensure_mirror(str(remote), mirror)
-    work = tmp_path / "work"
-    await add_worktree(mirror, work, branch="job/push", base="main")
+    remote, _, _mirror, work = await job_worktree(tmp_path, "job/push")
 
     assert not await commit_all(work, "nothing", author_name="J", author_email="j@example.invalid")
 
@@ -363,11 +358,7 @@ async def test_commit_all_and_push(tmp_path: Path) -> None:
 
 
 async def test_changes_counts_everything_in_the_worktree(tmp_path: Path) -> None:
-    remote, _ = await seed_remote(tmp_path)
-    mirror = tmp_path / "r.git"
-    await ensure_mirror(str(remote), mirror)
-    work = tmp_path / "work"
-    await add_worktree(mirror, work, branch="job/count", base="main")
+    _remote, _, _mirror, work = await job_worktree(tmp_path, "job/count")
     assert await changes(work, "main") == Changes(files_changed=0, insertions=0, deletions=0)
 
     (work / "committed.txt").write_text("1\n2\n3\n")

@@ -9,15 +9,20 @@ counts a chain of follow-ups.  Waits poll with a deadline; nothing sleeps blindl
 from __future__ import annotations
 
 import signal
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import trio
-from conftest import BUNDLED_PLUGINS, DaemonFactory, DaemonProcess, deep_merge, wait_for
+from conftest import (
+    BUNDLED_PLUGINS,
+    DaemonFactory,
+    api_client,
+    deep_merge,
+    finished_job,
+    wait_for,
+)
 from sse_client import Event, open_stream
 
 from chamberlain.plugins.strays import find_job_processes
@@ -38,12 +43,6 @@ def config(**extra: Any) -> dict[str, Any]:
         },
     }
     return deep_merge(base, extra)
-
-
-@asynccontextmanager
-async def client(d: DaemonProcess, token: str | None = None) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=d.base_url, headers=d.headers(token), timeout=30) as c:
-        yield c
 
 
 async def trigger(c: httpx.AsyncClient, plugin: str, command: str, **body: Any) -> str:
@@ -71,14 +70,6 @@ async def until(c: httpx.AsyncClient, job_id: str, **fields: Any) -> dict[str, A
     return result
 
 
-async def finished(c: httpx.AsyncClient, job_id: str) -> dict[str, Any]:
-    r = await c.get(f"/job/{job_id}?wait=30s")
-    assert r.status_code == 200, r.text
-    body: dict[str, Any] = r.json()
-    assert body["status"] not in ("queued", "running"), body
-    return body
-
-
 async def say(c: httpx.AsyncClient, job_id: str, message: str) -> str:
     r = await c.post(f"/job/{job_id}/message", json={"message": message})
     assert r.status_code == 200, r.text
@@ -102,7 +93,7 @@ async def test_a_bash_plugin_asks_two_questions_and_gets_its_answers(
 ) -> None:
     d = await daemon(config())
     gate = tmp_path / "gate"
-    async with client(d) as c:
+    async with api_client(d) as c:
         job_id = await trigger(c, "asker", "ask", payload={"gate": str(gate)})
         async with open_stream(d.base_url, f"/job/{job_id}/stream", d.headers()) as s:
             assert s.status == 200
@@ -125,7 +116,7 @@ async def test_a_bash_plugin_asks_two_questions_and_gets_its_answers(
             assert r.status_code == 202, r.text
             assert r.json() == {"job_id": job_id, "status": "completing"}
             seen += await s.read_until(lambda e: e.event == "done")
-        done = await finished(c, job_id)
+        done = await finished_job(c, job_id)
         assert done["status"] == "succeeded"
         assert done["result"]["result"] == {"answers": ["Ada", "blue"], "resumed": 0}
         assert done["session"] == {"answers": 2}
@@ -154,7 +145,7 @@ async def test_messages_and_completes_are_refused_unless_the_session_runs(
     daemon: DaemonFactory,
 ) -> None:
     d = await daemon(config())
-    async with client(d) as c:
+    async with api_client(d) as c:
         r = await c.post("/job/00000000-0000-4000-8000-000000000000/message", json={"message": "x"})
         assert r.status_code == 404, r.text
         r = await c.post("/job/00000000-0000-4000-8000-000000000000/complete")
@@ -173,7 +164,7 @@ async def test_messages_and_completes_are_refused_unless_the_session_runs(
             assert r.status_code == 400, (body, r.text)
 
         plain = await trigger(c, "echo", "poll")
-        assert (await finished(c, plain))["status"] == "succeeded"
+        assert (await finished_job(c, plain))["status"] == "succeeded"
         r = await c.post(f"/job/{plain}/message", json={"message": "hello"})
         assert r.status_code == 409, r.text
         assert "not an interactive command" in r.json()["error"]
@@ -183,7 +174,7 @@ async def test_messages_and_completes_are_refused_unless_the_session_runs(
         # Completing again is harmless; a message after it is refused.
         r = await c.post(f"/job/{running}/complete")
         assert r.status_code in (202, 409), r.text
-        assert (await finished(c, running))["status"] == "succeeded"
+        assert (await finished_job(c, running))["status"] == "succeeded"
         for path in (f"/job/{running}/message", f"/job/{running}/complete"):
             r = await c.post(path, json={"message": "late"})
             assert r.status_code == 409, r.text
@@ -191,7 +182,7 @@ async def test_messages_and_completes_are_refused_unless_the_session_runs(
         # The queued one ran once the first was done.
         await until(c, queued, waiting_for_input=True)
         await c.post(f"/job/{queued}/cancel")
-        assert (await finished(c, queued))["status"] == "cancelled"
+        assert (await finished_job(c, queued))["status"] == "cancelled"
 
         # A read-only token may not talk to a session.
         r = await c.post(
@@ -207,7 +198,7 @@ async def test_a_session_killed_with_the_daemon_resumes_from_its_transcript(
 ) -> None:
     cfg = config()
     d = await daemon(cfg)
-    async with client(d) as c:
+    async with api_client(d) as c:
         job_id = await trigger(c, "asker", "ask")
         await until(c, job_id, waiting_for_input=True)
         first = await say(c, job_id, "Ada")
@@ -216,7 +207,7 @@ async def test_a_session_killed_with_the_daemon_resumes_from_its_transcript(
     await d.wait()
 
     again = await daemon(cfg)
-    async with client(again) as c:
+    async with api_client(again) as c:
         # Attempt 1 was counted; attempt 2 replays the transcript and asks question 2.
         resumed = await until(c, job_id, waiting_for_input=True, attempt=2)
         assert resumed["status"] == "running"
@@ -230,7 +221,7 @@ async def test_a_session_killed_with_the_daemon_resumes_from_its_transcript(
         assert "asker: starting with 1 answers from the transcript" in stderr
         r = await c.post(f"/job/{job_id}/complete")
         assert r.status_code == 202, r.text
-        done = await finished(c, job_id)
+        done = await finished_job(c, job_id)
         assert done["status"] == "succeeded"
         assert done["attempt"] == 2
         assert done["result"]["result"] == {"answers": ["Ada", "blue"], "resumed": 1}
@@ -242,10 +233,10 @@ async def test_a_session_that_stops_talking_is_ended_by_its_idle_timeout(
     d = await daemon(
         config(plugins={"asker": {"interactive_timeout": "1s", "retry": {"on_timeout": False}}})
     )
-    async with client(d) as c:
+    async with api_client(d) as c:
         job_id = await trigger(c, "asker", "ask", payload={"mode": "quiet"})
         await until(c, job_id, waiting_for_input=True)
-        done = await finished(c, job_id)
+        done = await finished_job(c, job_id)
         assert done["status"] == "timed_out"
         assert done["last_error"] == "timed out: no input or output for 1s"
     assert find_job_processes([job_id]) == {}
@@ -255,14 +246,14 @@ async def test_a_session_that_answers_nothing_after_complete_fails(
     daemon: DaemonFactory,
 ) -> None:
     d = await daemon(config(plugins={"asker": {"retry": {"max_attempts": 1}}}))
-    async with client(d) as c:
+    async with api_client(d) as c:
         deaf = await trigger(c, "asker", "ask", payload={"mode": "deaf"})
         mute = await trigger(c, "asker", "ask", payload={"mode": "no_response"})
         for job_id in (deaf, mute):
             await until(c, job_id, waiting_for_input=True)
             r = await c.post(f"/job/{job_id}/complete")
             assert r.status_code == 202, r.text
-            done = await finished(c, job_id)
+            done = await finished_job(c, job_id)
             assert done["status"] == "dead", done
             assert find_job_processes([job_id]) == {}
         assert (await job(c, deaf))["last_error"].startswith(
@@ -277,9 +268,9 @@ async def test_a_follow_up_carries_the_old_job_s_session_and_prompt(
     daemon: DaemonFactory,
 ) -> None:
     d = await daemon(config())
-    async with client(d) as c:
+    async with api_client(d) as c:
         first = await trigger(c, "sessioned", "run", payload={"task": "build"})
-        old = await finished(c, first)
+        old = await finished_job(c, first)
         assert old["session"] == {"turn": 1}
         assert "follow_up" not in old["result"]["result"]["request"]
 
@@ -289,7 +280,7 @@ async def test_a_follow_up_carries_the_old_job_s_session_and_prompt(
         assert body["follows"] == first and body["status"] == "queued"
         assert r.headers["location"] == f"/job/{body['job_id']}"
         second = body["job_id"]
-        new = await finished(c, second)
+        new = await finished_job(c, second)
         assert new["status"] == "succeeded"
         request = new["result"]["result"]["request"]
         assert request["follow_up"] == {
@@ -319,7 +310,7 @@ async def test_a_follow_up_carries_the_old_job_s_session_and_prompt(
             f"/job/{second}/instruct", json={"prompt": "ship it", "payload": {"task": "ship"}}
         )
         assert third_r.status_code == 202, third_r.text
-        third = await finished(c, third_r.json()["job_id"])
+        third = await finished_job(c, third_r.json()["job_id"])
         assert third["result"]["result"]["request"]["payload"] == {"task": "ship"}
         assert third["session"] == {"turn": 3}
 
@@ -330,7 +321,7 @@ async def test_a_follow_up_carries_the_old_job_s_session_and_prompt(
         assert r.status_code == 409, r.text
         assert r.json()["status"] == "running"
         await c.post(f"/job/{running}/cancel")
-        await finished(c, running)
+        await finished_job(c, running)
 
 
 async def test_a_daemon_stopped_mid_session_gives_the_attempt_back(
@@ -338,18 +329,18 @@ async def test_a_daemon_stopped_mid_session_gives_the_attempt_back(
 ) -> None:
     cfg = config()
     d = await daemon(cfg)
-    async with client(d) as c:
+    async with api_client(d) as c:
         job_id = await trigger(c, "asker", "ask")
         await until(c, job_id, waiting_for_input=True)
         await say(c, job_id, "Ada")
         await until(c, job_id, waiting_for_input=True)
     assert await d.stop(signal.SIGTERM) == 0
     again = await daemon(cfg)
-    async with client(again) as c:
+    async with api_client(again) as c:
         # The interrupted attempt was given back: still attempt 1, with the transcript.
         resumed = await until(c, job_id, waiting_for_input=True, status="running")
         assert resumed["attempt"] == 1
         await say(c, job_id, "blue")
         await c.post(f"/job/{job_id}/complete")
-        done = await finished(c, job_id)
+        done = await finished_job(c, job_id)
         assert done["result"]["result"] == {"answers": ["Ada", "blue"], "resumed": 1}

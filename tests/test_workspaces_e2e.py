@@ -9,15 +9,20 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import trio
-from conftest import BUNDLED_PLUGINS, DaemonFactory, DaemonProcess, deep_merge, wait_for
+from conftest import (
+    BUNDLED_PLUGINS,
+    DaemonFactory,
+    api_client,
+    deep_merge,
+    finished_job,
+    wait_for,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -32,12 +37,6 @@ def config(**extra: Any) -> dict[str, Any]:
     return deep_merge(base, extra)
 
 
-@asynccontextmanager
-async def client(d: DaemonProcess) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=d.base_url, headers=d.headers(), timeout=30) as c:
-        yield c
-
-
 async def write(c: httpx.AsyncClient, line: str, **body: Any) -> str:
     payload = {"line": line, **body.pop("payload", {})}
     r = await c.post("/trigger/scribe/write", json={"payload": payload, "workspace": True, **body})
@@ -46,21 +45,13 @@ async def write(c: httpx.AsyncClient, line: str, **body: Any) -> str:
     return job_id
 
 
-async def finished(c: httpx.AsyncClient, job_id: str) -> dict[str, Any]:
-    r = await c.get(f"/job/{job_id}?wait=30s")
-    assert r.status_code == 200, r.text
-    body: dict[str, Any] = r.json()
-    assert body["status"] not in ("queued", "running"), body
-    return body
-
-
 async def test_a_workspace_outlives_its_job_and_is_shared_by_retries_and_follow_ups(
     daemon: DaemonFactory, tmp_path: Path
 ) -> None:
     d = await daemon(config())
     root = tmp_path / "workspaces"
-    async with client(d) as c:
-        first = await finished(c, await write(c, "one", payload={"fail_once": True}))
+    async with api_client(d) as c:
+        first = await finished_job(c, await write(c, "one", payload={"fail_once": True}))
         assert first["status"] == "succeeded", first["last_error"]
         # Attempt 1 failed after writing; attempt 2 ran in the same directory.
         assert first["attempt"] == 2
@@ -76,7 +67,7 @@ async def test_a_workspace_outlives_its_job_and_is_shared_by_retries_and_follow_
 
         r = await c.post(f"/job/{first['job_id']}/instruct", json={"prompt": "more"})
         assert r.status_code == 202, r.text
-        follow = await finished(c, r.json()["job_id"])
+        follow = await finished_job(c, r.json()["job_id"])
         assert follow["workspace_id"] == workspace_id
         assert follow["result"]["result"]["notes"] == ["one", "one", "one"]
 
@@ -89,21 +80,21 @@ async def test_a_workspace_outlives_its_job_and_is_shared_by_retries_and_follow_
         listed = (await c.get("/workspaces")).json()["workspaces"]
         assert [w["id"] for w in listed] == [workspace_id]
 
-        other = await finished(c, await write(c, "two"))
+        other = await finished_job(c, await write(c, "two"))
         assert other["workspace_id"] != workspace_id
         assert other["result"]["result"]["notes"] == ["two"]
         # A retry is a new job with the same inputs: a new, empty workspace.
         r = await c.post(f"/job/{other['job_id']}/retry")
         assert r.status_code == 202, r.text
-        retried = await finished(c, r.json()["job_id"])
+        retried = await finished_job(c, r.json()["job_id"])
         assert retried["workspace_id"] not in (None, other["workspace_id"])
         assert retried["result"]["result"]["notes"] == ["two"]
 
 
 async def test_a_loop_s_iterations_share_its_workspace(daemon: DaemonFactory) -> None:
     d = await daemon(config())
-    async with client(d) as c:
-        done = await finished(
+    async with api_client(d) as c:
+        done = await finished_job(
             c, await write(c, "again", loop={"max_iterations": 3, "completion_token": "DONE"})
         )
     assert done["completion_reason"] == "max_iterations"
@@ -116,7 +107,7 @@ async def test_a_workspace_in_use_is_not_deleted_and_one_done_with_is(
 ) -> None:
     gate = tmp_path / "gate"
     d = await daemon(config())
-    async with client(d) as c:
+    async with api_client(d) as c:
         job_id = await write(c, "held", payload={"gate": str(gate)})
 
         async def running() -> dict[str, Any] | None:
@@ -129,7 +120,7 @@ async def test_a_workspace_in_use_is_not_deleted_and_one_done_with_is(
         assert r.status_code == 409, r.text
         assert job_id in r.json()["error"]
         await trio.Path(gate).touch()
-        await finished(c, job_id)
+        await finished_job(c, job_id)
         r = await c.delete(f"/workspaces/{workspace_id}")
         assert r.status_code == 204, r.text
         assert not (tmp_path / "workspaces" / workspace_id).exists()
@@ -148,8 +139,8 @@ async def test_a_link_put_in_a_workspace_s_place_is_removed_not_followed(
     precious = tmp_path / "precious"
     precious.mkdir()
     (precious / "keep.txt").write_text("do not delete")
-    async with client(d) as c:
-        done = await finished(c, await write(c, "x"))
+    async with api_client(d) as c:
+        done = await finished_job(c, await write(c, "x"))
         path = tmp_path / "workspaces" / done["workspace_id"]
         for entry in path.iterdir():
             entry.unlink()
@@ -164,9 +155,9 @@ async def test_a_link_put_in_a_workspace_s_place_is_removed_not_followed(
 async def test_workspaces_expire_after_their_ttl(daemon: DaemonFactory, tmp_path: Path) -> None:
     cfg = config(workspaces={"ttl": "1h"})
     d = await daemon(cfg)
-    async with client(d) as c:
-        old = await finished(c, await write(c, "old"))
-        fresh = await finished(c, await write(c, "fresh"))
+    async with api_client(d) as c:
+        old = await finished_job(c, await write(c, "old"))
+        fresh = await finished_job(c, await write(c, "fresh"))
     assert await d.stop() == 0
     # The first was last used two hours ago.
     with sqlite3.connect(d.state_path) as db:
@@ -176,7 +167,7 @@ async def test_workspaces_expire_after_their_ttl(daemon: DaemonFactory, tmp_path
         )
     again = await daemon(cfg)
     root = tmp_path / "workspaces"
-    async with client(again) as c:
+    async with api_client(again) as c:
 
         async def expired() -> bool:
             return (await c.get(f"/workspaces/{old['workspace_id']}")).status_code == 404
@@ -189,8 +180,8 @@ async def test_workspaces_expire_after_their_ttl(daemon: DaemonFactory, tmp_path
 
 async def test_a_spent_disk_budget_refuses_new_workspaces(daemon: DaemonFactory) -> None:
     d = await daemon(config(workspaces={"max_bytes": 4}))
-    async with client(d) as c:
-        first = await finished(c, await write(c, "a line longer than four bytes"))
+    async with api_client(d) as c:
+        first = await finished_job(c, await write(c, "a line longer than four bytes"))
         r = await c.post(
             "/trigger/scribe/write", json={"payload": {"line": "x"}, "workspace": True}
         )

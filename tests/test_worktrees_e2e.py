@@ -7,14 +7,19 @@ appends a line to ``notes.txt`` in its workspace.  Nothing leaves the machine.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from conftest import BUNDLED_PLUGINS, DaemonFactory, DaemonProcess, deep_merge
+from conftest import (
+    BUNDLED_PLUGINS,
+    DaemonFactory,
+    DaemonProcess,
+    api_client,
+    deep_merge,
+    finished_job,
+)
 from git_remotes import bare_remote, git
 
 pytestmark = pytest.mark.e2e
@@ -39,24 +44,10 @@ async def start(daemon: DaemonFactory, bare: Path) -> DaemonProcess:
     return await daemon(config(bare), env={"REPO_TOKEN": TOKEN})
 
 
-@asynccontextmanager
-async def client(d: DaemonProcess) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=d.base_url, headers=d.headers(), timeout=30) as c:
-        yield c
-
-
 async def write(c: httpx.AsyncClient, workspace: Any, line: str = "work") -> httpx.Response:
     return await c.post(
         "/trigger/scribe/write", json={"payload": {"line": line}, "workspace": workspace}
     )
-
-
-async def finished(c: httpx.AsyncClient, job_id: str) -> dict[str, Any]:
-    r = await c.get(f"/job/{job_id}?wait=30s&include=messages")
-    assert r.status_code == 200, r.text
-    body: dict[str, Any] = r.json()
-    assert body["status"] not in ("queued", "running"), body
-    return body
 
 
 async def test_a_job_works_in_a_worktree_of_its_branch_and_holds_that_branch(
@@ -65,10 +56,10 @@ async def test_a_job_works_in_a_worktree_of_its_branch_and_holds_that_branch(
     bare = bare_remote(tmp_path)
     d = await start(daemon, bare)
     feature = {"repository": "app", "branch": "feature-x"}
-    async with client(d) as c:
+    async with api_client(d) as c:
         r = await write(c, feature, "first")
         assert r.status_code == 202, r.text
-        done = await finished(c, r.json()["job_id"])
+        done = await finished_job(c, r.json()["job_id"])
         assert done["status"] == "succeeded", done["last_error"]
         path = Path(done["result"]["result"]["workspace"])
         assert path == tmp_path / "workspaces" / done["workspace_id"]
@@ -82,7 +73,7 @@ async def test_a_job_works_in_a_worktree_of_its_branch_and_holds_that_branch(
         # A retry works on in the same worktree: the branch is the job's.
         r = await c.post(f"/job/{done['job_id']}/retry")
         assert r.status_code == 202, r.text
-        retried = await finished(c, r.json()["job_id"])
+        retried = await finished_job(c, r.json()["job_id"])
         assert retried["workspace_id"] == done["workspace_id"]
         assert retried["result"]["result"]["notes"] == ["first", "first"]
         (path / "notes.txt").write_text("first\n")
@@ -108,7 +99,7 @@ async def test_a_job_works_in_a_worktree_of_its_branch_and_holds_that_branch(
         assert str(path) not in git("worktree", "list", cwd=mirror)
         r = await write(c, feature, "again")
         assert r.status_code == 202, r.text
-        again = await finished(c, r.json()["job_id"])
+        again = await finished_job(c, r.json()["job_id"])
         assert again["status"] == "succeeded", again["last_error"]
 
         for bad, error in [
@@ -126,13 +117,13 @@ async def test_a_job_works_in_a_worktree_of_its_branch_and_holds_that_branch(
 async def test_the_token_never_shows_anywhere(daemon: DaemonFactory, tmp_path: Path) -> None:
     bare = bare_remote(tmp_path)
     d = await start(daemon, bare)
-    async with client(d) as c:
-        ok = await finished(
+    async with api_client(d) as c:
+        ok = await finished_job(
             c, (await write(c, {"repository": "app", "branch": "b1"})).json()["job_id"]
         )
         r = await write(c, {"repository": "away", "branch": "b2"})
         assert r.status_code == 202, r.text
-        failed = await finished(c, r.json()["job_id"])
+        failed = await finished_job(c, r.json()["job_id"])
         listings = [
             (await c.get(path)).text
             for path in ("/repositories", "/workspaces", f"/job/{ok['job_id']}")
