@@ -169,6 +169,10 @@ class Job:
     pull_request: Mapping[str, Any] | None = None
     #: The run (a pipeline's invocation) whose step it is; None outside any.
     run_id: str | None = None
+    #: Why a queued job of a run does not run yet: ``paused`` (its run is),
+    #: ``approval`` (its step awaits one), ``gate`` (the step before awaits its check
+    #: or CI); None: it is not held.
+    held: str | None = None
     seq: int = 0
 
     @property
@@ -192,7 +196,7 @@ class Job:
             "completed_at": rfc3339(self.completed_at),
             "next_retry_at": (
                 rfc3339(self.run_at)
-                if self.status is JobStatus.QUEUED and self.attempt > 0
+                if self.status is JobStatus.QUEUED and self.attempt > 0 and self.held is None
                 else None
             ),
             "attempt": self.attempt,
@@ -218,6 +222,7 @@ class Job:
             "changes": None if self.changes is None else self.changes.to_json(),
             "pull_request": None if self.pull_request is None else dict(self.pull_request),
             "run_id": self.run_id,
+            "held": self.held,
         }
 
 
@@ -756,6 +761,9 @@ class MessageKind(enum.Enum):
     STDOUT = "stdout"
     #: What a user sent an interactive job (``POST /job/{id}/message``).
     USER_INPUT = "user_input"
+    #: An event of the job's run (docs/RUNS.md): an action, an approval, a check's
+    #: or CI's word, a change of the run's status; ``detail`` holds it.
+    RUN = "run"
 
 
 @attrs.frozen(kw_only=True)
@@ -779,6 +787,8 @@ class JobMessage:
     level: str | None = None
     #: For a user's input: the ``message_id`` the plugin was sent with it.
     message_id: str | None = None
+    #: For a run's event: the event (``run_id``, ``kind``, ``actor``, ``step_id`` ...).
+    detail: Mapping[str, Any] | None = None
     plugin: str
     command: str
 
@@ -807,6 +817,8 @@ class JobMessage:
             out["level"] = self.level
         if self.message_id is not None:
             out["message_id"] = self.message_id
+        if self.detail is not None:
+            out["run"] = dict(self.detail)
         return out
 
     def to_event(self) -> dict[str, Any]:

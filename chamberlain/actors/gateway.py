@@ -26,6 +26,7 @@ import trio
 
 from chamberlain.actors.hub import Hub
 from chamberlain.actors.mail import (
+    ActOnRun,
     AddRepository,
     BranchHolder,
     CallbackInfo,
@@ -33,6 +34,7 @@ from chamberlain.actors.mail import (
     Converse,
     CreateMcpServer,
     CreateSecret,
+    DecideStep,
     DeleteMcpServer,
     DeleteSecret,
     DeleteWorkspace,
@@ -63,9 +65,12 @@ from chamberlain.actors.mail import (
     ListWorkspaces,
     QueueDepth,
     RemoveRepository,
+    ReportCi,
     ResetBreaker,
     RotateSecret,
     RouterRequest,
+    RunControlled,
+    RunEvents,
     SchedulerRequest,
     Statistics,
     StopLoop,
@@ -109,7 +114,17 @@ from chamberlain.records import (
 )
 from chamberlain.repositories import display_url, remove_workspace
 from chamberlain.routing.planner import Routing
-from chamberlain.runs import PipelineRun, RunStatus
+from chamberlain.runs import (
+    ActOutcome,
+    Approval,
+    CiMatch,
+    CiSignal,
+    PipelineRun,
+    Refused,
+    RunAction,
+    RunStatus,
+    Unchanged,
+)
 from chamberlain.schedule.books import ScheduleStatus
 from chamberlain.schedule.breaker import BreakerState
 from chamberlain.sealing import Sealer, SecretInfo, hint
@@ -276,10 +291,11 @@ class Gateway:
         """The job once it is terminal (None if unknown).  Bound it with a cancel scope."""
         return await self._ask_store(lambda r: WaitJob(job_id=job_id, reply=r))
 
-    async def enqueue_plan(self, plan: RoutePlan) -> tuple[Enqueued, ...]:
-        """Store a plan's events and create its jobs; returns once committed."""
+    async def enqueue_plan(self, plan: RoutePlan, *, paused: bool = False) -> tuple[Enqueued, ...]:
+        """Store a plan's events and create its jobs; returns once committed.
+        ``paused``: the runs it starts start paused."""
         return await self._ask_store(
-            lambda r: EnqueuePlan(plan=plan, reply=r), timeout=self.timeout
+            lambda r: EnqueuePlan(plan=plan, reply=r, paused=paused), timeout=self.timeout
         )
 
     async def enqueue_webhook(
@@ -505,6 +521,52 @@ class Gateway:
         return await self._ask_store(
             lambda r: ListRuns(
                 pipeline=pipeline, statuses=statuses, limit=limit, offset=offset, reply=r
+            ),
+            timeout=self.timeout,
+            read=True,
+        )
+
+    async def act_on_run(
+        self, run_id: str, action: RunAction, *, actor: str, stop_running: bool = False
+    ) -> ActOutcome | Refused | None:
+        """Carry out ``action`` on a run (None: unknown), then terminate the running
+        jobs it stops: their process groups, as ``POST /job/{id}/cancel`` does."""
+        done: RunControlled[ActOutcome | Refused | None] = await self._ask_store(
+            lambda r: ActOnRun(
+                run_id=run_id, action=action, actor=actor, stop_running=stop_running, reply=r
+            ),
+            timeout=self.timeout,
+        )
+        outcome = done.answer
+        if isinstance(outcome, ActOutcome):
+            for job_id in outcome.stop:
+                await self.cancel_job(job_id)
+        return outcome
+
+    async def decide_step(
+        self, run_id: str, step_id: str, word: Approval
+    ) -> Approval | Unchanged | Refused | None:
+        """Approve or reject a step of a run (None: unknown run or step)."""
+        done: RunControlled[Approval | Unchanged | Refused | None] = await self._ask_store(
+            lambda r: DecideStep(run_id=run_id, step_id=step_id, word=word, reply=r),
+            timeout=self.timeout,
+        )
+        return done.answer
+
+    async def report_ci(self, signal: CiSignal, run_id: str | None) -> tuple[CiMatch, ...]:
+        """Hand a CI report to the run steps waiting for it; which it matched."""
+        done: RunControlled[tuple[CiMatch, ...]] = await self._ask_store(
+            lambda r: ReportCi(signal=signal, run_id=run_id, reply=r), timeout=self.timeout
+        )
+        return done.answer
+
+    async def run_events(
+        self, run_id: str, *, kinds: frozenset[str], after_id: int, limit: int
+    ) -> tuple[JobMessage, ...]:
+        """A run's events after ``after_id``, oldest first."""
+        return await self._ask_store(
+            lambda r: RunEvents(
+                run_id=run_id, kinds=kinds, after_id=after_id, limit=limit, reply=r
             ),
             timeout=self.timeout,
             read=True,

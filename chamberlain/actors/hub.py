@@ -20,7 +20,7 @@ from contextlib import contextmanager
 import attrs
 import trio
 
-from chamberlain.records import JobMessage
+from chamberlain.records import JobMessage, MessageKind
 
 #: Room per subscriber: a whole job's capped output fits, so a burst from one job
 #: (a flush of many lines) cannot by itself drop a client that keeps up.
@@ -88,7 +88,8 @@ class Hub:
         watchers = self._by_job.get(message.job_id)
         if watchers:
             self._offer(message, message.job_id, watchers)
-        if message.is_status and self._status:
+        # The global feed (/events/stream) carries status changes and runs' events.
+        if (message.is_status or message.kind is MessageKind.RUN) and self._status:
             self._offer(message, None, self._status)
 
     def _offer(

@@ -47,6 +47,7 @@ import trio
 
 from chamberlain.actors.journal import Journal, News
 from chamberlain.actors.mail import (
+    ActOnRun,
     AddRepository,
     BranchHolder,
     CancelQueued,
@@ -55,6 +56,7 @@ from chamberlain.actors.mail import (
     CommitSchedules,
     CreateMcpServer,
     CreateSecret,
+    DecideStep,
     DeleteMcpServer,
     DeleteSecret,
     DeleteWorkspace,
@@ -83,8 +85,11 @@ from chamberlain.actors.mail import (
     RecordPullRequest,
     RecoverOrphans,
     RemoveRepository,
+    ReportCi,
     RotateSecret,
     RouteSettled,
+    RunControlled,
+    RunEvents,
     RunningJobs,
     Settle,
     TouchWorkspace,
@@ -114,11 +119,13 @@ from chamberlain.records import (
 )
 from chamberlain.repositories import remove_workspace
 from chamberlain.retry import settle
-from chamberlain.routing.planner import routing_error
+from chamberlain.routing.planner import Routing, routing_error
 from chamberlain.store import (
+    job_messages,
     mcp_rows,
     plugin_facts,
     repository_rows,
+    run_control,
     run_rows,
     schedule_books,
     secret_rows,
@@ -194,7 +201,12 @@ class JobStore:
     #: Records job messages and callback deliveries in each transaction and
     #: announces them once it commits (see chamberlain.actors.journal).
     journal: Journal | None = None
+    #: The pipelines, whose steps' run control (approvals, checks, CI) the store
+    #: applies to their runs' jobs; None: a run's jobs run as they come.
+    routing: Routing | None = None
     _store: SqliteStore | None = attrs.field(default=None, init=False)
+    #: When (wall clock) the soonest approval timeout is due; None: none is.
+    _approval_due: float | None = attrs.field(default=None, init=False)
     #: The reader connection; None without a reads mailbox or for ``:memory:``
     #: (which has no second connection: its reads share the writer's, in turn).
     _reader: SqliteStore | None = attrs.field(default=None, init=False)
@@ -237,7 +249,9 @@ class JobStore:
         queue (see the module docstring).
         """
         store = await self._call(SqliteStore, self.path)
+        store.gates = self.routing
         self._store = store
+        self._approval_due = run_control.next_timeout(store.conn)
         try:
             orphans = await self._in_thread(self._recover_all)
             for job in orphans:
@@ -314,10 +328,13 @@ class JobStore:
         next_prune = trio.current_time()
         while True:
             first: JobStoreRequest | None = None
-            with trio.move_on_at(min(next_prune, self._retry_at, self._checkpoint_at)):
+            approvals = self._approvals_at()
+            with trio.move_on_at(min(next_prune, self._retry_at, self._checkpoint_at, approvals)):
                 first = await mailbox.receive()
             if first is None:
                 clock = trio.current_time()
+                if clock >= approvals:
+                    await self._sweep_approvals()
                 if clock >= self._retry_at:
                     await self._retry()
                 if clock >= self._checkpoint_at:
@@ -370,6 +387,7 @@ class JobStore:
                 before = store.conn.total_changes
                 mark = journal.mark(store) if journal is not None else 0
                 value = fn(store, now)
+                self._record_runs(store, now)
                 news = journal.collect(store, mark, now) if journal is not None else None
                 store.commit()
             except BaseException:
@@ -383,6 +401,25 @@ class JobStore:
         if journal is not None and news is not None:
             journal.publish(news)
         return value
+
+    def _record_runs(self, store: SqliteStore, now: float) -> None:
+        """Record the events of the runs this transaction changed, in it (so they
+        are committed, and announced, with what they tell of)."""
+        touched, store.touched_runs = store.touched_runs, set()
+        if not touched or store.gates is None:
+            return
+        store.savepoint()
+        try:
+            run_control.refresh(store.conn, touched, store.gates, now)
+        except Exception as exc:
+            if storage_failure(exc) is not None:
+                raise
+            # The log of a run must not cost the transaction it logs.
+            store.undo()
+            log.exception("a run's events could not be recorded", extra={"component": "jobstore"})
+        else:
+            store.release()
+        self._approval_due = run_control.next_timeout(store.conn)
 
     async def _call(self, fn: Callable[..., T], *args: Any) -> T:
         if not self.offload:
@@ -492,6 +529,37 @@ class JobStore:
         self.mcp_servers_loaded(tuple(servers))
         added = await self._in_thread(lambda store, now: repository_rows.list_all(store.conn))
         self.repositories_loaded(tuple(added))
+
+    def _approvals_at(self) -> float:
+        """When (trio time) the soonest approval timeout is due."""
+        if self._approval_due is None or self.routing is None:
+            return math.inf
+        return trio.current_time() + max(0.0, self._approval_due - self.now())
+
+    async def _sweep_approvals(self) -> None:
+        """Give the due approval timeouts their word (a transaction of their own)."""
+        routing = self.routing
+        assert routing is not None
+
+        def sweep(store: SqliteStore, now: float) -> list[Job]:
+            store.ended_here.clear()
+            run_control.sweep_timeouts(store, routing, now)
+            ended = [store.get_job(job_id) for job_id in store.ended_here]
+            return [job for job in ended if job is not None]
+
+        try:
+            ended = await self._in_thread(sweep)
+        except Exception as exc:
+            reason = storage_failure(exc)
+            if reason is None:
+                raise
+            self._degrade(reason)
+            # Tried again with the next write, or at the next due time.
+            self._approval_due = self.now() + retry_delay(self._failures)
+            return
+        for job in ended:
+            self._finished(job)
+        self.wake_dispatcher()
 
     def _prune(self, store: SqliteStore, now: float) -> int:
         store.prune_deliveries(older_than=now - self.dedupe_ttl)
@@ -721,7 +789,10 @@ class JobStore:
         for job in store.unrouted(limit):
             store.savepoint()
             try:
-                store.apply_plan(planner(job, now), now=now, dedupe_ttl=self.dedupe_ttl)
+                if store.gates is not None:
+                    run_control.route(store, job, planner, store.gates, now, self.dedupe_ttl)
+                else:
+                    store.apply_plan(planner(job, now), now=now, dedupe_ttl=self.dedupe_ttl)
             except Exception as exc:
                 if storage_failure(exc) is not None:
                     raise  # the disk's refusal, not the plan's: the batch is retried
@@ -735,6 +806,20 @@ class JobStore:
             store.mark_routed(job.id)
             routed += 1
         return routed
+
+    @staticmethod
+    def _controlled(
+        store: SqliteStore, control: Callable[[Routing], T], *, empty: Any = None
+    ) -> RunControlled[Any]:
+        """Run a run control request, with the jobs it ended."""
+        if store.gates is None:
+            # No pipelines (a store opened without them): no run to control.
+            return RunControlled(answer=empty)
+        store.ended_here.clear()
+        answer = control(store.gates)
+        ended = [store.get_job(job_id) for job_id in store.ended_here]
+        store.ended_here.clear()
+        return RunControlled(answer=answer, finished=tuple(j for j in ended if j is not None))
 
     def _apply(self, store: SqliteStore, request: JobStoreRequest, now: float) -> Any:
         if isinstance(request, JournalRequest) and self.journal is not None:
@@ -803,7 +888,9 @@ class JobStore:
                     replay_ttl=self.dedupe_ttl,
                     dedupe_ttl=self.dedupe_ttl,
                 )
-            case EnqueuePlan(plan=plan):
+            case EnqueuePlan(plan=plan, paused=paused):
+                if paused:
+                    run_control.start_paused(store.conn, plan, now=now)
                 return tuple(store.apply_plan(plan, now=now, dedupe_ttl=self.dedupe_ttl))
             case TreePending(root_ids=root_ids):
                 return {root: store.tree_pending(root) for root in root_ids}
@@ -906,6 +993,46 @@ class JobStore:
                     store.conn, pipeline=pipeline, statuses=statuses, limit=limit, offset=offset
                 )
                 return tuple(runs), total
+            case ActOnRun(run_id=run_id, action=action, actor=actor, stop_running=stop):
+                return self._controlled(
+                    store,
+                    lambda gates: run_control.act(
+                        store,
+                        run_id,
+                        action,
+                        actor=actor,
+                        gates=gates,
+                        now=now,
+                        dedupe_ttl=self.dedupe_ttl,
+                        stop_running=stop,
+                    ),
+                )
+            case DecideStep(run_id=run_id, step_id=step_id, word=word):
+                return self._controlled(
+                    store,
+                    lambda gates: run_control.approve(
+                        store, run_id, step_id, word, gates=gates, now=now
+                    ),
+                )
+            case ReportCi(signal=signal, run_id=for_run):
+                return self._controlled(
+                    store,
+                    lambda gates: run_control.ci_report(
+                        store,
+                        signal,
+                        run_id=for_run,
+                        gates=gates,
+                        now=now,
+                        dedupe_ttl=self.dedupe_ttl,
+                    ),
+                    empty=(),
+                )
+            case RunEvents(run_id=run_id, kinds=kinds, after_id=after_id, limit=limit):
+                return tuple(
+                    job_messages.run_events(
+                        store.conn, run_id, kinds=kinds, after_id=after_id, limit=limit
+                    )
+                )
             # -- repositories added through the API ------------------------------------
             case AddRepository(name=name, spec=spec):
                 return repository_rows.create(store.conn, name, spec, now=now)

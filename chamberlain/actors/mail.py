@@ -47,7 +47,17 @@ from chamberlain.records import (
     WorkspaceRefusal,
 )
 from chamberlain.retry import RetryPolicy
-from chamberlain.runs import PipelineRun, RunStatus
+from chamberlain.runs import (
+    ActOutcome,
+    Approval,
+    CiMatch,
+    CiSignal,
+    PipelineRun,
+    Refused,
+    RunAction,
+    RunStatus,
+    Unchanged,
+)
 from chamberlain.schedule.books import (
     BreakerBook,
     BreakerKey,
@@ -262,10 +272,12 @@ class RouteSettled(StoreRequest[int]):
 
 @attrs.frozen(kw_only=True)
 class EnqueuePlan(StoreRequest[tuple[Enqueued, ...]]):
-    """Store a plan's events and create its jobs in one transaction."""
+    """Store a plan's events and create its jobs in one transaction; ``paused``: the
+    runs it starts start paused (``"start": "paused"``)."""
 
     plan: RoutePlan
     reply: ReplyTo[tuple[Enqueued, ...]]
+    paused: bool = False
 
     def effects(self, result: tuple[Enqueued, ...]) -> Effects:
         """The plan's jobs may be runnable."""
@@ -545,7 +557,74 @@ class ListRuns(StoreRequest[tuple[tuple[PipelineRun, ...], int]]):
     reply: ReplyTo[tuple[tuple[PipelineRun, ...], int]]
 
 
-RunRequest = GetRun | ListRuns
+@attrs.frozen(kw_only=True)
+class RunControlled(Generic[R]):
+    """What a run control request answered, and the jobs it ended (a cancel's, a
+    reject's queued jobs) for those who wait on them."""
+
+    answer: R
+    finished: tuple[Job, ...] = ()
+
+
+def _controlled(result: RunControlled[Any]) -> Effects:
+    # Held jobs may have been released: the Dispatcher looks again.
+    return Effects(wake_dispatcher=True, finished=result.finished)
+
+
+@attrs.frozen(kw_only=True)
+class ActOnRun(StoreRequest[RunControlled["ActOutcome | Refused | None"]]):
+    """Carry out ``action`` on run ``run_id`` for ``actor`` (None: no such run)."""
+
+    run_id: str
+    action: RunAction
+    actor: str
+    stop_running: bool = False
+    reply: ReplyTo[RunControlled[ActOutcome | Refused | None]]
+
+    def effects(self, result: RunControlled[ActOutcome | Refused | None]) -> Effects:
+        """Released jobs run; cancelled ones finished."""
+        return _controlled(result)
+
+
+@attrs.frozen(kw_only=True)
+class DecideStep(StoreRequest[RunControlled["Approval | Unchanged | Refused | None"]]):
+    """Give ``word`` (an approve or a reject) to step ``step_id`` of run ``run_id``."""
+
+    run_id: str
+    step_id: str
+    word: Approval
+    reply: ReplyTo[RunControlled[Approval | Unchanged | Refused | None]]
+
+    def effects(self, result: RunControlled[Approval | Unchanged | Refused | None]) -> Effects:
+        """An approved step's jobs run; a rejected one's finished."""
+        return _controlled(result)
+
+
+@attrs.frozen(kw_only=True)
+class ReportCi(StoreRequest[RunControlled[tuple[CiMatch, ...]]]):
+    """A CI report for the run steps waiting on its commit (or on run ``run_id``)."""
+
+    signal: CiSignal
+    run_id: str | None
+    reply: ReplyTo[RunControlled[tuple[CiMatch, ...]]]
+
+    def effects(self, result: RunControlled[tuple[CiMatch, ...]]) -> Effects:
+        """The next steps of a passed step run; a failed one's finished."""
+        return _controlled(result)
+
+
+@attrs.frozen(kw_only=True)
+class RunEvents(StoreRequest[tuple[JobMessage, ...]]):
+    """Run ``run_id``'s events after ``after_id``, of ``kinds`` (all when empty)."""
+
+    run_id: str
+    kinds: frozenset[str]
+    after_id: int
+    limit: int
+    reply: ReplyTo[tuple[JobMessage, ...]]
+
+
+RunRequest = GetRun | ListRuns | ActOnRun | DecideStep | ReportCi | RunEvents
 
 
 WorkspaceRequest = (

@@ -15,6 +15,7 @@ import enum
 from collections.abc import Mapping
 
 from chamberlain.actors.mail import (
+    ActOnRun,
     AddRepository,
     BranchHolder,
     CancelQueued,
@@ -22,6 +23,7 @@ from chamberlain.actors.mail import (
     CommitSchedules,
     CreateMcpServer,
     CreateSecret,
+    DecideStep,
     DeleteMcpServer,
     DeleteSecret,
     DeleteWorkspace,
@@ -60,8 +62,10 @@ from chamberlain.actors.mail import (
     RecordPullRequest,
     RecoverOrphans,
     RemoveRepository,
+    ReportCi,
     RotateSecret,
     RouteSettled,
+    RunEvents,
     RunningJobs,
     SaveIteration,
     Settle,
@@ -171,7 +175,9 @@ DISPOSITIONS: Mapping[type, Disposition] = {
     # -- plugin facts: a client's read (the facts themselves are written by Settle).
     ListFacts: Disposition.READ,
     # -- runs: read from their jobs.
-    **dict.fromkeys((GetRun, ListRuns), Disposition.READ),
+    **dict.fromkeys((GetRun, ListRuns, RunEvents), Disposition.READ),
+    # A run's control is a client's request: refused, it hears 507 at once.
+    **dict.fromkeys((ActOnRun, DecideStep, ReportCi), Disposition.REFUSE),
 }
 
 #: The first retry after a refused batch, and the most the backoff grows to: short

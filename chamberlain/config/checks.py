@@ -42,9 +42,12 @@ def _check_webhooks(webhooks: WebhooksConfig) -> None:
     problems: list[Exception] = []
     seen: dict[str, int] = {}
     for index, endpoint in enumerate(webhooks.endpoints):
-        if (endpoint.plugin is None) == (endpoint.pipeline is None):
+        targets = [endpoint.plugin is not None, endpoint.pipeline is not None, endpoint.ci]
+        if sum(targets) != 1:
             problems.append(
-                Invalid("exactly one of plugin and pipeline is required", at=("endpoints", index))
+                Invalid(
+                    "exactly one of plugin, pipeline and ci is required", at=("endpoints", index)
+                )
             )
         if endpoint.path in seen:
             problems.append(
@@ -235,6 +238,15 @@ def _check_step(step: StepConfig) -> None:
     # As in Ductile's compiler: a call, steps or split step hands its input on as it
     # is, so there is nothing for with or baggage to shape.
     for key, given in (("with", step.with_ is not None), ("baggage", bool(step.baggage))):
+        if given and step.uses is None:
+            raise Invalid(f"{key} belongs to a uses step, not to a {kinds[0]} step")
+    for key, given in (
+        ("approval", step.approval is not None),
+        ("check", step.check is not None),
+        ("wait_for", step.wait_for is not None),
+    ):
+        # A call's steps are the called pipeline's, and a relay hands its event to
+        # another gateway: neither has a job of its own to approve or to check.
         if given and step.uses is None:
             raise Invalid(f"{key} belongs to a uses step, not to a {kinds[0]} step")
     if step.if_ is not None and (step.steps or step.split):

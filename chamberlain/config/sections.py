@@ -628,6 +628,41 @@ class RelayStepConfig:
     baggage: FreeForm = attrs.field(factory=dict)
 
 
+def _parse_on_timeout(value: object) -> str:
+    word = parse_str(value)
+    if word not in ("reject", "approve"):
+        raise Invalid(f"expected reject or approve, got {word!r}")
+    return word
+
+
+def _parse_wait_for(value: object) -> str:
+    what = parse_str(value)
+    if what != "ci":
+        raise Invalid(f"expected ci (the only signal a step can wait for), got {what!r}")
+    return what
+
+
+@attrs.frozen(kw_only=True)
+class StepApprovalConfig:
+    """A step's ``approval:``: the step stops at ``awaiting_approval`` before it runs
+    (docs/RUNS.md).  ``timeout`` (none: it waits for ever) decides ``on_timeout``;
+    ``inputs_schema`` is the JSON Schema the approver's ``inputs`` must meet, which
+    the step reads as ``{approval.inputs.x}`` in its ``with:``."""
+
+    required: bool = True
+    timeout: PositiveDuration | None = None
+    on_timeout: Annotated[str, Rule(_parse_on_timeout)] = "reject"
+    inputs_schema: FreeForm | None = None
+
+
+@attrs.frozen(kw_only=True)
+class StepCheckConfig:
+    """A step's ``check:``: the ``plugin.command`` that judges the step's result once
+    it succeeds; the run goes on only on its ``{"verdict": "pass"}``."""
+
+    uses: NonEmptyStr
+
+
 @attrs.frozen(kw_only=True)
 class StepConfig:
     """One step of a pipeline: exactly one of ``uses`` (run a plugin), ``call`` (run
@@ -649,6 +684,17 @@ class StepConfig:
     with_: FreeForm | None = None
     if_: ConditionConfig | None = None
     baggage: FreeForm = attrs.field(factory=dict)
+    #: Run control (docs/RUNS.md): a person's approval before the step runs, a check
+    #: of its result, and CI for the commit it made, before the run goes on.
+    approval: StepApprovalConfig | None = None
+    check: StepCheckConfig | None = None
+    wait_for: Annotated[str, Rule(_parse_wait_for)] | None = None
+
+    @property
+    def gated(self) -> bool:
+        """The run waits on this step beyond its job: an approval, a check or CI."""
+        approval = self.approval is not None and self.approval.required
+        return approval or self.check is not None or self.wait_for is not None
 
     @property
     def kinds(self) -> tuple[str, ...]:
@@ -749,12 +795,15 @@ def _parse_webhook_kind(value: object) -> str:
 class WebhookEndpointConfig:
     """One entry of ``webhooks.endpoints``: a signed inbound URL that starts a job.
 
-    Exactly one of ``plugin`` (running ``command``) and ``pipeline``.
+    Exactly one of ``plugin`` (running ``command``), ``pipeline`` and ``ci`` (the
+    deliveries are CI reports for the runs whose steps wait for CI: GitHub
+    ``check_suite``, ``workflow_run`` and ``status``, GitLab ``Pipeline Hook``).
     """
 
     path: Annotated[str, Rule(_parse_webhook_path)]
     plugin: PluginName | None = None
     pipeline: _PipelineName | None = None
+    ci: bool = False
     command: CommandName = "handle"
     secret: Secret = attrs.field(repr=False)
     kind: Annotated[str, Rule(_parse_webhook_kind)] = "hmac"

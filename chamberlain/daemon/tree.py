@@ -202,6 +202,7 @@ class Daemon:
             now=self.now,
             offload=self.store_offload,
             journal=journal,
+            routing=self.routing,
             job_finished=settled_notifier(sched_tx),
             # The Gateway is made below; it keeps the tables of MCP servers and of
             # the repositories added through the API.

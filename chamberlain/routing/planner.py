@@ -72,6 +72,7 @@ from chamberlain.plugins.envelope import (
     request_context,
     with_control,
 )
+from chamberlain.plugins.input_schema import InvalidSchema, compile_input_schema
 from chamberlain.records import Job, JobStatus, NewJob, RoutePlan, StoredEvent, rfc3339
 from chamberlain.relay_rules import RELAY_COMMAND, RELAY_PLUGIN, build_envelope
 from chamberlain.routing.conditions import (
@@ -95,6 +96,7 @@ from chamberlain.routing.templates import (
     claim_baggage,
     render,
 )
+from chamberlain.runs import ApprovalSpec, StepGate, Verdict
 
 log = logging.getLogger("chamberlain.router")
 
@@ -139,6 +141,16 @@ class _Input:
     dedupe_key: str | None = None
 
 
+@attrs.frozen(kw_only=True)
+class Shaped:
+    """An approved step's job as it runs: its payload and the event it is sent, or
+    why it cannot run (``error``)."""
+
+    payload: Mapping[str, Any]
+    event: Mapping[str, Any] | None
+    error: str | None = None
+
+
 @attrs.define(eq=False)
 class Routing:
     """Routes and pipelines, checked against the loaded plugins."""
@@ -154,11 +166,13 @@ class Routing:
     _by_hook: dict[str, list[PipelineConfig]] = attrs.field(init=False)
     _graphs: dict[str, Graph] = attrs.field(init=False)
     _route_depths: dict[str, int] = attrs.field(init=False)
+    _gates: dict[tuple[str, str], StepGate] = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
         self._by_name = {p.name: p for p in self.pipelines}
         self._by_on, self._by_hook = {}, {}
         self._graphs = {}
+        self._gates = {}
         for i, pipeline in enumerate(self.pipelines):
             if pipeline.on is not None:
                 self._by_on.setdefault(pipeline.on, []).append(pipeline)
@@ -166,6 +180,10 @@ class Routing:
                 self._by_hook.setdefault(pipeline.on_hook, []).append(pipeline)
             # Problems are build_routing's to report; the first of a name wins.
             self._graphs.setdefault(pipeline.name, compile_graph(pipeline, f"pipelines[{i}]")[0])
+        for name, graph in self._graphs.items():
+            for node_id, node in graph.nodes.items():
+                if node.step.gated:
+                    self._gates[(name, node_id)] = step_gate(node.step)
         self._route_depths = route_depths(self._graphs)
 
     # -- questions the API asks ------------------------------------------------------
@@ -181,6 +199,47 @@ class Routing:
         if graph is None:
             return ()
         return tuple(i for i, node in graph.nodes.items() if node.step.call is None)
+
+    def gate_of(self, pipeline: str, step_id: str) -> StepGate | None:
+        """The run control of step ``step_id`` of ``pipeline`` (None: it has none, or
+        there is no such step)."""
+        return self._gates.get((pipeline, step_id))
+
+    def approved_payload(self, job: Job, approval: Mapping[str, Any]) -> Shaped:
+        """``job`` (a step that awaited ``approval``, as :meth:`Approval.to_json` gives
+        it) shaped now: its ``with:`` applied, reading ``{approval.…}`` too, and its
+        input event dropped unless it is a ``handle`` job (only those are sent one);
+        or why it cannot be (the job then fails)."""
+        routed = dict(job.payload)
+        sent = job.event if job.command == DEFAULT_COMMAND else None
+        graph = self._graphs.get(job.pipeline or "")
+        node = graph.nodes.get(job.step_id) if graph is not None and job.step_id else None
+        if node is None or job.step_id is None or job.pipeline is None:
+            return Shaped(payload=routed, event=sent)
+        step = node.step
+        bound = self.plugins.get(job.plugin)
+        event = job.event if job.event is not None else {"payload": routed}
+        seen = request_context(
+            plugin=job.plugin, pipeline=job.pipeline, step_id=job.step_id, context=job.context
+        )
+        payload: dict[str, Any] = routed
+        where = f"pipeline {job.pipeline} step {job.step_id}"
+        if step.with_ is not None:
+            scope = {
+                "payload": handle_event(event, routed, seen)["payload"],
+                "event": event,
+                "context": seen,
+                "config": visible_config(bound.settings.config) if bound is not None else {},
+                "approval": dict(approval),
+            }
+            try:
+                payload = {**routed, **render(step.with_, scope)}
+            except TemplateError as exc:
+                return Shaped(payload={}, event=sent, error=f"{where}: with: {exc}")
+        problem = bound.payload_problem(job.command, payload) if bound is not None else None
+        if problem is not None:
+            return Shaped(payload={}, event=sent, error=f"{where}: {problem}")
+        return Shaped(payload=payload, event=sent)
 
     def pipelines_on(self, event_type: str) -> tuple[PipelineConfig, ...]:
         """The pipelines whose ``on`` is ``event_type``, in the order of the config."""
@@ -669,6 +728,21 @@ class Routing:
         assert target is not None, "validated at start-up"
         routed: Mapping[str, Any] = source.event.get("payload", {})
         payload: Mapping[str, Any] = routed
+        if error is None and _awaits_approval(step):
+            # Its with: may read the approval, which is not given yet: the job is
+            # stored with its input, held, and shaped when it is approved
+            # (approved_payload).
+            return self._child(
+                parent,
+                target,
+                payload=payload,
+                source=source,
+                context=step_context,
+                submitted_by=submitted_by,
+                pipeline=pipeline.name,
+                step_id=step.id,
+                checked=False,
+            )
         if error is None and step.with_ is not None:
             seen = scope["context"]
             with_scope = {
@@ -789,9 +863,10 @@ class Routing:
         pipeline: str | None = None,
         step_id: str | None = None,
         error: str | None = None,
+        checked: bool = True,
     ) -> NewJob:
         plugin, command = target
-        if error is None:
+        if error is None and checked:
             error = self.plugins[plugin].payload_problem(command, payload)
             if error is not None and pipeline is not None:
                 error = f"pipeline {pipeline} step {step_id}: {error}"
@@ -800,8 +875,9 @@ class Routing:
             plugin=plugin,
             command=command,
             payload=dict(payload),
-            # As in Ductile, only a handle job is sent an event.
-            event=dict(source.event) if command == DEFAULT_COMMAND else None,
+            # As in Ductile, only a handle job is sent an event; a job shaped after
+            # its approval keeps its input event to be shaped from.
+            event=dict(source.event) if command == DEFAULT_COMMAND or not checked else None,
             context=dict(context),
             submitted_by=submitted_by,
             max_attempts=self.plugins[plugin].max_attempts,
@@ -884,6 +960,28 @@ def _from_upstream(payload: Mapping[str, Any], job: Job) -> dict[str, Any]:
     return out
 
 
+def _awaits_approval(step: StepConfig) -> bool:
+    return step.approval is not None and step.approval.required
+
+
+def step_gate(step: StepConfig) -> StepGate:
+    """A step's run control (``approval``, ``check``, ``wait_for``) as the run rules
+    read it."""
+    approval = None
+    if step.approval is not None:
+        approval = ApprovalSpec(
+            required=step.approval.required,
+            timeout=step.approval.timeout,
+            on_timeout=Verdict(step.approval.on_timeout),
+            inputs_schema=step.approval.inputs_schema,
+        )
+    return StepGate(
+        approval=approval,
+        check=step.check.uses if step.check is not None else None,
+        wait_for_ci=step.wait_for == "ci",
+    )
+
+
 def _mapping(value: object) -> Mapping[str, Any]:
     return value if isinstance(value, Mapping) else {}
 
@@ -941,8 +1039,12 @@ def build_routing(
             if step.uses is not None and target is None:
                 problems.append(f"{at}.uses: {step.uses!r} is not a loaded plugin[.command]")
             if step.with_ is not None:
-                problems.extend(f"{at}.with: {p}" for p in check_template(step.with_))
+                problems.extend(
+                    f"{at}.with: {p}"
+                    for p in check_template(step.with_, approval=_awaits_approval(step))
+                )
             problems.extend(f"{at}.baggage.{p}" for p in check_baggage(step.baggage))
+            problems.extend(_control_problems(routing, step, at))
             if step.relay is not None:
                 relay = step.relay
                 for key, value in sorted((relay.with_ or {}).items()):
@@ -976,6 +1078,20 @@ def build_routing(
     if problems:
         raise ConfigError(problems, source=source)
     return routing
+
+
+def _control_problems(routing: Routing, step: StepConfig, at: str) -> list[str]:
+    """What is wrong with a step's run control: a check that is no loaded
+    ``plugin.command``, an approval's ``inputs_schema`` that is no JSON Schema."""
+    problems = []
+    if step.check is not None and routing.resolve_target(step.check.uses) is None:
+        problems.append(f"{at}.check.uses: {step.check.uses!r} is not a loaded plugin[.command]")
+    if step.approval is not None and step.approval.inputs_schema is not None:
+        try:
+            compile_input_schema(step.approval.inputs_schema)
+        except InvalidSchema as exc:
+            problems.append(f"{at}.approval.inputs_schema: {exc}")
+    return problems
 
 
 def _condition_paths(condition: ConditionConfig, at: str, *, config: bool) -> list[str]:

@@ -28,9 +28,19 @@ from typing import Any
 from chamberlain.plugins.envelope import BaggageConflict, set_path
 
 ROOTS = ("payload", "event", "context")
+#: What a step with ``approval:`` may read besides: the decision that let it run
+#: (``{approval.inputs.x}``, ``{approval.by}``, ``{approval.comment}``).
+APPROVAL_ROOTS = (*ROOTS, "approval")
 
 _SEGMENT = r"[A-Za-z0-9_-]+"
-_PATH_RE = re.compile(rf"^(?:{'|'.join(ROOTS)})(?:\.{_SEGMENT})*$")
+
+
+def _path_re(roots: tuple[str, ...]) -> re.Pattern[str]:
+    return re.compile(rf"^(?:{'|'.join(roots)})(?:\.{_SEGMENT})*$")
+
+
+_PATH_RE = _path_re(ROOTS)
+_APPROVAL_PATH_RE = _path_re(APPROVAL_ROOTS)
 # One reference inside a template; doubled braces are escapes, handled around it.
 _REFERENCE = re.compile(r"\{\{|\}\}|\{([^{}]*)\}")
 
@@ -39,19 +49,21 @@ class TemplateError(ValueError):
     """A path or template that cannot work, or a path missing from the input."""
 
 
-def check_path(path: str) -> None:
-    """Raise :class:`TemplateError` unless ``path`` is well formed."""
+def check_path(path: str, *, approval: bool = False) -> None:
+    """Raise :class:`TemplateError` unless ``path`` is well formed (``approval``: it may
+    also start at ``approval``, in a step that has one)."""
+    roots, pattern = (APPROVAL_ROOTS, _APPROVAL_PATH_RE) if approval else (ROOTS, _PATH_RE)
     # fullmatch: with match, ``$`` would accept a trailing newline that no key has.
-    if not _PATH_RE.fullmatch(path):
+    if not pattern.fullmatch(path):
         raise TemplateError(
-            f"bad path {path!r}: expected {' | '.join(ROOTS)} followed by .key segments"
+            f"bad path {path!r}: expected {' | '.join(roots)} followed by .key segments"
             " (letters, digits, '_', '-'), e.g. payload.city"
         )
 
 
 def resolve(path: str, scope: Mapping[str, Any]) -> Any:
     """The value at ``path`` in ``scope``; :class:`TemplateError` when it is absent."""
-    check_path(path)
+    check_path(path, approval="approval" in scope)
     value: Any = scope
     walked: list[str] = []
     for segment in path.split("."):
@@ -69,8 +81,9 @@ def _references(template: str) -> list[str]:
     return [m.group(1) for m in _REFERENCE.finditer(template) if m.group(1) is not None]
 
 
-def check_template(value: Any) -> list[str]:
-    """Problems with every ``{path}`` in ``value`` (strings, lists, mappings)."""
+def check_template(value: Any, *, approval: bool = False) -> list[str]:
+    """Problems with every ``{path}`` in ``value`` (strings, lists, mappings);
+    ``approval``: paths may start at ``approval`` (see :func:`check_path`)."""
     problems: list[str] = []
     if isinstance(value, str):
         stripped = _REFERENCE.sub("", value)
@@ -78,15 +91,15 @@ def check_template(value: Any) -> list[str]:
             problems.append(f"unbalanced brace in {value!r} (write {{{{ or }}}} for a literal)")
         for path in _references(value):
             try:
-                check_path(path.strip())
+                check_path(path.strip(), approval=approval)
             except TemplateError as exc:
                 problems.append(str(exc))
     elif isinstance(value, Mapping):
         for item in value.values():
-            problems.extend(check_template(item))
+            problems.extend(check_template(item, approval=approval))
     elif isinstance(value, list):
         for item in value:
-            problems.extend(check_template(item))
+            problems.extend(check_template(item, approval=approval))
     return problems
 
 

@@ -1,23 +1,36 @@
-"""Where a run and its steps are, read from the jobs of its steps.
+"""Where a run and its steps are, read from the jobs of its steps and its records.
 
 No I/O here.  A run's steps are its pipeline's steps, in the config's order; each
 step's status follows from the jobs made for it (a step runs once per input, so
-it may have several), and the run's from its steps and from whether anything of
-it is still under way.  A step that has no job once nothing more can come (every
-job ended and routed) was never reached: a false ``if:``, a branch not taken, a
-step after one that failed.
+it may have several) and from its record (its approval, its check or CI), and the
+run's from its steps, from whether it is paused or cancelled, and from whether
+anything of it is still under way.  A step that has no job once nothing more can
+come (every job ended and routed) was never reached: a false ``if:``, a branch
+not taken, a step after one that failed.
+
+A job run again (``retry-latest``, a step a pause stopped) is *superseded* by the
+job that re-runs it: only the newest say what the step is.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Final
 
 import attrs
 
-from ._states import RunStatus, StepStatus
+from ._approvals import Approval, Verdict
+from ._gates import GateRecord, GateState, Hold
+from ._states import RunStatus, StepState, StepStatus
 
-__all__ = ["JobMark", "PipelineRun", "StepProgress", "run_status", "step_progress"]
+__all__ = [
+    "JobMark",
+    "PipelineRun",
+    "StepProgress",
+    "StepRecord",
+    "run_status",
+    "step_progress",
+]
 
 #: Job statuses that end a job; the routed ones among them have set in motion what
 #: they will.
@@ -38,6 +51,10 @@ class JobMark:
     created_at: float = 0.0
     started_at: float | None = None
     completed_at: float | None = None
+    #: Why it is stored but does not run yet (queued jobs only).
+    held: Hold | None = None
+    #: A newer job runs its step again: it says nothing of the step any more.
+    superseded: bool = False
 
     @property
     def settled(self) -> bool:
@@ -45,6 +62,34 @@ class JobMark:
         if self.status in _UNDER_WAY:
             return False
         return self.routed or self.status not in _ROUTED_ENDINGS
+
+
+@attrs.frozen(kw_only=True)
+class StepRecord:
+    """What a run keeps of one step besides its jobs: its approval (awaited since
+    when, until when, and the decision) and its gate (a check's or CI's)."""
+
+    step_id: str
+    awaiting_since: float | None = None
+    timeout_at: float | None = None
+    approval: Approval | None = None
+    gate: GateRecord | None = None
+    changed_at: float = 0.0
+
+    @property
+    def rejected(self) -> bool:
+        """A person (or the timeout) rejected the step: it, and its run, failed."""
+        return self.approval is not None and self.approval.verdict is Verdict.REJECT
+
+    @property
+    def blocked(self) -> bool:
+        """Its check or CI failed: the run waits for ``retry-latest``."""
+        return self.gate is not None and self.gate.state is GateState.FAILED
+
+    @property
+    def checking(self) -> bool:
+        """Its check or CI has not said yet."""
+        return self.gate is not None and self.gate.state is GateState.WAITING
 
 
 @attrs.frozen(kw_only=True)
@@ -56,36 +101,63 @@ class StepProgress:
     job_ids: tuple[str, ...]
     started_at: float | None
     completed_at: float | None
+    record: StepRecord | None = None
 
 
-def _step_status(marks: Sequence[JobMark], *, settled: bool) -> StepStatus:
-    if not marks:
+def _live(marks: Sequence[JobMark]) -> list[JobMark]:
+    return [mark for mark in marks if not mark.superseded]
+
+
+def _step_status(
+    marks: Sequence[JobMark], record: StepRecord | None = None, *, settled: bool
+) -> StepStatus:
+    live = _live(marks)
+    if record is not None and record.rejected:
+        return StepStatus.FAILED
+    if any(mark.held is Hold.APPROVAL for mark in live):
+        return StepStatus.AWAITING_APPROVAL
+    if not live:
         return StepStatus.SKIPPED if settled else StepStatus.PENDING
-    statuses = {mark.status for mark in marks}
+    statuses = {mark.status for mark in live}
     if statuses & _UNDER_WAY:
-        # Queued and never started: waiting for a worker, not under way yet (a retry
+        # Queued and never started (or held): waiting, not under way yet (a retry
         # waiting out its backoff has started).
-        started = any(m.status == "running" or m.started_at is not None for m in marks)
+        started = any(
+            m.status == "running" or (m.started_at is not None and m.held is None) for m in live
+        )
         return StepStatus.RUNNING if started else StepStatus.PENDING
     if statuses & _FAILED:
         return StepStatus.FAILED
     if "cancelled" in statuses:
         return StepStatus.CANCELLED
+    if record is not None and record.checking:
+        return StepStatus.AWAITING_CHECK
+    if record is not None and record.blocked:
+        return StepStatus.FAILED
     return StepStatus.SUCCEEDED
 
 
-def step_progress(step_ids: Sequence[str], marks: Sequence[JobMark]) -> tuple[StepProgress, ...]:
-    """Each of ``step_ids`` (the pipeline's, in order) with its jobs, then any step
-    the jobs name that the list lacks (a called pipeline's), in the order of its
-    first job."""
+def step_progress(
+    step_ids: Sequence[str],
+    marks: Sequence[JobMark],
+    records: Mapping[str, StepRecord] | None = None,
+) -> tuple[StepProgress, ...]:
+    """Each of ``step_ids`` (the pipeline's, in order) with its jobs and record, then
+    any step the jobs name that the list lacks (a called pipeline's), in the order
+    of its first job."""
+    records = records or {}
     order = list(dict.fromkeys([*step_ids, *(m.step_id for m in marks if m.step_id)]))
-    settled = all(mark.settled for mark in marks)
+    settled = _settled(marks, records)
     steps = []
     for step_id in order:
         mine = [mark for mark in marks if mark.step_id == step_id]
-        started = [m.started_at for m in mine if m.started_at is not None]
-        status = _step_status(mine, settled=settled)
-        completed = [m.completed_at for m in mine if m.completed_at is not None]
+        live = _live(mine)
+        started = [m.started_at for m in live if m.started_at is not None]
+        record = records.get(step_id)
+        status = _step_status(mine, record, settled=settled)
+        completed = [m.completed_at for m in live if m.completed_at is not None]
+        if record is not None and status.finished and record.changed_at:
+            completed.append(record.changed_at)
         steps.append(
             StepProgress(
                 step_id=step_id,
@@ -93,43 +165,83 @@ def step_progress(step_ids: Sequence[str], marks: Sequence[JobMark]) -> tuple[St
                 job_ids=tuple(m.job_id for m in mine),
                 started_at=min(started) if started else None,
                 completed_at=max(completed) if completed and status.finished else None,
+                record=record,
             )
         )
     return tuple(steps)
 
 
-def run_status(marks: Sequence[JobMark]) -> RunStatus:
-    """A run's status from its jobs: ``pending`` until one starts, ``running`` until
-    everything of it settled, then ``failed`` if a job of it failed, ``cancelled``
-    if one was cancelled, else ``succeeded``.
+def _settled(marks: Sequence[JobMark], records: Mapping[str, StepRecord]) -> bool:
+    return all(mark.settled for mark in _live(marks)) and not any(
+        record.checking for record in records.values()
+    )
 
-    Needs no step list: a step that never ran decides nothing.
+
+def run_status(
+    marks: Sequence[JobMark],
+    records: Mapping[str, StepRecord] | None = None,
+    *,
+    paused: bool = False,
+    cancelled: bool = False,
+) -> RunStatus:
+    """A run's status from its jobs and records.
+
+    ``cancelled`` (by ``cancel``) it stays; a rejected step fails it.  Once
+    everything of it settled, a failed check or CI leaves it ``blocked`` (a retry
+    may still pass), else it is ``failed`` if a job of it failed, ``cancelled`` if
+    one was cancelled, ``succeeded`` otherwise.  Until then it is ``paused`` while
+    paused, ``blocked`` on a failed gate, ``awaiting_approval`` while a step waits
+    for a person, ``running`` once a job of it started, and ``pending`` before.
     """
-    if marks and all(mark.settled for mark in marks):
-        statuses = {_step_status([mark], settled=True) for mark in marks}
+    records = records or {}
+    live = _live(marks)
+    if cancelled:
+        return RunStatus.CANCELLED
+    if any(record.rejected for record in records.values()):
+        return RunStatus.FAILED
+    blocked = any(record.blocked for record in records.values())
+    if live and _settled(marks, records):
+        if blocked:
+            return RunStatus.BLOCKED
+        statuses = {_step_status([mark], settled=True) for mark in live}
         if StepStatus.FAILED in statuses:
             return RunStatus.FAILED
         if StepStatus.CANCELLED in statuses:
             return RunStatus.CANCELLED
         return RunStatus.SUCCEEDED
-    if any(mark.started_at is not None or mark.status not in _UNDER_WAY for mark in marks):
+    if paused:
+        return RunStatus.PAUSED
+    if blocked:
+        return RunStatus.BLOCKED
+    if any(mark.held is Hold.APPROVAL for mark in live):
+        return RunStatus.AWAITING_APPROVAL
+    if any(
+        (mark.started_at is not None and mark.held is None) or mark.status not in _UNDER_WAY
+        for mark in marks
+    ):
         return RunStatus.RUNNING
     return RunStatus.PENDING
 
 
 @attrs.frozen(kw_only=True)
 class PipelineRun:
-    """A run as the store finds it: its pipeline, when it was made, its jobs in order."""
+    """A run as the store finds it: its pipeline, when it was made, its jobs in order,
+    its steps' records, and whether it was paused or cancelled."""
 
     run_id: str
     pipeline: str
     created_at: float
     jobs: tuple[JobMark, ...] = ()
+    records: Mapping[str, StepRecord] = attrs.field(factory=dict)
+    paused: bool = False
+    cancelled_at: float | None = None
 
     @property
     def status(self) -> RunStatus:
         """Where it is (:func:`run_status`)."""
-        return run_status(self.jobs)
+        return run_status(
+            self.jobs, self.records, paused=self.paused, cancelled=self.cancelled_at is not None
+        )
 
     @property
     def started_at(self) -> float | None:
@@ -139,12 +251,32 @@ class PipelineRun:
 
     @property
     def completed_at(self) -> float | None:
-        """When its last job ended, once it has ended."""
+        """When it ended, once it has: its last job's end, or its cancel."""
         if not self.status.terminal:
             return None
         ended = [job.completed_at for job in self.jobs if job.completed_at is not None]
+        ended.extend(r.changed_at for r in self.records.values() if r.changed_at)
+        if self.cancelled_at is not None:
+            ended.append(self.cancelled_at)
         return max(ended) if ended else None
 
     def steps(self, step_ids: Sequence[str]) -> tuple[StepProgress, ...]:
         """Its steps, ``step_ids`` (its pipeline's, in order) first (:func:`step_progress`)."""
-        return step_progress(step_ids, self.jobs)
+        return step_progress(step_ids, self.jobs, self.records)
+
+    def step_states(self, step_ids: Sequence[str]) -> tuple[StepState, ...]:
+        """Its steps as :func:`~chamberlain.runs.decide` sees them: a pending step
+        that has no job yet (its input has not come) is left out, since nothing of
+        it can be started."""
+        states = []
+        for step in self.steps(step_ids):
+            live = [m for m in self.jobs if m.step_id == step.step_id and not m.superseded]
+            if step.status is StepStatus.PENDING and not live:
+                continue
+            changed = [m.completed_at or m.created_at for m in live]
+            if step.record is not None:
+                changed.append(step.record.changed_at)
+            states.append(
+                StepState(step_id=step.step_id, status=step.status, changed_at=max(changed))
+            )
+        return tuple(states)

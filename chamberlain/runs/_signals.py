@@ -27,6 +27,7 @@ import attrs
 
 __all__ = [
     "CheckVerdict",
+    "CiMatch",
     "CiSignal",
     "CiState",
     "check_verdict",
@@ -177,3 +178,12 @@ def ci_signal(event: str, payload: Mapping[str, Any]) -> CiSignal | None:
                 url=_text(attributes.get("url")),
             )
     return None
+
+
+@attrs.frozen(kw_only=True)
+class CiMatch:
+    """A run step a CI report was about, and what it made of it."""
+
+    run_id: str
+    step_id: str
+    state: CiState

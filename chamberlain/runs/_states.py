@@ -29,6 +29,7 @@ import attrs
 
 __all__ = [
     "RUN_TERMINAL",
+    "ActOutcome",
     "Decision",
     "Effect",
     "EffectKind",
@@ -265,3 +266,14 @@ def _pause(
     if stops:
         message += f"; {', '.join(str(e.step_id) for e in stops)} stopped, to run again on resume"
     return Decision(status=RunStatus.PAUSED, effects=stops, message=message)
+
+
+@attrs.frozen(kw_only=True)
+class ActOutcome:
+    """An action carried out: the run's status now, what to tell the client, and the
+    running jobs whose processes must be terminated (the Dispatcher's part)."""
+
+    run_id: str
+    status: RunStatus
+    message: str
+    stop: tuple[str, ...] = ()

@@ -8,6 +8,7 @@ connection, inside its transactions.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
@@ -25,7 +26,7 @@ from chamberlain.records import JobMessage, JobStatus, MessageKind
 
 _MESSAGE_COLUMNS = (
     "m.id, m.job_id, m.seq, m.ts, m.kind, m.text, m.status, m.attempt, m.level, j.plugin,"
-    " j.command, m.ref"
+    " j.command, m.ref, m.detail"
 )
 _FROM = " FROM job_messages m JOIN jobs j ON j.id = m.job_id"
 
@@ -44,6 +45,7 @@ def _message(row: Sequence[Any]) -> JobMessage:
         plugin=row[9],
         command=row[10],
         message_id=row[11],
+        detail=None if row[12] is None else json.loads(row[12]),
     )
 
 
@@ -80,8 +82,12 @@ def status_changes(
     statuses: Collection[JobStatus] = (),
     limit: int = 500,
 ) -> list[JobMessage]:
-    """Status changes of every job after ``after_id``, oldest first, filtered."""
-    where = ["m.status IS NOT NULL", "m.id > ?"]
+    """Status changes of every job after ``after_id``, oldest first, filtered; with
+    no ``statuses``, runs' events too (what ``/events/stream`` replays)."""
+    where = [
+        "(m.status IS NOT NULL OR m.kind = 'run')" if not statuses else "m.status IS NOT NULL",
+        "m.id > ?",
+    ]
     args: list[object] = [after_id]
     if plugin is not None:
         where.append("j.plugin = ?")
@@ -203,3 +209,43 @@ def append_logs(
         )
     _store_totals(conn, job_id, totals, kept, pending)
     return len(kept)
+
+
+def append_run_event(
+    conn: sqlite3.Connection, job_id: str, text: str, detail: Mapping[str, Any], *, now: float
+) -> None:
+    """Store one event of a run as a message of kind ``run`` on ``job_id`` (the job
+    it is about, or the run's first job)."""
+    conn.execute(
+        "INSERT INTO job_messages (job_id, seq, ts, kind, text, detail) VALUES (?, ?, ?, ?, ?, ?)",
+        (
+            job_id,
+            _last_seq(conn, job_id) + 1,
+            now,
+            MessageKind.RUN.value,
+            text,
+            json.dumps(dict(detail), ensure_ascii=False, separators=(",", ":")),
+        ),
+    )
+
+
+def run_events(
+    conn: sqlite3.Connection,
+    run_id: str,
+    *,
+    kinds: Collection[str] = (),
+    after_id: int = 0,
+    limit: int = 500,
+) -> list[JobMessage]:
+    """The events of run ``run_id`` after ``after_id``, oldest first, of ``kinds``
+    (every kind when empty), at most ``limit``."""
+    where = ["j.run_id = ?", "m.kind = 'run'", "m.id > ?"]
+    args: list[object] = [run_id, after_id]
+    if kinds:
+        where.append(f"json_extract(m.detail, '$.kind') IN ({','.join('?' * len(kinds))})")
+        args.extend(kinds)
+    rows = conn.execute(
+        f"SELECT {_MESSAGE_COLUMNS}{_FROM} WHERE {' AND '.join(where)} ORDER BY m.id LIMIT ?",
+        (*args, limit),
+    ).fetchall()
+    return [_message(r) for r in rows]

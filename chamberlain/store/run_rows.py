@@ -1,4 +1,5 @@
-"""SQL for runs (migration 0016): which jobs make up each pipeline invocation.
+"""SQL for runs (migrations 0016, 0017): which jobs make up each pipeline invocation,
+and what each run keeps of its steps besides (approvals, gates).
 
 Synchronous, on the JobStore's connection.  A run's row is made with the first job
 of it that is stored (in that job's transaction); its jobs carry its id in
@@ -9,16 +10,29 @@ of it that is stored (in that job's transaction); its jobs carry its id in
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Collection, Sequence
 from typing import Any
 
 from chamberlain.plugins.envelope import control
 from chamberlain.records import NewJob
-from chamberlain.runs import JobMark, PipelineRun, RunStatus
+from chamberlain.runs import (
+    Approval,
+    GateKind,
+    GateRecord,
+    GateState,
+    Hold,
+    JobMark,
+    PipelineRun,
+    RunStatus,
+    StepRecord,
+    Verdict,
+)
 
 #: What a run's view reads of each of its jobs.
-_MARKS = "id, step_id, status, routed, created_at, started_at, completed_at"
+_MARKS = "id, step_id, status, routed, created_at, started_at, completed_at, held, superseded"
+_RUNS = "id, pipeline, created_at, paused, cancelled_at"
 
 
 def run_of(job: NewJob) -> str | None:
@@ -48,20 +62,115 @@ def _marks(rows: Sequence[Any]) -> tuple[JobMark, ...]:
             created_at=row[4],
             started_at=row[5],
             completed_at=row[6],
+            held=None if row[7] is None else Hold(row[7]),
+            superseded=bool(row[8]),
         )
         for row in rows
     )
 
 
+def gate_from_json(text: str | None) -> GateRecord | None:
+    """A gate from its column (None: none)."""
+    if text is None:
+        return None
+    raw = json.loads(text)
+    return GateRecord(
+        kind=GateKind(raw["kind"]),
+        state=GateState(raw["state"]),
+        job_id=raw["job_id"],
+        at=raw["at"],
+        check_job_id=raw.get("check_job_id"),
+        sha=raw.get("sha"),
+        notes=raw.get("notes", ""),
+        signal=raw.get("signal"),
+    )
+
+
+def gate_json(gate: GateRecord) -> str:
+    """A gate as its column holds it."""
+    return json.dumps(
+        {
+            "kind": gate.kind.value,
+            "state": gate.state.value,
+            "job_id": gate.job_id,
+            "at": gate.at,
+            "check_job_id": gate.check_job_id,
+            "sha": gate.sha,
+            "notes": gate.notes,
+            "signal": gate.signal,
+        }
+    )
+
+
+def _approval(text: str | None) -> Approval | None:
+    if text is None:
+        return None
+    raw = json.loads(text)
+    return Approval(
+        verdict=Verdict(raw["verdict"]),
+        by=raw["by"],
+        at=raw["at"],
+        comment=raw.get("comment", ""),
+        inputs=raw.get("inputs") or {},
+    )
+
+
+def approval_json(approval: Approval) -> str:
+    """An approval as its column holds it."""
+    return json.dumps(
+        {
+            "verdict": approval.verdict.value,
+            "by": approval.by,
+            "at": approval.at,
+            "comment": approval.comment,
+            "inputs": dict(approval.inputs),
+        }
+    )
+
+
+def records(conn: sqlite3.Connection, run_ids: Collection[str]) -> dict[str, dict[str, StepRecord]]:
+    """The step records of ``run_ids``, by run and step."""
+    found: dict[str, dict[str, StepRecord]] = {}
+    ids = list(run_ids)
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        for row in conn.execute(
+            "SELECT run_id, step_id, awaiting_since, timeout_at, approval, gate, changed_at"
+            f" FROM run_steps WHERE run_id IN ({','.join('?' * len(chunk))})",
+            chunk,
+        ):
+            found.setdefault(row[0], {})[row[1]] = StepRecord(
+                step_id=row[1],
+                awaiting_since=row[2],
+                timeout_at=row[3],
+                approval=_approval(row[4]),
+                gate=gate_from_json(row[5]),
+                changed_at=row[6],
+            )
+    return found
+
+
+def _run(row: Sequence[Any], jobs: Sequence[Any], steps: dict[str, StepRecord]) -> PipelineRun:
+    return PipelineRun(
+        run_id=row[0],
+        pipeline=row[1],
+        created_at=row[2],
+        paused=bool(row[3]),
+        cancelled_at=row[4],
+        jobs=_marks(jobs),
+        records=steps,
+    )
+
+
 def get(conn: sqlite3.Connection, run_id: str) -> PipelineRun | None:
-    """A run with its jobs in creation order; None if unknown."""
-    row = conn.execute("SELECT pipeline, created_at FROM runs WHERE id = ?", (run_id,)).fetchone()
+    """A run with its jobs in creation order and its steps' records; None if unknown."""
+    row = conn.execute(f"SELECT {_RUNS} FROM runs WHERE id = ?", (run_id,)).fetchone()
     if row is None:
         return None
     jobs = conn.execute(
         f"SELECT {_MARKS} FROM jobs WHERE run_id = ? ORDER BY seq", (run_id,)
     ).fetchall()
-    return PipelineRun(run_id=run_id, pipeline=row[0], created_at=row[1], jobs=_marks(jobs))
+    return _run(row, jobs, records(conn, [run_id]).get(run_id, {}))
 
 
 def page(
@@ -80,8 +189,7 @@ def page(
     """
     where, args = ("WHERE runs.pipeline = ?", (pipeline,)) if pipeline is not None else ("", ())
     rows = conn.execute(
-        f"SELECT id, pipeline, created_at FROM runs {where} ORDER BY created_at DESC, id",
-        args,
+        f"SELECT {_RUNS} FROM runs {where} ORDER BY created_at DESC, id", args
     ).fetchall()
     jobs: dict[str, list[Any]] = {}
     marks = ", ".join(f"jobs.{column.strip()}" for column in _MARKS.split(","))
@@ -91,12 +199,8 @@ def page(
         args,
     ):
         jobs.setdefault(row[0], []).append(row[1:])
-    runs = [
-        PipelineRun(
-            run_id=row[0], pipeline=row[1], created_at=row[2], jobs=_marks(jobs.get(row[0], []))
-        )
-        for row in rows
-    ]
+    steps = records(conn, [row[0] for row in rows])
+    runs = [_run(row, jobs.get(row[0], []), steps.get(row[0], {})) for row in rows]
     if statuses:
         runs = [run for run in runs if run.status in statuses]
     return runs[offset : offset + limit], len(runs)

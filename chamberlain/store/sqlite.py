@@ -42,7 +42,9 @@ from chamberlain.records import (
     StoredEvent,
 )
 from chamberlain.retry import Settlement, recover_orphan
-from chamberlain.store import plugin_facts, run_rows, workspace_rows
+from chamberlain.routing.planner import Routing
+from chamberlain.runs import Hold
+from chamberlain.store import plugin_facts, run_control, run_rows, workspace_rows
 
 #: Every column: rows are read by name (see _row_to_job), so a migration that adds a
 #: column only has to teach _row_to_job about it.
@@ -165,6 +167,8 @@ def _row_to_job(row: sqlite3.Row) -> Job:
         pull_request=_loads(row["pull_request"]),
         # Migration 0016: runs.
         run_id=row["run_id"],
+        # Migration 0017: run control.
+        held=row["held"],
     )
 
 
@@ -187,6 +191,15 @@ class SqliteStore:
         works, and ``query_only`` makes a write through it an error.
         """
         self.path = str(path)
+        #: The run control of the pipelines' steps (chamberlain.store.run_control):
+        #: set by the JobStore; None, a run's jobs run as they come.
+        self.gates: Routing | None = None
+        #: Runs this transaction changed, whose events are recorded before it commits
+        #: (run_control.refresh); the JobStore empties it.
+        self.touched_runs: set[str] = set()
+        #: Jobs run control ended without running them (a cancel's, a reject's):
+        #: the JobStore reports them finished.
+        self.ended_here: list[str] = []
         if reader and self.path == ":memory:":
             raise ValueError("an in-memory database has no second connection")
         if not reader and self.path != ":memory:":
@@ -305,11 +318,22 @@ class SqliteStore:
 
     # -- jobs --------------------------------------------------------------------------
 
-    def enqueue(self, new: NewJob, *, now: float, dedupe_ttl: float) -> Enqueued:
+    def enqueue(
+        self,
+        new: NewJob,
+        *,
+        now: float,
+        dedupe_ttl: float,
+        hold: Hold | None = None,
+        ignore_pause: bool = False,
+    ) -> Enqueued:
         """Insert a queued job, unless its dedupe key names one that stands.
 
         A key stands while a job with it (same plugin and command) is queued or
-        running, or succeeded within ``dedupe_ttl``.
+        running, or succeeded within ``dedupe_ttl``.  A job of a run's step is
+        admitted by its run's control (:func:`run_control.admit_job`: it may be
+        held, or cancelled with its run), or held as ``hold`` says;
+        ``ignore_pause``: it runs even if its run is paused.
         """
         if new.dedupe_key is not None:
             row = self.conn.execute(
@@ -366,9 +390,17 @@ class SqliteStore:
         ).fetchone()
         if new.workspace_id is not None:
             workspace_rows.ensure(self.conn, new.workspace_id, now=now, worktree=new.worktree)
+        job = _row_to_job(row)
         if run_id is not None:
             run_rows.ensure(self.conn, run_id, new.pipeline or "", now=now)
-        return Enqueued(job=_row_to_job(row))
+            self.touched_runs.add(run_id)
+            if not born_failed and hold is not None:
+                run_control.hold(self.conn, job.id, hold)
+                job = attrs.evolve(job, held=hold.value, run_at=run_control.HELD_RUN_AT)
+            elif not born_failed and self.gates is not None and new.step_id is not None:
+                run_control.admit_job(self, job, self.gates, now, ignore_pause=ignore_pause)
+                job = self.get_job(job.id) or job
+        return Enqueued(job=job)
 
     def get_job(self, job_id: str) -> Job | None:
         """One job by id, or None."""
@@ -489,6 +521,8 @@ class SqliteStore:
         states = self.get_states({j.plugin for j in chosen})
         claimed: list[Claimed] = []
         for job in chosen:
+            if job.run_id is not None:
+                self.touched_runs.add(job.run_id)
             self.conn.execute(
                 "UPDATE jobs SET status = 'running', attempt = attempt + 1, started_at = ?,"
                 " completed_at = NULL WHERE seq = ?",
@@ -555,6 +589,8 @@ class SqliteStore:
         if row is None:
             return None
         job = _row_to_job(row)
+        if job.run_id is not None:
+            self.touched_runs.add(job.run_id)
         if s.new_state is not None:
             self.put_state(job.plugin, s.new_state, now=now)
         if s.facts:
@@ -568,12 +604,15 @@ class SqliteStore:
         (False when it is unknown, running or already terminal).
         """
         row = self.conn.execute(
-            "UPDATE jobs SET status = 'cancelled', completed_at = ?, last_error = ?"
+            "UPDATE jobs SET status = 'cancelled', completed_at = ?, last_error = ?, held = NULL"
             f" WHERE id = ? AND status = 'queued' RETURNING {_JOB_COLUMNS}",
             (now, reason, job_id),
         ).fetchone()
         if row is not None:
-            return _row_to_job(row), True
+            job = _row_to_job(row)
+            if job.run_id is not None:
+                self.touched_runs.add(job.run_id)
+            return job, True
         return self.get_job(job_id), False
 
     def prune(self, *, older_than: float, batch: int = 5000) -> int:
@@ -653,11 +692,32 @@ class SqliteStore:
             ),
         )
 
-    def apply_plan(self, plan: RoutePlan, *, now: float, dedupe_ttl: float) -> list[Enqueued]:
-        """Store a plan's events and create its jobs."""
+    def apply_plan(
+        self,
+        plan: RoutePlan,
+        *,
+        now: float,
+        dedupe_ttl: float,
+        hold_children_of: str | None = None,
+    ) -> list[Enqueued]:
+        """Store a plan's events and create its jobs; those of its run that are
+        children of ``hold_children_of`` (a step whose check or CI gates the next
+        steps) held on that gate."""
         for event in plan.events:
             self.insert_event(event)
-        return [self.enqueue(job, now=now, dedupe_ttl=dedupe_ttl) for job in plan.jobs]
+        return [
+            self.enqueue(
+                job,
+                now=now,
+                dedupe_ttl=dedupe_ttl,
+                hold=(
+                    Hold.GATE
+                    if hold_children_of is not None and job.parent_job_id == hold_children_of
+                    else None
+                ),
+            )
+            for job in plan.jobs
+        ]
 
     def unrouted(self, limit: int) -> list[Job]:
         """Ended jobs whose plan has not been applied yet: succeeded ones (events,

@@ -57,12 +57,21 @@ async def start_pipeline(call: Call) -> Reply:
     call.check_query()
     synchronous = not wants_async(call) and pipeline.synchronous
     body = decode_json_object(await call.read_body())
-    unknown = sorted(set(body) - {"payload"})
+    unknown = sorted(set(body) - {"payload", "start"})
     if unknown:
-        raise bad_request(f"unknown field {unknown[0]!r} in the request body; expected: payload")
+        raise bad_request(
+            f"unknown field {unknown[0]!r} in the request body; expected: payload, start"
+        )
     payload = body.get("payload", {})
     if not isinstance(payload, dict):
         raise bad_request("payload must be a JSON object")
+    start = body.get("start", "now")
+    if start not in ("now", "paused"):
+        raise bad_request(f"start must be 'now' or 'paused', not {start!r}")
+    paused = start == "paused"
+    if paused:
+        # A paused run has nothing to wait for: it is answered at once.
+        synchronous = False
     refusal = not_accepting(call.gateway.lifecycle)
     if refusal is not None:
         raise refusal
@@ -76,10 +85,18 @@ async def start_pipeline(call: Call) -> Reply:
         async with sync_slot(call):
             enqueued = await call.gateway.enqueue_plan(plan)
             return await answer_synchronously(call, enqueued[0].job, pipeline)
-    enqueued = await call.gateway.enqueue_plan(plan)
+    enqueued = await call.gateway.enqueue_plan(plan, paused=paused)
     root = enqueued[0].job
+    run = await call.gateway.get_run(root.run_id) if root.run_id is not None else None
     return Reply(
-        {"job_id": root.id, "run_id": root.run_id, "status": root.status.value, "pipeline": name},
+        {
+            "job_id": root.id,
+            "run_id": root.run_id,
+            "status": root.status.value,
+            "pipeline": name,
+            # The run's, beside its first job's: "paused" for a run started paused.
+            "run_status": None if run is None else run.status.value,
+        },
         202,
         {"Location": f"/job/{root.id}/tree", "Retry-After": str(POLL_AFTER)},
     )
@@ -160,7 +177,7 @@ ROUTES: tuple[Route, ...] = (
         ),
         tag="pipelines",
         params=(_NAME, ASYNC_PARAM),
-        body=BodySpec(schema="PipelineRequest", description="Optional: {payload: {...}}."),
+        body=BodySpec(schema="PipelineRequest", description="Optional: {payload: {...}, start}."),
         responses=(
             ResponseSpec(
                 status=200,
@@ -227,7 +244,16 @@ ROUTES: tuple[Route, ...] = (
 SCHEMAS: dict[str, Any] = {
     "PipelineRequest": {
         "type": "object",
-        "properties": {"payload": {"type": "object"}},
+        "properties": {
+            "payload": {"type": "object"},
+            "start": {
+                "enum": ["now", "paused"],
+                "description": (
+                    "paused: the run starts paused, its first jobs held until"
+                    " POST /runs/{id}/resume (answered at once, even when synchronous)."
+                ),
+            },
+        },
         "additionalProperties": False,
     },
     "PipelineStarted": object_schema(
@@ -236,6 +262,10 @@ SCHEMAS: dict[str, Any] = {
             "run_id": {"type": "string", "description": "The run it started (GET /runs/{id})."},
             "status": ref("JobStatus"),
             "pipeline": STRING,
+            "run_status": {
+                "type": ["string", "null"],
+                "description": "The run's status (paused for a run started paused).",
+            },
         }
     ),
     "PipelineSkipped": object_schema(

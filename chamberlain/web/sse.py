@@ -25,7 +25,7 @@ from typing import Any, Protocol
 import trio
 
 from chamberlain.actors.hub import Hub
-from chamberlain.records import Job, JobMessage, JobStatus, QueueView
+from chamberlain.records import Job, JobMessage, JobStatus, MessageKind, QueueView
 
 MEDIA_TYPE = "text/event-stream"
 
@@ -175,12 +175,15 @@ async def job_stream(
 def status_filter(
     plugin: str | None, statuses: Collection[JobStatus]
 ) -> Callable[[JobMessage], bool]:
-    """Whether a status change passes the ``plugin`` and ``status`` filters."""
+    """Whether a status change (or a run's event) passes the ``plugin`` and ``status``
+    filters: a run's event passes when no status is asked for."""
     wanted = frozenset(statuses)
 
     def passes(message: JobMessage) -> bool:
         if plugin is not None and message.plugin != plugin:
             return False
+        if message.kind is MessageKind.RUN:
+            return not wanted
         return not wanted or message.status in wanted
 
     return passes
@@ -216,7 +219,7 @@ async def status_stream(
                     after_id=cursor, plugin=plugin, statuses=statuses, limit=REPLAY_PAGE
                 )
                 for message in page:
-                    yield frame("status", message.to_event(), event_id=message.id)
+                    yield frame(_event_name(message), message.to_event(), event_id=message.id)
                     cursor = message.id
                 if len(page) < REPLAY_PAGE:
                     break
@@ -229,5 +232,10 @@ async def status_stream(
                 continue
             if item.id <= cursor or not passes(item):
                 continue
-            yield frame("status", item.to_event(), event_id=item.id)
+            yield frame(_event_name(item), item.to_event(), event_id=item.id)
             cursor = item.id
+
+
+def _event_name(message: JobMessage) -> str:
+    """``status`` for a job's status change, ``run`` for a run's event."""
+    return "run" if message.kind is MessageKind.RUN else "status"

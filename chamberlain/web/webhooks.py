@@ -23,19 +23,21 @@ from __future__ import annotations
 
 import logging
 import uuid
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, Final
 
 import attrs
 
 from chamberlain.config import WebhookEndpointConfig, WebhooksConfig
 from chamberlain.jsoncodec import JsonRefused
 from chamberlain.records import NewJob, RoutePlan
+from chamberlain.runs import ci_signal
 from chamberlain.vault import UnknownSecret
 from chamberlain.web.auth import PUBLIC
 from chamberlain.web.errors import ApiError, unavailable
 from chamberlain.web.handler import Call, Handler, Reply
 from chamberlain.web.intake import DISK_FULL, NOT_ACCEPTING_RESPONSE, json_refusal, not_accepting
-from chamberlain.web.spec import BodySpec, ResponseSpec, Route
+from chamberlain.web.spec import BodySpec, Param, ResponseSpec, Route
 from chamberlain.webhook_rules import Forbidden, delivery_event, verify_delivery
 
 log = logging.getLogger("chamberlain.web")
@@ -79,6 +81,24 @@ SCHEMAS: dict[str, Any] = {
         "required": ["job_id", "status"],
     },
     "WebhookBody": {"description": "Whatever the sender posts; JSON is parsed, other text kept."},
+    "CiReportAccepted": {
+        "type": "object",
+        "properties": {
+            "matched": {"type": "boolean"},
+            "reason": {"type": "string"},
+            "sha": {"type": "string"},
+            "state": {"enum": ["success", "failure", "pending"]},
+            "runs": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {"run_id": {"type": "string"}, "step_id": {"type": "string"}},
+                    "required": ["run_id", "step_id"],
+                },
+            },
+        },
+        "required": ["matched"],
+    },
 }
 
 
@@ -116,6 +136,8 @@ def _handler(endpoint: WebhookEndpointConfig) -> Handler:
         refusal = not_accepting(call.gateway.lifecycle)
         if refusal is not None:
             raise refusal
+        if endpoint.ci:
+            return await _ci_report(call, endpoint, event)
         submitted_by = f"webhook:{endpoint.path}"
         if endpoint.pipeline is not None:
             pipeline = call.gateway.routing.pipeline(endpoint.pipeline)
@@ -157,10 +179,53 @@ def _handler(endpoint: WebhookEndpointConfig) -> Handler:
     return receive
 
 
+#: The header naming a delivery's event, by endpoint kind, as the forges send it.
+_EVENT_HEADERS: Final = {"github": "X-GitHub-Event", "gitlab": "X-Gitlab-Event"}
+
+
+async def _ci_report(
+    call: Call, endpoint: WebhookEndpointConfig, event: Mapping[str, Any]
+) -> Reply:
+    """A ``ci: true`` endpoint's delivery: a CI report for the runs waiting on its
+    commit (or on ``?run_id=``); 202 whether or not it matched, so the forge does
+    not retry a report nobody waits for."""
+    header = endpoint.event_type_header or _EVENT_HEADERS.get(endpoint.kind, "X-Event-Type")
+    name = call.header(header) or ""
+    payload = event.get("payload")
+    signal = ci_signal(name, payload) if isinstance(payload, Mapping) else None
+    extra = {"component": "webhooks", "path": endpoint.path}
+    if signal is None:
+        log.info("webhook %s: %r is no CI report for a commit", endpoint.path, name, extra=extra)
+        return Reply({"matched": False, "reason": f"{name or 'the delivery'} is no CI report"}, 202)
+    values = call.query.get("run_id", ())
+    run_id = values[-1] if values else None
+    matches = await call.gateway.report_ci(signal, run_id)
+    log.info(
+        "webhook %s: CI %s for %s matched %d run step(s)",
+        endpoint.path,
+        signal.state.value,
+        signal.sha,
+        len(matches),
+        extra=extra,
+    )
+    return Reply(
+        {
+            "matched": bool(matches),
+            "sha": signal.sha,
+            "state": signal.state.value,
+            "runs": [{"run_id": m.run_id, "step_id": m.step_id} for m in matches],
+        },
+        202,
+    )
+
+
 def webhook_routes(webhooks: WebhooksConfig) -> tuple[Route, ...]:
     """The routes of the configured endpoints."""
     routes = []
     for index, endpoint in enumerate(webhooks.endpoints):
+        if endpoint.ci:
+            routes.append(_ci_route(index, endpoint))
+            continue
         target = (
             f"pipeline {endpoint.pipeline}"
             if endpoint.pipeline
@@ -185,3 +250,38 @@ def webhook_routes(webhooks: WebhooksConfig) -> tuple[Route, ...]:
             )
         )
     return tuple(routes)
+
+
+def _ci_route(index: int, endpoint: WebhookEndpointConfig) -> Route:
+    return Route(
+        operation_id=f"webhook{index}",
+        method="POST",
+        path=endpoint.path,
+        handler=_handler(endpoint),
+        access=PUBLIC,
+        summary=f"{endpoint.kind} webhook: CI reports for runs waiting on CI",
+        description=(
+            "No bearer token: the delivery's signature is checked instead"
+            f" ({endpoint.kind}). A CI report (GitHub check_suite, workflow_run, status;"
+            " GitLab Pipeline Hook) goes to the run steps waiting for CI on its commit, or"
+            " on run_id. Answers 202 whether or not it matched. See docs/RUNS.md."
+        ),
+        tag="webhooks",
+        params=(
+            Param(
+                name="run_id",
+                location="query",
+                description="The run the report is for (else matched by its commit).",
+            ),
+        ),
+        body=BodySpec(schema="WebhookBody", description="The forge's payload."),
+        responses=(
+            ResponseSpec(
+                status=202,
+                description="Received; matched says whether a run step waited for it.",
+                schema="CiReportAccepted",
+            ),
+            *_RESPONSES[2:],
+        ),
+        body_limit=endpoint.max_body_size,
+    )
