@@ -43,7 +43,7 @@ class WideGateway(FakeGateway):
     def routing(self) -> Routing:
         return Routing(routes=(), pipelines=(LATER,), plugins=self.plugins)
 
-    async def enqueue_plan(self, plan: RoutePlan) -> tuple[Enqueued, ...]:
+    async def enqueue_plan(self, plan: RoutePlan, *, paused: bool = False) -> tuple[Enqueued, ...]:
         return await self.enqueue(plan.jobs)
 
     async def enqueue_webhook(

@@ -54,7 +54,7 @@ class PipelineGateway(FakeGateway):
     def routing(self) -> Routing:
         return Routing(routes=(), pipelines=(PIPELINE,), plugins=self.plugins)
 
-    async def enqueue_plan(self, plan: RoutePlan) -> tuple[Enqueued, ...]:
+    async def enqueue_plan(self, plan: RoutePlan, *, paused: bool = False) -> tuple[Enqueued, ...]:
         return await self.enqueue(plan.jobs)
 
     def _count(self, delta: int) -> None:

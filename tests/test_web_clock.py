@@ -56,7 +56,7 @@ class PlanningGateway(FakeGateway):
     def routing(self) -> Routing:
         return Routing(routes=(), pipelines=(PIPELINE,), plugins=self.plugins)
 
-    async def enqueue_plan(self, plan: RoutePlan) -> tuple[Enqueued, ...]:
+    async def enqueue_plan(self, plan: RoutePlan, *, paused: bool = False) -> tuple[Enqueued, ...]:
         self.plans.append(plan)
         return await self.enqueue(plan.jobs)
 

@@ -528,30 +528,29 @@ class Gateway:
 
     async def act_on_run(
         self, run_id: str, action: RunAction, *, actor: str, stop_running: bool = False
-    ) -> ActOutcome | Refused | None:
-        """Carry out ``action`` on a run (None: unknown), then terminate the running
-        jobs it stops: their process groups, as ``POST /job/{id}/cancel`` does."""
+    ) -> RunControlled[ActOutcome | Refused | None]:
+        """Carry out ``action`` on a run (answer None: unknown), then terminate the
+        running jobs it stops: their process groups, as ``POST /job/{id}/cancel`` does."""
         done: RunControlled[ActOutcome | Refused | None] = await self._ask_store(
             lambda r: ActOnRun(
                 run_id=run_id, action=action, actor=actor, stop_running=stop_running, reply=r
             ),
             timeout=self.timeout,
         )
-        outcome = done.answer
-        if isinstance(outcome, ActOutcome):
-            for job_id in outcome.stop:
+        if isinstance(done.answer, ActOutcome):
+            for job_id in done.answer.stop:
                 await self.cancel_job(job_id)
-        return outcome
+        return done
 
     async def decide_step(
         self, run_id: str, step_id: str, word: Approval
-    ) -> Approval | Unchanged | Refused | None:
-        """Approve or reject a step of a run (None: unknown run or step)."""
+    ) -> RunControlled[Approval | Unchanged | Refused | None]:
+        """Approve or reject a step of a run (answer None: unknown run or step)."""
         done: RunControlled[Approval | Unchanged | Refused | None] = await self._ask_store(
             lambda r: DecideStep(run_id=run_id, step_id=step_id, word=word, reply=r),
             timeout=self.timeout,
         )
-        return done.answer
+        return done
 
     async def report_ci(self, signal: CiSignal, run_id: str | None) -> tuple[CiMatch, ...]:
         """Hand a CI report to the run steps waiting for it; which it matched."""

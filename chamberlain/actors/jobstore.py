@@ -544,8 +544,7 @@ class JobStore:
         def sweep(store: SqliteStore, now: float) -> list[Job]:
             store.ended_here.clear()
             run_control.sweep_timeouts(store, routing, now)
-            ended = [store.get_job(job_id) for job_id in store.ended_here]
-            return [job for job in ended if job is not None]
+            return run_control.take_ended(store)
 
         try:
             ended = await self._in_thread(sweep)
@@ -809,17 +808,24 @@ class JobStore:
 
     @staticmethod
     def _controlled(
-        store: SqliteStore, control: Callable[[Routing], T], *, empty: Any = None
+        store: SqliteStore,
+        control: Callable[[Routing], T],
+        *,
+        run_id: str | None = None,
+        empty: Any = None,
     ) -> RunControlled[Any]:
-        """Run a run control request, with the jobs it ended."""
+        """Run a run control request, with the jobs it ended and ``run_id``'s status after."""
         if store.gates is None:
             # No pipelines (a store opened without them): no run to control.
             return RunControlled(answer=empty)
         store.ended_here.clear()
         answer = control(store.gates)
-        ended = [store.get_job(job_id) for job_id in store.ended_here]
-        store.ended_here.clear()
-        return RunControlled(answer=answer, finished=tuple(j for j in ended if j is not None))
+        run = run_rows.get(store.conn, run_id) if run_id is not None else None
+        return RunControlled(
+            answer=answer,
+            finished=tuple(run_control.take_ended(store)),
+            status=None if run is None else run.status,
+        )
 
     def _apply(self, store: SqliteStore, request: JobStoreRequest, now: float) -> Any:
         if isinstance(request, JournalRequest) and self.journal is not None:
@@ -1006,6 +1012,7 @@ class JobStore:
                         dedupe_ttl=self.dedupe_ttl,
                         stop_running=stop,
                     ),
+                    run_id=run_id,
                 )
             case DecideStep(run_id=run_id, step_id=step_id, word=word):
                 return self._controlled(
@@ -1013,6 +1020,7 @@ class JobStore:
                     lambda gates: run_control.approve(
                         store, run_id, step_id, word, gates=gates, now=now
                     ),
+                    run_id=run_id,
                 )
             case ReportCi(signal=signal, run_id=for_run):
                 return self._controlled(

@@ -564,6 +564,9 @@ class RunControlled(Generic[R]):
 
     answer: R
     finished: tuple[Job, ...] = ()
+    #: The run's status once the request is done, read in its transaction (None: no
+    #: such run).
+    status: RunStatus | None = None
 
 
 def _controlled(result: RunControlled[Any]) -> Effects:

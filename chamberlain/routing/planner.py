@@ -226,14 +226,13 @@ class Routing:
         where = f"pipeline {job.pipeline} step {job.step_id}"
         if step.with_ is not None:
             scope = {
-                "payload": handle_event(event, routed, seen)["payload"],
                 "event": event,
                 "context": seen,
                 "config": visible_config(bound.settings.config) if bound is not None else {},
                 "approval": dict(approval),
             }
             try:
-                payload = {**routed, **render(step.with_, scope)}
+                payload = _apply_with(step.with_, routed, event, scope)
             except TemplateError as exc:
                 return Shaped(payload={}, event=sent, error=f"{where}: with: {exc}")
         problem = bound.payload_problem(job.command, payload) if bound is not None else None
@@ -728,29 +727,13 @@ class Routing:
         assert target is not None, "validated at start-up"
         routed: Mapping[str, Any] = source.event.get("payload", {})
         payload: Mapping[str, Any] = routed
-        if error is None and _awaits_approval(step):
-            # Its with: may read the approval, which is not given yet: the job is
-            # stored with its input, held, and shaped when it is approved
-            # (approved_payload).
-            return self._child(
-                parent,
-                target,
-                payload=payload,
-                source=source,
-                context=step_context,
-                submitted_by=submitted_by,
-                pipeline=pipeline.name,
-                step_id=step.id,
-                checked=False,
-            )
-        if error is None and step.with_ is not None:
-            seen = scope["context"]
-            with_scope = {
-                **scope,
-                "payload": handle_event(source.event, routed, seen)["payload"],
-            }
+        # A step awaiting approval may read it in its with:, which is not given yet:
+        # its job is stored with its input, held, and shaped once it is approved
+        # (approved_payload).
+        deferred = error is None and _awaits_approval(step)
+        if error is None and not deferred and step.with_ is not None:
             try:
-                payload = {**routed, **render(step.with_, with_scope)}
+                payload = _apply_with(step.with_, routed, source.event, scope)
             except TemplateError as exc:
                 error = f"pipeline {pipeline.name} step {step.id}: with: {exc}"
         if error is not None:
@@ -765,6 +748,7 @@ class Routing:
             pipeline=pipeline.name,
             step_id=step.id,
             error=error,
+            checked=not deferred,
         )
 
     def _relay_job(
@@ -958,6 +942,20 @@ def _from_upstream(payload: Mapping[str, Any], job: Job) -> dict[str, Any]:
     if job.step_id:
         out.setdefault("ductile_upstream_step_id", job.step_id)
     return out
+
+
+def _apply_with(
+    with_: Mapping[str, Any],
+    routed: Mapping[str, Any],
+    event: Mapping[str, Any],
+    scope: Mapping[str, Any],
+) -> dict[str, Any]:
+    """``routed`` (a step's input payload) with ``with_`` applied on top, each key
+    rendered against ``scope`` and the payload as the plugin will see it (the
+    request context, ``scope["context"]``, merged in)."""
+    seen = scope["context"]
+    with_scope = {**scope, "payload": handle_event(event, routed, seen)["payload"]}
+    return {**routed, **render(with_, with_scope)}
 
 
 def _awaits_approval(step: StepConfig) -> bool:

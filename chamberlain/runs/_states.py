@@ -270,10 +270,9 @@ def _pause(
 
 @attrs.frozen(kw_only=True)
 class ActOutcome:
-    """An action carried out: the run's status now, what to tell the client, and the
-    running jobs whose processes must be terminated (the Dispatcher's part)."""
+    """An action carried out: what to tell the client, and the running jobs whose
+    processes must be terminated (the Dispatcher's part)."""
 
     run_id: str
-    status: RunStatus
     message: str
     stop: tuple[str, ...] = ()

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 import attrs
@@ -68,12 +68,11 @@ __all__ = [
     "route",
     "start_paused",
     "sweep_timeouts",
+    "take_ended",
 ]
 
 #: The ``run_at`` of a held job: later than any claim's "now", so none takes it.
 HELD_RUN_AT: Final = 1e300
-
-_STOPPED_BY_PAUSE: Final = "stopped by a pause of its run: it runs again on resume"
 
 
 # -- events ---------------------------------------------------------------------------
@@ -173,6 +172,13 @@ def refresh(conn: sqlite3.Connection, run_ids: Collection[str], gates: Routing, 
 # -- holding and releasing --------------------------------------------------------------
 
 
+def take_ended(store: SqliteStore) -> list[Job]:
+    """The jobs run control ended without running them since the last call."""
+    ended = [store.get_job(job_id) for job_id in store.ended_here]
+    store.ended_here.clear()
+    return [job for job in ended if job is not None]
+
+
 def start_paused(conn: sqlite3.Connection, plan: RoutePlan, *, now: float) -> None:
     """Make the runs ``plan`` starts paused before their jobs are stored, so each is
     held as it comes."""
@@ -217,12 +223,12 @@ def _end_unrun(store: SqliteStore, job_id: str, status: JobStatus, reason: str, 
 
 def admit_job(
     store: SqliteStore, job: Job, gates: Routing, now: float, *, ignore_pause: bool = False
-) -> None:
+) -> bool:
     """Run, hold or cancel ``job`` (a queued job of a run's step, just stored or just
-    released), as :func:`chamberlain.runs.admit` decides."""
+    released), as :func:`chamberlain.runs.admit` decides; whether its row changed."""
     conn = store.conn
     if job.run_id is None or job.step_id is None or job.pipeline is None:
-        return
+        return False
     paused, cancelled = _run_flags(conn, job.run_id)
     gate = gates.gate_of(job.pipeline, job.step_id)
     approval = _approval_of(conn, job.run_id, job.step_id)
@@ -236,17 +242,18 @@ def admit_job(
     store.touched_runs.add(job.run_id)
     match admission:
         case Admission.RUN:
-            if job.held is not None:
-                conn.execute(
-                    "UPDATE jobs SET held = NULL, run_at = ? WHERE id = ? AND status = 'queued'",
-                    (now, job.id),
-                )
+            if job.held is None:
+                return False
+            conn.execute(
+                "UPDATE jobs SET held = NULL, run_at = ? WHERE id = ? AND status = 'queued'",
+                (now, job.id),
+            )
         case Admission.RUN_APPROVED:
             assert approval is not None
             shaped = gates.approved_payload(job, approval.to_json())
             if shaped.error is not None:
                 _end_unrun(store, job.id, JobStatus.FAILED, shaped.error, now)
-                return
+                return True
             conn.execute(
                 "UPDATE jobs SET held = NULL, run_at = ?, payload = ?, event = ?"
                 " WHERE id = ? AND status = 'queued'",
@@ -268,6 +275,7 @@ def admit_job(
             if approval is not None and approval.verdict is Verdict.REJECT:
                 reason = f"its step was rejected by {approval.by}"
             _end_unrun(store, job.id, JobStatus.CANCELLED, reason, now)
+    return True
 
 
 def _await_approval(store: SqliteStore, job: Job, timeout: float | None, now: float) -> None:
@@ -472,11 +480,7 @@ def act(
         stop_running=stop_running,
         message=decision.message,
     )
-    after = run_rows.get(conn, run_id)
-    assert after is not None
-    return ActOutcome(
-        run_id=run_id, status=after.status, message=decision.message, stop=tuple(stop)
-    )
+    return ActOutcome(run_id=run_id, message=decision.message, stop=tuple(stop))
 
 
 def _start_step(
@@ -506,8 +510,7 @@ def _start_step(
     else:
         again = _step_jobs(store, run.run_id, step_id, ("failed", "timed_out", "dead", "cancelled"))
     for job in again:
-        if job is not None:
-            _rerun(store, job, now, dedupe_ttl, ignore_pause=True)
+        _rerun(store, job, now, dedupe_ttl, ignore_pause=True)
 
 
 # -- approvals ----------------------------------------------------------------------------
@@ -735,7 +738,12 @@ def _gate_decided(
 
 
 def route(
-    store: SqliteStore, job: Job, planner: Any, gates: Routing, now: float, dedupe_ttl: float
+    store: SqliteStore,
+    job: Job,
+    planner: Callable[[Job, float], RoutePlan],
+    gates: Routing,
+    now: float,
+    dedupe_ttl: float,
 ) -> None:
     """Apply the plan of the ended ``job`` with its run's control: a check job's
     verdict decides its step's gate; a gated step's next steps are stored held on

@@ -397,8 +397,12 @@ class SqliteStore:
             if not born_failed and hold is not None:
                 run_control.hold(self.conn, job.id, hold)
                 job = attrs.evolve(job, held=hold.value, run_at=run_control.HELD_RUN_AT)
-            elif not born_failed and self.gates is not None and new.step_id is not None:
-                run_control.admit_job(self, job, self.gates, now, ignore_pause=ignore_pause)
+            elif (
+                not born_failed
+                and self.gates is not None
+                and new.step_id is not None
+                and run_control.admit_job(self, job, self.gates, now, ignore_pause=ignore_pause)
+            ):
                 job = self.get_job(job.id) or job
         return Enqueued(job=job)
 

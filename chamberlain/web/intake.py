@@ -13,7 +13,7 @@ of a daemon that is starting or draining.  :data:`UNAVAILABLE` and
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from chamberlain.actors.gateway import Lifecycle, Phase
@@ -103,6 +103,16 @@ def decode_json_object(raw: bytes) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise bad_request(f"request body must be a JSON object, not {json_kind(data)}")
     return data
+
+
+def refuse_unknown_fields(
+    body: Mapping[str, Any], allowed: Collection[str], *, where: str = "the request body"
+) -> None:
+    """400 naming the first field of ``body`` that is not one of ``allowed``."""
+    unknown = sorted(set(body) - set(allowed))
+    if unknown:
+        expected = ", ".join(sorted(allowed)) or "nothing"
+        raise bad_request(f"unknown field {unknown[0]!r} in {where}; expected: {expected}")
 
 
 def json_refusal(reason: ValueError) -> ApiError:

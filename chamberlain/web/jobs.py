@@ -153,6 +153,14 @@ JOB_PROPERTIES: Mapping[str, Mapping[str, Any]] = {
         "description": "The run whose step it is (`GET /runs/{id}`); null outside any.",
         **NULLABLE_STRING,
     },
+    "held": {
+        "description": (
+            "Why a queued job of a run does not run yet: paused (its run is), approval"
+            " (its step awaits one), gate (the step before awaits its check or CI);"
+            " null when it is not held (docs/RUNS.md)."
+        ),
+        "enum": ["paused", "approval", "gate", None],
+    },
 }
 
 JOB_FIELDS: tuple[str, ...] = tuple(JOB_PROPERTIES)

@@ -23,6 +23,7 @@ from chamberlain.web.intake import (
     UNAVAILABLE,
     decode_json_object,
     not_accepting,
+    refuse_unknown_fields,
 )
 from chamberlain.web.jobs import JOB_ID_PARAM, POLL_AFTER, POLL_AFTER_DOC
 from chamberlain.web.spec import STRING, BodySpec, Param, ResponseSpec, Route, object_schema, ref
@@ -57,11 +58,7 @@ async def start_pipeline(call: Call) -> Reply:
     call.check_query()
     synchronous = not wants_async(call) and pipeline.synchronous
     body = decode_json_object(await call.read_body())
-    unknown = sorted(set(body) - {"payload", "start"})
-    if unknown:
-        raise bad_request(
-            f"unknown field {unknown[0]!r} in the request body; expected: payload, start"
-        )
+    refuse_unknown_fields(body, ("payload", "start"))
     payload = body.get("payload", {})
     if not isinstance(payload, dict):
         raise bad_request("payload must be a JSON object")
@@ -87,16 +84,8 @@ async def start_pipeline(call: Call) -> Reply:
             return await answer_synchronously(call, enqueued[0].job, pipeline)
     enqueued = await call.gateway.enqueue_plan(plan, paused=paused)
     root = enqueued[0].job
-    run = await call.gateway.get_run(root.run_id) if root.run_id is not None else None
     return Reply(
-        {
-            "job_id": root.id,
-            "run_id": root.run_id,
-            "status": root.status.value,
-            "pipeline": name,
-            # The run's, beside its first job's: "paused" for a run started paused.
-            "run_status": None if run is None else run.status.value,
-        },
+        {"job_id": root.id, "run_id": root.run_id, "status": root.status.value, "pipeline": name},
         202,
         {"Location": f"/job/{root.id}/tree", "Retry-After": str(POLL_AFTER)},
     )
@@ -262,10 +251,6 @@ SCHEMAS: dict[str, Any] = {
             "run_id": {"type": "string", "description": "The run it started (GET /runs/{id})."},
             "status": ref("JobStatus"),
             "pipeline": STRING,
-            "run_status": {
-                "type": ["string", "null"],
-                "description": "The run's status (paused for a run started paused).",
-            },
         }
     ),
     "PipelineSkipped": object_schema(

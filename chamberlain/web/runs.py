@@ -21,7 +21,6 @@ from typing import Any, Final
 from chamberlain.plugins.input_schema import InvalidPayload, compile_input_schema
 from chamberlain.records import JobMessage, rfc3339
 from chamberlain.runs import (
-    ActOutcome,
     Approval,
     PipelineRun,
     Refused,
@@ -35,7 +34,14 @@ from chamberlain.runs import (
 from chamberlain.web.auth import JOBS_RO, JOBS_RW, Scoped
 from chamberlain.web.errors import ApiError, bad_request, error_body, not_found
 from chamberlain.web.handler import Call, Handler, Reply
-from chamberlain.web.intake import DISK_FULL, NO_QUERY, TOO_LARGE, UNAVAILABLE, decode_json_object
+from chamberlain.web.intake import (
+    DISK_FULL,
+    NO_QUERY,
+    TOO_LARGE,
+    UNAVAILABLE,
+    decode_json_object,
+    refuse_unknown_fields,
+)
 from chamberlain.web.jobs import int_param, single_param
 from chamberlain.web.spec import BodySpec, Param, ResponseSpec, Route, object_schema
 
@@ -107,28 +113,21 @@ def _action_handler(action: RunAction) -> Handler:
         run_id = call.path["run_id"]
         identity = call.require(JOBS_RW, action=f"{action.value} a run")
         body = decode_json_object(await call.read_body())
-        allowed = {"stop_running"} if action is RunAction.PAUSE else set()
-        unknown = sorted(set(body) - allowed)
-        if unknown:
-            expected = ", ".join(sorted(allowed)) or "nothing"
-            raise bad_request(
-                f"unknown field {unknown[0]!r} in the request body; expected: {expected}"
-            )
+        refuse_unknown_fields(body, ("stop_running",) if action is RunAction.PAUSE else ())
         stop_running = body.get("stop_running", False)
         if not isinstance(stop_running, bool):
             raise bad_request("stop_running must be true or false")
-        outcome = await call.gateway.act_on_run(
+        done = await call.gateway.act_on_run(
             run_id, action, actor=identity.submitted_by, stop_running=stop_running
         )
-        if outcome is None:
+        outcome = done.answer
+        if outcome is None or done.status is None:
             raise not_found(f"unknown run {run_id!r}")
         if isinstance(outcome, Refused):
-            run = await _run_or_404(call, run_id)
             raise RunConflict(
-                f"cannot {action.value} run {run_id}: {outcome.reason}", status=run.status.value
+                f"cannot {action.value} run {run_id}: {outcome.reason}", status=done.status.value
             )
-        assert isinstance(outcome, ActOutcome)
-        return Reply({"run_id": run_id, "status": outcome.status.value, "message": outcome.message})
+        return Reply({"run_id": run_id, "status": done.status.value, "message": outcome.message})
 
     return act
 
@@ -140,13 +139,9 @@ def _decision_handler(verdict: Verdict) -> Handler:
         run_id, step_id = call.path["run_id"], call.path["step_id"]
         identity = call.require(JOBS_RW, action=f"{word_name} a step of a run")
         body = decode_json_object(await call.read_body())
-        allowed = {"comment", "inputs"} if verdict is Verdict.APPROVE else {"comment"}
-        unknown = sorted(set(body) - allowed)
-        if unknown:
-            raise bad_request(
-                f"unknown field {unknown[0]!r} in the request body; expected:"
-                f" {', '.join(sorted(allowed))}"
-            )
+        refuse_unknown_fields(
+            body, ("comment", "inputs") if verdict is Verdict.APPROVE else ("comment",)
+        )
         comment = body.get("comment", "")
         if not isinstance(comment, str):
             raise bad_request("comment must be a string")
@@ -172,27 +167,27 @@ def _decision_handler(verdict: Verdict) -> Handler:
             comment=comment,
             inputs=inputs,
         )
-        outcome = await call.gateway.decide_step(run_id, step_id, word)
-        if outcome is None:
+        done = await call.gateway.decide_step(run_id, step_id, word)
+        outcome = done.answer
+        if outcome is None or done.status is None:
             raise not_found(f"unknown run {run_id!r} or step {step_id!r}")
-        after = await _run_or_404(call, run_id)
         if isinstance(outcome, Refused):
             raise RunConflict(
                 f"cannot {word_name} step {step_id} of run {run_id}: {outcome.reason}",
-                status=after.status.value,
+                status=done.status.value,
             )
         changed = not isinstance(outcome, Unchanged)
         decision = outcome.approval if isinstance(outcome, Unchanged) else outcome
         shown = decision.to_json()
         shown["at"] = rfc3339(shown["at"])
-        done = "approved" if decision.verdict is Verdict.APPROVE else "rejected"
+        said = "approved" if decision.verdict is Verdict.APPROVE else "rejected"
         return Reply(
             {
                 "run_id": run_id,
                 "step_id": step_id,
-                "status": after.status.value,
+                "status": done.status.value,
                 "message": (
-                    f"step {step_id} {done}" if changed else f"step {step_id} was {done} already"
+                    f"step {step_id} {said}" if changed else f"step {step_id} was {said} already"
                 ),
                 "changed": changed,
                 "approval": shown,
