@@ -760,7 +760,7 @@ def route(
     if gate is not None and job.status is JobStatus.SUCCEEDED and not _superseded(conn, job.id):
         first = next_gate(gate, None)
     store.apply_plan(
-        plan, now=now, dedupe_ttl=dedupe_ttl, hold_children_of=job.id if first is not None else None
+        plan, now=now, dedupe_ttl=dedupe_ttl, hold_children_of=job if first is not None else None
     )
     if job.run_id is not None:
         store.touched_runs.add(job.run_id)

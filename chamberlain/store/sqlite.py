@@ -702,23 +702,25 @@ class SqliteStore:
         *,
         now: float,
         dedupe_ttl: float,
-        hold_children_of: str | None = None,
+        hold_children_of: Job | None = None,
     ) -> list[Enqueued]:
-        """Store a plan's events and create its jobs; those of its run that are
-        children of ``hold_children_of`` (a step whose check or CI gates the next
-        steps) held on that gate."""
+        """Store a plan's events and create its jobs; the next steps of
+        ``hold_children_of`` (a step whose check or CI gates them: its children in
+        its own run, not the runs it starts) held on that gate."""
         for event in plan.events:
             self.insert_event(event)
+        gate = hold_children_of
+
+        def gated(job: NewJob) -> bool:
+            return (
+                gate is not None
+                and job.parent_job_id == gate.id
+                and run_rows.run_of(job) == gate.run_id
+            )
+
         return [
             self.enqueue(
-                job,
-                now=now,
-                dedupe_ttl=dedupe_ttl,
-                hold=(
-                    Hold.GATE
-                    if hold_children_of is not None and job.parent_job_id == hold_children_of
-                    else None
-                ),
+                job, now=now, dedupe_ttl=dedupe_ttl, hold=Hold.GATE if gated(job) else None
             )
             for job in plan.jobs
         ]
