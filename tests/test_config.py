@@ -1005,6 +1005,11 @@ def test_example_config_loads() -> None:
     sys_exec = config.plugins["sys_exec"]
     assert sys_exec.config == {"command": ["uname", "-a"]}
     assert sys_exec.parallelism == 1
+    (greet,) = config.pipelines
+    look, approved = greet.steps
+    assert (look.uses, approved.uses) == ("sys_exec.handle", "echo.handle")
+    assert approved.approval is not None
+    assert (approved.approval.timeout, approved.approval.on_timeout) == (3600.0, "reject")
 
 
 def test_example_config_takes_secrets_from_environment() -> None:

@@ -401,6 +401,45 @@ def test_start_up_validation_names_each_problem(tmp_path: Path) -> None:
     assert "pipelines[1].on: a synchronous pipeline starts from a trigger" in text
 
 
+def test_start_up_validation_names_each_run_control_problem(tmp_path: Path) -> None:
+    problems = routing_problems(
+        tmp_path,
+        {
+            "pipelines": [
+                {
+                    "name": "gated",
+                    "on": "a.poll",
+                    "steps": [
+                        {"id": "checked", "uses": "b", "check": {"uses": "b.nope"}},
+                        {
+                            "id": "asked",
+                            "uses": "b",
+                            "approval": {"inputs_schema": {"type": "no-such-type"}},
+                        },
+                        {
+                            "id": "timed",
+                            "uses": "b",
+                            "approval": {
+                                "timeout": "1h",
+                                "on_timeout": "approve",
+                                "inputs_schema": {"type": "object", "required": ["env", "why"]},
+                            },
+                        },
+                    ],
+                },
+            ],
+        },
+    )
+    assert problems[0] == (
+        "pipelines[0].steps[0].check.uses: 'b.nope' is not a loaded plugin[.command]"
+    )
+    assert problems[1].startswith("pipelines[0].steps[1].approval.inputs_schema: ")
+    assert problems[2:] == [
+        "pipelines[0].steps[2].approval.on_timeout: approve gives no inputs,"
+        " but inputs_schema requires env, why"
+    ]
+
+
 def test_pipelines_that_start_each_other_are_refused(tmp_path: Path) -> None:
     problems = routing_problems(
         tmp_path,

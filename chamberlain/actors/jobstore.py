@@ -559,6 +559,10 @@ class JobStore:
         for job in ended:
             self._finished(job)
         self.wake_dispatcher()
+        if ended:
+            # As after any request that finished jobs (Effects.wake_router): a job
+            # the timeout's word failed is routed, and tree waiters are answered.
+            self.wake_router()
 
     def _prune(self, store: SqliteStore, now: float) -> int:
         store.prune_deliveries(older_than=now - self.dedupe_ttl)

@@ -1089,6 +1089,13 @@ def _control_problems(routing: Routing, step: StepConfig, at: str) -> list[str]:
             compile_input_schema(step.approval.inputs_schema)
         except InvalidSchema as exc:
             problems.append(f"{at}.approval.inputs_schema: {exc}")
+        required = step.approval.inputs_schema.get("required")
+        if step.approval.on_timeout == "approve" and step.approval.timeout and required:
+            # The timeout's approve carries no inputs: the step would fail each time.
+            problems.append(
+                f"{at}.approval.on_timeout: approve gives no inputs, but inputs_schema"
+                f" requires {', '.join(map(str, required))}"
+            )
     return problems
 
 

@@ -20,7 +20,7 @@ from typing import Final
 import attrs
 
 from ._approvals import Approval, Verdict
-from ._gates import GateRecord, GateState, Hold
+from ._gates import GateKind, GateRecord, GateState, Hold
 from ._states import RunStatus, StepState, StepStatus
 
 __all__ = [
@@ -109,7 +109,11 @@ def _live(marks: Sequence[JobMark]) -> list[JobMark]:
 
 
 def _step_status(
-    marks: Sequence[JobMark], record: StepRecord | None = None, *, settled: bool
+    marks: Sequence[JobMark],
+    record: StepRecord | None = None,
+    *,
+    settled: bool,
+    cancelled: bool = False,
 ) -> StepStatus:
     live = _live(marks)
     if record is not None and record.rejected:
@@ -117,6 +121,9 @@ def _step_status(
     if any(mark.held is Hold.APPROVAL for mark in live):
         return StepStatus.AWAITING_APPROVAL
     if not live:
+        # A cancelled run's steps that never got a job were cancelled, not skipped.
+        if cancelled:
+            return StepStatus.CANCELLED
         return StepStatus.SKIPPED if settled else StepStatus.PENDING
     statuses = {mark.status for mark in live}
     if statuses & _UNDER_WAY:
@@ -130,10 +137,19 @@ def _step_status(
         return StepStatus.FAILED
     if "cancelled" in statuses:
         return StepStatus.CANCELLED
+    if not cancelled and not all(mark.routed for mark in live):
+        # Its jobs succeeded, but what follows them (the next steps, the step's
+        # check or CI wait) is stored a transaction later: until then the step is
+        # under way, never "succeeded" a moment before it awaits its check.
+        return StepStatus.RUNNING
     if record is not None and record.checking:
-        return StepStatus.AWAITING_CHECK
+        # A cancel stops the check; CI for a cancelled run decides nothing.
+        return StepStatus.CANCELLED if cancelled else StepStatus.AWAITING_CHECK
     if record is not None and record.blocked:
-        return StepStatus.FAILED
+        # A failed check judged the step's work; failed CI blocks a step whose own
+        # job succeeded, until retry-latest runs it for a new commit.
+        assert record.gate is not None
+        return StepStatus.BLOCKED if record.gate.kind is GateKind.CI else StepStatus.FAILED
     return StepStatus.SUCCEEDED
 
 
@@ -141,10 +157,13 @@ def step_progress(
     step_ids: Sequence[str],
     marks: Sequence[JobMark],
     records: Mapping[str, StepRecord] | None = None,
+    *,
+    cancelled: bool = False,
 ) -> tuple[StepProgress, ...]:
     """Each of ``step_ids`` (the pipeline's, in order) with its jobs and record, then
     any step the jobs name that the list lacks (a called pipeline's), in the order
-    of its first job."""
+    of its first job.  In a ``cancelled`` run, the steps nothing of which runs any
+    more are ``cancelled``."""
     records = records or {}
     order = list(dict.fromkeys([*step_ids, *(m.step_id for m in marks if m.step_id)]))
     settled = _settled(marks, records)
@@ -154,7 +173,7 @@ def step_progress(
         live = _live(mine)
         started = [m.started_at for m in live if m.started_at is not None]
         record = records.get(step_id)
-        status = _step_status(mine, record, settled=settled)
+        status = _step_status(mine, record, settled=settled, cancelled=cancelled)
         completed = [m.completed_at for m in live if m.completed_at is not None]
         if record is not None and status.finished and record.changed_at:
             completed.append(record.changed_at)
@@ -172,8 +191,10 @@ def step_progress(
 
 
 def _settled(marks: Sequence[JobMark], records: Mapping[str, StepRecord]) -> bool:
+    # A failed check or CI is no end: ``retry-latest`` may pass it, and the steps
+    # after it may still come.
     return all(mark.settled for mark in _live(marks)) and not any(
-        record.checking for record in records.values()
+        record.checking or record.blocked for record in records.values()
     )
 
 
@@ -187,11 +208,11 @@ def run_status(
     """A run's status from its jobs and records.
 
     ``cancelled`` (by ``cancel``) it stays; a rejected step fails it.  Once
-    everything of it settled, a failed check or CI leaves it ``blocked`` (a retry
-    may still pass), else it is ``failed`` if a job of it failed, ``cancelled`` if
-    one was cancelled, ``succeeded`` otherwise.  Until then it is ``paused`` while
-    paused, ``blocked`` on a failed gate, ``awaiting_approval`` while a step waits
-    for a person, ``running`` once a job of it started, and ``pending`` before.
+    everything of it settled (a failed check or CI has not: a retry may still pass
+    it), it is ``failed`` if a job of it failed, ``cancelled`` if one was
+    cancelled, ``succeeded`` otherwise.  Until then it is ``paused`` while paused,
+    ``blocked`` on a failed gate, ``awaiting_approval`` while a step waits for a
+    person, ``running`` once a job of it started, and ``pending`` before.
     """
     records = records or {}
     live = _live(marks)
@@ -199,10 +220,7 @@ def run_status(
         return RunStatus.CANCELLED
     if any(record.rejected for record in records.values()):
         return RunStatus.FAILED
-    blocked = any(record.blocked for record in records.values())
     if live and _settled(marks, records):
-        if blocked:
-            return RunStatus.BLOCKED
         statuses = {_step_status([mark], settled=True) for mark in live}
         if StepStatus.FAILED in statuses:
             return RunStatus.FAILED
@@ -211,7 +229,7 @@ def run_status(
         return RunStatus.SUCCEEDED
     if paused:
         return RunStatus.PAUSED
-    if blocked:
+    if any(record.blocked for record in records.values()):
         return RunStatus.BLOCKED
     if any(mark.held is Hold.APPROVAL for mark in live):
         return RunStatus.AWAITING_APPROVAL
@@ -262,7 +280,9 @@ class PipelineRun:
 
     def steps(self, step_ids: Sequence[str]) -> tuple[StepProgress, ...]:
         """Its steps, ``step_ids`` (its pipeline's, in order) first (:func:`step_progress`)."""
-        return step_progress(step_ids, self.jobs, self.records)
+        return step_progress(
+            step_ids, self.jobs, self.records, cancelled=self.cancelled_at is not None
+        )
 
     def step_states(self, step_ids: Sequence[str]) -> tuple[StepState, ...]:
         """Its steps as :func:`~chamberlain.runs.decide` sees them: a pending step
@@ -276,7 +296,8 @@ class PipelineRun:
             changed = [m.completed_at or m.created_at for m in live]
             if step.record is not None:
                 changed.append(step.record.changed_at)
-            states.append(
-                StepState(step_id=step.step_id, status=step.status, changed_at=max(changed))
-            )
+            # A step with no live job (never reached, or cancelled with its run
+            # before it got one) has nothing to date it by.
+            at = max(changed, default=0.0)
+            states.append(StepState(step_id=step.step_id, status=step.status, changed_at=at))
         return tuple(states)

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import attrs
 
-from chamberlain.records import Job, JobStatus, NewJob, RoutePlan
+from chamberlain.records import Job, JobStatus, NewJob, RoutePlan, rfc3339
 from chamberlain.routing.planner import Routing
 from chamberlain.runs import (
     TIMEOUT_ACTOR,
@@ -289,7 +289,7 @@ def _await_approval(store: SqliteStore, job: Job, timeout: float | None, now: fl
         (job.run_id, job.step_id, now, timeout_at, now),
     ).fetchone()
     if made is not None:
-        until = "" if timeout_at is None else " (it times out)"
+        until = "" if timeout_at is None else f" until {rfc3339(timeout_at)}"
         record_event(
             store.conn,
             job.run_id,
@@ -343,7 +343,9 @@ def _release(
             store.conn.execute("UPDATE jobs SET superseded = 1 WHERE id = ?", (job.id,))
             store.conn.execute("UPDATE jobs SET superseded = 0 WHERE id = ?", (replaced.id,))
             continue
-        admit_job(store, attrs.evolve(job, held=None), gates, now, ignore_pause=ignore_pause)
+        # Passed as stored, held: admit_job releases a held job it lets run (a job it
+        # sees unheld is left as it is).
+        admit_job(store, job, gates, now, ignore_pause=ignore_pause)
 
 
 def _replaced(store: SqliteStore, job_id: str) -> Job | None:
@@ -779,16 +781,8 @@ def route(
             verdict = attrs.evolve(
                 verdict, notes=f"the check job {job.status.value}: {job.last_error or 'no reason'}"
             )
-        _gate_decided(
-            store,
-            run_id,
-            step_id,
-            attrs.evolve(record, notes=verdict.notes),
-            verdict.passed,
-            gates,
-            now,
-            dedupe_ttl,
-        )
+        # The verdict is logged before what it sets going (a CI wait, the next
+        # step's approval), as a CI report is.
         record_event(
             conn,
             run_id,
@@ -801,6 +795,16 @@ def route(
             job_id=job.id,
             verdict="pass" if verdict.passed else "fail",
             notes=verdict.notes,
+        )
+        _gate_decided(
+            store,
+            run_id,
+            step_id,
+            attrs.evolve(record, notes=verdict.notes),
+            verdict.passed,
+            gates,
+            now,
+            dedupe_ttl,
         )
 
 

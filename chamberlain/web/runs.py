@@ -223,8 +223,19 @@ def event_json(message: JobMessage) -> dict[str, Any]:
         "step_id": detail.pop("step_id", None),
         "job_id": message.job_id,
         "text": message.text,
-        "detail": {key: value for key, value in detail.items() if key != "run_id"},
+        "detail": _event_times({key: value for key, value in detail.items() if key != "run_id"}),
     }
+
+
+def _event_times(detail: dict[str, Any]) -> dict[str, Any]:
+    """The times an event's detail holds (stored as epoch seconds), as the API writes
+    every time: RFC 3339."""
+    if isinstance(detail.get("timeout_at"), (int, float)):
+        detail["timeout_at"] = rfc3339(detail["timeout_at"])
+    approval = detail.get("approval")
+    if isinstance(approval, dict) and isinstance(approval.get("at"), (int, float)):
+        detail["approval"] = {**approval, "at": rfc3339(approval["at"])}
+    return detail
 
 
 async def run_events(call: Call) -> Reply:
