@@ -18,12 +18,13 @@ from pathlib import Path
 from typing import Any
 
 import attrs
+import pytest
 import trio
 from fakes import EPOCH, FakePlugins, clock_now, make_daemon
 
 from chamberlain.daemon.tree import Daemon
 from chamberlain.plugins.protocol import ProcessResult
-from chamberlain.records import JobStatus
+from chamberlain.records import Job, JobStatus
 from chamberlain.runs import (
     TIMEOUT_ACTOR,
     ActOutcome,
@@ -565,6 +566,53 @@ async def test_a_pause_lets_the_running_step_finish_and_resume_starts_the_next_a
     assert isinstance(resumed, ActOutcome)
     assert fake.started_at[waiting] == [resumed_at]
     assert statuses(shown) == ("succeeded", {"one": "succeeded", "two": "succeeded"})
+
+
+async def job_when(daemon: Daemon, job_id: str, ready: Callable[[Job], bool]) -> Job:
+    """The job once ``ready`` says so; an hour of mock time at most."""
+    with trio.fail_after(3600):
+        while True:
+            job = await daemon.gateway.get_job(job_id)
+            if job is not None and ready(job):
+                return job
+            await trio.sleep(POLL)
+
+
+def retrying() -> dict[str, Any]:
+    """Step ``one`` fails its first attempt and is retried after 30 s."""
+    return pipeline(
+        {"id": "one", "uses": "a.handle", "with": {"sleep": 10, "fail_until": 2}},
+        plugins={"a": {"retry": {"max_attempts": 3, "backoff_base": "30s"}}},
+    )
+
+
+@pytest.mark.parametrize("when", ["during-the-attempt", "during-the-backoff"])
+async def test_a_pause_holds_a_step_s_retry_until_resume(
+    when: str, tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    fake = FakePlugins()
+    async with running(daemon_for(tmp_path, fake, retrying())) as daemon:
+        run_id = await start(daemon, {})
+        job_id = the_job(await until(daemon, run_id, at_step("one", "running")), "one")
+        if when == "during-the-attempt":
+            await act(daemon, run_id, RunAction.PAUSE)
+        else:
+            # Failed once, it waits out its backoff, queued and not held yet.
+            await job_when(daemon, job_id, lambda j: j.status is JobStatus.QUEUED)
+            await act(daemon, run_id, RunAction.PAUSE)
+        held = await job_when(daemon, job_id, lambda j: j.held == "paused")
+        # Ten minutes on the mock clock, far past the backoff: no attempt starts.
+        await trio.sleep(600)
+        shown_paused = await view(daemon, run_id)
+        attempts_while_paused = fake.attempts[job_id]
+        resumed_at = trio.current_time()
+        await act(daemon, run_id, RunAction.RESUME)
+        shown = await until(daemon, run_id, run_is("succeeded"))
+    assert (held.status, held.attempt) == (JobStatus.QUEUED, 1)
+    assert statuses(shown_paused) == ("paused", {"one": "pending"})
+    assert attempts_while_paused == 1
+    assert fake.started_at[job_id][1] == resumed_at
+    assert statuses(shown) == ("succeeded", {"one": "succeeded"})
 
 
 # -- cancel --------------------------------------------------------------------------------

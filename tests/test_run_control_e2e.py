@@ -381,6 +381,45 @@ async def test_a_run_awaiting_approval_survives_a_sigkill_of_the_daemon(
     assert said["text"] == f"step ship approved by {ACTOR}: after the crash"
 
 
+async def test_a_paused_run_with_its_step_running_survives_a_sigkill_of_the_daemon(
+    daemon: DaemonFactory, tmp_path: Path
+) -> None:
+    # Crash recovery counts the interrupted attempt and requeues it after the retry
+    # backoff: give the step a second attempt, soon.
+    retry = {"max_attempts": 2, "backoff_base": "100ms"}
+    config = deep_merge(CONFIG, {"plugins": {"ctl_step": {"retry": retry}}})
+    gate = tmp_path / "go"
+    d = await daemon(config)
+    async with api_client(d, TOKEN) as c:
+        run_id = await start(c, "pair", {"pids": str(tmp_path), "gate": str(gate)})
+        run = await run_when(c, run_id, "running", first="running")
+        (interrupted,) = step(run, "first")["job_ids"]
+        plugin, child = await wait_for(
+            lambda: trio.to_thread.run_sync(read_pids, tmp_path, interrupted)
+        )
+        r = await c.post(f"/runs/{run_id}/pause")
+        assert (r.status_code, r.json()["status"]) == (200, "paused"), r.text
+    d.kill()
+    assert await d.stop() == -signal.SIGKILL
+
+    again = await daemon(config)
+    # The step's processes, left behind by the killed daemon, are killed at start-up.
+    await all_gone(plugin, child)
+    async with api_client(again, TOKEN) as c:
+        # Recovered into the queue, the interrupted job is held by the pause it
+        # survived: nothing of the run starts until it is resumed.
+        run = await run_when(c, run_id, "paused", first="pending", second="pending")
+        assert run["paused"] is True
+        recovered = await held_job(c, run_id, "first")
+        assert (recovered["job_id"], recovered["status"]) == (interrupted, "queued")
+        await trio.to_thread.run_sync(gate.touch)
+        r = await c.post(f"/runs/{run_id}/resume")
+        assert r.status_code == 200, r.text
+        run = await run_when(c, run_id, "succeeded", first="succeeded", second="succeeded")
+        assert step(run, "first")["job_ids"] == [interrupted]
+        assert (await job(c, interrupted))["attempt"] == 2
+
+
 # -- pause, resume, cancel ----------------------------------------------------------------
 
 

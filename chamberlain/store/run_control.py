@@ -210,6 +210,16 @@ def hold(conn: sqlite3.Connection, job_id: str, hold: Hold) -> None:
     )
 
 
+def requeued(conn: sqlite3.Connection, job: Job) -> None:
+    """A job of a run queued again by its settlement (a retry after its backoff, an
+    orphan recovered after a crash): held if its run is paused, since no attempt of
+    a paused run starts until it is resumed."""
+    if job.run_id is not None and job.status is JobStatus.QUEUED:
+        paused, _ = _run_flags(conn, job.run_id)
+        if paused:
+            hold(conn, job.id, Hold.PAUSED)
+
+
 def _end_unrun(store: SqliteStore, job_id: str, status: JobStatus, reason: str, now: float) -> None:
     """End a job of a run that never ran (cancelled with its run, failed to shape)."""
     ended = store.conn.execute(
@@ -438,6 +448,13 @@ def act(
     stop: list[str] = []
     if action is RunAction.PAUSE:
         conn.execute("UPDATE runs SET paused = 1 WHERE id = ?", (run_id,))
+        # What is queued and not started (waiting for a worker, or for a retry's
+        # backoff) is held now too: the pause reaches every job, not only new ones.
+        conn.execute(
+            "UPDATE jobs SET held = ?, run_at = ? WHERE run_id = ? AND status = 'queued'"
+            " AND held IS NULL",
+            (Hold.PAUSED.value, HELD_RUN_AT, run_id),
+        )
     elif action is RunAction.RESUME:
         conn.execute("UPDATE runs SET paused = 0 WHERE id = ?", (run_id,))
     for effect in decision.effects:

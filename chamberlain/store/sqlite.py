@@ -595,6 +595,7 @@ class SqliteStore:
         job = _row_to_job(row)
         if job.run_id is not None:
             self.touched_runs.add(job.run_id)
+            run_control.requeued(self.conn, job)
         if s.new_state is not None:
             self.put_state(job.plugin, s.new_state, now=now)
         if s.facts:
