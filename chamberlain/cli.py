@@ -1,4 +1,5 @@
-"""The ``chamberlain`` command line: ``start``, ``run``, ``check`` and ``secret-key``.
+"""The ``chamberlain`` command line: ``start``, ``run``, ``check``, ``secret-key``, and the
+client commands of :mod:`chamberlain.client` (``trigger``, ``job``, ``jobs`` ...; docs/CLI.md).
 
 ``start`` runs the daemon in the foreground; ``run`` runs one job through the same
 Runner on a throwaway in-memory store, showing the plugin's stderr lines and the
@@ -51,6 +52,7 @@ from rich.console import Console
 from rich.text import Text
 
 from chamberlain.actors.gateway import Gateway
+from chamberlain.client import add_client_commands
 from chamberlain.config import IN_MEMORY, Config, ConfigError, load_config, parse_config
 from chamberlain.config.references import check_secret_references
 from chamberlain.config.units import parse_duration
@@ -658,6 +660,7 @@ PROGRAM_HELP = HelpText(
         "chamberlain start --config config.yaml",
         "chamberlain run echo poll --payload '{\"n\": 1}'",
         "chamberlain --log-format json start --config config.yaml",
+        "CHAMBERLAIN_TOKEN=… chamberlain trigger echo poll -p greeting=hi --wait",
     ),
     exit_codes=(
         (0, "success"),
@@ -890,6 +893,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     secret_key = _subcommand(sub, "secret-key", SECRET_KEY_HELP, options)
     secret_key.set_defaults(func=cmd_secret_key)
+    add_client_commands(sub, [options])
     return parser
 
 

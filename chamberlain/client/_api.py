@@ -1,0 +1,107 @@
+"""The daemon's HTTP API as the client commands use it: one request, its JSON, or an
+error that knows its exit code.
+
+Errors name the URL and what the daemon said, never the token (it travels only in
+the ``Authorization`` header, which no message here prints).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+import httpx
+
+from ._connection import Connection
+from ._exits import ExitCode
+
+__all__ = ["ApiClient", "ClientError"]
+
+
+class ClientError(Exception):
+    """A request that did not get what it asked for, with the exit code that says so."""
+
+    def __init__(self, message: str, code: ExitCode) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _said(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text.strip()[:200] or response.reason_phrase
+    if isinstance(body, Mapping) and isinstance(body.get("error"), str):
+        return str(body["error"])
+    return response.reason_phrase
+
+
+@attrs.define
+class ApiClient:
+    """A client of one daemon; use it as a context manager."""
+
+    connection: Connection
+    #: Seconds a request may take beyond the wait it asks the daemon for.
+    timeout: float = 30.0
+    _http: httpx.Client = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        headers = {"User-Agent": "chamberlain-cli"}
+        if self.connection.token:
+            headers["Authorization"] = f"Bearer {self.connection.token}"
+        self._http = httpx.Client(
+            base_url=self.connection.url, headers=headers, timeout=self.timeout
+        )
+
+    def __enter__(self) -> ApiClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._http.close()
+
+    def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Mapping[str, Any] | None = None,
+        params: Mapping[str, str | int] | None = None,
+        wait: float = 0.0,
+    ) -> Any:
+        """The JSON of ``method path``; :class:`ClientError` for anything but 2xx.
+
+        ``wait``: seconds the daemon may hold the request (a long poll) before the
+        usual timeout starts to count.
+        """
+        try:
+            response = self._http.request(
+                method,
+                path,
+                json=None if body is None else dict(body),
+                params=None if params is None else dict(params),
+                timeout=self.timeout + wait,
+            )
+        except httpx.TransportError as exc:
+            raise ClientError(
+                f"cannot reach the daemon at {self.connection.url}"
+                f" ({self.connection.source}): {exc or type(exc).__name__}",
+                ExitCode.UNREACHABLE,
+            ) from None
+        if response.status_code in (401, 403):
+            token = self.connection
+            where = "no token given" if not token.token else f"the token of {token.token_source}"
+            raise ClientError(
+                f"{method} {path}: {response.status_code} {_said(response)} ({where})",
+                ExitCode.AUTH_REFUSED,
+            )
+        if response.status_code >= 400:
+            raise ClientError(
+                f"{method} {path}: {response.status_code} {_said(response)}", ExitCode.FAILED
+            )
+        try:
+            return response.json()
+        except ValueError:
+            raise ClientError(
+                f"{method} {path}: the daemon answered no JSON", ExitCode.FAILED
+            ) from None

@@ -1,0 +1,305 @@
+"""The client commands: each asks the daemon over HTTP and shows the answer.
+
+A command returns its exit code (:class:`ExitCode`); output goes to stdout (a table
+on a terminal, the API's JSON unchanged with ``--json``, only the job id with
+``-q``), progress and errors to stderr.  Colour follows the terminal: none when
+stdout is no TTY or ``NO_COLOR`` is set (rich's own rule).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+from rich.console import Console
+from rich.table import Table
+
+from chamberlain.config.units import parse_duration
+
+from ._api import ApiClient, ClientError
+from ._connection import ConnectionError, resolve
+from ._exits import ExitCode, exit_for_status
+
+__all__ = ["TERMINAL", "parse_payload", "run_client_command", "wait_job"]
+
+#: Job statuses that end a job.
+TERMINAL = frozenset({"succeeded", "failed", "dead", "timed_out", "cancelled"})
+
+#: Seconds one long poll of ``GET /job/{id}?wait=`` asks for (the API's longest is 60).
+_POLL = 30.0
+
+#: The columns ``jobs`` and ``queue`` show.
+_JOB_COLUMNS = ("job_id", "status", "plugin", "command", "attempt", "created_at", "last_error")
+
+
+def parse_payload(pairs: Sequence[str], payload: str | None) -> dict[str, Any]:
+    """The payload ``-p key=value`` (a string) / ``-p key:=JSON`` pairs, or ``--payload
+    JSON`` / ``--payload @file.json`` give; :class:`ClientError` (usage) if bad."""
+    if pairs and payload is not None:
+        raise ClientError("give -p pairs or --payload, not both", ExitCode.USAGE)
+    if payload is not None:
+        text = payload
+        if payload.startswith("@"):
+            try:
+                text = Path(payload[1:]).read_text()
+            except OSError as exc:
+                raise ClientError(f"--payload {payload}: {exc.strerror}", ExitCode.USAGE) from None
+        try:
+            value = json.loads(text)
+        except ValueError as exc:
+            raise ClientError(f"--payload: not JSON: {exc}", ExitCode.USAGE) from None
+        if not isinstance(value, dict):
+            raise ClientError("--payload must be a JSON object", ExitCode.USAGE)
+        return value
+    found: dict[str, Any] = {}
+    for pair in pairs:
+        key, json_sep, rest = pair.partition(":=")
+        if json_sep and "=" not in key:
+            try:
+                found[key] = json.loads(rest)
+            except ValueError as exc:
+                raise ClientError(f"-p {pair}: not JSON after :=: {exc}", ExitCode.USAGE) from None
+            continue
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ClientError(f"-p {pair}: expected key=value or key:=JSON", ExitCode.USAGE)
+        found[key] = value
+    return found
+
+
+def _duration(value: str | None, option: str) -> float:
+    if value is None:
+        return math.inf
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise ClientError(f"{option} {value}: {exc}", ExitCode.USAGE) from None
+
+
+def wait_job(
+    api: ApiClient,
+    job_id: str,
+    *,
+    timeout: float,
+    on_poll: Callable[[Mapping[str, Any]], None] = lambda job: None,
+    clock: Callable[[], float] = time.monotonic,
+) -> dict[str, Any]:
+    """The job once it ended, or as it stands when ``timeout`` seconds passed; long
+    polls of ``GET /job/{id}?wait=``, each shown to ``on_poll``."""
+    deadline = clock() + timeout
+    while True:
+        left = deadline - clock()
+        wait = max(0.0, min(_POLL, left))
+        job: dict[str, Any] = api.call(
+            "GET", f"/job/{job_id}", params={"wait": f"{wait:.3f}"}, wait=wait
+        )
+        on_poll(job)
+        if job.get("status") in TERMINAL or clock() >= deadline:
+            return job
+
+
+class _Output:
+    """Where a command writes: the data on stdout, progress on stderr."""
+
+    def __init__(self, args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> None:
+        self.json = bool(getattr(args, "json", False))
+        self.quiet = bool(getattr(args, "quiet", False))
+        self.out = Console(file=stdout, highlight=False, soft_wrap=True)
+        self.err = Console(file=stderr, highlight=False, soft_wrap=True)
+        self.raw = stdout
+
+    def data(self, value: Any) -> None:
+        """The API's JSON, unchanged."""
+        self.raw.write(json.dumps(value, indent=2 if self.out.is_terminal else None) + "\n")
+
+    def table(self, rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> None:
+        table = Table(*columns, box=None, pad_edge=False, header_style="bold")
+        for row in rows:
+            table.add_row(*(_cell(row.get(column)) for column in columns))
+        self.out.print(table)
+
+    def fields(self, value: Mapping[str, Any], keys: Sequence[str]) -> None:
+        table = Table.grid(padding=(0, 2))
+        for key in keys:
+            if key in value and value[key] is not None:
+                table.add_row(f"[bold]{key}[/bold]", _cell(value[key]))
+        self.out.print(table)
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, (dict, list)):
+        return json.dumps(value)
+    return str(value)
+
+
+_JOB_FIELDS = (
+    "job_id",
+    "status",
+    "plugin",
+    "command",
+    "attempt",
+    "max_attempts",
+    "submitted_by",
+    "created_at",
+    "started_at",
+    "completed_at",
+    "next_retry_at",
+    "last_error",
+    "run_id",
+    "result",
+)
+
+
+def _show_job(out: _Output, job: Mapping[str, Any]) -> None:
+    if out.json:
+        out.data(job)
+    elif out.quiet:
+        out.raw.write(f"{job['job_id']}\n")
+    else:
+        out.fields(job, _JOB_FIELDS)
+
+
+def _waited(out: _Output, api: ApiClient, job_id: str, timeout: float) -> int:
+    """Wait for a job with a live status line on a terminal; its exit code."""
+    started = time.monotonic()
+    live = out.err.is_terminal and not out.quiet and not out.json
+    if live:
+        with out.err.status(f"{job_id}: waiting") as status:
+
+            def show(job: Mapping[str, Any]) -> None:
+                elapsed = time.monotonic() - started
+                status.update(f"{job_id}: {job.get('status')}  {elapsed:.0f}s")
+
+            job = wait_job(api, job_id, timeout=timeout, on_poll=show)
+    else:
+        job = wait_job(api, job_id, timeout=timeout)
+    _show_job(out, job)
+    code = exit_for_status(str(job.get("status")))
+    if code is ExitCode.TIMED_OUT and job.get("status") not in TERMINAL:
+        out.err.print(f"chamberlain: {job_id} is still {job.get('status')} after the --timeout")
+    return code
+
+
+def cmd_trigger(args: argparse.Namespace, api: ApiClient, out: _Output) -> int:
+    payload = parse_payload(args.param or (), args.payload)
+    timeout = _duration(args.timeout, "--timeout")
+    answer = api.call("POST", f"/trigger/{args.plugin}/{args.command}", body={"payload": payload})
+    job_id = answer.get("job_id")
+    if not args.wait or not isinstance(job_id, str):
+        if out.json:
+            out.data(answer)
+        elif out.quiet and isinstance(job_id, str):
+            out.raw.write(f"{job_id}\n")
+        else:
+            out.fields(answer, ("job_id", "status", "plugin", "command", "duplicate"))
+        return ExitCode.SUCCEEDED
+    return _waited(out, api, job_id, timeout)
+
+
+def cmd_job(args: argparse.Namespace, api: ApiClient, out: _Output) -> int:
+    if args.wait:
+        return _waited(out, api, args.job_id, _duration(args.timeout, "--timeout"))
+    _show_job(out, api.call("GET", f"/job/{args.job_id}"))
+    return ExitCode.SUCCEEDED
+
+
+def cmd_jobs(args: argparse.Namespace, api: ApiClient, out: _Output) -> int:
+    params: dict[str, str | int] = {"limit": args.limit}
+    for key in ("status", "plugin", "since"):
+        value = getattr(args, key)
+        if value:
+            params[key] = value
+    answer = api.call("GET", "/jobs", params=params)
+    if out.json:
+        out.data(answer)
+    elif out.quiet:
+        out.raw.writelines(f"{job['job_id']}\n" for job in answer["jobs"])
+    else:
+        out.table(answer["jobs"], _JOB_COLUMNS)
+        out.err.print(f"{len(answer['jobs'])} of {answer['total']} jobs")
+    return ExitCode.SUCCEEDED
+
+
+def cmd_cancel(args: argparse.Namespace, api: ApiClient, out: _Output) -> int:
+    answer = api.call("POST", f"/job/{args.job_id}/cancel")
+    if out.json:
+        out.data(answer)
+    elif not out.quiet:
+        out.fields(answer, ("job_id", "status", "was_running"))
+    return ExitCode.SUCCEEDED
+
+
+def cmd_retry(args: argparse.Namespace, api: ApiClient, out: _Output) -> int:
+    answer = api.call("POST", f"/job/{args.job_id}/retry")
+    if args.wait:
+        return _waited(out, api, answer["job_id"], _duration(args.timeout, "--timeout"))
+    if out.json:
+        out.data(answer)
+    elif out.quiet:
+        out.raw.write(f"{answer['job_id']}\n")
+    else:
+        out.fields(answer, ("job_id", "original_job_id", "status", "plugin", "command"))
+    return ExitCode.SUCCEEDED
+
+
+def cmd_queue(args: argparse.Namespace, api: ApiClient, out: _Output) -> int:
+    answer = api.call("GET", "/queue", params={"limit": args.limit})
+    if out.json:
+        out.data(answer)
+        return ExitCode.SUCCEEDED
+    rows = [*answer["running"], *answer["queued"]]
+    if out.quiet:
+        out.raw.writelines(f"{job['job_id']}\n" for job in rows)
+        return ExitCode.SUCCEEDED
+    out.table(rows, _JOB_COLUMNS[:-1])
+    out.err.print(
+        f"{answer['running_total']} running (of {answer['max_workers']} workers),"
+        f" {answer['queued_total']} queued"
+    )
+    return ExitCode.SUCCEEDED
+
+
+def cmd_health(args: argparse.Namespace, api: ApiClient, out: _Output) -> int:
+    answer = api.call("GET", "/healthz")
+    if out.json:
+        out.data(answer)
+    elif not out.quiet:
+        out.fields(answer, tuple(answer))
+    return ExitCode.SUCCEEDED if answer.get("status") == "ok" else ExitCode.FAILED
+
+
+Command = Callable[[argparse.Namespace, ApiClient, _Output], int]
+
+
+def run_client_command(
+    command: Command,
+    args: argparse.Namespace,
+    *,
+    stdout: TextIO | None = None,
+    stderr: TextIO | None = None,
+) -> int:
+    """Run a client command: resolve the connection, ask, show; its exit code."""
+    out = _Output(args, stdout or sys.stdout, stderr or sys.stderr)
+    # httpx logs every request at INFO: the command's own output says what matters.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    try:
+        connection = resolve(
+            url=args.url, token=args.token, profile=args.profile, config=args.config
+        )
+        with ApiClient(connection) as api:
+            return command(args, api, out)
+    except ConnectionError as exc:
+        out.err.print(f"chamberlain: {exc}", markup=False)
+        return ExitCode.USAGE
+    except ClientError as exc:
+        out.err.print(f"chamberlain: {exc}", markup=False)
+        return exc.code
