@@ -42,10 +42,12 @@ import os
 import sqlite3
 import sys
 import textwrap
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
+import argcomplete
 import attrs
 import trio
 from rich.console import Console
@@ -67,9 +69,10 @@ from chamberlain.joblog import WAITING_TEXT
 from chamberlain.loops import LoopError, parse_loop
 from chamberlain.plugins.binding import BoundPlugin, bind_plugins
 from chamberlain.plugins.registry import SkippedPlugin, discover
-from chamberlain.records import JobMessage, JobStatus, MessageKind, NewJob
+from chamberlain.records import JobMessage, JobStatus, MessageKind, NewJob, rfc3339
 from chamberlain.relay_rules import with_relay_plugin
 from chamberlain.routing.planner import Routing, build_routing
+from chamberlain.schedule.plan import SchedulePlan, build_plans
 from chamberlain.sealing import (
     SECRET_KEY_ENV,
     KeyProblem,
@@ -583,15 +586,70 @@ class LiveView:
             self.console.print(Text.assemble(*pieces))
 
 
+#: How many of a schedule's next runs ``check`` shows.
+NEXT_RUNS = 3
+
+
+def next_runs(plan: SchedulePlan, now: float, count: int = NEXT_RUNS) -> list[float]:
+    """The next ``count`` times ``plan`` fires after ``now``, for a daemon started now
+    (jitter left out; fewer for a schedule that stops)."""
+    timing = plan.timing(now)
+    found: list[float] = []
+    at: float | None = now
+    while at is not None and len(found) < count:
+        at = timing.next_after(at)
+        if at is not None:
+            found.append(at)
+    return found
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     """Validate config and plugins, print what would run."""
     loaded = _load(args.config)
     config, plugins = loaded.config, loaded.plugins
     # Read-only: a check creates no key file, and runs beside a running daemon.
     registry = open_registry(config, create_key=False)
+    now = time.time()
+    schedules: list[dict[str, Any]] = [
+        {
+            "plugin": plan.plugin,
+            "id": plan.id,
+            "command": plan.command,
+            "next_runs": [str(rfc3339(at)) for at in next_runs(plan, now)],
+        }
+        for plan in build_plans(plugins)
+    ]
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "ok": not loaded.skipped,
+                    "state": str(config.state.path),
+                    "plugins": [
+                        {
+                            "name": name,
+                            "version": plugin.manifest.version,
+                            "commands": [c.name for c in plugin.manifest.commands],
+                            "parallelism": plugin.parallelism,
+                        }
+                        for name, plugin in sorted(plugins.items())
+                    ],
+                    "skipped": [{"path": str(s.path), "reason": s.reason} for s in loaded.skipped],
+                    "schedules": schedules,
+                    "secrets": len(list(registry.vault.names())),
+                },
+                indent=2,
+            )
+        )
+        return EXIT_CONFIG if loaded.skipped else 0
     for name, plugin in sorted(plugins.items()):
         commands = ", ".join(c.name for c in plugin.manifest.commands)
         print(f"{name} {plugin.manifest.version}: {commands} (parallelism {plugin.parallelism})")
+    if schedules:
+        print("schedules (next runs if the daemon started now):")
+        for schedule in schedules:
+            when = ", ".join(schedule["next_runs"]) or "never again"
+            print(f"  {schedule['plugin']}/{schedule['id']} ({schedule['command']}): {when}")
     if loaded.skipped:
         # `start` runs without these; `check` is where someone looks for them.
         print(f"skipped {len(loaded.skipped)} plugins:")
@@ -889,6 +947,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     check = _subcommand(sub, "check", CHECK_HELP, options)
     check.add_argument("--config", "-c", required=True, help="path to the YAML config")
+    check.add_argument(
+        "--json", action="store_true", help="print the plugins, schedules and problems as JSON"
+    )
     check.set_defaults(func=cmd_check)
 
     secret_key = _subcommand(sub, "secret-key", SECRET_KEY_HELP, options)
@@ -906,7 +967,10 @@ def log_formatter(choice: str | None, stream: TextIO) -> RedactingFormatter:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    # Answers a shell's completion request (and exits) when one is asked for.
+    argcomplete.autocomplete(parser)
+    args = parser.parse_args(argv)
     jsonlog.configure(
         args.log_level.upper(), sys.stderr, formatter=log_formatter(args.log_format, sys.stderr)
     )

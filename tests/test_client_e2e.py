@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import pty
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +14,7 @@ from typing import Any
 
 import pytest
 import trio
-from conftest import API_KEY, DaemonFactory, DaemonProcess, api_client
+from conftest import API_KEY, BUNDLED_PLUGINS, DaemonFactory, DaemonProcess, api_client, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -231,3 +233,326 @@ async def test_a_profile_gives_the_url_and_token(d: DaemonProcess, tmp_path: Pat
     assert open_to_all.returncode == 2
     assert "is open to others (mode 0644)" in open_to_all.stderr
     assert API_KEY not in open_to_all.stderr
+
+
+E2E_PLUGINS = Path(__file__).resolve().parent / "e2e_plugins"
+
+WATCHED: dict[str, Any] = {
+    "plugin_roots": [str(BUNDLED_PLUGINS), str(E2E_PLUGINS)],
+    "plugins": {
+        "echo": {"schedules": [{"id": "beat", "command": "health", "every": "1h"}]},
+        "observed": {"retry": {"max_attempts": 1}},
+    },
+    "pipelines": [
+        {
+            "name": "gate",
+            "on": "manual.gate",
+            "steps": [
+                {
+                    "id": "ship",
+                    "uses": "echo.handle",
+                    "approval": {
+                        "required": True,
+                        "inputs_schema": {
+                            "type": "object",
+                            "properties": {"env": {"enum": ["staging", "production"]}},
+                        },
+                    },
+                    "with": {"env": "{approval.inputs.env}"},
+                }
+            ],
+        }
+    ],
+}
+
+
+async def stopped(proc: trio.Process) -> None:
+    """``proc`` gone and reaped, even when the test failed half-way."""
+    if proc.returncode is None:
+        proc.kill()
+    with trio.move_on_after(10, shield=True):
+        await proc.wait()
+    if proc.stdout is not None:
+        await proc.stdout.aclose()
+
+
+async def read_until(stream: trio.abc.ReceiveStream, seen: bytearray, wanted: bytes) -> None:
+    """Read ``stream`` into ``seen`` until ``wanted`` is in it (20 s at most)."""
+    with trio.fail_after(20):
+        while wanted not in seen:
+            chunk = await stream.receive_some(4096)
+            if not chunk:
+                raise AssertionError(f"the stream ended without {wanted!r}: {bytes(seen)!r}")
+            seen.extend(chunk)
+
+
+async def test_follow_streams_the_lines_while_the_job_runs(
+    daemon: DaemonFactory, tmp_path: Path
+) -> None:
+    d = await daemon(WATCHED)
+    go = tmp_path / "go"
+    payload = json.dumps({"lines": ["first line"], "wait_for": str(go), "after": ["last line"]})
+    env = {**os.environ, "CHAMBERLAIN_URL": d.base_url, "CHAMBERLAIN_TOKEN": API_KEY}
+    argv = [sys.executable, "-m", "chamberlain", "trigger", "observed", "poll"]
+    proc = await trio.lowlevel.open_process(
+        [*argv, "--payload", payload, "--follow"], stdout=subprocess.PIPE, env=env
+    )
+    try:
+        assert proc.stdout is not None
+        seen = bytearray()
+        await read_until(proc.stdout, seen, b"first line")
+        # The line came while the job still runs: it waits for the file.
+        async with api_client(d) as c:
+            (job,) = (await c.get("/jobs")).json()["jobs"]
+            assert job["status"] == "running"
+        await trio.Path(go).touch()
+        await read_until(proc.stdout, seen, b"finished: succeeded")
+        with trio.fail_after(20):
+            await proc.wait()
+    finally:
+        await stopped(proc)
+    assert proc.returncode == 0
+    text = seen.decode()
+    assert text.index("first line") < text.index("last line") < text.index("finished")
+    logs = await client(d, "logs", job["job_id"], home=tmp_path)
+    assert "stderr     first line" in logs.stdout and "last line" in logs.stdout
+
+
+async def test_wait_on_a_terminal_shows_a_live_status_line(
+    daemon: DaemonFactory, tmp_path: Path
+) -> None:
+    d = await daemon(WATCHED)
+    go = tmp_path / "go"
+    payload = json.dumps({"wait_for": str(go)})
+    env = {k: v for k, v in os.environ.items() if k != "NO_COLOR"}
+    env |= {"CHAMBERLAIN_URL": d.base_url, "CHAMBERLAIN_TOKEN": API_KEY, "TERM": "xterm"}
+    main, side = pty.openpty()
+    argv = [sys.executable, "-m", "chamberlain", "trigger", "observed", "poll", "--wait"]
+    seen = bytearray()
+    running = trio.Event()
+
+    async def read() -> None:
+        # Until the process is gone and its terminal closes (EIO, or an empty read).
+        while True:
+            try:
+                chunk = await trio.to_thread.run_sync(os.read, main, 4096)
+            except OSError:
+                return
+            if not chunk:
+                return
+            seen.extend(chunk)
+            if b": running" in seen:
+                running.set()
+
+    proc = await trio.lowlevel.open_process(
+        [*argv, "--payload", payload], stdin=side, stdout=side, stderr=side, env=env
+    )
+    os.close(side)
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(read)
+            with trio.fail_after(20):
+                await running.wait()
+            await trio.Path(go).touch()
+            with trio.fail_after(20):
+                await proc.wait()
+    finally:
+        await stopped(proc)
+        os.close(main)
+    assert proc.returncode == 0
+    # The status line (job id, status, seconds since it started), then the job.
+    assert re.search(rb"[0-9a-f-]{36}: running\s+\d+s", bytes(seen))
+    assert b"succeeded" in seen
+
+
+async def test_plugins_schedules_pipelines_and_runs(daemon: DaemonFactory, tmp_path: Path) -> None:
+    d = await daemon(WATCHED)
+    names = await client(d, "plugins", "-q", home=tmp_path)
+    assert {"echo", "observed"} <= set(names.stdout.split()), names.stdout
+    echo = await client(d, "plugins", "echo", "--json", home=tmp_path)
+    assert [c["name"] for c in json.loads(echo.stdout)["commands"]] == ["poll", "handle", "health"]
+    assert "handle" in (await client(d, "plugins", "echo", home=tmp_path)).stdout
+    assert (await client(d, "plugins", "nope", home=tmp_path)).returncode == 1
+
+    schedules = await client(d, "schedules", "--json", home=tmp_path)
+    (beat,) = json.loads(schedules.stdout)["schedules"]
+    assert (beat["plugin"], beat["id"]) == ("echo", "beat")
+    assert "beat" in (await client(d, "schedules", home=tmp_path)).stdout
+    reset = await client(
+        d, "schedules", "--reset", "echo/beat", "--reason", "fixed", home=tmp_path, token="rw-token"
+    )
+    assert reset.returncode == 0, reset.stderr
+    assert (await client(d, "schedules", "--reset", "beat", home=tmp_path)).returncode == 2
+
+    started = await client(d, "pipeline", "gate", "-q", home=tmp_path)
+    assert started.returncode == 0, started.stderr
+    (run_id,) = started.stdout.split()
+
+    async def awaiting() -> bool:
+        shown = await client(d, "runs", run_id, "--json", home=tmp_path)
+        return bool(json.loads(shown.stdout)["status"] == "awaiting_approval")
+
+    await wait_for(awaiting)
+    listed = await client(d, "runs", "--status", "awaiting_approval", "-q", home=tmp_path)
+    assert listed.stdout.split() == [run_id]
+    table = await client(d, "runs", run_id, home=tmp_path)
+    assert "awaiting_approval" in table.stdout and "ship" in table.stdout
+    bad = await client(d, "approve", run_id, "ship", "-i", "env=moon", home=tmp_path)
+    assert bad.returncode == 1 and "inputs.env: 'moon' is not one of" in bad.stderr
+    approved = await client(
+        d,
+        "approve",
+        run_id,
+        "ship",
+        "-i",
+        "env=staging",
+        "--comment",
+        "go",
+        "--json",
+        home=tmp_path,
+    )
+    assert approved.returncode == 0, approved.stderr
+    decision = json.loads(approved.stdout)["approval"]
+    assert (decision["by"], decision["inputs"]) == ("api_key", {"env": "staging"})
+    late = await client(d, "reject", run_id, "ship", home=tmp_path)
+    assert late.returncode == 1 and "409" in late.stderr
+
+    paused = await client(d, "pipeline", "gate", "--paused", "--json", home=tmp_path)
+    other = json.loads(paused.stdout)["run_id"]
+    await wait_for(lambda: _run_status(d, other, tmp_path, "paused"))
+    missing = await client(d, "approve", "nope", "ship", home=tmp_path)
+    assert missing.returncode == 1 and "404" in missing.stderr
+
+
+async def _run_status(d: DaemonProcess, run_id: str, home: Path, status: str) -> bool:
+    shown = await client(d, "runs", run_id, "--json", home=home)
+    return bool(json.loads(shown.stdout)["status"] == status)
+
+
+async def complete(d: DaemonProcess | None, line: str, home: Path) -> list[str]:
+    """What a shell's tab after ``line`` offers, as argcomplete answers bash."""
+    out = home / "completion.out"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CHAMBERLAIN_")}
+    env |= {
+        "HOME": str(home),
+        "_ARGCOMPLETE": "1",
+        "_ARGCOMPLETE_IFS": "\n",
+        "COMP_LINE": line,
+        "COMP_POINT": str(len(line)),
+        "_ARGCOMPLETE_STDOUT_FILENAME": str(out),
+        "CHAMBERLAIN_URL": d.base_url if d is not None else "http://127.0.0.1:9",
+        "CHAMBERLAIN_TOKEN": API_KEY,
+    }
+
+    def run() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "chamberlain"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+            env=env,
+        )
+
+    done = await trio.to_thread.run_sync(run)
+    assert done.returncode == 0, done.stderr
+    return sorted(word.strip() for word in out.read_text().split("\n") if word.strip())
+
+
+async def test_shell_completion_names_commands_plugins_and_jobs(
+    d: DaemonProcess, tmp_path: Path
+) -> None:
+    assert await complete(d, "chamberlain tri", tmp_path) == ["trigger"]
+    assert await complete(d, "chamberlain trigger ec", tmp_path) == ["echo"]
+    assert await complete(d, "chamberlain trigger echo h", tmp_path) == ["handle", "health"]
+    assert await complete(d, "chamberlain trigger echo poll --wa", tmp_path) == ["--wait"]
+    done = await client(d, "trigger", "echo", "poll", "-q", home=tmp_path)
+    (job_id,) = done.stdout.split()
+    assert await complete(d, f"chamberlain job {job_id[:6]}", tmp_path) == [job_id]
+    # A daemon that cannot be reached completes nothing, and says nothing.
+    assert await complete(None, "chamberlain trigger ec", tmp_path) == []
+
+    for shell in ("bash", "zsh"):
+        code = await client(d, "completion", shell, home=tmp_path)
+        assert code.returncode == 0 and "chamberlain" in code.stdout
+    bash = tmp_path / "complete.bash"
+    bash.write_text((await client(d, "completion", "bash", home=tmp_path)).stdout)
+    checked = await trio.run_process(["bash", "-n", str(bash)], check=False)
+    assert checked.returncode == 0
+
+
+async def test_message_and_complete_drive_an_interactive_job(
+    daemon: DaemonFactory, tmp_path: Path
+) -> None:
+    d = await daemon(WATCHED)
+    started = await client(d, "trigger", "asker", "ask", "-q", home=tmp_path)
+    assert started.returncode == 0, started.stderr
+    (job_id,) = started.stdout.split()
+
+    async def waiting() -> bool:
+        async with api_client(d) as c:
+            return bool((await c.get(f"/job/{job_id}")).json()["waiting_for_input"])
+
+    await wait_for(waiting)
+    sent = await client(d, "message", job_id, "Ada", "--json", home=tmp_path)
+    assert sent.returncode == 0, sent.stderr
+    assert json.loads(sent.stdout)["message_sent"] is True
+    await wait_for(waiting)
+    sent = await client(d, "message", job_id, "blue", home=tmp_path)
+    assert sent.returncode == 0 and "message_sent  True" in sent.stdout
+    await wait_for(waiting)
+    completing = await client(d, "complete", job_id, home=tmp_path)
+    assert completing.returncode == 0 and "completing" in completing.stdout
+    done = await client(d, "job", job_id, "--wait", "--json", home=tmp_path)
+    assert done.returncode == 0, done.stderr
+    job = json.loads(done.stdout)
+    assert (job["status"], job["result"]["result"]["answers"]) == ("succeeded", ["Ada", "blue"])
+    late = await client(d, "message", job_id, "again", home=tmp_path)
+    assert late.returncode == 1 and "409" in late.stderr
+
+
+async def test_each_command_s_table_and_json_forms(daemon: DaemonFactory, tmp_path: Path) -> None:
+    d = await daemon(WATCHED)
+    done = await client(
+        d, "trigger", "echo", "handle", "-p", "mode=stderr", "--wait", "-q", home=tmp_path
+    )
+    (job_id,) = done.stdout.split()
+    async with api_client(d) as c:
+        messages = (await c.get(f"/job/{job_id}?include=messages")).json()["messages"]
+    logs = await client(d, "logs", job_id, "--json", home=tmp_path)
+    assert json.loads(logs.stdout) == messages
+    table = await client(d, "logs", job_id, home=tmp_path)
+    assert [line.split(None, 2)[1:] for line in table.stdout.splitlines()] == [
+        [m["kind"], m["text"]] for m in messages
+    ]
+
+    retried = await client(d, "retry", job_id, home=tmp_path)
+    assert retried.returncode == 0 and f"original_job_id  {job_id}" in retried.stdout
+    slow = await client(
+        d, "trigger", "echo", "handle", "-p", "mode=slow", "-p", "seconds:=20", "-q", home=tmp_path
+    )
+    (slow_id,) = slow.stdout.split()
+    cancelled = await client(d, "cancel", slow_id, "--json", home=tmp_path)
+    assert json.loads(cancelled.stdout)["status"] == "cancelled"
+
+    started = await client(d, "pipeline", "gate", home=tmp_path)
+    assert started.returncode == 0 and "run_id" in started.stdout
+    run_id = started.stdout.split("run_id", 1)[1].split()[0]
+    await wait_for(lambda: _run_status(d, run_id, tmp_path, "awaiting_approval"))
+    rejected = await client(d, "reject", run_id, "ship", "--comment", "not today", home=tmp_path)
+    assert rejected.returncode == 0, rejected.stderr
+    assert "step ship rejected" in rejected.stderr and "not today" in rejected.stdout
+    assert await _run_status(d, run_id, tmp_path, "failed")
+    again = await client(d, "pipeline", "gate", "-q", home=tmp_path)
+    (other,) = again.stdout.split()
+    await wait_for(lambda: _run_status(d, other, tmp_path, "awaiting_approval"))
+    approved = await client(
+        d, "approve", other, "ship", "--inputs", '{"env": "production"}', home=tmp_path
+    )
+    assert approved.returncode == 0, approved.stderr
+    assert "step ship approved" in approved.stderr and "production" in approved.stdout
+
+    # Colour is the terminal's: none off a terminal, whatever the command.
+    for args in (("health",), ("jobs",), ("plugins",), ("runs",)):
+        shown = await client(d, *args, home=tmp_path)
+        assert shown.returncode == 0 and "\x1b[" not in shown.stdout, args

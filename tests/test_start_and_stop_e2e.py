@@ -24,6 +24,7 @@ from conftest import (
     DaemonProcess,
     base_config,
     db_job,
+    deep_merge,
     run_cli,
     wait_for,
 )
@@ -154,6 +155,48 @@ def test_check_of_good_plugins_still_says_ok(tmp_path: Path) -> None:
     proc = run_cli("check", "--config", str(write_config(tmp_path, base_config(tmp_path))))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "config OK: " in proc.stdout
+
+
+def test_check_lists_each_schedule_s_next_runs(tmp_path: Path) -> None:
+    data = deep_merge(
+        base_config(tmp_path),
+        {
+            "plugins": {
+                "echo": {
+                    "schedules": [
+                        {
+                            "id": "daily",
+                            "command": "health",
+                            "cron": "0 3 * * *",
+                            "timezone": "UTC",
+                        },
+                        {"id": "once", "command": "poll", "at": "2000-01-01T00:00:00Z"},
+                    ]
+                }
+            }
+        },
+    )
+    config = str(write_config(tmp_path, data))
+    proc = run_cli("check", "--config", config)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lines = proc.stdout.splitlines()
+    at = lines.index("schedules (next runs if the daemon started now):")
+    daily = lines[at + 1]
+    assert daily.startswith("  echo/daily (health): ")
+    runs = daily.split(": ", 1)[1].split(", ")
+    assert len(runs) == 3 and all(r.endswith("T03:00:00.000Z") for r in runs)
+    assert lines[at + 2] == "  echo/once (poll): never again"
+
+    shown = run_cli("check", "--config", config, "--json")
+    assert shown.returncode == 0, shown.stderr
+    report = json.loads(shown.stdout)
+    assert report["ok"] is True and report["skipped"] == []
+    assert [(s["id"], len(s["next_runs"])) for s in report["schedules"]] == [
+        ("daily", 3),
+        ("once", 0),
+    ]
+    assert report["schedules"][0]["next_runs"] == runs
+    assert "echo" in [p["name"] for p in report["plugins"]]
 
 
 async def test_start_runs_without_a_skipped_plugin(daemon: DaemonFactory, tmp_path: Path) -> None:

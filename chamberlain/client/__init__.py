@@ -1,9 +1,11 @@
 """The command-line client: commands that talk HTTP to a running daemon.
 
-``chamberlain trigger``, ``job``, ``jobs``, ``cancel``, ``retry``, ``queue`` and
-``health`` (docs/CLI.md).  They know the daemon only through its HTTP API, as any
-other client does: where to find it (:mod:`._connection`), how to ask
-(:mod:`._api`), and what each exit code says (:mod:`._exits`).
+``chamberlain trigger``, ``job``, ``jobs``, ``logs``, ``cancel``, ``retry``,
+``message``, ``complete``, ``plugins``, ``schedules``, ``pipeline``, ``runs``,
+``approve``, ``reject``, ``queue``, ``health`` and ``completion`` (docs/CLI.md).
+They know the daemon only through its HTTP API, as any other client does: where
+to find it (:mod:`._connection`), how to ask (:mod:`._api`), and what each exit
+code says (:mod:`._exits`).
 """
 
 from ._api import ApiClient, ClientError

@@ -3,20 +3,27 @@ error that knows its exit code.
 
 Errors name the URL and what the daemon said, never the token (it travels only in
 the ``Authorization`` header, which no message here prints).
+
+``httpx`` is imported when a client is made, not with this module: the daemon's
+command line imports the client commands too, and the daemon loads ``httpx`` only
+when it first needs it (a callback, a relay), for its memory's sake.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+import json
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any
 
 import attrs
-import httpx
 
 from ._connection import Connection
 from ._exits import ExitCode
 
-__all__ = ["ApiClient", "ClientError"]
+if TYPE_CHECKING:
+    import httpx
+
+__all__ = ["ApiClient", "ClientError", "ServerEvent"]
 
 
 class ClientError(Exception):
@@ -37,6 +44,29 @@ def _said(response: httpx.Response) -> str:
     return response.reason_phrase
 
 
+@attrs.frozen(kw_only=True)
+class ServerEvent:
+    """One event of a Server-Sent Events stream: its name and its JSON data."""
+
+    event: str
+    data: Any
+
+
+def sse_events(lines: Iterator[str]) -> Iterator[ServerEvent]:
+    """The events of an SSE stream's ``lines`` (comments and ids skipped; a frame
+    ends at a blank line)."""
+    name, data = "message", list[str]()
+    for line in lines:
+        if not line:
+            if data:
+                yield ServerEvent(event=name, data=json.loads("\n".join(data)))
+            name, data = "message", []
+        elif line.startswith("event:"):
+            name = line[6:].strip()
+        elif line.startswith("data:"):
+            data.append(line[5:].lstrip())
+
+
 @attrs.define
 class ApiClient:
     """A client of one daemon; use it as a context manager."""
@@ -47,6 +77,8 @@ class ApiClient:
     _http: httpx.Client = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
+        import httpx
+
         headers = {"User-Agent": "chamberlain-cli"}
         if self.connection.token:
             headers["Authorization"] = f"Bearer {self.connection.token}"
@@ -59,6 +91,40 @@ class ApiClient:
 
     def __exit__(self, *exc: object) -> None:
         self._http.close()
+
+    def _refused(self, method: str, path: str, response: httpx.Response) -> ClientError:
+        if response.status_code in (401, 403):
+            token = self.connection
+            where = "no token given" if not token.token else f"the token of {token.token_source}"
+            return ClientError(
+                f"{method} {path}: {response.status_code} {_said(response)} ({where})",
+                ExitCode.AUTH_REFUSED,
+            )
+        return ClientError(
+            f"{method} {path}: {response.status_code} {_said(response)}", ExitCode.FAILED
+        )
+
+    def _unreachable(self, exc: httpx.TransportError) -> ClientError:
+        return ClientError(
+            f"cannot reach the daemon at {self.connection.url}"
+            f" ({self.connection.source}): {exc or type(exc).__name__}",
+            ExitCode.UNREACHABLE,
+        )
+
+    def events(self, path: str) -> Iterator[ServerEvent]:
+        """The events of the SSE stream at ``path``, as they come, until it closes."""
+        import httpx
+
+        try:
+            with self._http.stream(
+                "GET", path, headers={"Accept": "text/event-stream"}, timeout=None
+            ) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    raise self._refused("GET", path, response)
+                yield from sse_events(response.iter_lines())
+        except httpx.TransportError as exc:
+            raise self._unreachable(exc) from None
 
     def call(
         self,
@@ -74,6 +140,8 @@ class ApiClient:
         ``wait``: seconds the daemon may hold the request (a long poll) before the
         usual timeout starts to count.
         """
+        import httpx
+
         try:
             response = self._http.request(
                 method,
@@ -83,22 +151,9 @@ class ApiClient:
                 timeout=self.timeout + wait,
             )
         except httpx.TransportError as exc:
-            raise ClientError(
-                f"cannot reach the daemon at {self.connection.url}"
-                f" ({self.connection.source}): {exc or type(exc).__name__}",
-                ExitCode.UNREACHABLE,
-            ) from None
-        if response.status_code in (401, 403):
-            token = self.connection
-            where = "no token given" if not token.token else f"the token of {token.token_source}"
-            raise ClientError(
-                f"{method} {path}: {response.status_code} {_said(response)} ({where})",
-                ExitCode.AUTH_REFUSED,
-            )
+            raise self._unreachable(exc) from None
         if response.status_code >= 400:
-            raise ClientError(
-                f"{method} {path}: {response.status_code} {_said(response)}", ExitCode.FAILED
-            )
+            raise self._refused(method, path, response)
         try:
             return response.json()
         except ValueError:

@@ -39,24 +39,30 @@ _POLL = 30.0
 _JOB_COLUMNS = ("job_id", "status", "plugin", "command", "attempt", "created_at", "last_error")
 
 
-def parse_payload(pairs: Sequence[str], payload: str | None) -> dict[str, Any]:
+def parse_payload(
+    pairs: Sequence[str], payload: str | None, *, flags: tuple[str, str] = ("-p", "--payload")
+) -> dict[str, Any]:
     """The payload ``-p key=value`` (a string) / ``-p key:=JSON`` pairs, or ``--payload
-    JSON`` / ``--payload @file.json`` give; :class:`ClientError` (usage) if bad."""
+    JSON`` / ``--payload @file.json`` give; :class:`ClientError` (usage) if bad.
+    ``flags`` names the two options in messages (``-i`` and ``--inputs`` for approve)."""
+    pair_flag, whole_flag = flags
     if pairs and payload is not None:
-        raise ClientError("give -p pairs or --payload, not both", ExitCode.USAGE)
+        raise ClientError(f"give {pair_flag} pairs or {whole_flag}, not both", ExitCode.USAGE)
     if payload is not None:
         text = payload
         if payload.startswith("@"):
             try:
                 text = Path(payload[1:]).read_text()
             except OSError as exc:
-                raise ClientError(f"--payload {payload}: {exc.strerror}", ExitCode.USAGE) from None
+                raise ClientError(
+                    f"{whole_flag} {payload}: {exc.strerror}", ExitCode.USAGE
+                ) from None
         try:
             value = json.loads(text)
         except ValueError as exc:
-            raise ClientError(f"--payload: not JSON: {exc}", ExitCode.USAGE) from None
+            raise ClientError(f"{whole_flag}: not JSON: {exc}", ExitCode.USAGE) from None
         if not isinstance(value, dict):
-            raise ClientError("--payload must be a JSON object", ExitCode.USAGE)
+            raise ClientError(f"{whole_flag} must be a JSON object", ExitCode.USAGE)
         return value
     found: dict[str, Any] = {}
     for pair in pairs:
@@ -65,11 +71,15 @@ def parse_payload(pairs: Sequence[str], payload: str | None) -> dict[str, Any]:
             try:
                 found[key] = json.loads(rest)
             except ValueError as exc:
-                raise ClientError(f"-p {pair}: not JSON after :=: {exc}", ExitCode.USAGE) from None
+                raise ClientError(
+                    f"{pair_flag} {pair}: not JSON after :=: {exc}", ExitCode.USAGE
+                ) from None
             continue
         key, sep, value = pair.partition("=")
         if not sep or not key:
-            raise ClientError(f"-p {pair}: expected key=value or key:=JSON", ExitCode.USAGE)
+            raise ClientError(
+                f"{pair_flag} {pair}: expected key=value or key:=JSON", ExitCode.USAGE
+            )
         found[key] = value
     return found
 
@@ -90,13 +100,17 @@ def wait_job(
     timeout: float,
     on_poll: Callable[[Mapping[str, Any]], None] = lambda job: None,
     clock: Callable[[], float] = time.monotonic,
+    poll: float = _POLL,
 ) -> dict[str, Any]:
     """The job once it ended, or as it stands when ``timeout`` seconds passed; long
-    polls of ``GET /job/{id}?wait=``, each shown to ``on_poll``."""
+    polls of ``GET /job/{id}?wait=`` of ``poll`` seconds at most (the first one
+    answers at once), each shown to ``on_poll``."""
     deadline = clock() + timeout
+    first = True
     while True:
         left = deadline - clock()
-        wait = max(0.0, min(_POLL, left))
+        wait = 0.0 if first else max(0.0, min(poll, left))
+        first = False
         job: dict[str, Any] = api.call(
             "GET", f"/job/{job_id}", params={"wait": f"{wait:.3f}"}, wait=wait
         )
@@ -179,7 +193,8 @@ def _waited(out: _Output, api: ApiClient, job_id: str, timeout: float) -> int:
                 elapsed = time.monotonic() - started
                 status.update(f"{job_id}: {job.get('status')}  {elapsed:.0f}s")
 
-            job = wait_job(api, job_id, timeout=timeout, on_poll=show)
+            # Short polls, so the line's status and seconds stay current.
+            job = wait_job(api, job_id, timeout=timeout, on_poll=show, poll=1.0)
     else:
         job = wait_job(api, job_id, timeout=timeout)
     _show_job(out, job)
@@ -189,11 +204,56 @@ def _waited(out: _Output, api: ApiClient, job_id: str, timeout: float) -> int:
     return code
 
 
+def _message_line(message: Mapping[str, Any]) -> str:
+    """One message of a job as ``logs`` prints it: time, kind, text."""
+    ts = str(message.get("ts", ""))
+    clock = ts[11:23] if len(ts) >= 23 else ts
+    return f"{clock} {message.get('kind', '?'):<10} {message.get('text', '')}"
+
+
+def _followed(out: _Output, api: ApiClient, job_id: str) -> int:
+    """Stream a job's messages as they come until it ends; its exit code."""
+    job: Mapping[str, Any] | None = None
+    for event in api.events(f"/job/{job_id}/stream"):
+        if event.event in ("message", "status"):
+            if out.json:
+                out.raw.write(json.dumps(event.data) + "\n")
+            elif not out.quiet:
+                out.raw.write(_message_line(event.data) + "\n")
+            out.raw.flush()
+        elif event.event == "done":
+            job = event.data.get("job")
+            break
+    if job is None:
+        raise ClientError(f"the stream of {job_id} closed before the job ended", ExitCode.FAILED)
+    if out.json:
+        out.data(job)
+    elif out.quiet:
+        out.raw.write(f"{job_id}\n")
+    else:
+        out.err.print(f"{job_id}: {job.get('status')}", markup=False)
+    return exit_for_status(str(job.get("status")))
+
+
+def cmd_logs(args: argparse.Namespace, api: ApiClient, out: _Output) -> int:
+    if args.follow:
+        return _followed(out, api, args.job_id)
+    job = api.call("GET", f"/job/{args.job_id}", params={"include": "messages"})
+    messages = job.get("messages", [])
+    if out.json:
+        out.data(messages)
+    else:
+        out.raw.writelines(_message_line(message) + "\n" for message in messages)
+    return ExitCode.SUCCEEDED
+
+
 def cmd_trigger(args: argparse.Namespace, api: ApiClient, out: _Output) -> int:
     payload = parse_payload(args.param or (), args.payload)
     timeout = _duration(args.timeout, "--timeout")
     answer = api.call("POST", f"/trigger/{args.plugin}/{args.command}", body={"payload": payload})
     job_id = answer.get("job_id")
+    if args.follow and isinstance(job_id, str):
+        return _followed(out, api, job_id)
     if not args.wait or not isinstance(job_id, str):
         if out.json:
             out.data(answer)
@@ -206,6 +266,8 @@ def cmd_trigger(args: argparse.Namespace, api: ApiClient, out: _Output) -> int:
 
 
 def cmd_job(args: argparse.Namespace, api: ApiClient, out: _Output) -> int:
+    if args.follow:
+        return _followed(out, api, args.job_id)
     if args.wait:
         return _waited(out, api, args.job_id, _duration(args.timeout, "--timeout"))
     _show_job(out, api.call("GET", f"/job/{args.job_id}"))
@@ -275,6 +337,157 @@ def cmd_health(args: argparse.Namespace, api: ApiClient, out: _Output) -> int:
     elif not out.quiet:
         out.fields(answer, tuple(answer))
     return ExitCode.SUCCEEDED if answer.get("status") == "ok" else ExitCode.FAILED
+
+
+def cmd_message(args: argparse.Namespace, api: ApiClient, out: _Output) -> int:
+    answer = api.call("POST", f"/job/{args.job_id}/message", body={"message": args.text})
+    if out.json:
+        out.data(answer)
+    elif not out.quiet:
+        out.fields(answer, ("job_id", "message_sent", "message_id"))
+    return ExitCode.SUCCEEDED
+
+
+def cmd_complete(args: argparse.Namespace, api: ApiClient, out: _Output) -> int:
+    answer = api.call("POST", f"/job/{args.job_id}/complete")
+    if args.wait:
+        return _waited(out, api, args.job_id, _duration(args.timeout, "--timeout"))
+    if out.json:
+        out.data(answer)
+    elif not out.quiet:
+        out.fields(answer, ("job_id", "status"))
+    return ExitCode.SUCCEEDED
+
+
+def cmd_plugins(args: argparse.Namespace, api: ApiClient, out: _Output) -> int:
+    if args.name:
+        plugin = api.call("GET", f"/plugin/{args.name}")
+        if out.json:
+            out.data(plugin)
+            return ExitCode.SUCCEEDED
+        out.fields(plugin, ("name", "version", "description", "parallelism"))
+        commands = [
+            {**command, "input": "yes" if command.get("input_schema") else ""}
+            for command in plugin.get("commands", [])
+        ]
+        out.table(commands, ("name", "type", "description", "timeout", "input"))
+        return ExitCode.SUCCEEDED
+    answer = api.call("GET", "/plugins")
+    if out.json:
+        out.data(answer)
+    elif out.quiet:
+        out.raw.writelines(f"{plugin['name']}\n" for plugin in answer["plugins"])
+    else:
+        rows = [
+            {**plugin, "commands": ", ".join(plugin.get("commands", []))}
+            for plugin in answer["plugins"]
+        ]
+        out.table(rows, ("name", "version", "commands", "description"))
+    return ExitCode.SUCCEEDED
+
+
+def cmd_schedules(args: argparse.Namespace, api: ApiClient, out: _Output) -> int:
+    if args.reset:
+        plugin, sep, schedule = args.reset.partition("/")
+        if not sep or not plugin or not schedule:
+            raise ClientError(f"--reset {args.reset}: expected PLUGIN/ID", ExitCode.USAGE)
+        body = {"reason": args.reason} if args.reason else {}
+        answer = api.call("POST", f"/schedules/{plugin}/{schedule}/reset", body=body)
+        if out.json:
+            out.data(answer)
+        elif not out.quiet:
+            out.fields(answer, ("plugin", "id", "command", "next_run", "breaker"))
+        return ExitCode.SUCCEEDED
+    answer = api.call("GET", "/schedules")
+    if out.json:
+        out.data(answer)
+        return ExitCode.SUCCEEDED
+    rows = [
+        {
+            **s,
+            "breaker": (s.get("breaker") or {}).get("state"),
+        }
+        for s in answer["schedules"]
+    ]
+    out.table(
+        rows, ("plugin", "id", "command", "kind", "spec", "next_run", "last_status", "breaker")
+    )
+    return ExitCode.SUCCEEDED
+
+
+def cmd_pipeline(args: argparse.Namespace, api: ApiClient, out: _Output) -> int:
+    payload = parse_payload(args.param or (), args.payload)
+    body: dict[str, Any] = {"payload": payload}
+    if args.paused:
+        body["start"] = "paused"
+    answer = api.call("POST", f"/pipeline/{args.name}", body=body)
+    if out.json:
+        out.data(answer)
+    elif out.quiet:
+        out.raw.write(f"{answer.get('run_id') or answer.get('job_id')}\n")
+    else:
+        out.fields(answer, ("run_id", "job_id", "pipeline", "status"))
+    return ExitCode.SUCCEEDED
+
+
+_RUN_COLUMNS = ("run_id", "pipeline", "status", "created_at", "completed_at")
+
+
+def cmd_runs(args: argparse.Namespace, api: ApiClient, out: _Output) -> int:
+    if args.run_id:
+        run = api.call("GET", f"/runs/{args.run_id}")
+        if out.json:
+            out.data(run)
+            return ExitCode.SUCCEEDED
+        out.fields(run, _RUN_COLUMNS)
+        steps = [
+            {
+                **step,
+                "jobs": len(step["job_ids"]),
+                "decision": ((step.get("approval") or {}).get("decision") or {}).get("decision"),
+            }
+            for step in run["steps"]
+        ]
+        out.table(steps, ("step_id", "status", "jobs", "decision", "completed_at"))
+        return ExitCode.SUCCEEDED
+    params: dict[str, str | int] = {"limit": args.limit}
+    for key in ("pipeline", "status"):
+        value = getattr(args, key)
+        if value:
+            params[key] = value
+    answer = api.call("GET", "/runs", params=params)
+    if out.json:
+        out.data(answer)
+    elif out.quiet:
+        out.raw.writelines(f"{run['run_id']}\n" for run in answer["runs"])
+    else:
+        out.table(answer["runs"], _RUN_COLUMNS)
+        out.err.print(f"{len(answer['runs'])} of {answer['total']} runs")
+    return ExitCode.SUCCEEDED
+
+
+def _decide(word: str) -> Callable[[argparse.Namespace, ApiClient, _Output], int]:
+    def decide(args: argparse.Namespace, api: ApiClient, out: _Output) -> int:
+        body: dict[str, Any] = {}
+        if args.comment:
+            body["comment"] = args.comment
+        if word == "approve":
+            inputs = parse_payload(args.input or (), args.inputs, flags=("-i", "--inputs"))
+            if inputs:
+                body["inputs"] = inputs
+        answer = api.call("POST", f"/runs/{args.run_id}/steps/{args.step_id}/{word}", body=body)
+        if out.json:
+            out.data(answer)
+        elif not out.quiet:
+            out.err.print(answer["message"], markup=False)
+            out.fields(answer["approval"], ("decision", "by", "at", "comment", "inputs"))
+        return ExitCode.SUCCEEDED
+
+    return decide
+
+
+cmd_approve = _decide("approve")
+cmd_reject = _decide("reject")
 
 
 Command = Callable[[argparse.Namespace, ApiClient, _Output], int]

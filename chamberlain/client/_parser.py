@@ -4,18 +4,29 @@ from __future__ import annotations
 
 import argparse
 import functools
+import sys
 from typing import Any
 
 from ._commands import (
+    cmd_approve,
     cmd_cancel,
+    cmd_complete,
     cmd_health,
     cmd_job,
     cmd_jobs,
+    cmd_logs,
+    cmd_message,
+    cmd_pipeline,
+    cmd_plugins,
     cmd_queue,
+    cmd_reject,
     cmd_retry,
+    cmd_runs,
+    cmd_schedules,
     cmd_trigger,
     run_client_command,
 )
+from ._completion import SHELLS, commands_of, job_ids, plugin_names, run_ids, shell_code
 
 __all__ = ["CLIENT_COMMANDS", "add_client_commands"]
 
@@ -49,13 +60,31 @@ def _connection_options() -> argparse.ArgumentParser:
     return options
 
 
-def _waiting(parser: argparse.ArgumentParser) -> None:
+def _waiting(parser: argparse.ArgumentParser, *, follow: bool = True) -> None:
     parser.add_argument(
         "--wait", "-w", action="store_true", help="wait for the job to end; exit as it ended"
     )
+    if follow:
+        parser.add_argument(
+            "--follow",
+            "-f",
+            action="store_true",
+            help="stream the job's messages as they come until it ends; exit as it ended",
+        )
     parser.add_argument(
         "--timeout", metavar="D", help="with --wait: give up after D (30s, 5m); exit 3"
     )
+
+
+def _completes(action: argparse.Action, completer: Any) -> None:
+    # argcomplete reads the completer off the action: argparse has no field for it.
+    action.completer = completer  # type: ignore[attr-defined]
+
+
+def cmd_completion(args: argparse.Namespace) -> int:
+    """Print the shell code that completes ``chamberlain`` in ``args.shell``."""
+    sys.stdout.write(shell_code(args.shell))
+    return 0
 
 
 #: Each client command: its name, one line of help, and its examples.
@@ -73,21 +102,69 @@ CLIENT_COMMANDS: dict[str, tuple[str, tuple[str, ...]]] = {
         "list jobs, newest first",
         ("chamberlain jobs --status failed,dead --plugin backup", "chamberlain jobs -q"),
     ),
+    "logs": (
+        "show a job's messages (stderr lines, logs, status changes)",
+        ("chamberlain logs 3f0c…", "chamberlain logs 3f0c… --follow"),
+    ),
     "cancel": ("cancel a queued or running job", ("chamberlain cancel 3f0c…",)),
+    "message": (
+        "send a running interactive job a message",
+        ("chamberlain message 3f0c… 'Ada Lovelace'",),
+    ),
+    "complete": (
+        "complete a running interactive job's session",
+        ("chamberlain complete 3f0c… --wait",),
+    ),
     "retry": ("run a finished job again", ("chamberlain retry 3f0c… --wait",)),
     "queue": ("show the running and queued jobs", ("chamberlain queue",)),
     "health": ("show the daemon's health; exit 1 unless ok", ("chamberlain health --json",)),
+    "plugins": (
+        "list the plugins, or show one with its commands",
+        ("chamberlain plugins", "chamberlain plugins echo --json"),
+    ),
+    "schedules": (
+        "list the schedules, or close one's circuit breaker",
+        ("chamberlain schedules", "chamberlain schedules --reset backup/nightly --reason fixed"),
+    ),
+    "pipeline": (
+        "start a pipeline: a run",
+        ("chamberlain pipeline deploy -p version=1.4.2", "chamberlain pipeline deploy --paused"),
+    ),
+    "runs": (
+        "list runs of pipelines, or show one with its steps",
+        ("chamberlain runs --status awaiting_approval", "chamberlain runs 7c2e… --json"),
+    ),
+    "approve": (
+        "approve a run's step that awaits approval",
+        ("chamberlain approve 7c2e… ship --comment go -i environment=staging",),
+    ),
+    "completion": (
+        "print the shell code that completes chamberlain's commands, options and names",
+        (
+            'eval "$(chamberlain completion bash)"     # in ~/.bashrc',
+            'eval "$(chamberlain completion zsh)"      # in ~/.zshrc, after compinit',
+        ),
+    ),
+    "reject": (
+        "reject a run's step that awaits approval: the run fails",
+        ("chamberlain reject 7c2e… ship --comment 'not today'",),
+    ),
 }
 
 
-def _add(sub: Any, name: str, options: list[argparse.ArgumentParser]) -> argparse.ArgumentParser:
+def _add(
+    sub: Any, name: str, options: list[argparse.ArgumentParser], *, asks: bool = True
+) -> argparse.ArgumentParser:
+    """The subparser of ``name``; ``asks``: it talks to a daemon (connection options,
+    the client's exit codes)."""
     summary, examples = CLIENT_COMMANDS[name]
     epilog = "examples:\n" + "".join(f"  {e}\n" for e in examples)
+    description = f"{summary[0].upper()}{summary[1:]}."
     parser: argparse.ArgumentParser = sub.add_parser(
         name,
         help=summary,
-        description=f"{summary[0].upper()}{summary[1:]}.\n\n{_CONNECTION_HELP}",
-        epilog=f"{epilog}\n{_EXIT_HELP}",
+        description=f"{description}\n\n{_CONNECTION_HELP}" if asks else description,
+        epilog=f"{epilog}\n{_EXIT_HELP}" if asks else epilog,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         parents=options,
     )
@@ -103,8 +180,8 @@ def add_client_commands(sub: Any, parents: list[argparse.ArgumentParser]) -> Non
         parser.set_defaults(func=functools.partial(run_client_command, command))
 
     trigger = _add(sub, "trigger", options)
-    trigger.add_argument("plugin", metavar="PLUGIN")
-    trigger.add_argument("command", metavar="COMMAND")
+    _completes(trigger.add_argument("plugin", metavar="PLUGIN"), plugin_names)
+    _completes(trigger.add_argument("command", metavar="COMMAND"), commands_of)
     trigger.add_argument(
         "-p",
         "--param",
@@ -117,7 +194,7 @@ def add_client_commands(sub: Any, parents: list[argparse.ArgumentParser]) -> Non
     bind(trigger, cmd_trigger)
 
     job = _add(sub, "job", options)
-    job.add_argument("job_id", metavar="ID")
+    _completes(job.add_argument("job_id", metavar="ID"), job_ids)
     _waiting(job)
     bind(job, cmd_job)
 
@@ -128,13 +205,30 @@ def add_client_commands(sub: Any, parents: list[argparse.ArgumentParser]) -> Non
     jobs.add_argument("--limit", type=int, default=50, help="at most this many (1-500)")
     bind(jobs, cmd_jobs)
 
+    logs = _add(sub, "logs", options)
+    _completes(logs.add_argument("job_id", metavar="ID"), job_ids)
+    logs.add_argument(
+        "--follow", "-f", action="store_true", help="go on as messages come, until the job ends"
+    )
+    bind(logs, cmd_logs)
+
     cancel = _add(sub, "cancel", options)
-    cancel.add_argument("job_id", metavar="ID")
+    _completes(cancel.add_argument("job_id", metavar="ID"), job_ids)
     bind(cancel, cmd_cancel)
 
+    message = _add(sub, "message", options)
+    _completes(message.add_argument("job_id", metavar="ID"), job_ids)
+    message.add_argument("text", metavar="TEXT", help="the message, one line")
+    bind(message, cmd_message)
+
+    complete = _add(sub, "complete", options)
+    _completes(complete.add_argument("job_id", metavar="ID"), job_ids)
+    _waiting(complete, follow=False)
+    bind(complete, cmd_complete)
+
     retry = _add(sub, "retry", options)
-    retry.add_argument("job_id", metavar="ID")
-    _waiting(retry)
+    _completes(retry.add_argument("job_id", metavar="ID"), job_ids)
+    _waiting(retry, follow=False)
     bind(retry, cmd_retry)
 
     queue = _add(sub, "queue", options)
@@ -143,3 +237,54 @@ def add_client_commands(sub: Any, parents: list[argparse.ArgumentParser]) -> Non
 
     health = _add(sub, "health", options)
     bind(health, cmd_health)
+
+    plugins = _add(sub, "plugins", options)
+    _completes(
+        plugins.add_argument("name", metavar="NAME", nargs="?", help="one plugin"), plugin_names
+    )
+    bind(plugins, cmd_plugins)
+
+    schedules = _add(sub, "schedules", options)
+    schedules.add_argument("--reset", metavar="PLUGIN/ID", help="close this schedule's breaker")
+    schedules.add_argument("--reason", help="with --reset: why, for its record")
+    bind(schedules, cmd_schedules)
+
+    pipeline = _add(sub, "pipeline", options)
+    pipeline.add_argument("name", metavar="NAME")
+    pipeline.add_argument(
+        "-p", "--param", action="append", metavar="KEY=VALUE", help="a payload field (repeatable)"
+    )
+    pipeline.add_argument("--payload", metavar="JSON", help="the payload: a JSON object, or @file")
+    pipeline.add_argument(
+        "--paused", action="store_true", help="start the run paused (resume it with the API)"
+    )
+    bind(pipeline, cmd_pipeline)
+
+    runs = _add(sub, "runs", options)
+    _completes(runs.add_argument("run_id", metavar="RUN", nargs="?", help="one run"), run_ids)
+    runs.add_argument("--pipeline", help="only this pipeline's runs")
+    runs.add_argument("--status", help="comma-separated statuses (awaiting_approval,blocked)")
+    runs.add_argument("--limit", type=int, default=50, help="at most this many (1-500)")
+    bind(runs, cmd_runs)
+
+    completion = _add(sub, "completion", list(parents), asks=False)
+    completion.add_argument("shell", choices=SHELLS)
+    completion.set_defaults(func=cmd_completion)
+
+    for word, command in (("approve", cmd_approve), ("reject", cmd_reject)):
+        decide = _add(sub, word, options)
+        _completes(decide.add_argument("run_id", metavar="RUN"), run_ids)
+        decide.add_argument("step_id", metavar="STEP")
+        decide.add_argument("--comment", help="why, for the run's record")
+        if word == "approve":
+            decide.add_argument(
+                "-i",
+                "--input",
+                action="append",
+                metavar="KEY=VALUE",
+                help="an approval input: key=text or key:=JSON (repeatable)",
+            )
+            decide.add_argument(
+                "--inputs", metavar="JSON", help="the inputs: a JSON object, or @file"
+            )
+        bind(decide, command)
