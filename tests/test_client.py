@@ -3,6 +3,8 @@ what each ending exits with."""
 
 from __future__ import annotations
 
+import argparse
+import io
 from pathlib import Path
 
 import pytest
@@ -17,7 +19,7 @@ from chamberlain.client import (
     profile_path,
     resolve,
 )
-from chamberlain.client._commands import parse_payload
+from chamberlain.client._commands import _Output, parse_payload
 
 
 @pytest.mark.parametrize(
@@ -143,3 +145,12 @@ def test_a_bad_payload_is_a_usage_error() -> None:
     with pytest.raises(ClientError) as info:
         parse_payload(["=x"], None)
     assert info.value.code is ExitCode.USAGE
+
+
+def test_what_a_job_said_is_shown_as_it_is_never_as_markup() -> None:
+    shown = io.StringIO()
+    out = _Output(argparse.Namespace(), shown, io.StringIO())
+    out.fields({"job_id": "j1", "last_error": "[red]disk[/red] full"}, ("job_id", "last_error"))
+    out.table([{"job_id": "j2", "last_error": "[bold]x"}], ("job_id", "last_error"))
+    text = shown.getvalue()
+    assert "[red]disk[/red] full" in text and "[bold]x" in text

@@ -20,6 +20,7 @@ from typing import Any, TextIO
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from chamberlain.config.units import parse_duration
 
@@ -136,14 +137,15 @@ class _Output:
     def table(self, rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> None:
         table = Table(*columns, box=None, pad_edge=False, header_style="bold")
         for row in rows:
-            table.add_row(*(_cell(row.get(column)) for column in columns))
+            # Text, not markup: a job's output may hold "[red]" or any bracket.
+            table.add_row(*(Text(_cell(row.get(column))) for column in columns))
         self.out.print(table)
 
     def fields(self, value: Mapping[str, Any], keys: Sequence[str]) -> None:
         table = Table.grid(padding=(0, 2))
         for key in keys:
             if key in value and value[key] is not None:
-                table.add_row(f"[bold]{key}[/bold]", _cell(value[key]))
+                table.add_row(Text(key, style="bold"), Text(_cell(value[key])))
         self.out.print(table)
 
 
