@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from chamberlain.cli import build_parser
 from chamberlain.client import (
     DEFAULT_URL,
     ClientError,
@@ -154,3 +155,13 @@ def test_what_a_job_said_is_shown_as_it_is_never_as_markup() -> None:
     out.table([{"job_id": "j2", "last_error": "[bold]x"}], ("job_id", "last_error"))
     text = shown.getvalue()
     assert "[red]disk[/red] full" in text and "[bold]x" in text
+
+
+@pytest.mark.parametrize("limit", ["0", "501", "ten"])
+def test_a_page_size_the_api_would_refuse_is_a_usage_error(
+    limit: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as info:
+        build_parser().parse_args(["jobs", "--limit", limit])
+    assert info.value.code == ExitCode.USAGE
+    assert "argument --limit: " in capsys.readouterr().err

@@ -76,6 +76,17 @@ def _waiting(parser: argparse.ArgumentParser, *, follow: bool = True) -> None:
     )
 
 
+def _limit(value: str) -> int:
+    """A page size the API takes (1-500), refused here as a usage error otherwise."""
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {value!r}") from None
+    if not 1 <= number <= 500:
+        raise argparse.ArgumentTypeError(f"must be 1-500, got {number}")
+    return number
+
+
 def _completes(action: argparse.Action, completer: Any) -> None:
     # argcomplete reads the completer off the action: argparse has no field for it.
     action.completer = completer  # type: ignore[attr-defined]
@@ -202,7 +213,7 @@ def add_client_commands(sub: Any, parents: list[argparse.ArgumentParser]) -> Non
     jobs.add_argument("--status", help="comma-separated statuses (failed,dead)")
     jobs.add_argument("--plugin", help="only this plugin's jobs")
     jobs.add_argument("--since", metavar="RFC3339", help="created at or after this time")
-    jobs.add_argument("--limit", type=int, default=50, help="at most this many (1-500)")
+    jobs.add_argument("--limit", type=_limit, default=50, help="at most this many (1-500)")
     bind(jobs, cmd_jobs)
 
     logs = _add(sub, "logs", options)
@@ -232,7 +243,9 @@ def add_client_commands(sub: Any, parents: list[argparse.ArgumentParser]) -> Non
     bind(retry, cmd_retry)
 
     queue = _add(sub, "queue", options)
-    queue.add_argument("--limit", type=int, default=100, help="at most this many of each (1-500)")
+    queue.add_argument(
+        "--limit", type=_limit, default=100, help="at most this many of each (1-500)"
+    )
     bind(queue, cmd_queue)
 
     health = _add(sub, "health", options)
@@ -264,7 +277,7 @@ def add_client_commands(sub: Any, parents: list[argparse.ArgumentParser]) -> Non
     _completes(runs.add_argument("run_id", metavar="RUN", nargs="?", help="one run"), run_ids)
     runs.add_argument("--pipeline", help="only this pipeline's runs")
     runs.add_argument("--status", help="comma-separated statuses (awaiting_approval,blocked)")
-    runs.add_argument("--limit", type=int, default=50, help="at most this many (1-500)")
+    runs.add_argument("--limit", type=_limit, default=50, help="at most this many (1-500)")
     bind(runs, cmd_runs)
 
     completion = _add(sub, "completion", list(parents), asks=False)
