@@ -165,3 +165,11 @@ def test_a_page_size_the_api_would_refuse_is_a_usage_error(
         build_parser().parse_args(["jobs", "--limit", limit])
     assert info.value.code == ExitCode.USAGE
     assert "argument --limit: " in capsys.readouterr().err
+
+
+def test_a_daemon_config_that_does_not_load_is_a_usage_error(tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text("api:\n  listen: nowhere\n")
+    with pytest.raises(ConnectionError) as info:
+        resolve(url=None, token=None, profile=None, config=str(config), environ={})
+    assert str(info.value).startswith("--config: ") and "api.listen" in str(info.value)

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import attrs
 
-from chamberlain.config import load_config
+from chamberlain.config import ConfigError, load_config
 
 __all__ = ["DEFAULT_URL", "Connection", "ConnectionError", "profile_path", "resolve"]
 
@@ -88,7 +88,11 @@ def _profile(path: Path, name: str, *, asked: bool) -> dict[str, str]:
 
 
 def _from_config(path: str) -> tuple[str, str | None]:
-    config = load_config(Path(path))
+    try:
+        config = load_config(Path(path))
+    except ConfigError as exc:
+        # The client's usage error, not the daemon's EX_CONFIG: nothing is started.
+        raise ConnectionError(f"--config: {exc}") from None
     host = config.api.host
     # A daemon listening on every address is reached on this machine's loopback.
     if host in ("0.0.0.0", ""):
