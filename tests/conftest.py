@@ -222,6 +222,32 @@ async def wait_for(
             await trio.sleep(interval)
 
 
+async def run_when(c: httpx.AsyncClient, run_id: str, status: str, **steps: str) -> dict[str, Any]:
+    """The run (``GET /runs/{id}``) once it is in ``status`` with each named step in
+    its given status; the last view seen when it never gets there."""
+    last: list[dict[str, Any]] = []
+
+    async def reached() -> dict[str, Any] | None:
+        run: dict[str, Any] = (await c.get(f"/runs/{run_id}")).json()
+        last[:] = [run]
+        shown = {s["step_id"]: s["status"] for s in run["steps"]}
+        wanted = run["status"] == status and all(shown[k] == v for k, v in steps.items())
+        return run if wanted else None
+
+    try:
+        found: dict[str, Any] = await wait_for(reached)
+    except trio.TooSlowError:
+        raise AssertionError(f"run never reached {status} {steps}: last seen {last}") from None
+    return found
+
+
+def run_step(run: dict[str, Any], step_id: str) -> dict[str, Any]:
+    """Step ``step_id`` of ``run`` as ``GET /runs/{id}`` shows it."""
+    found: list[dict[str, Any]] = [s for s in run["steps"] if s["step_id"] == step_id]
+    assert len(found) == 1, run
+    return found[0]
+
+
 async def finished_tree(d: DaemonProcess, job_id: str, size: int) -> dict[str, Any]:
     """The tree of ``job_id`` (``?detail=1``: jobs and notes) once it holds ``size``
     jobs, none of them queued or running."""

@@ -33,6 +33,27 @@ def clock_now() -> float:
     return EPOCH + trio.current_time()
 
 
+def answered(
+    response: dict[str, Any],
+    *,
+    timeout: float,
+    duration: float = 0.0,
+    terminated: TerminationReason | None = None,
+) -> ProcessResult:
+    """A plugin process that wrote ``response`` on stdout and exited 0."""
+    return ProcessResult(
+        exit_code=0,
+        signal=None,
+        stdout=json.dumps(response).encode(),
+        stdout_overflow=False,
+        stderr_tail=b"",
+        stderr_truncated=False,
+        terminated=terminated,
+        timeout=timeout,
+        duration=duration,
+    )
+
+
 @attrs.define
 class FakePlugins:
     """Stands in for plugin processes; behaviour comes from the payload.
@@ -104,16 +125,11 @@ class FakePlugins:
                 response["state_updates"] = payload["state_updates"]
             if "logs" in payload:
                 response["logs"] = payload["logs"]
-            return ProcessResult(
-                exit_code=0,
-                signal=None,
-                stdout=json.dumps(response).encode(),
-                stdout_overflow=False,
-                stderr_tail=b"",
-                stderr_truncated=False,
-                terminated=terminated,
+            return answered(
+                response,
                 timeout=timeout,
                 duration=trio.current_time() - start,
+                terminated=terminated,
             )
         finally:
             self.running[plugin] -= 1

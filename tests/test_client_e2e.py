@@ -420,6 +420,21 @@ async def test_plugins_schedules_pipelines_and_runs(daemon: DaemonFactory, tmp_p
     paused = await client(d, "pipeline", "gate", "--paused", "--json", home=tmp_path)
     other = json.loads(paused.stdout)["run_id"]
     await wait_for(lambda: _run_status(d, other, tmp_path, "paused"))
+    again = await client(d, "run-action", other, "pause", home=tmp_path)
+    assert again.returncode == 1 and "409" in again.stderr and "paused already" in again.stderr
+    misused = await client(d, "run-action", other, "resume", "--stop-running", home=tmp_path)
+    assert misused.returncode == 2 and "--stop-running belongs to pause" in misused.stderr
+    resumed = await client(d, "run-action", other, "resume", "--json", home=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads(resumed.stdout)["message"] == "resumed: what is due starts now"
+    await wait_for(lambda: _run_status(d, other, tmp_path, "awaiting_approval"))
+    cancelled = await client(d, "run-action", other, "cancel", home=tmp_path)
+    assert cancelled.returncode == 0 and "cancelled" in cancelled.stdout
+    log = await client(d, "run-events", other, "--kind", "action", "--json", home=tmp_path)
+    actions = [e["detail"]["action"] for e in json.loads(log.stdout)["events"]]
+    assert actions == ["resume", "cancel"]
+    table = await client(d, "run-events", other, home=tmp_path)
+    assert "run.created" in table.stdout and "approval.awaited" in table.stdout
     missing = await client(d, "approve", "nope", "ship", home=tmp_path)
     assert missing.returncode == 1 and "404" in missing.stderr
 

@@ -20,7 +20,7 @@ from typing import Any
 import attrs
 import pytest
 import trio
-from fakes import EPOCH, FakePlugins, clock_now, make_daemon
+from fakes import EPOCH, FakePlugins, answered, clock_now, make_daemon
 
 from chamberlain.daemon.tree import Daemon
 from chamberlain.plugins.protocol import ProcessResult
@@ -90,17 +90,7 @@ class Checks:
         verdict = self.verdicts.pop(0)
         notes = f"review {len(self.asked)}: {verdict}"
         response = {"status": "ok", "result": {"verdict": verdict, "notes": notes}}
-        return ProcessResult(
-            exit_code=0,
-            signal=None,
-            stdout=json.dumps(response).encode(),
-            stdout_overflow=False,
-            stderr_tail=b"",
-            stderr_truncated=False,
-            terminated=None,
-            timeout=call["timeout"],
-            duration=0.0,
-        )
+        return answered(response, timeout=call["timeout"])
 
 
 def daemon_for(

@@ -13,7 +13,6 @@ is a check that fails a step's first review and passes the next.
 
 from __future__ import annotations
 
-import os
 import signal
 from datetime import datetime
 from pathlib import Path
@@ -28,8 +27,11 @@ from conftest import (
     api_client,
     deep_merge,
     finished_job,
+    run_step,
+    run_when,
     wait_for,
 )
+from procfs import alive, survivors
 
 from chamberlain.plugins.strays import find_job_processes
 
@@ -130,30 +132,6 @@ async def start(
     return run_id
 
 
-async def run_when(c: httpx.AsyncClient, run_id: str, status: str, **steps: str) -> dict[str, Any]:
-    """The run once it is in ``status`` with each named step in its given status."""
-    last: list[dict[str, Any]] = []
-
-    async def reached() -> dict[str, Any] | None:
-        run: dict[str, Any] = (await c.get(f"/runs/{run_id}")).json()
-        last[:] = [run]
-        shown = {s["step_id"]: s["status"] for s in run["steps"]}
-        wanted = run["status"] == status and all(shown[k] == v for k, v in steps.items())
-        return run if wanted else None
-
-    try:
-        found: dict[str, Any] = await wait_for(reached)
-    except trio.TooSlowError:
-        raise AssertionError(f"run never reached {status} {steps}: last seen {last}") from None
-    return found
-
-
-def step(run: dict[str, Any], step_id: str) -> dict[str, Any]:
-    found: list[dict[str, Any]] = [s for s in run["steps"] if s["step_id"] == step_id]
-    assert len(found) == 1, run
-    return found[0]
-
-
 async def job(c: httpx.AsyncClient, job_id: str) -> dict[str, Any]:
     r = await c.get(f"/job/{job_id}")
     assert r.status_code == 200, r.text
@@ -165,7 +143,7 @@ async def held_job(c: httpx.AsyncClient, run_id: str, step_id: str) -> dict[str,
     """The job of ``step_id`` once it is stored and held by the run's pause."""
 
     async def held() -> dict[str, Any] | None:
-        ids = step((await c.get(f"/runs/{run_id}")).json(), step_id)["job_ids"]
+        ids = run_step((await c.get(f"/runs/{run_id}")).json(), step_id)["job_ids"]
         if not ids:
             return None
         found = await job(c, ids[-1])
@@ -191,24 +169,11 @@ def read_pids(directory: Path, job_id: str) -> tuple[int, int] | None:
     return int(plugin), int(child)
 
 
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A zombie is dead for our purposes but still answers kill(0).
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(")")[-1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
-
-
 async def all_gone(*pids: int) -> None:
     """Wait (10 s at most) until none of ``pids`` is alive."""
 
     async def gone() -> bool:
-        return not any(pid_alive(pid) for pid in pids)
+        return not survivors(pids)
 
     await wait_for(gone, timeout=10)
 
@@ -229,8 +194,8 @@ async def test_a_rejected_step_fails_its_run_and_the_decision_stands(
         run = await run_when(
             c, run_id, "awaiting_approval", prepare="succeeded", ship="awaiting_approval"
         )
-        (ship_job,) = step(run, "ship")["job_ids"]
-        awaiting_since = step(run, "ship")["approval"]["awaiting_since"]
+        (ship_job,) = run_step(run, "ship")["job_ids"]
+        awaiting_since = run_step(run, "ship")["approval"]["awaiting_since"]
 
         # Only a step awaiting approval can be decided: not one done, nor one not reached.
         for other, shown in (("prepare", "succeeded"), ("notify", "pending")):
@@ -266,8 +231,8 @@ async def test_a_rejected_step_fails_its_run_and_the_decision_stands(
             c, run_id, "failed", prepare="succeeded", ship="failed", notify="skipped"
         )
         assert run["completed_at"] is not None
-        assert step(run, "ship")["approval"]["decision"] == decision
-        assert step(run, "notify")["job_ids"] == []
+        assert run_step(run, "ship")["approval"]["decision"] == decision
+        assert run_step(run, "notify")["job_ids"] == []
         never = await job(c, ship_job)
         assert (never["status"], never["started_at"]) == ("cancelled", None)
         assert never["last_error"] == f"its step was rejected by {ACTOR}"
@@ -310,7 +275,7 @@ async def test_approval_timeouts_decide_once_as_configured(daemon: DaemonFactory
 
         # Nobody acts: on_timeout: reject fails the run, as "timeout".
         run = await run_when(c, rejecting, "failed", ship="failed")
-        approval = step(run, "ship")["approval"]
+        approval = run_step(run, "ship")["approval"]
         timeout_at, since = instant(approval["timeout_at"]), instant(approval["awaiting_since"])
         assert abs(timeout_at - since - 1.0) <= 0.002
         decision = approval["decision"]
@@ -320,7 +285,7 @@ async def test_approval_timeouts_decide_once_as_configured(daemon: DaemonFactory
             "the approval timed out",
         )
         assert instant(decision["at"]) >= timeout_at
-        (never,) = step(run, "ship")["job_ids"]
+        (never,) = run_step(run, "ship")["job_ids"]
         assert (await job(c, never))["started_at"] is None
         (said,) = await events(c, rejecting, "approval")
         assert (said["actor"], said["text"]) == (
@@ -334,9 +299,9 @@ async def test_approval_timeouts_decide_once_as_configured(daemon: DaemonFactory
 
         # on_timeout: approve runs the step, which reads who approved it.
         run = await run_when(c, approving, "succeeded", ship="succeeded")
-        decision = step(run, "ship")["approval"]["decision"]
+        decision = run_step(run, "ship")["approval"]["decision"]
         assert (decision["decision"], decision["by"]) == ("approved", "timeout")
-        (ran,) = step(run, "ship")["job_ids"]
+        (ran,) = run_step(run, "ship")["job_ids"]
         assert (await job(c, ran))["result"]["result"]["approved_by"] == "timeout"
         (said,) = await events(c, approving, "approval")
         assert said["actor"] == "timeout"
@@ -365,7 +330,7 @@ async def test_a_run_awaiting_approval_survives_a_sigkill_of_the_daemon(
             ("ship", "awaiting_approval"),
             ("notify", "pending"),
         ]
-        assert step(after, "ship") == step(before, "ship")
+        assert run_step(after, "ship") == run_step(before, "ship")
 
         r = await c.post(f"/runs/{run_id}/steps/ship/approve", json={"comment": "after the crash"})
         assert r.status_code == 200, r.text
@@ -374,7 +339,7 @@ async def test_a_run_awaiting_approval_survives_a_sigkill_of_the_daemon(
             c, run_id, "succeeded", prepare="succeeded", ship="succeeded", notify="succeeded"
         )
         # The job held before the crash is the one that ran.
-        assert step(run, "ship")["job_ids"] == step(before, "ship")["job_ids"]
+        assert run_step(run, "ship")["job_ids"] == run_step(before, "ship")["job_ids"]
         log = await events(c, run_id)
     assert [e["kind"] for e in log].count("approval.awaited") == 1
     (said,) = (e for e in log if e["kind"] == "approval")
@@ -393,7 +358,7 @@ async def test_a_paused_run_with_its_step_running_survives_a_sigkill_of_the_daem
     async with api_client(d, TOKEN) as c:
         run_id = await start(c, "pair", {"pids": str(tmp_path), "gate": str(gate)})
         run = await run_when(c, run_id, "running", first="running")
-        (interrupted,) = step(run, "first")["job_ids"]
+        (interrupted,) = run_step(run, "first")["job_ids"]
         plugin, child = await wait_for(
             lambda: trio.to_thread.run_sync(read_pids, tmp_path, interrupted)
         )
@@ -416,7 +381,7 @@ async def test_a_paused_run_with_its_step_running_survives_a_sigkill_of_the_daem
         r = await c.post(f"/runs/{run_id}/resume")
         assert r.status_code == 200, r.text
         run = await run_when(c, run_id, "succeeded", first="succeeded", second="succeeded")
-        assert step(run, "first")["job_ids"] == [interrupted]
+        assert run_step(run, "first")["job_ids"] == [interrupted]
         assert (await job(c, interrupted))["attempt"] == 2
 
 
@@ -432,7 +397,7 @@ async def test_pause_stops_the_running_step_on_request_and_resume_runs_it_again(
         gate = tmp_path / "go-stopped"
         run_id = await start(c, "pair", {"pids": str(tmp_path), "gate": str(gate)})
         run = await run_when(c, run_id, "running", first="running")
-        (stopped,) = step(run, "first")["job_ids"]
+        (stopped,) = run_step(run, "first")["job_ids"]
         plugin, child = await wait_for(
             lambda: trio.to_thread.run_sync(read_pids, tmp_path, stopped)
         )
@@ -451,7 +416,7 @@ async def test_pause_stops_the_running_step_on_request_and_resume_runs_it_again(
         # Its end is recorded once the runner has seen the process go.
         assert (await finished_job(c, stopped))["status"] == "cancelled"
         rerun = await held_job(c, run_id, "first")
-        assert step(run, "first")["job_ids"] == [stopped, rerun["job_id"]]
+        assert run_step(run, "first")["job_ids"] == [stopped, rerun["job_id"]]
         assert (rerun["status"], rerun["started_at"]) == ("queued", None)
         refused = await c.post(f"/runs/{run_id}/pause")
         assert refused.status_code == 409, refused.text
@@ -465,7 +430,7 @@ async def test_pause_stops_the_running_step_on_request_and_resume_runs_it_again(
         assert r.status_code == 200, r.text
         assert r.json()["message"] == "resumed: what is due starts now"
         run = await run_when(c, run_id, "succeeded", first="succeeded", second="succeeded")
-        assert step(run, "first")["job_ids"] == [stopped, rerun["job_id"]]
+        assert run_step(run, "first")["job_ids"] == [stopped, rerun["job_id"]]
         # It ran as a process of its own.
         fresh = read_pids(tmp_path, rerun["job_id"])
         assert fresh is not None and fresh[0] != plugin
@@ -477,23 +442,23 @@ async def test_pause_stops_the_running_step_on_request_and_resume_runs_it_again(
         gate = tmp_path / "go-plain"
         run_id = await start(c, "pair", {"pids": str(tmp_path), "gate": str(gate)})
         run = await run_when(c, run_id, "running", first="running")
-        (first,) = step(run, "first")["job_ids"]
+        (first,) = run_step(run, "first")["job_ids"]
         plugin, _ = await wait_for(lambda: trio.to_thread.run_sync(read_pids, tmp_path, first))
         r = await c.post(f"/runs/{run_id}/pause", json={})
         assert r.status_code == 200, r.text
         assert r.json()["message"] == "paused: no new step starts"
-        assert pid_alive(plugin)
+        assert alive(plugin)
 
         gate.touch()
         held = await held_job(c, run_id, "second")
         run = await run_when(c, run_id, "paused", first="succeeded", second="pending")
-        assert step(run, "first")["job_ids"] == [first]
+        assert run_step(run, "first")["job_ids"] == [first]
         assert (held["status"], held["started_at"]) == ("queued", None)
 
         r = await c.post(f"/runs/{run_id}/resume")
         assert r.status_code == 200, r.text
         run = await run_when(c, run_id, "succeeded", first="succeeded", second="succeeded")
-        assert step(run, "second")["job_ids"] == [held["job_id"]]
+        assert run_step(run, "second")["job_ids"] == [held["job_id"]]
         actions = [e["detail"] for e in await events(c, run_id, "action")]
     assert [(a["action"], a["stop_running"]) for a in actions] == [
         ("pause", False),
@@ -538,7 +503,7 @@ async def test_cancel_stops_the_running_process_group_and_ends_the_run(
             c, run_id, "cancelled", left="cancelled", right="cancelled", after="cancelled"
         )
         assert run["completed_at"] is not None
-        assert step(run, "after")["job_ids"] == []
+        assert run_step(run, "after")["job_ids"] == []
         stopped, never = await job(c, running), await job(c, queued)
         assert stopped["status"] == "cancelled" and stopped["started_at"] is not None
         assert (never["status"], never["started_at"]) == ("cancelled", None)
@@ -554,7 +519,7 @@ async def test_cancel_stops_the_running_process_group_and_ends_the_run(
         )
         (cancel,) = await events(c, run_id, "action")
         assert (cancel["actor"], cancel["detail"]["action"]) == (ACTOR, "cancel")
-    assert not pid_alive(plugin) and not pid_alive(child)
+    assert not alive(plugin) and not alive(child)
 
 
 # -- retry-latest, run-next-step ----------------------------------------------------------
@@ -568,7 +533,7 @@ async def test_retry_latest_reruns_a_step_whose_check_failed(
     async with api_client(d, TOKEN) as c:
         run_id = await start(c, "reviewed", {"qa_counter": str(counter)})
         run = await run_when(c, run_id, "blocked", draft="failed")
-        draft = step(run, "draft")
+        draft = run_step(run, "draft")
         (first,) = draft["job_ids"]
         # The step's own job succeeded: its check failed it.
         assert (await job(c, first))["status"] == "succeeded"
@@ -577,7 +542,7 @@ async def test_retry_latest_reruns_a_step_whose_check_failed(
             "review 1 of draft: fail",
         )
         # The next step's job, held on the gate, was dropped; the step may still come.
-        publish = step(run, "publish")
+        publish = run_step(run, "publish")
         (dropped,) = publish["job_ids"]
         assert publish["status"] == "pending"
         assert (await job(c, dropped))["status"] == "cancelled"
@@ -586,7 +551,7 @@ async def test_retry_latest_reruns_a_step_whose_check_failed(
         assert r.status_code == 200, r.text
         assert r.json()["message"] == "step draft runs again"
         run = await run_when(c, run_id, "succeeded", draft="succeeded", publish="succeeded")
-        draft = step(run, "draft")
+        draft = run_step(run, "draft")
         assert draft["job_ids"][0] == first and len(draft["job_ids"]) == 2
         assert (await job(c, draft["job_ids"][1]))["status"] == "succeeded"
         assert (draft["check"]["state"], draft["check"]["notes"]) == (
@@ -594,7 +559,7 @@ async def test_retry_latest_reruns_a_step_whose_check_failed(
             "review 2 of draft: pass",
         )
         assert counter.read_text() == "2"  # the check ran twice, not more
-        published = step(run, "publish")["job_ids"]
+        published = run_step(run, "publish")["job_ids"]
         assert published[0] == dropped and len(published) == 2
 
         checks = await events(c, run_id, "check")
@@ -627,21 +592,23 @@ async def test_run_next_step_on_a_paused_run_starts_one_step_and_stays_paused(
         # Step one ran; step two's job is stored but held: the run is still paused.
         second = await held_job(c, run_id, "two")
         run = await run_when(c, run_id, "paused", one="succeeded", two="pending", three="pending")
-        assert step(run, "one")["job_ids"] == [first["job_id"]]
-        assert step(run, "three")["job_ids"] == []
+        assert run_step(run, "one")["job_ids"] == [first["job_id"]]
+        assert run_step(run, "three")["job_ids"] == []
 
         r = await c.post(f"/runs/{run_id}/run-next-step")
         assert r.status_code == 200, r.text
         assert r.json()["message"] == "step two starts now"
         third = await held_job(c, run_id, "three")
         await run_when(c, run_id, "paused", one="succeeded", two="succeeded", three="pending")
-        assert step((await c.get(f"/runs/{run_id}")).json(), "two")["job_ids"] == [second["job_id"]]
+        assert run_step((await c.get(f"/runs/{run_id}")).json(), "two")["job_ids"] == [
+            second["job_id"]
+        ]
 
         r = await c.post(f"/runs/{run_id}/resume")
         assert r.status_code == 200, r.text
         run = await run_when(
             c, run_id, "succeeded", one="succeeded", two="succeeded", three="succeeded"
         )
-        assert step(run, "three")["job_ids"] == [third["job_id"]]
+        assert run_step(run, "three")["job_ids"] == [third["job_id"]]
         actions = [e["detail"]["action"] for e in await events(c, run_id, "action")]
     assert actions == ["run-next-step", "run-next-step", "resume"]

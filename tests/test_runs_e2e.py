@@ -17,8 +17,15 @@ from typing import Any
 
 import httpx
 import pytest
-import trio
-from conftest import BUNDLED_PLUGINS, DaemonFactory, DaemonProcess, api_client, wait_for
+from conftest import (
+    BUNDLED_PLUGINS,
+    DaemonFactory,
+    DaemonProcess,
+    api_client,
+    run_step,
+    run_when,
+    wait_for,
+)
 from sse_client import Event, open_stream
 
 E2E_PLUGINS = Path(__file__).resolve().parent / "e2e_plugins"
@@ -147,30 +154,6 @@ async def deliver(d: DaemonProcess, body: bytes, headers: dict[str, str]) -> htt
         return await c.post("/hooks/github-ci", content=body, headers=headers)
 
 
-async def run_when(c: httpx.AsyncClient, run_id: str, status: str, **steps: str) -> dict[str, Any]:
-    """The run once it is in ``status`` with each named step in its given status."""
-    last: list[dict[str, Any]] = []
-
-    async def reached() -> dict[str, Any] | None:
-        run: dict[str, Any] = (await c.get(f"/runs/{run_id}")).json()
-        last[:] = [run]
-        shown = {s["step_id"]: s["status"] for s in run["steps"]}
-        wanted = run["status"] == status and all(shown[k] == v for k, v in steps.items())
-        return run if wanted else None
-
-    try:
-        found: dict[str, Any] = await wait_for(reached)
-    except trio.TooSlowError:
-        raise AssertionError(f"run never reached {status} {steps}: last seen {last}") from None
-    return found
-
-
-def step(run: dict[str, Any], step_id: str) -> dict[str, Any]:
-    found: list[dict[str, Any]] = [s for s in run["steps"] if s["step_id"] == step_id]
-    assert len(found) == 1, run
-    return found[0]
-
-
 async def test_a_paused_run_walks_check_approval_and_ci_to_success(
     gw: DaemonProcess, tmp_path: Path
 ) -> None:
@@ -195,7 +178,7 @@ async def test_a_paused_run_walks_check_approval_and_ci_to_success(
             ("ship", "pending"),
             ("verify", "pending"),
         ]
-        (first_job,) = step(run, "implement")["job_ids"]
+        (first_job,) = run_step(run, "implement")["job_ids"]
         # A job started after the held one runs to its end: the dispatcher went past
         # the held job and left it alone.
         witness = await c.post("/trigger/echo/health", json={})
@@ -218,7 +201,7 @@ async def test_a_paused_run_walks_check_approval_and_ci_to_success(
         }
         run = await run_when(c, run_id, "running", implement="awaiting_check")
         assert run["paused"] is False
-        check = step(run, "implement")["check"]
+        check = run_step(run, "implement")["check"]
         assert (check["state"], check["job_id"]) == ("waiting", first_job)
 
         async def check_running() -> dict[str, Any] | None:
@@ -228,7 +211,7 @@ async def test_a_paused_run_walks_check_approval_and_ci_to_success(
         # The check runs (it waits for qa_gate): the step awaits it meanwhile.
         check_job = await wait_for(check_running)
         run = (await c.get(f"/runs/{run_id}")).json()
-        assert step(run, "implement")["status"] == "awaiting_check"
+        assert run_step(run, "implement")["status"] == "awaiting_check"
         assert (check_job["plugin"], check_job["command"]) == ("flow_qa", "review")
         assert check_job["submitted_by"] == "check:flow/implement"
         assert check_job["payload"]["result"]["summary"] == "implemented a --dry-run flag"
@@ -236,8 +219,8 @@ async def test_a_paused_run_walks_check_approval_and_ci_to_success(
         assert done["status"] == "succeeded"
         assert done["result"]["result"]["summary"] == "implemented a --dry-run flag"
         # Step 2's job is stored, held on step 1's gate until the check passes.
-        assert step(run, "ship")["status"] == "pending"
-        (gated,) = step(run, "ship")["job_ids"]
+        assert run_step(run, "ship")["status"] == "pending"
+        (gated,) = run_step(run, "ship")["job_ids"]
         held = (await c.get(f"/job/{gated}")).json()
         assert (held["status"], held["held"], held["started_at"]) == ("queued", "gate", None)
         qa_gate.touch()
@@ -246,10 +229,10 @@ async def test_a_paused_run_walks_check_approval_and_ci_to_success(
         run = await run_when(
             c, run_id, "awaiting_approval", implement="succeeded", ship="awaiting_approval"
         )
-        check = step(run, "implement")["check"]
+        check = run_step(run, "implement")["check"]
         assert check["state"] == "passed"
         assert check["notes"] == "reviewed implement of flow: pass"
-        ship = step(run, "ship")
+        ship = run_step(run, "ship")
         assert ship["approval"]["decision"] is None
         assert ship["approval"]["awaiting_since"] is not None
         assert ship["approval"]["timeout_at"] is None
@@ -257,7 +240,10 @@ async def test_a_paused_run_walks_check_approval_and_ci_to_success(
         ship_job = gated
         waiting = (await c.get(f"/job/{ship_job}")).json()
         assert (waiting["status"], waiting["held"]) == ("queued", "approval")
-        assert (step(run, "verify")["status"], step(run, "verify")["job_ids"]) == ("pending", [])
+        assert (run_step(run, "verify")["status"], run_step(run, "verify")["job_ids"]) == (
+            "pending",
+            [],
+        )
 
         refused = await c.post(
             f"/runs/{run_id}/steps/ship/approve", json={"comment": "go", "inputs": {"x": "moon"}}
@@ -270,7 +256,7 @@ async def test_a_paused_run_walks_check_approval_and_ci_to_success(
         assert missing.status_code == 400, missing.text
         assert missing.json() == {"error": "inputs: 'x' is a required property"}
         # Nothing was recorded: the step still awaits its decision.
-        still = step((await c.get(f"/runs/{run_id}")).json(), "ship")
+        still = run_step((await c.get(f"/runs/{run_id}")).json(), "ship")
         assert (still["status"], still["approval"]["decision"]) == ("awaiting_approval", None)
 
         r = await c.post(
@@ -302,7 +288,7 @@ async def test_a_paused_run_walks_check_approval_and_ci_to_success(
             "ship it",
         )
         # ... and step 3's, through step 2's result.
-        verify = step(run, "verify")
+        verify = run_step(run, "verify")
         (verify_job,) = verify["job_ids"]
         verified = (await c.get(f"/job/{verify_job}")).json()
         assert verified["status"] == "succeeded"
@@ -330,9 +316,9 @@ async def test_a_paused_run_walks_check_approval_and_ci_to_success(
         assert [s["job_ids"] for s in run["steps"]] == [[first_job], [ship_job], [verify_job]]
         for s in run["steps"]:
             assert s["started_at"] is not None and s["completed_at"] is not None, s
-        assert step(run, "ship")["approval"]["decision"] == decision
-        assert step(run, "verify")["ci"]["state"] == "passed"
-        assert step(run, "verify")["ci"]["signal"]["source"] == "github.check_suite"
+        assert run_step(run, "ship")["approval"]["decision"] == decision
+        assert run_step(run, "verify")["ci"]["state"] == "passed"
+        assert run_step(run, "verify")["ci"]["signal"]["source"] == "github.check_suite"
 
         # -- the events log shows every step of it, with who and when -----------------------
         r = await c.get(f"/runs/{run_id}/events")
@@ -442,7 +428,7 @@ async def test_ci_reports_need_a_signature_and_the_awaited_commit(gw: DaemonProc
         # None of them moved the step.
         run = (await c.get(f"/runs/{run_id}")).json()
         assert run["status"] == "running"
-        assert (step(run, "build")["status"], step(run, "build")["ci"]["state"]) == (
+        assert (run_step(run, "build")["status"], run_step(run, "build")["ci"]["state"]) == (
             "awaiting_check",
             "waiting",
         )

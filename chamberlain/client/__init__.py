@@ -2,7 +2,8 @@
 
 ``chamberlain trigger``, ``job``, ``jobs``, ``logs``, ``cancel``, ``retry``,
 ``message``, ``complete``, ``plugins``, ``schedules``, ``pipeline``, ``runs``,
-``approve``, ``reject``, ``queue``, ``health`` and ``completion`` (docs/CLI.md).
+``run-action``, ``run-events``, ``approve``, ``reject``, ``queue``, ``health`` and
+``completion`` (docs/CLI.md).
 They know the daemon only through its HTTP API, as any other client does: where
 to find it (:mod:`._connection`), how to ask (:mod:`._api`), and what each exit
 code says (:mod:`._exits`).

@@ -141,6 +141,43 @@ class _Output:
             table.add_row(*(Text(_cell(row.get(column))) for column in columns))
         self.out.print(table)
 
+    def answer(
+        self, value: Mapping[str, Any], keys: Sequence[str], *, quiet: str | None = None
+    ) -> None:
+        """A one-object answer: its JSON (``--json``); with ``-q`` its ``quiet`` field
+        alone (nothing without one, its ``keys`` when it lacks that field); else its
+        ``keys`` as a grid."""
+        if self.json:
+            self.data(value)
+        elif not self.quiet:
+            self.fields(value, keys)
+        elif quiet is not None:
+            shown = value.get(quiet)
+            if shown is not None:
+                self.raw.write(f"{shown}\n")
+            else:
+                self.fields(value, keys)
+
+    def listing(
+        self,
+        answer: Mapping[str, Any],
+        rows: Sequence[Mapping[str, Any]],
+        columns: Sequence[str],
+        *,
+        ids: str,
+        summary: str | None = None,
+    ) -> None:
+        """A list answer: its JSON, each row's ``ids`` field (``-q``), or a table of
+        ``rows`` with ``summary`` under it on stderr."""
+        if self.json:
+            self.data(answer)
+        elif self.quiet:
+            self.raw.writelines(f"{row[ids]}\n" for row in rows)
+        else:
+            self.table(rows, columns)
+            if summary is not None:
+                self.err.print(summary, markup=False)
+
     def fields(self, value: Mapping[str, Any], keys: Sequence[str]) -> None:
         table = Table.grid(padding=(0, 2))
         for key in keys:
@@ -176,12 +213,14 @@ _JOB_FIELDS = (
 
 
 def _show_job(out: _Output, job: Mapping[str, Any]) -> None:
-    if out.json:
-        out.data(job)
-    elif out.quiet:
-        out.raw.write(f"{job['job_id']}\n")
-    else:
-        out.fields(job, _JOB_FIELDS)
+    out.answer(job, _JOB_FIELDS, quiet="job_id")
+
+
+def _filters(args: argparse.Namespace, *keys: str) -> dict[str, str | int]:
+    """The query of a listing: its ``--limit``, and each of ``keys`` that was given."""
+    params: dict[str, str | int] = {"limit": args.limit}
+    params.update({key: getattr(args, key) for key in keys if getattr(args, key)})
+    return params
 
 
 def _waited(out: _Output, api: ApiClient, job_id: str, timeout: float) -> int:
@@ -257,12 +296,7 @@ def cmd_trigger(args: argparse.Namespace, api: ApiClient, out: _Output) -> int:
     if args.follow and isinstance(job_id, str):
         return _followed(out, api, job_id)
     if not args.wait or not isinstance(job_id, str):
-        if out.json:
-            out.data(answer)
-        elif out.quiet and isinstance(job_id, str):
-            out.raw.write(f"{job_id}\n")
-        else:
-            out.fields(answer, ("job_id", "status", "plugin", "command", "duplicate"))
+        out.answer(answer, ("job_id", "status", "plugin", "command", "duplicate"), quiet="job_id")
         return ExitCode.SUCCEEDED
     return _waited(out, api, job_id, timeout)
 
@@ -277,28 +311,16 @@ def cmd_job(args: argparse.Namespace, api: ApiClient, out: _Output) -> int:
 
 
 def cmd_jobs(args: argparse.Namespace, api: ApiClient, out: _Output) -> int:
-    params: dict[str, str | int] = {"limit": args.limit}
-    for key in ("status", "plugin", "since"):
-        value = getattr(args, key)
-        if value:
-            params[key] = value
-    answer = api.call("GET", "/jobs", params=params)
-    if out.json:
-        out.data(answer)
-    elif out.quiet:
-        out.raw.writelines(f"{job['job_id']}\n" for job in answer["jobs"])
-    else:
-        out.table(answer["jobs"], _JOB_COLUMNS)
-        out.err.print(f"{len(answer['jobs'])} of {answer['total']} jobs")
+    answer = api.call("GET", "/jobs", params=_filters(args, "status", "plugin", "since"))
+    jobs = answer["jobs"]
+    summary = f"{len(jobs)} of {answer['total']} jobs"
+    out.listing(answer, jobs, _JOB_COLUMNS, ids="job_id", summary=summary)
     return ExitCode.SUCCEEDED
 
 
 def cmd_cancel(args: argparse.Namespace, api: ApiClient, out: _Output) -> int:
     answer = api.call("POST", f"/job/{args.job_id}/cancel")
-    if out.json:
-        out.data(answer)
-    elif not out.quiet:
-        out.fields(answer, ("job_id", "status", "was_running"))
+    out.answer(answer, ("job_id", "status", "was_running"))
     return ExitCode.SUCCEEDED
 
 
@@ -306,47 +328,31 @@ def cmd_retry(args: argparse.Namespace, api: ApiClient, out: _Output) -> int:
     answer = api.call("POST", f"/job/{args.job_id}/retry")
     if args.wait:
         return _waited(out, api, answer["job_id"], _duration(args.timeout, "--timeout"))
-    if out.json:
-        out.data(answer)
-    elif out.quiet:
-        out.raw.write(f"{answer['job_id']}\n")
-    else:
-        out.fields(answer, ("job_id", "original_job_id", "status", "plugin", "command"))
+    keys = ("job_id", "original_job_id", "status", "plugin", "command")
+    out.answer(answer, keys, quiet="job_id")
     return ExitCode.SUCCEEDED
 
 
 def cmd_queue(args: argparse.Namespace, api: ApiClient, out: _Output) -> int:
-    answer = api.call("GET", "/queue", params={"limit": args.limit})
-    if out.json:
-        out.data(answer)
-        return ExitCode.SUCCEEDED
-    rows = [*answer["running"], *answer["queued"]]
-    if out.quiet:
-        out.raw.writelines(f"{job['job_id']}\n" for job in rows)
-        return ExitCode.SUCCEEDED
-    out.table(rows, _JOB_COLUMNS[:-1])
-    out.err.print(
+    answer = api.call("GET", "/queue", params=_filters(args))
+    summary = (
         f"{answer['running_total']} running (of {answer['max_workers']} workers),"
         f" {answer['queued_total']} queued"
     )
+    rows = [*answer["running"], *answer["queued"]]
+    out.listing(answer, rows, _JOB_COLUMNS[:-1], ids="job_id", summary=summary)
     return ExitCode.SUCCEEDED
 
 
 def cmd_health(args: argparse.Namespace, api: ApiClient, out: _Output) -> int:
     answer = api.call("GET", "/healthz")
-    if out.json:
-        out.data(answer)
-    elif not out.quiet:
-        out.fields(answer, tuple(answer))
+    out.answer(answer, tuple(answer))
     return ExitCode.SUCCEEDED if answer.get("status") == "ok" else ExitCode.FAILED
 
 
 def cmd_message(args: argparse.Namespace, api: ApiClient, out: _Output) -> int:
     answer = api.call("POST", f"/job/{args.job_id}/message", body={"message": args.text})
-    if out.json:
-        out.data(answer)
-    elif not out.quiet:
-        out.fields(answer, ("job_id", "message_sent", "message_id"))
+    out.answer(answer, ("job_id", "message_sent", "message_id"))
     return ExitCode.SUCCEEDED
 
 
@@ -354,10 +360,7 @@ def cmd_complete(args: argparse.Namespace, api: ApiClient, out: _Output) -> int:
     answer = api.call("POST", f"/job/{args.job_id}/complete")
     if args.wait:
         return _waited(out, api, args.job_id, _duration(args.timeout, "--timeout"))
-    if out.json:
-        out.data(answer)
-    elif not out.quiet:
-        out.fields(answer, ("job_id", "status"))
+    out.answer(answer, ("job_id", "status"))
     return ExitCode.SUCCEEDED
 
 
@@ -375,16 +378,11 @@ def cmd_plugins(args: argparse.Namespace, api: ApiClient, out: _Output) -> int:
         out.table(commands, ("name", "type", "description", "timeout", "input"))
         return ExitCode.SUCCEEDED
     answer = api.call("GET", "/plugins")
-    if out.json:
-        out.data(answer)
-    elif out.quiet:
-        out.raw.writelines(f"{plugin['name']}\n" for plugin in answer["plugins"])
-    else:
-        rows = [
-            {**plugin, "commands": ", ".join(plugin.get("commands", []))}
-            for plugin in answer["plugins"]
-        ]
-        out.table(rows, ("name", "version", "commands", "description"))
+    rows = [
+        {**plugin, "commands": ", ".join(plugin.get("commands", []))}
+        for plugin in answer["plugins"]
+    ]
+    out.listing(answer, rows, ("name", "version", "commands", "description"), ids="name")
     return ExitCode.SUCCEEDED
 
 
@@ -395,10 +393,7 @@ def cmd_schedules(args: argparse.Namespace, api: ApiClient, out: _Output) -> int
             raise ClientError(f"--reset {args.reset}: expected PLUGIN/ID", ExitCode.USAGE)
         body = {"reason": args.reason} if args.reason else {}
         answer = api.call("POST", f"/schedules/{plugin}/{schedule}/reset", body=body)
-        if out.json:
-            out.data(answer)
-        elif not out.quiet:
-            out.fields(answer, ("plugin", "id", "command", "next_run", "breaker"))
+        out.answer(answer, ("plugin", "id", "command", "next_run", "breaker"))
         return ExitCode.SUCCEEDED
     answer = api.call("GET", "/schedules")
     if out.json:
@@ -423,12 +418,7 @@ def cmd_pipeline(args: argparse.Namespace, api: ApiClient, out: _Output) -> int:
     if args.paused:
         body["start"] = "paused"
     answer = api.call("POST", f"/pipeline/{args.name}", body=body)
-    if out.json:
-        out.data(answer)
-    elif out.quiet:
-        out.raw.write(f"{answer.get('run_id') or answer.get('job_id')}\n")
-    else:
-        out.fields(answer, ("run_id", "job_id", "pipeline", "status"))
+    out.answer(answer, ("run_id", "job_id", "pipeline", "status"), quiet="run_id")
     return ExitCode.SUCCEEDED
 
 
@@ -452,19 +442,33 @@ def cmd_runs(args: argparse.Namespace, api: ApiClient, out: _Output) -> int:
         ]
         out.table(steps, ("step_id", "status", "jobs", "decision", "completed_at"))
         return ExitCode.SUCCEEDED
+    answer = api.call("GET", "/runs", params=_filters(args, "pipeline", "status"))
+    runs = answer["runs"]
+    summary = f"{len(runs)} of {answer['total']} runs"
+    out.listing(answer, runs, _RUN_COLUMNS, ids="run_id", summary=summary)
+    return ExitCode.SUCCEEDED
+
+
+#: The actions of ``POST /runs/{id}/<action>`` (docs/RUNS.md).
+RUN_ACTIONS = ("pause", "resume", "cancel", "run-next-step", "retry-latest")
+
+
+def cmd_run_action(args: argparse.Namespace, api: ApiClient, out: _Output) -> int:
+    if args.stop_running and args.action != "pause":
+        raise ClientError("--stop-running belongs to pause", ExitCode.USAGE)
+    body = {"stop_running": True} if args.stop_running else None
+    answer = api.call("POST", f"/runs/{args.run_id}/{args.action}", body=body)
+    out.answer(answer, ("run_id", "status", "message"))
+    return ExitCode.SUCCEEDED
+
+
+def cmd_run_events(args: argparse.Namespace, api: ApiClient, out: _Output) -> int:
     params: dict[str, str | int] = {"limit": args.limit}
-    for key in ("pipeline", "status"):
-        value = getattr(args, key)
-        if value:
-            params[key] = value
-    answer = api.call("GET", "/runs", params=params)
-    if out.json:
-        out.data(answer)
-    elif out.quiet:
-        out.raw.writelines(f"{run['run_id']}\n" for run in answer["runs"])
-    else:
-        out.table(answer["runs"], _RUN_COLUMNS)
-        out.err.print(f"{len(answer['runs'])} of {answer['total']} runs")
+    if args.kind:
+        params["kind"] = args.kind
+    answer = api.call("GET", f"/runs/{args.run_id}/events", params=params)
+    columns = ("at", "kind", "actor", "step_id", "text")
+    out.listing(answer, answer["events"], columns, ids="id")
     return ExitCode.SUCCEEDED
 
 

@@ -8,6 +8,7 @@ import sys
 from typing import Any
 
 from ._commands import (
+    RUN_ACTIONS,
     cmd_approve,
     cmd_cancel,
     cmd_complete,
@@ -21,6 +22,8 @@ from ._commands import (
     cmd_queue,
     cmd_reject,
     cmd_retry,
+    cmd_run_action,
+    cmd_run_events,
     cmd_runs,
     cmd_schedules,
     cmd_trigger,
@@ -144,6 +147,17 @@ CLIENT_COMMANDS: dict[str, tuple[str, tuple[str, ...]]] = {
     "runs": (
         "list runs of pipelines, or show one with its steps",
         ("chamberlain runs --status awaiting_approval", "chamberlain runs 7c2e… --json"),
+    ),
+    "run-action": (
+        "pause, resume or cancel a run, run its next step, or retry its latest",
+        (
+            "chamberlain run-action 7c2e… pause --stop-running",
+            "chamberlain run-action 7c2e… retry-latest",
+        ),
+    ),
+    "run-events": (
+        "show a run's events log: state changes, actions, approvals, checks, CI",
+        ("chamberlain run-events 7c2e… --kind approval,ci",),
     ),
     "approve": (
         "approve a run's step that awaits approval",
@@ -279,6 +293,22 @@ def add_client_commands(sub: Any, parents: list[argparse.ArgumentParser]) -> Non
     runs.add_argument("--status", help="comma-separated statuses (awaiting_approval,blocked)")
     runs.add_argument("--limit", type=_limit, default=50, help="at most this many (1-500)")
     bind(runs, cmd_runs)
+
+    act = _add(sub, "run-action", options)
+    _completes(act.add_argument("run_id", metavar="RUN"), run_ids)
+    act.add_argument("action", choices=RUN_ACTIONS)
+    act.add_argument(
+        "--stop-running", action="store_true", help="pause only: stop the running step too"
+    )
+    bind(act, cmd_run_action)
+
+    run_events = _add(sub, "run-events", options)
+    _completes(run_events.add_argument("run_id", metavar="RUN"), run_ids)
+    run_events.add_argument("--kind", help="comma-separated kinds (approval,ci,action)")
+    run_events.add_argument(
+        "--limit", type=int, default=500, help="at most this many, the oldest first (1-5000)"
+    )
+    bind(run_events, cmd_run_events)
 
     completion = _add(sub, "completion", list(parents), asks=False)
     completion.add_argument("shell", choices=SHELLS)
