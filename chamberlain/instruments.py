@@ -123,6 +123,13 @@ class Metrics:
             ["outcome"],
             registry=self.registry,
         )
+        self.mcp_tool_calls = Counter(
+            "chamberlain_mcp_tool_calls",
+            "MCP tool calls answered, by tool and outcome: ok, error (a tool error the"
+            " agent reads: a failed job, bad arguments) or refused (no scope, no such tool).",
+            ["tool", "outcome"],
+            registry=self.registry,
+        )
         self._now = _Now()
         self.registry.register(self._now)
 
@@ -146,6 +153,11 @@ class Metrics:
     def http_request(self, route: str, method: str, status: int) -> None:
         """Count one answered HTTP request."""
         self.http_requests.labels(route, method, str(status)).inc()
+
+    def mcp_tool_call(self, tool: str, outcome: str) -> None:
+        """Count one MCP tool call; a refused call of an unknown tool counts as ``?``, so
+        what a client makes up cannot grow the metric."""
+        self.mcp_tool_calls.labels(tool, outcome).inc()
 
     def render(self, snapshot: Snapshot) -> bytes:
         """The text exposition of every metric, with ``snapshot`` as the present."""

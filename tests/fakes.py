@@ -166,7 +166,10 @@ def make_daemon(
     config: dict[str, Any] | None = None,
     manifests: tuple[Manifest, ...] = (),
     plugins: tuple[str, ...] = ("a", "b"),
+    serve_web: bool = False,
 ) -> Daemon:
+    """A daemon of fake plugins on the fake clock; ``serve_web``: with its HTTP API
+    (then the config's ``api`` must enable it)."""
     base = {"service": {"max_workers": 3}, "api": {"enabled": False}}
     cfg = parse_config({**base, **(config or {})}, base_dir=tmp_path)
     found = manifests or tuple(fake_plugin(tmp_path, name) for name in plugins)
@@ -175,7 +178,7 @@ def make_daemon(
         config=cfg,
         plugins=plugins,
         state_path=str(tmp_path / "state.db"),
-        serve_web=False,
+        serve_web=serve_web,
         handle_signals=False,
         # Autojump would move the clock on while a worker thread runs SQL.
         store_offload=False,

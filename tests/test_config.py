@@ -415,7 +415,7 @@ def test_environ_defaults_to_process_environment(monkeypatch: pytest.MonkeyPatch
     [
         (
             {"schedules": {}},
-            "schedules: unknown key (expected one of: api, callbacks, instances, pipelines,"
+            "schedules: unknown key (expected one of: api, callbacks, instances, mcp, pipelines,"
             " plugin_roots, plugins, remote_ingress, repositories, routes, service, state,"
             " webhooks, workspaces)",
         ),
@@ -472,7 +472,7 @@ def test_all_problems_are_collected() -> None:
         "plugins.echo.retyr: unknown key (did you mean 'retry'?)",
         "plugins['bad name']: invalid plugin name 'bad name': use letters, digits, '_', '.' "
         "and '-', starting with a letter or digit",
-        "schedules: unknown key (expected one of: api, callbacks, instances, pipelines,"
+        "schedules: unknown key (expected one of: api, callbacks, instances, mcp, pipelines,"
         " plugin_roots, plugins, remote_ingress, repositories, routes, service, state,"
         " webhooks, workspaces)",
     )

@@ -551,7 +551,8 @@ def test_every_route_declares_an_access_rule_and_the_table_has_no_duplicates() -
     assert len({r.operation_id for r in ROUTES}) == len(ROUTES)
     public = {r.path for r in ROUTES if r.public}
     explorer = {"/docs", "/docs/", *(asset.path for asset in ASSETS)}
-    assert public == {"/healthz", "/ready", "/openapi.json", *explorer}
+    discovery = {"/", "/.well-known/ai-plugin.json"}
+    assert public == {"/healthz", "/ready", "/openapi.json", *explorer, *discovery}
 
 
 @pytest.mark.parametrize(
@@ -846,7 +847,7 @@ async def test_plugins(app: QuartTrio) -> None:
 # -- HTTP-level errors -----------------------------------------------------------------
 
 
-@pytest.mark.parametrize("path", ["/nope", "/", "/jobs/", "/trigger/echo", "/job/", "/job/a/b"])
+@pytest.mark.parametrize("path", ["/nope", "/jobs/", "/trigger/echo", "/job/", "/job/a/b"])
 async def test_unknown_routes_are_json_404(app: QuartTrio, path: str) -> None:
     status, body, _ = await call(app, "GET", path)
     assert status == 404, body

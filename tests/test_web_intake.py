@@ -17,6 +17,7 @@ from chamberlain.web import (
     batch,
     catalogue,
     control,
+    discovery,
     docs,
     ductile_views,
     facts,
@@ -66,6 +67,7 @@ FEATURES = (
     ductile_views,
     secret_registry,
     mcp_registry,
+    discovery,
 )
 
 
@@ -222,6 +224,10 @@ def test_the_table_is_every_feature_module_s_routes_in_order() -> None:
         "createMcpServer",
         "getMcpServer",
         "deleteMcpServer",
+        "index",
+        "listSkills",
+        "getPluginOpenapi",
+        "aiPluginManifest",
     ]
 
 

@@ -30,6 +30,7 @@ from ._commands import (
     run_client_command,
 )
 from ._completion import SHELLS, commands_of, job_ids, plugin_names, run_ids, shell_code
+from ._mcp_bridge import cmd_mcp
 
 __all__ = ["CLIENT_COMMANDS", "add_client_commands"]
 
@@ -48,7 +49,7 @@ a profile of ~/.config/chamberlain/client.toml (--profile, CHAMBERLAIN_PROFILE o
 [default]; mode 0600 when it holds a token), else the daemon of --config."""
 
 
-def _connection_options() -> argparse.ArgumentParser:
+def _connection_options(*, output: bool = True) -> argparse.ArgumentParser:
     options = argparse.ArgumentParser(add_help=False)
     group = options.add_argument_group("connection")
     group.add_argument("--url", help="the daemon's API, e.g. http://127.0.0.1:8080")
@@ -57,9 +58,11 @@ def _connection_options() -> argparse.ArgumentParser:
     group.add_argument(
         "--config", "-c", help="the daemon's config: its api.listen and api_key are used"
     )
-    output = options.add_argument_group("output")
-    output.add_argument("--json", action="store_true", help="print the API's JSON answer unchanged")
-    output.add_argument("--quiet", "-q", action="store_true", help="print only the job id(s)")
+    if not output:
+        return options
+    shown = options.add_argument_group("output")
+    shown.add_argument("--json", action="store_true", help="print the API's JSON answer unchanged")
+    shown.add_argument("--quiet", "-q", action="store_true", help="print only the job id(s)")
     return options
 
 
@@ -173,6 +176,13 @@ CLIENT_COMMANDS: dict[str, tuple[str, tuple[str, ...]]] = {
     "reject": (
         "reject a run's step that awaits approval: the run fails",
         ("chamberlain reject 7c2e… ship --comment 'not today'",),
+    ),
+    "mcp": (
+        "serve the daemon's MCP tools on stdin and stdout, for clients that speak only stdio",
+        (
+            'chamberlain mcp --url http://127.0.0.1:8080 --token "$CHAMBERLAIN_TOKEN"',
+            "CHAMBERLAIN_PROFILE=work chamberlain mcp",
+        ),
     ),
 }
 
@@ -309,6 +319,9 @@ def add_client_commands(sub: Any, parents: list[argparse.ArgumentParser]) -> Non
         "--limit", type=int, default=500, help="at most this many, the oldest first (1-5000)"
     )
     bind(run_events, cmd_run_events)
+
+    bridge = _add(sub, "mcp", [*parents, _connection_options(output=False)])
+    bridge.set_defaults(func=cmd_mcp)
 
     completion = _add(sub, "completion", list(parents), asks=False)
     completion.add_argument("shell", choices=SHELLS)

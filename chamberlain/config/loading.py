@@ -349,6 +349,7 @@ def _parse(
         remote_ingress=document.remote_ingress,
         workspaces=document.workspaces,
         repositories=document.repositories,
+        mcp=document.mcp,
         secret_references=tuple(run.references),
         warnings=translation.warnings,
         source=source,

@@ -167,6 +167,25 @@ class WorkspacesConfig:
 
 
 @attrs.frozen(kw_only=True)
+class McpConfig:
+    """The ``mcp:`` section: the MCP server at ``/mcp`` (see docs/AGENTS.md).
+
+    Requests whose ``Host`` (or ``Origin``) header is not the listener's own, a
+    loopback name, or one of ``allowed_hosts`` (``allowed_origins``) are refused, so
+    a web page cannot reach the server through a rebound DNS name.
+    """
+
+    enabled: bool = True
+    #: How long a tool call waits for its job before answering its id instead.
+    call_timeout: PositiveDuration = 30.0
+    #: ``Host`` values besides the listener's and loopback's: ``name``, ``name:port``
+    #: or ``name:*`` (any port).
+    allowed_hosts: tuple[NonEmptyStr, ...] = ()
+    #: ``Origin`` values a browser-based client may send: ``https://app.example``.
+    allowed_origins: tuple[NonEmptyStr, ...] = ()
+
+
+@attrs.frozen(kw_only=True)
 class TokenConfig:
     """One API token in ``api.auth.tokens``."""
 
@@ -967,6 +986,7 @@ class Config:
     remote_ingress: RemoteIngressConfig | None = None
     workspaces: WorkspacesConfig = attrs.field(factory=WorkspacesConfig)
     repositories: Mapping[PluginName, RepositoryConfig] = MappingProxyType({})
+    mcp: McpConfig = attrs.field(factory=McpConfig)
     secret_references: tuple[SecretReference, ...] = ()
     #: Keys accepted for Ductile compatibility that have no effect: one line each, for
     #: the daemon to log at start (see :mod:`chamberlain.config.ductile`).
@@ -996,3 +1016,4 @@ class Document:
     remote_ingress: RemoteIngressConfig | None = None
     workspaces: WorkspacesConfig = attrs.field(factory=WorkspacesConfig)
     repositories: Mapping[PluginName, RepositoryConfig] = MappingProxyType({})
+    mcp: McpConfig = attrs.field(factory=McpConfig)

@@ -23,6 +23,7 @@ clock (:attr:`Daemon.now`), so a test can run the whole tree on a fake one.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import gc
 import logging
@@ -30,7 +31,7 @@ import signal
 import socket
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import trio
@@ -78,6 +79,10 @@ from chamberlain.schedule.plan import build_plans
 from chamberlain.sealing import Sealer
 from chamberlain.supervision import ChildSpec, Strategy, Supervisor
 from chamberlain.vault import Vault
+
+if TYPE_CHECKING:
+    # The web layer is imported when the web actor starts: `chamberlain check` needs none of it.
+    from chamberlain.web.mcp_endpoint import McpEndpoint
 
 log = logging.getLogger("chamberlain.root")
 
@@ -137,6 +142,9 @@ class Daemon:
     #: Filled in once the web server is listening.
     urls: list[str] = attrs.field(factory=list, init=False)
     webhook_urls: list[str] = attrs.field(factory=list, init=False)
+    #: The MCP server of the web actor now serving (None without one); whatever
+    #: changes the plugins or pipelines calls its ``tools_changed``.
+    mcp: McpEndpoint | None = attrs.field(default=None, init=False)
     gateway: Gateway = attrs.field(init=False)
     root: Supervisor = attrs.field(init=False)
     runners: dict[str, Runner] = attrs.field(factory=dict, init=False)
@@ -352,6 +360,7 @@ class Daemon:
         self, *, task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED
     ) -> None:
         from chamberlain.web.app import create_app
+        from chamberlain.web.mcp_endpoint import McpEndpoint, McpMount
         from chamberlain.web.relay_ingress import relay_routes
         from chamberlain.web.routes import ROUTES
         from chamberlain.web.serve import serve_api
@@ -371,15 +380,25 @@ class Daemon:
             redactor=lambda: self.vault.redactor,
         )
 
+        mcp = self.config.mcp
+        endpoint = (
+            McpEndpoint(app.site, routes, mcp, redactor=lambda: self.vault.redactor)
+            if mcp.enabled
+            else None
+        )
+        self.mcp = endpoint
+
         async def ready(*, task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED) -> None:
             await serve_api(
-                app,
+                app if endpoint is None else McpMount(app, endpoint),
                 self.config.api,
                 listener=self._listeners.get("web"),
                 task_status=task_status,
             )
 
-        async with trio.open_nursery() as nursery:
+        # The MCP sessions are tasks of this actor's: they end when it does.
+        running = contextlib.nullcontext() if endpoint is None else endpoint.running()
+        async with running, trio.open_nursery() as nursery:
             self.urls = list(await nursery.start(ready))
             task_status.started(self.urls)
 

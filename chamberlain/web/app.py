@@ -43,7 +43,8 @@ from chamberlain.callback_rules import AllowList, CallbackRules
 from chamberlain.config import ApiConfig, CallbacksConfig
 from chamberlain.instruments import Metrics
 from chamberlain.redaction import Redactor
-from chamberlain.web.auth import ByCommand, Scoped, TokenTable, authenticate, authorize
+from chamberlain.web.auth import ByCommand, Identity, Scoped, TokenTable, authenticate, authorize
+from chamberlain.web.discovery import TriggeredCommand
 from chamberlain.web.errors import ApiError, bad_request, disk_full, error_body, too_large
 from chamberlain.web.handler import JSON, Call, Site, StreamReply
 from chamberlain.web.openapi import build_openapi
@@ -54,7 +55,10 @@ from chamberlain.web.spec import Route
 log = logging.getLogger("chamberlain.web")
 
 #: The URL converters routes may name for a path parameter (``Route.converters``).
-CONVERTERS: Mapping[str, type[BaseConverter]] = {"repository": RepositoryName}
+CONVERTERS: Mapping[str, type[BaseConverter]] = {
+    "repository": RepositoryName,
+    "plugin_command": TriggeredCommand,
+}
 
 #: How long sending one response may take.
 RESPONSE_TIMEOUT = 60.0
@@ -70,7 +74,10 @@ ViewFunction = Callable[..., Awaitable[Response]]
 
 
 class ApiApp(QuartTrio):
-    """QuartTrio with its unhandled-exception log sent to ``chamberlain.web``."""
+    """QuartTrio with its unhandled-exception log sent to ``chamberlain.web``, and the
+    :class:`Site` its routes are served with (the MCP server calls them too)."""
+
+    site: Site
 
     def log_exception(self, exception_info: Any) -> None:
         """Log an exception that escaped every handler, with its traceback."""
@@ -162,6 +169,46 @@ def stream_response(reply: StreamReply) -> Response:
     return response
 
 
+def open_call(
+    route: Route,
+    site: Site,
+    identity: Identity | None,
+    *,
+    path: Mapping[str, str],
+    query: Mapping[str, Sequence[str]],
+    request_id: str,
+    read_body: Callable[[], Awaitable[bytes]],
+    headers: Mapping[str, str] | None = None,
+    header: Callable[[str], str | None] = lambda name: None,
+) -> Call:
+    """The :class:`Call` ``route``'s handler gets from ``identity`` (authenticated
+    already, None on a public route), once the checks before the handler pass.
+
+    A scoped route's scope is checked (403), then its query (400); a trigger route
+    checks its query itself, after resolving the command and its scope.  The MCP
+    server's tool calls come through here too, so a tool is refused exactly as the
+    route it stands for would be.
+    """
+    if identity is not None and isinstance(route.access, Scoped):
+        authorize(identity, route.access.scope, action=f"call {route.method} {route.path}")
+    problem = route.query_problem(query)
+    call = Call(
+        site=site,
+        access=route.access,
+        identity=identity,
+        path=path,
+        query=query,
+        request_id=request_id,
+        query_error=None if problem is None else bad_request(problem),
+        read_body=read_body,
+        headers={} if headers is None else headers,
+        header=header,
+    )
+    if not isinstance(route.access, ByCommand):
+        call.check_query()
+    return call
+
+
 def _view(route: Route, site: Site) -> ViewFunction:
     limit = route.body_limit or site.api.max_body_size
 
@@ -170,25 +217,17 @@ def _view(route: Route, site: Site) -> ViewFunction:
         if not route.public:
             identity = authenticate(request.headers.get("Authorization"), site.tokens)
             g.caller = identity.submitted_by
-            if isinstance(route.access, Scoped):
-                authorize(identity, route.access.scope, action=f"call {route.method} {route.path}")
-        query = {key: tuple(request.args.getlist(key)) for key in request.args}
-        problem = route.query_problem(query)
-        call = Call(
-            site=site,
-            access=route.access,
-            identity=identity,
+        call = open_call(
+            route,
+            site,
+            identity,
             path=path,
-            query=query,
+            query={key: tuple(request.args.getlist(key)) for key in request.args},
             request_id=g.request_id,
-            query_error=None if problem is None else bad_request(problem),
             read_body=lambda: read_body(limit, site.api.read_timeout),
             headers=dict(request.headers),
             header=request.headers.get,
         )
-        if not isinstance(route.access, ByCommand):
-            # Trigger routes check the query after resolving the command and its scope.
-            call.check_query()
         reply = await route.handler(call)
         if isinstance(reply, StreamReply):
             return stream_response(reply)
@@ -350,7 +389,7 @@ def create_app(
     callbacks: CallbacksConfig | None = None,
     now: Callable[[], float] = time.time,
     redactor: Callable[[], Redactor] = Redactor,
-) -> QuartTrio:
+) -> ApiApp:
     """The HTTP API of the daemon behind ``gateway``, configured by ``api``.
 
     ``routes`` defaults to the route table; the same routes are served and described
@@ -385,6 +424,7 @@ def create_app(
     limit = max(api.max_body_size, *(route.body_limit or 0 for route in routes))
 
     app = ApiApp(__name__, static_folder=None, template_folder=None)
+    app.site = site
     app.config.update(
         # No debug pages, no propagation to the server, no HTML: every error goes
         # through the JSON handlers below.

@@ -22,6 +22,7 @@ from chamberlain.web import (
     batch,
     catalogue,
     control,
+    discovery,
     docs,
     ductile_views,
     facts,
@@ -109,6 +110,7 @@ SCHEMAS: Mapping[str, Mapping[str, Any]] = merge_schemas(
     ductile_views.SCHEMAS,
     secret_registry.SCHEMAS,
     mcp_registry.SCHEMAS,
+    discovery.SCHEMAS,
 )
 
 _AUTH_RESPONSES = {
@@ -181,6 +183,10 @@ def _response(spec: ResponseSpec) -> dict[str, Any]:
         answer["content"] = {spec.media_type: {"schema": ref(spec.schema)}}
     elif spec.schema is not None:
         answer["content"] = {spec.media_type: {"schema": {"oneOf": [ref(s) for s in spec.schema]}}}
+    for media_type, schema in spec.alternatives.items():
+        answer.setdefault("content", {})[media_type] = (
+            {} if schema is None else {"schema": ref(schema)}
+        )
     return answer
 
 

@@ -16,6 +16,7 @@ from chamberlain.web import (
     batch,
     catalogue,
     control,
+    discovery,
     docs,
     ductile_views,
     facts,
@@ -61,4 +62,5 @@ ROUTES: tuple[Route, ...] = (
     *ductile_views.ROUTES,
     *secret_registry.ROUTES,
     *mcp_registry.ROUTES,
+    *discovery.ROUTES,
 )

@@ -38,6 +38,7 @@ from hypercorn.trio.lifespan import Lifespan
 from hypercorn.trio.tcp_server import TCPServer
 from hypercorn.trio.worker_context import WorkerContext
 from hypercorn.typing import (
+    ASGIFramework,
     ASGIReceiveCallable,
     ASGIReceiveEvent,
     ASGISendCallable,
@@ -48,7 +49,6 @@ from hypercorn.typing import (
     WWWScope,
 )
 from hypercorn.utils import parse_socket_addr, repr_socket_addr, wrap_app
-from quart_trio import QuartTrio
 
 from chamberlain import jsoncodec
 from chamberlain.config import ApiConfig
@@ -195,7 +195,7 @@ class _Guard:
     """ASGI middleware: tells the table what each request is doing, and finishes
     every response out of reach of the request's cancellation."""
 
-    def __init__(self, app: QuartTrio, table: ConnectionTable[trio.CancelScope]) -> None:
+    def __init__(self, app: ASGIFramework, table: ConnectionTable[trio.CancelScope]) -> None:
         self.app = app
         self.table = table
 
@@ -345,7 +345,7 @@ async def _stop_when(trigger: Callable[[], Awaitable[None]], scope: trio.CancelS
 
 
 async def serve_api(
-    app: QuartTrio,
+    app: ASGIFramework,
     api: ApiConfig,
     *,
     shutdown_trigger: Callable[[], Awaitable[None]] | None = None,

@@ -64,15 +64,19 @@ class ResponseSpec:
     optional_headers: Mapping[str, str] = attrs.field(factory=dict)
     #: What the body is; anything but JSON is sent as produced (streams, text, assets).
     media_type: str = "application/json"
+    #: Other media types the same answer may come in, as the request asks (content
+    #: negotiation): media type -> the body's schema name (None: not described).
+    alternatives: Mapping[str, str | None] = attrs.field(factory=dict)
 
 
 def _check_path(route: Route, attribute: attrs.Attribute[Any], value: str) -> None:
     if not value.startswith("/"):
         raise ValueError(f"route {route.operation_id}: path must start with '/': {value!r}")
-    if value.endswith("/") and route.in_spec:
+    if value.endswith("/") and value != "/" and route.in_spec:
         # werkzeug would redirect the slash-less form, with an HTML body.  Only a
         # route outside the API (the redirect from /docs/) may end with '/', and only
-        # beside its slash-less twin: see check_table.
+        # beside its slash-less twin: see check_table.  The root, "/", has no
+        # slash-less form.
         raise ValueError(f"route {route.operation_id}: path must not end with '/': {value!r}")
 
 

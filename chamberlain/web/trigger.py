@@ -495,7 +495,9 @@ _TRIGGER_BODY = BodySpec(
 )
 
 
-def _trigger_route(operation_id: str, path: str, summary: str) -> Route:
+def _trigger_route(
+    operation_id: str, path: str, summary: str, converters: Mapping[str, str] | None = None
+) -> Route:
     # /trigger/... and /plugin/... are one operation under two paths.
     return Route(
         operation_id=operation_id,
@@ -509,6 +511,7 @@ def _trigger_route(operation_id: str, path: str, summary: str) -> Route:
         params=(_PLUGIN, _COMMAND, ASYNC_PARAM),
         body=_TRIGGER_BODY,
         responses=_TRIGGER_RESPONSES,
+        converters=dict(converters or {}),
     )
 
 
@@ -518,6 +521,8 @@ ROUTES: tuple[Route, ...] = (
         "triggerPlugin",
         "/plugin/{plugin}/{command}",
         "Run a plugin command as a job (same as /trigger)",
+        # Not /plugin/{name}/openapi.json, the plugin's document (see web.discovery).
+        converters={"command": "plugin_command"},
     ),
 )
 
