@@ -1031,3 +1031,30 @@ def test_a_bare_on_key_stays_a_key(tmp_path: Path) -> None:
     config = load_config(path, environ={})
     assert config.pipelines[0].on == "echo.poll"
     assert config.plugins["echo"].enabled is False
+
+
+def test_the_mcp_section_has_safe_defaults() -> None:
+    mcp = parse_config({}, base_dir=BASE).mcp
+    assert (mcp.enabled, mcp.call_timeout, mcp.allowed_hosts, mcp.allowed_origins) == (
+        True,
+        30.0,
+        (),
+        (),
+    )
+    custom = parse_config(
+        {"mcp": {"call_timeout": "90s", "allowed_hosts": ["gw.lan:*"]}}, base_dir=BASE
+    ).mcp
+    assert (custom.call_timeout, custom.allowed_hosts) == (90.0, ("gw.lan:*",))
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        ({"call_timeout": "0s"}, "mcp.call_timeout: must be longer than zero, got '0s'"),
+        ({"allowed_hosts": [""]}, "mcp.allowed_hosts[0]: must not be empty"),
+        ({"allowed_origins": "x"}, "mcp.allowed_origins: expected a list, got 'x'"),
+        ({"enabled": "maybe"}, "mcp.enabled: expected true or false, got 'maybe'"),
+    ],
+)
+def test_a_bad_mcp_value_names_its_path(data: dict[str, Any], expected: str) -> None:
+    assert problem({"mcp": data}) == expected

@@ -314,6 +314,36 @@ async def test_mcp_refuses_bad_tokens_and_foreign_hosts_with_json(d: DaemonProce
     assert foreign.status_code == 403 and "mcp.allowed_origins" in foreign.json()["error"]
 
 
+async def test_a_session_answers_only_the_token_that_opened_it(d: DaemonProcess) -> None:
+    accept = {"Accept": "application/json, text/event-stream"}
+    init = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {
+            "protocolVersion": "2025-06-18",
+            "capabilities": {},
+            "clientInfo": {"name": "t", "version": "1"},
+        },
+    }
+    listing = {"jsonrpc": "2.0", "id": 2, "method": "tools/list"}
+    async with httpx.AsyncClient(base_url=d.base_url) as c:
+        opened = await c.post(
+            "/mcp", json=init, headers={**accept, "Authorization": "Bearer rw-token"}
+        )
+        assert opened.status_code == 200, opened.text
+        sid = opened.headers["mcp-session-id"]
+        own = {**accept, "Authorization": "Bearer rw-token", "Mcp-Session-Id": sid}
+        done = {"jsonrpc": "2.0", "method": "notifications/initialized"}
+        assert (await c.post("/mcp", json=done, headers=own)).status_code == 202
+        # Another valid token with the session's id is answered as if there were none.
+        other = {**own, "Authorization": f"Bearer {API_KEY}"}
+        stolen = await c.post("/mcp", json=listing, headers=other)
+        mine = await c.post("/mcp", json=listing, headers=own)
+    assert stolen.status_code == 404
+    assert mine.status_code == 200 and '"echo__handle"' in mine.text
+
+
 async def test_allowed_hosts_let_a_named_host_through(daemon: DaemonFactory) -> None:
     d = await daemon({"mcp": {"allowed_hosts": ["gateway.lan:*"]}})
     async with httpx.AsyncClient(base_url=d.base_url) as c:
