@@ -8,7 +8,6 @@ children that ignore SIGTERM.  Waits poll with a deadline; nothing sleeps blindl
 from __future__ import annotations
 
 import json
-import os
 import signal
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ from conftest import (
 )
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve
+from procfs import alive
 from prometheus_client.parser import text_string_to_metric_families
 from sse_client import Event, open_stream
 
@@ -197,18 +197,6 @@ async def test_the_events_stream_resumes_across_jobs(daemon: DaemonFactory) -> N
 # -- cancel and retry --------------------------------------------------------------------
 
 
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(")")[-1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
-
-
 async def test_cancel_stops_queued_and_running_jobs_and_leaves_no_process(
     daemon: DaemonFactory, tmp_path: Path
 ) -> None:
@@ -235,8 +223,8 @@ async def test_cancel_stops_queued_and_running_jobs_and_leaves_no_process(
         reader = await c.post(
             f"/job/{running}/cancel", headers={"Authorization": "Bearer ro-token"}
         )
-    assert not pid_alive(plugin_pid)
-    assert not pid_alive(child_pid)
+    assert not alive(plugin_pid)
+    assert not alive(child_pid)
     assert find_job_processes([running]) == {}
     assert again.status_code == 409
     assert again.json()["status"] == "cancelled"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 from pathlib import Path
 from typing import Any
@@ -12,6 +11,7 @@ import pytest
 import trio
 import yaml
 from conftest import DaemonFactory, DaemonProcess, db_job, run_cli, wait_for
+from procfs import alive
 
 E2E_PLUGINS = Path(__file__).resolve().parent / "e2e_plugins"
 
@@ -53,19 +53,6 @@ async def wait_status(
     return result
 
 
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A zombie is dead for our purposes but still answers kill(0).
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(")")[-1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
-
-
 def read_pid(path: Path) -> int | None:
     try:
         text = path.read_text()
@@ -89,7 +76,7 @@ async def test_sigkill_mid_job_is_recovered_at_the_next_start(
     job = await wait_status(again, job_id, "succeeded")
     assert job["attempt"] == 2  # the interrupted attempt counted
     # The old process did not survive into the new attempt: the new start killed it.
-    assert not pid_alive(pid)
+    assert not alive(pid)
     messages = [r["msg"] for r in again.records() if r.get("job_id") == job_id]
     assert any("found running at start-up" in m for m in messages)
     assert any(f"killed pid {pid}" in m for m in messages)
@@ -122,7 +109,7 @@ async def test_sigterm_drains_running_jobs_then_exits_zero(
     assert await d.wait() == 0
     took = trio.current_time() - began
     assert took < 3 + 5 + 5  # grace + kill grace + slack
-    assert not pid_alive(pid)
+    assert not alive(pid)
     assert db_job(d.state_path, quick)[0] == "succeeded", "\n".join(d.lines)
     status, attempt, error = db_job(d.state_path, stuck)
     assert (status, attempt) == ("queued", 0)
@@ -146,7 +133,7 @@ async def test_a_second_signal_stops_at_once(daemon: DaemonFactory, tmp_path: Pa
     d.proc.send_signal(signal.SIGTERM)
     await d.wait(timeout=10)
     assert trio.current_time() - began < 5
-    assert not pid_alive(pid)
+    assert not alive(pid)
 
 
 async def test_a_second_daemon_on_the_same_state_exits_1(daemon: DaemonFactory) -> None:
