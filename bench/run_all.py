@@ -6,9 +6,10 @@ Order: the limits first (spawn bound of the echo plugin and of the trivial one,
 what starting a plugin costs the daemon's process, framework floor), then what is
 compared to them (trigger path, core dispatch, then the two together under a
 trigger flood, compared with the trivial plugin's spawn bound), the memory of a
-deep queue, then the peer, the idle cost and store scale.
+deep queue, interactive sessions and MCP tool calls, then the peer, the idle cost
+and store scale.
 Each part prints as it finishes; a summary of ratios and targets closes the run.
-Parts 1b, 4b and 4c came after the figures were numbered (docs/PERFORMANCE.md), so
+Parts 1b, 4b to 4e came after the figures were numbered (docs/PERFORMANCE.md), so
 they take letters rather than renumber the rest.  Store scale builds a
 million-job store (a minute or two, about 1 GB on disk); ``--store-jobs`` makes it
 smaller; ``--queued-jobs`` does the same for the deep queue.
@@ -24,6 +25,7 @@ import core_dispatch
 import flood
 import floor_app
 import idle
+import mcp_calls
 import peer
 import queued_memory
 import report
@@ -43,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
             " 1b spawn paths (bench/spawn_paths.py), 2 framework floor, 3 trigger path,"
             " 4 core dispatch, 4b trigger flood (bench/flood.py), 4c queued memory"
             " (bench/queued_memory.py), 4d interactive sessions (bench/session_roundtrip.py),"
-            " 5 peer, 6 idle cost, 7 store scale."
+            " 4e MCP tool calls (bench/mcp_calls.py), 5 peer, 6 idle cost, 7 store scale."
         ),
     )
     parser.add_argument("--quick", action="store_true", help="a smoke run of everything")
@@ -126,6 +128,10 @@ def main(argv: list[str] | None = None) -> int:
     part(
         "4d. interactive sessions",
         session_roundtrip.measure(20 if quick else 200, 2 if quick else args.parallel),
+    )
+    part(
+        "4e. MCP tool calls",
+        mcp_calls.measure(20 if quick else 200, 2 if quick else args.parallel),
     )
     part("5. peer", peer.measure(seconds, floor_app.CONNECTIONS, args.parallel, warm=not quick))
     part("6. idle cost", idle.measure(3 if quick else 50, 0.5 if quick else args.idle_seconds))

@@ -175,6 +175,35 @@ async def test_session_roundtrip(tmp_path: Path) -> None:
     assert figures["session: messages with 2 sessions at once"] > 0
 
 
+async def test_mcp_calls(tmp_path: Path) -> None:
+    _, saved = await run_bench("mcp_calls.py", tmp_path, HIDDEN)
+    figures = figures_by_name(saved)
+    names = (
+        "mcp: echo__poll call p50",
+        "mcp: echo__poll call p99",
+        "http: trigger + wait p50",
+        "mcp: get_job call p50",
+        "mcp: echo__poll call in the daemon p50",
+        "mcp: get_job call in the daemon p50",
+        "mcp: daemon CPU per echo__poll call",
+        "mcp: client CPU per echo__poll call",
+        "mcp: daemon CPU per get_job call",
+        "mcp: client CPU per get_job call",
+        "mcp: tools/list p50",
+        "mcp: calls with 2 sessions at once",
+    )
+    for name in names:
+        assert figures[name] > 0, name
+    # Each MCP figure is compared with the HTTP path measured in the same run.
+    by_name = {f["name"]: f for f in saved["figures"]}
+    for name in names:
+        if by_name[name]["limit_name"] is not None:
+            assert by_name[name]["limit"] > 0, name
+            assert by_name[name]["ratio"] == pytest.approx(
+                by_name[name]["value"] / by_name[name]["limit"]
+            ), name
+
+
 async def test_peer_skips_loudly_without_its_tools(tmp_path: Path) -> None:
     text, saved = await run_bench("peer.py", tmp_path, HIDDEN_ALL)
     assert "SKIPPED peer comparison: wrk not found" in text

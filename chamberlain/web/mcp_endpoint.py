@@ -352,7 +352,13 @@ class McpEndpoint:
         by its supervisor serves new sessions (the old ones' ids answer 404, and
         their clients start again, as the protocol has them do).
         """
-        manager = StreamableHTTPSessionManager(app=self._server, security_settings=None)
+        # Each answer as plain JSON rather than an event stream of one event: the
+        # server sends nothing else within a request (notifications take the
+        # session's own stream), and a stream closed after its one answer costs the
+        # client its connection each time (docs/PERFORMANCE.md, MCP tool calls).
+        manager = StreamableHTTPSessionManager(
+            app=self._server, security_settings=None, json_response=True
+        )
         async with manager.run():
             self._manager = manager
             self._offered = self.catalogue().fingerprint()
