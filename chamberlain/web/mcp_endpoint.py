@@ -94,6 +94,8 @@ PATH = "/mcp"
 FORBIDDEN = -32003
 #: The JSON-RPC error of a resource that does not exist (the code MCP's spec uses).
 RESOURCE_NOT_FOUND = -32002
+#: How long telling one session that the tools changed may take.
+NOTIFY_TIMEOUT = 5.0
 #: The jobs ``resources/list`` shows, newest first.
 RECENT_JOBS = 50
 
@@ -400,12 +402,14 @@ class McpEndpoint:
         self._offered = now
         told = 0
         for session in list(self._listing):
-            try:
-                await session.send_tool_list_changed()
-            except (anyio.BrokenResourceError, anyio.ClosedResourceError):
-                self._listing.discard(session)
-                continue
-            told += 1
+            # A client that does not read its stream must not hold up the others.
+            with trio.move_on_after(NOTIFY_TIMEOUT):
+                try:
+                    await session.send_tool_list_changed()
+                except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                    self._listing.discard(session)
+                    continue
+                told += 1
         return told
 
     # -- HTTP ----------------------------------------------------------------------
