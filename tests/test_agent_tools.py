@@ -14,6 +14,7 @@ from chamberlain.config import Config, parse_config
 from chamberlain.plugins.binding import BoundPlugin, bind_plugins
 from chamberlain.plugins.manifest import CommandSpec, CommandType
 from chamberlain.plugins.registry import Discovery
+from chamberlain.routing.planner import build_routing
 from chamberlain.web.agent_tools import (
     ACTIONS,
     PERMISSIVE,
@@ -45,7 +46,7 @@ SYNC = {
     "name": "weather",
     "on": "a.handle",
     "execution_mode": "synchronous",
-    "steps": [{"id": "fetch", "uses": "a.handle"}, {"id": "tell", "uses": "b.poll"}],
+    "steps": [{"id": "fetch", "uses": "b.handle"}, {"id": "tell", "uses": "b.poll"}],
 }
 ASYNC = {"name": "nightly", "on": "tick.now", "steps": [{"id": "only", "uses": "a.poll"}]}
 
@@ -72,7 +73,9 @@ def test_synchronous_pipelines_are_tools_taking_their_first_command_s_schema(
     tmp_path: Path,
 ) -> None:
     cfg = config(tmp_path, [SYNC, ASYNC])
-    catalogue = build_catalogue(plugins(tmp_path, cfg, "a", "b"), cfg.pipelines, ROUTES, SCHEMAS)
+    found = plugins(tmp_path, cfg, "a", "b")
+    routing = build_routing(cfg.routes, cfg.pipelines, found)
+    catalogue = build_catalogue(found, cfg.pipelines, ROUTES, SCHEMAS, step_ids=routing.step_ids)
     tool = catalogue.get("pipeline__weather")
     assert tool is not None
     assert (tool.scope, tool.target) == ("plugin:rw", PipelineTarget("weather"))

@@ -210,6 +210,15 @@ def the_job(shown: dict[str, Any], step_id: str) -> str:
     return str(job_id)
 
 
+async def awaiting_approval(
+    daemon: Daemon, run_id: str, step_id: str
+) -> tuple[dict[str, Any], float, str]:
+    """The run once ``step_id`` awaits its approval, the approval's due time, and the
+    step's held job."""
+    shown = await until(daemon, run_id, at_step(step_id, "awaiting_approval"))
+    return shown, due_of(shown, step_id), the_job(shown, step_id)
+
+
 # -- approvals and their timeout --------------------------------------------------------
 
 
@@ -223,9 +232,7 @@ async def test_an_approval_just_before_its_timeout_is_the_one_decision(
     )
     async with running(daemon_for(tmp_path, fake, config)) as daemon:
         run_id = await start(daemon, {})
-        shown = await until(daemon, run_id, at_step("two", "awaiting_approval"))
-        due = due_of(shown, "two")
-        held = the_job(shown, "two")
+        shown, due, held = await awaiting_approval(daemon, run_id, "two")
         # A millisecond before the timeout is due.
         await trio.sleep_until(due - 0.001)
         answer, status = await decide(
@@ -256,9 +263,7 @@ async def test_a_word_given_as_the_timeout_falls_due_is_the_decision_or_an_answe
     config = pipeline({"id": "one", "uses": "a.handle"}, approval_step(on_timeout="reject"))
     async with running(daemon_for(tmp_path, fake, config)) as daemon:
         run_id = await start(daemon, {})
-        shown = await until(daemon, run_id, at_step("two", "awaiting_approval"))
-        due = due_of(shown, "two")
-        held = the_job(shown, "two")
+        shown, due, held = await awaiting_approval(daemon, run_id, "two")
         # The person's approve and the timeout's reject wake at the same instant; the
         # scheduler picks the order, and either order must leave one decision.
         await trio.sleep_until(due)
@@ -287,9 +292,7 @@ async def test_a_timeout_that_rejects_fails_the_run_and_a_later_approve_is_refus
     config = pipeline({"id": "one", "uses": "a.handle"}, approval_step(on_timeout="reject"))
     async with running(daemon_for(tmp_path, fake, config)) as daemon:
         run_id = await start(daemon, {})
-        shown = await until(daemon, run_id, at_step("two", "awaiting_approval"))
-        due = due_of(shown, "two")
-        held = the_job(shown, "two")
+        shown, due, held = await awaiting_approval(daemon, run_id, "two")
         await trio.sleep_until(due - 1)
         assert (await view(daemon, run_id))["status"] == "awaiting_approval"
         shown = await until(daemon, run_id, run_is("failed"))
@@ -327,9 +330,7 @@ async def test_a_timeout_that_approves_runs_the_step_as_approved_by_the_timeout(
     )
     async with running(daemon_for(tmp_path, fake, config)) as daemon:
         run_id = await start(daemon, {})
-        shown = await until(daemon, run_id, at_step("two", "awaiting_approval"))
-        due = due_of(shown, "two")
-        held = the_job(shown, "two")
+        shown, due, held = await awaiting_approval(daemon, run_id, "two")
         await trio.sleep_until(due - 1)
         assert ran(fake, held) == 0
         shown = await until(daemon, run_id, run_is("succeeded"))
@@ -354,9 +355,7 @@ async def test_a_timeout_s_approval_the_step_cannot_take_fails_the_run(
     )
     async with running(daemon_for(tmp_path, fake, config)) as daemon:
         run_id = await start(daemon, {})
-        shown = await until(daemon, run_id, at_step("two", "awaiting_approval"))
-        due = due_of(shown, "two")
-        held = the_job(shown, "two")
+        shown, due, held = await awaiting_approval(daemon, run_id, "two")
         await trio.sleep_until(due - 1)
         shown = await until(daemon, run_id, run_is("failed"))
         job = await daemon.gateway.get_job(held)

@@ -82,6 +82,20 @@ def preflight(connection: Connection, client: httpx.Client) -> tuple[ExitCode, s
     return ExitCode.FAILED, f"{url}: {response.status_code} {_said(response)}"
 
 
+async def _pump(source: Any, sink: Any, what: str) -> None:
+    """Pass ``source``'s messages to ``sink`` until ``source`` ends, then close ``sink``.
+
+    An exception in the stream (a line that is not JSON-RPC, a bad answer) is said on
+    stderr and the rest goes on: one bad message must not end the session.
+    """
+    async with sink:
+        async for message in source:
+            if isinstance(message, Exception):
+                print(f"chamberlain mcp: {what}: {message}", file=sys.stderr)
+                continue
+            await sink.send(message)
+
+
 async def bridge(
     connection: Connection,
     *,
@@ -112,26 +126,12 @@ async def bridge(
     ):
 
         async def upstream() -> None:
-            async with to_daemon:
-                async for message in from_client:
-                    if isinstance(message, Exception):
-                        # A line that is not JSON-RPC: the SDK says why; the rest goes on.
-                        print(f"chamberlain mcp: ignored input: {message}", file=sys.stderr)
-                        continue
-                    await to_daemon.send(message)
+            await _pump(from_client, to_daemon, "ignored input")
             # The client closed stdin: it is done, and so is the bridge.
             nursery.cancel_scope.cancel()
 
-        async def downstream() -> None:
-            async with to_client:
-                async for message in from_daemon:
-                    if isinstance(message, Exception):
-                        print(f"chamberlain mcp: from the daemon: {message}", file=sys.stderr)
-                        continue
-                    await to_client.send(message)
-
         nursery.start_soon(upstream)
-        nursery.start_soon(downstream)
+        nursery.start_soon(_pump, from_daemon, to_client, "from the daemon")
 
 
 def run_bridge(connection: Connection, *, stderr: TextIO | None = None) -> int:

@@ -194,12 +194,14 @@ def _command_tools(plugins: Mapping[str, BoundPlugin]) -> Iterable[AgentTool]:
 
 
 def _pipeline_tools(
-    pipelines: Sequence[PipelineConfig], plugins: Mapping[str, BoundPlugin]
+    pipelines: Sequence[PipelineConfig],
+    plugins: Mapping[str, BoundPlugin],
+    step_ids: Callable[[str], Sequence[str]],
 ) -> Iterable[AgentTool]:
     for pipeline in pipelines:
         if not pipeline.synchronous:
             continue
-        steps = " then ".join(step.id or step.uses or "?" for step in pipeline.steps)
+        steps = " then ".join(step_ids(pipeline.name))
         schema: Mapping[str, Any] = PERMISSIVE
         starts = ""
         if pipeline.on is not None:
@@ -275,8 +277,13 @@ def build_catalogue(
     pipelines: Sequence[PipelineConfig],
     routes: Sequence[Route],
     schemas: Mapping[str, Any],
+    *,
+    step_ids: Callable[[str], Sequence[str]] = lambda pipeline: (),
 ) -> Catalogue:
     """Every tool: the actions first, then each command, then each synchronous pipeline.
+
+    ``step_ids(pipeline)`` names the steps of a pipeline that run a job, in order
+    (:meth:`~chamberlain.routing.planner.Routing.step_ids`), for its description.
 
     A name already taken keeps its first owner, and the one left out is named in
     :attr:`Catalogue.problems`, for the daemon to log: an agent must never reach
@@ -287,7 +294,7 @@ def build_catalogue(
     every = (
         *_action_tools(routes, schemas),
         *_command_tools(plugins),
-        *_pipeline_tools(pipelines, plugins),
+        *_pipeline_tools(pipelines, plugins, step_ids),
     )
     for tool in every:
         held = tools.get(tool.name)
@@ -331,8 +338,6 @@ def route_call(
     tool: AgentTool,
     arguments: Mapping[str, Any],
     routes: Mapping[str, Route],
-    *,
-    trigger: str = "triggerPlugin",
 ) -> RouteCall:
     """The request ``tool`` makes for ``arguments``; :class:`ToolArgumentError` when
     they cannot make one (the route itself checks what they say).
@@ -343,7 +348,7 @@ def route_call(
     target = tool.target
     if isinstance(target, CommandTarget):
         return RouteCall(
-            operation_id=trigger,
+            operation_id="triggerPlugin",
             path={"plugin": target.plugin, "command": target.command},
             query={"async": ("true",)},
             body={"payload": dict(arguments)},

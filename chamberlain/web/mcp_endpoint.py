@@ -241,12 +241,6 @@ def pipeline_answer(body: Mapping[str, Any], status: int, *, waited: float) -> T
     )
 
 
-def _reply_answer(reply: Reply) -> ToolAnswer:
-    body = reply.body
-    structured = body if isinstance(body, Mapping) else {"items": body}
-    return ToolAnswer(structured=structured)
-
-
 # -- who is calling -------------------------------------------------------------------
 
 
@@ -384,6 +378,7 @@ class McpEndpoint:
                 gateway.routing.pipelines,
                 self.routes,
                 self.site.openapi.get("components", {}).get("schemas", {}),
+                step_ids=gateway.routing.step_ids,
             )
             for problem in catalogue.problems:
                 log.warning("mcp: %s", problem, extra={"component": "web"})
@@ -587,7 +582,8 @@ class McpEndpoint:
                 return pipeline_answer(reply.body, reply.status, waited=limit)
             reply = await self._invoke(call, identity)
             if not isinstance(tool.target, CommandTarget):
-                return _reply_answer(reply)
+                # Every action's route answers a JSON object: the structured content.
+                return ToolAnswer(structured=reply.body)
             job_id = str(reply.body["job_id"])
             job: Job | None = None
             with trio.move_on_at(started + limit):
