@@ -35,7 +35,10 @@ SCENARIOS: tuple[tuple[str, tuple[str, ...]], ...] = (
         "escaped descendants die with their job",
         ("tests/test_leftovers_e2e.py", "tests/test_strays.py"),
     ),
-    ("SIGTERM drains; SIGHUP never kills", ("tests/test_drain.py", "tests/test_sighup_e2e.py")),
+    (
+        "SIGTERM drains; SIGHUP reloads, never kills",
+        ("tests/test_drain.py", "tests/test_sighup_e2e.py"),
+    ),
     ("fuzzed and hostile input gets no 5xx", ("tests/test_bad_input.py",)),
     (
         "plugins never see the daemon's secrets",

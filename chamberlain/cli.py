@@ -44,7 +44,6 @@ import sys
 import textwrap
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any, TextIO
 
 import argcomplete
@@ -55,11 +54,12 @@ from rich.text import Text
 
 from chamberlain.actors.gateway import Gateway
 from chamberlain.client import add_client_commands
-from chamberlain.config import IN_MEMORY, Config, ConfigError, load_config, parse_config
+from chamberlain.config import IN_MEMORY, LOG_LEVELS, Config, ConfigError
 from chamberlain.config.references import check_secret_references
 from chamberlain.config.units import parse_duration
 from chamberlain.config.values import split_listen
 from chamberlain.daemon import jsonlog
+from chamberlain.daemon.configuration import prepare
 from chamberlain.daemon.instance_lock import AlreadyRunning, InstanceLock, StateUnusable
 from chamberlain.daemon.jsonlog import JsonFormatter, RedactingFormatter
 from chamberlain.daemon.systemd import Notifier
@@ -67,11 +67,7 @@ from chamberlain.daemon.textlog import TextFormatter
 from chamberlain.daemon.tree import Daemon
 from chamberlain.joblog import WAITING_TEXT
 from chamberlain.loops import LoopError, parse_loop
-from chamberlain.plugins.binding import BoundPlugin, bind_plugins
-from chamberlain.plugins.registry import SkippedPlugin, discover
 from chamberlain.records import JobMessage, JobStatus, MessageKind, NewJob, rfc3339
-from chamberlain.relay_rules import with_relay_plugin
-from chamberlain.routing.planner import Routing, build_routing
 from chamberlain.schedule.plan import SchedulePlan, build_plans
 from chamberlain.sealing import (
     SECRET_KEY_ENV,
@@ -86,9 +82,7 @@ from chamberlain.store.secret_rows import SealedRegistry, read_sealed
 from chamberlain.supervision import SupervisorGaveUp
 from chamberlain.vault import Vault
 from chamberlain.web.health import package_version
-from chamberlain.web.routes import ROUTES
 from chamberlain.web.serve import ListenError
-from chamberlain.webhook_rules import api_route_at, check_endpoints
 
 log = logging.getLogger("chamberlain.cli")
 
@@ -98,63 +92,6 @@ EXIT_CONFIG = 78
 #: The placeholder keys config.example.yaml falls back on when their environment
 #: variables are unset: fine for trying things out, public knowledge everywhere else.
 DEFAULT_KEYS = frozenset({"dev-key-change-me", "read-only-change-me", "callback-secret-change-me"})
-
-
-@attrs.frozen(kw_only=True)
-class _Loaded:
-    config: Config
-    plugins: dict[str, BoundPlugin]
-    routing: Routing
-    skipped: tuple[SkippedPlugin, ...]
-
-
-def _load(config_path: str | None) -> _Loaded:
-    """Config, plugins and routing, every cross-check done: the daemon cannot start
-    on something ``chamberlain check`` would refuse."""
-    if config_path is None:
-        config = parse_config({}, base_dir=Path.cwd())
-    else:
-        config = load_config(config_path)
-    for warning in config.warnings:
-        log.warning("config: %s", warning, extra={"component": "config"})
-    discovery = discover(config.plugin_roots, trusted_owners=config.service.trusted_plugin_owners)
-    for skipped in discovery.skipped:
-        log.warning(
-            "plugin skipped: %s: %s",
-            skipped.path,
-            skipped.reason,
-            extra={"component": "plugins", "path": str(skipped.path)},
-        )
-    plugins = bind_plugins(config, discovery)
-    routing = build_routing(
-        config.routes,
-        config.pipelines,
-        with_relay_plugin(config, plugins),
-        source=config.source,
-        service=config.service.name,
-    )
-    problems = check_endpoints(
-        config.webhooks.endpoints,
-        plugins,
-        {p.name for p in config.pipelines},
-        {route.path for route in ROUTES},
-    )
-    ingress = config.remote_ingress
-    if ingress is not None:
-        # The ingress is served on the API listener: its POST path must be its own.
-        route = api_route_at(
-            f"{ingress.listen_path}/{{peer}}", {r.path for r in ROUTES if r.method == "POST"}
-        )
-        if route is not None:
-            problems.append(
-                f"remote_ingress.listen_path: {ingress.listen_path!r} makes"
-                f" POST {ingress.listen_path}/<peer>, which the API route POST {route} takes"
-            )
-    if problems:
-        raise ConfigError(problems, source=config.source)
-    return _Loaded(
-        config=config, plugins=plugins, routing=routing, skipped=tuple(discovery.skipped)
-    )
 
 
 @attrs.frozen(kw_only=True)
@@ -284,10 +221,17 @@ def _gave_up(exc: BaseException) -> SupervisorGaveUp | None:
     return None
 
 
+def _apply_log_level(args: argparse.Namespace, config: Config) -> None:
+    """``service.log_level``, unless ``--log-level`` was given (it wins)."""
+    if args.log_level is None:
+        logging.getLogger().setLevel((config.service.log_level or "info").upper())
+
+
 def cmd_start(args: argparse.Namespace) -> int:
     """Run the daemon until a signal stops it."""
-    loaded = _load(args.config)
+    loaded = prepare(args.config)
     config, plugins = loaded.config, loaded.plugins
+    _apply_log_level(args, config)
     if args.listen is not None:
         config = attrs.evolve(config, api=attrs.evolve(config.api, listen=args.listen))
     defaults = default_keys(config)
@@ -332,6 +276,10 @@ def cmd_start(args: argparse.Namespace) -> int:
             freeze_heap=True,
             vault=registry.vault,
             sealer=registry.sealer,
+            config_path=args.config,
+            file_config=loaded.config,
+            config_hash=loaded.config_hash,
+            log_level_pinned=args.log_level is not None,
         )
         try:
             daemon.bind()
@@ -361,8 +309,9 @@ def cmd_start(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Run one job in the foreground and print its record."""
-    loaded = _load(args.config)
+    loaded = prepare(args.config)
     config, plugins = loaded.config, loaded.plugins
+    _apply_log_level(args, config)
     plugin = plugins.get(args.plugin)
     if plugin is None:
         print(f"chamberlain: unknown plugin {args.plugin!r}", file=sys.stderr)
@@ -605,7 +554,7 @@ def next_runs(plan: SchedulePlan, now: float, count: int = NEXT_RUNS) -> list[fl
 
 def cmd_check(args: argparse.Namespace) -> int:
     """Validate config and plugins, print what would run."""
-    loaded = _load(args.config)
+    loaded = prepare(args.config)
     config, plugins = loaded.config, loaded.plugins
     # Read-only: a check creates no key file, and runs beside a running daemon.
     registry = open_registry(config, create_key=False)
@@ -826,7 +775,6 @@ SECRET_KEY_HELP = HelpText(
     exit_codes=((0, "the key was printed"), _BAD_COMMAND_LINE),
 )
 
-LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("text", "json")
 
 
@@ -842,8 +790,11 @@ def _logging_options(*, defaults: bool) -> argparse.ArgumentParser:
     group.add_argument(
         "--log-level",
         choices=LOG_LEVELS,
-        default="info" if defaults else argparse.SUPPRESS,
-        help="the least severe log records written (default: info)",
+        default=None if defaults else argparse.SUPPRESS,
+        help=(
+            "the least severe log records written; wins over the config's"
+            " service.log_level (default: that, else info)"
+        ),
     )
     group.add_argument(
         "--log-format",
@@ -972,7 +923,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     argcomplete.autocomplete(parser)
     args = parser.parse_args(argv)
     jsonlog.configure(
-        args.log_level.upper(), sys.stderr, formatter=log_formatter(args.log_format, sys.stderr)
+        (args.log_level or "info").upper(),
+        sys.stderr,
+        formatter=log_formatter(args.log_format, sys.stderr),
     )
     try:
         code: int = args.func(args)

@@ -130,6 +130,13 @@ class Metrics:
             ["tool", "outcome"],
             registry=self.registry,
         )
+        self.config_reloads = Counter(
+            "chamberlain_config_reloads",
+            "Configuration reloads, by outcome: applied, or refused (the file had"
+            " problems; the running configuration stayed).",
+            ["outcome"],
+            registry=self.registry,
+        )
         self._now = _Now()
         self.registry.register(self._now)
 
@@ -153,6 +160,10 @@ class Metrics:
     def http_request(self, route: str, method: str, status: int) -> None:
         """Count one answered HTTP request."""
         self.http_requests.labels(route, method, str(status)).inc()
+
+    def config_reload(self, outcome: str) -> None:
+        """Count one configuration reload, ``applied`` or ``refused``."""
+        self.config_reloads.labels(outcome).inc()
 
     def mcp_tool_call(self, tool: str, outcome: str) -> None:
         """Count one MCP tool call; a refused call of an unknown tool counts as ``?``, so

@@ -830,3 +830,79 @@ class JobMessage:
             "command": self.command,
             **self.to_json(),
         }
+
+
+# -- configuration reload -----------------------------------------------------------------
+
+
+class ChangeKind(enum.Enum):
+    """What a reload did with one difference between the old file and the new."""
+
+    ADDED = "added"
+    REMOVED = "removed"
+    CHANGED = "changed"
+    #: Read, not applied: the old value stays until the daemon restarts.
+    RESTART_REQUIRED = "restart_required"
+
+
+@attrs.frozen(kw_only=True)
+class ConfigChange:
+    """One difference a reload found, at the YAML path the user wrote it."""
+
+    path: str
+    change: ChangeKind
+    #: What changed, in a few words (never a secret's value).
+    detail: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """As ``POST /system/reload`` and the log list it."""
+        out: dict[str, Any] = {"path": self.path, "change": self.change.value}
+        if self.detail is not None:
+            out["detail"] = self.detail
+        return out
+
+
+@attrs.frozen(kw_only=True)
+class LoadedConfig:
+    """Which configuration the daemon runs: when it was loaded and the file's hash."""
+
+    #: Epoch seconds: the start, or the last reload that succeeded.
+    loaded_at: float
+    #: ``sha256:<hex>`` of the config file's bytes as loaded (``sha256sum`` compares).
+    config_hash: str
+    #: Reloads that succeeded since the start.
+    reloads: int = 0
+
+
+@attrs.frozen(kw_only=True)
+class ReloadReport:
+    """What a reload that succeeded changed."""
+
+    changes: tuple[ConfigChange, ...]
+    loaded: LoadedConfig
+
+
+@attrs.frozen(kw_only=True)
+class ConfigProblem:
+    """One reason a new configuration was refused, at its YAML path ("" for none)."""
+
+    path: str
+    message: str
+
+    @classmethod
+    def parse(cls, line: str) -> ConfigProblem:
+        """Split a problem line (``plugins.echo.timeout: must be ...``) at its path."""
+        head, sep, rest = line.partition(": ")
+        if sep and head and " " not in head:
+            return cls(path=head, message=rest)
+        return cls(path="", message=line)
+
+
+class ReloadRefused(Exception):
+    """The new configuration has problems; the old one runs on, untouched."""
+
+    def __init__(self, problems: tuple[ConfigProblem, ...], *, source: str | None) -> None:
+        self.problems = problems
+        self.source = source
+        where = source or "config"
+        super().__init__(f"{where}: reload refused: {len(problems)} problems")

@@ -216,8 +216,12 @@ class Recorder:
     """The answers one test received, by listener, and each listener's document."""
 
     exchanges: list[tuple[str, Exchange]] = attrs.field(factory=list)
-    #: Listener origin -> its document's text; None: it serves none (a webhook listener).
+    #: Listener origin (with its reload count) -> its document's text; None: it
+    #: serves none (a webhook listener).
     documents: dict[str, bytes | None] = attrs.field(factory=dict)
+    #: Listener origin -> reloads it answered 200 to: a reload may change the
+    #: routes (webhook endpoints), so each configuration has its own document.
+    reloads: dict[str, int] = attrs.field(factory=dict)
     #: In-process apps by origin, whose documents are asked for after the test.
     apps: dict[str, Any] = attrs.field(factory=dict)
 
@@ -297,7 +301,8 @@ async def _recording_handle(
     recorder = _current
     if recorder is None or not is_daemon_answer(response.headers):
         return response
-    origin = _origin(request.url)
+    listener = _origin(request.url)
+    origin = f"{listener}@{recorder.reloads.get(listener, 0)}"
     exchange = Exchange(
         method=request.method,
         url=str(request.url),
@@ -315,9 +320,11 @@ async def _recording_handle(
             recorder.exchanges.append((origin, attrs.evolve(exchange, body=whole)))
         if origin not in recorder.documents:
             try:
-                recorder.documents[origin] = await _fetch_document(self, origin)
+                recorder.documents[origin] = await _fetch_document(self, listener)
             except httpx.TransportError:
                 pass  # the listener went away: asked again after its next answer
+        if request.url.path == "/system/reload" and exchange.status == 200:
+            recorder.reloads[listener] = recorder.reloads.get(listener, 0) + 1
 
     assert isinstance(response.stream, httpx.AsyncByteStream)
     response.stream = _RecordedStream(response.stream, closed)

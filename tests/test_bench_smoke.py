@@ -290,3 +290,16 @@ def test_the_summary_says_whether_each_target_is_met(figure: dict[str, Any], met
     assert found.met is met
     (_, _, row) = report.summary([found]).splitlines()
     assert row.endswith({True: "| met |", False: "| **not met** |", None: "|  |"}[met])
+
+
+async def test_reload(tmp_path: Path) -> None:
+    _, saved = await run_bench("reload.py", tmp_path, HIDDEN)
+    figures = figures_by_name(saved)
+    for name in (
+        "reload: unchanged file p50",
+        "reload: plugin added and removed p99",
+        "reload: trigger during reloads p50",
+    ):
+        assert figures[name] > 0, name
+    # Reloads under trigger load lose nothing, even in a smoke run.
+    assert figures["reload: jobs lost"] == 0

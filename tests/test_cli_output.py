@@ -266,7 +266,8 @@ def test_bad_options_exit_2_naming_the_option(
 def test_logging_options_go_before_or_after_the_subcommand() -> None:
     parse = cli.build_parser().parse_args
     assert parse(["check", "-c", "x"]).log_format is None
-    assert parse(["check", "-c", "x"]).log_level == "info"
+    # Not given: service.log_level decides (info without one).
+    assert parse(["check", "-c", "x"]).log_level is None
     assert parse(["--log-format", "text", "check", "-c", "x"]).log_format == "text"
     assert parse(["check", "-c", "x", "--log-format", "text"]).log_format == "text"
     after = parse(

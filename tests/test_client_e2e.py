@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 import trio
+import yaml
 from conftest import API_KEY, BUNDLED_PLUGINS, DaemonFactory, DaemonProcess, api_client, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -186,6 +187,36 @@ async def test_listing_and_the_daemon_s_state(d: DaemonProcess, tmp_path: Path) 
     unknown = await client(d, "job", "nope", home=tmp_path)
     assert unknown.returncode == 1
     assert unknown.stderr == "chamberlain: GET /job/nope: 404 unknown job 'nope'\n"
+
+
+async def test_reload_shows_what_changed_and_every_problem_of_a_refused_file(
+    d: DaemonProcess, tmp_path: Path
+) -> None:
+    config = yaml.safe_load(d.config_path.read_text())
+    config["service"]["max_workers"] = 3
+    config["service"]["name"] = "renamed"
+    d.config_path.write_text(yaml.safe_dump(config))
+    done = await client(d, "reload", home=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert re.search(r"service\.max_workers\s+changed\s+4 -> 3", done.stdout), done.stdout
+    assert re.search(r"service\.name\s+restart_required", done.stdout), done.stdout
+    # Each plugin's parallelism follows max_workers (its default), and says so.
+    assert re.search(r"plugins\.echo\s+changed\s+parallelism 4 -> 3", done.stdout), done.stdout
+    assert re.search(r": \d+ changes, 1 waiting for a restart$", done.stderr.strip())
+    again = await client(d, "reload", "--json", home=tmp_path)
+    assert json.loads(again.stdout)["changes"] == []
+
+    config["service"]["max_workers"] = "lots"
+    config["plugins"]["echo"]["timeouts"]["health"] = "-1s"
+    d.config_path.write_text(yaml.safe_dump(config))
+    refused = await client(d, "reload", home=tmp_path)
+    assert refused.returncode == 1
+    assert "422" in refused.stderr
+    assert "  service.max_workers: " in refused.stderr
+    assert "  plugins.echo.timeouts.health: " in refused.stderr
+    # Reloading is the admin's: a token without the scope is refused as such.
+    scoped = await client(d, "reload", home=tmp_path, token="rw-token")
+    assert scoped.returncode == 6 and "403" in scoped.stderr
 
 
 async def test_connection_failures_have_their_own_exit_codes(

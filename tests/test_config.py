@@ -724,10 +724,10 @@ def test_every_valid_scope(scope: str) -> None:
 
 
 def test_invalid_scope_lists_valid_ones() -> None:
-    assert problem({"api": {"auth": {"tokens": [token(scopes=["jobs:ro", "admin"])]}}}) == (
-        "api.auth.tokens[0].scopes[1]: 'admin' is not a valid scope; expected one of: "
+    assert problem({"api": {"auth": {"tokens": [token(scopes=["jobs:ro", "root"])]}}}) == (
+        "api.auth.tokens[0].scopes[1]: 'root' is not a valid scope; expected one of: "
         "plugin:ro, plugin:rw, jobs:ro, jobs:rw, events:ro, events:rw, secrets:ro,"
-        " secrets:rw, mcp:ro, mcp:rw, repos:ro, repos:rw, *, read:*"
+        " secrets:rw, mcp:ro, mcp:rw, repos:ro, repos:rw, admin, *, read:*"
     )
 
 

@@ -20,7 +20,8 @@ accepts RFC 3339 only, so those are what :func:`decodes_as` checks.
   ``JobStatusResponse`` and ``[]JobResultData`` (``internal/api/types.go``).
 * ``ductile system reload --api-url`` (``cmd/ductile/system_state.go``
   ``runSystemReload``): ``POST /system/reload`` with the bearer token and no body;
-  anything but 200 is a failure the CLI prints.  Reload does not exist here.
+  200 into ``api.ReloadResponse`` (``status``, ``reloaded_at``, ``message``); anything
+  else is a failure the CLI prints with the body.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from typing import Any
 
 import httpx
 import pytest
+import yaml
 from conftest import DaemonFactory, DaemonProcess, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -221,12 +223,24 @@ async def test_job_inspect_through_the_api(daemon: DaemonFactory) -> None:
     assert detail["notes"] == []
 
 
-async def test_system_reload_is_refused_with_a_json_error(daemon: DaemonFactory) -> None:
+async def test_system_reload_answers_what_the_cli_prints(daemon: DaemonFactory) -> None:
     d = await daemon()
+    config = yaml.safe_load(d.config_path.read_text())
+    config["plugins"]["herald"] = {"uses": "echo"}
+    d.config_path.write_text(yaml.safe_dump(config))
     async with go_client(d) as c:
-        r = await c.post(
-            "/system/reload", content=b"", headers={"Authorization": "Bearer test-key"}
-        )
-    # The CLI prints "Reload failed (404): <body>" and exits 1.
-    assert r.status_code == 404
-    assert r.json() == {"error": "no route for POST /system/reload"}
+        r = await c.post("/system/reload", headers={"Authorization": "Bearer test-key"})
+        # 200 into api.ReloadResponse: "Reloaded at <reloaded_at>", then the message.
+        assert r.status_code == 200, r.text
+        answer = r.json()
+        decodes_as(answer, {"status": STRING, "reloaded_at": STRING, "message": STRING})
+        assert answer["status"] == "ok"
+        assert _RFC3339.fullmatch(answer["reloaded_at"])
+        assert answer["message"] == "1 change applied"
+
+        config["service"]["max_workers"] = 0
+        d.config_path.write_text(yaml.safe_dump(config))
+        r = await c.post("/system/reload", headers={"Authorization": "Bearer test-key"})
+    # Anything but 200: the CLI prints "Reload failed (422): <body>" and exits 1.
+    assert r.status_code == 422
+    assert "service.max_workers" in r.text

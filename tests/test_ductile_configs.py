@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 import yaml
 
-from chamberlain.cli import _load
 from chamberlain.config import ConfigError, load_config, parse_config
 from chamberlain.config.references import check_secret_references
+from chamberlain.daemon.configuration import prepare
 from chamberlain.plugins.binding import bind_plugins
 from chamberlain.plugins.manifest import CommandSpec, CommandType, Manifest
 from chamberlain.plugins.registry import Discovery
@@ -191,7 +191,7 @@ def test_config_yaml_starts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     stand_in_plugins(tmp_path / "plugins", *CONFIG_YAML["plugins"])
     for name, value in ENVIRON.items():
         monkeypatch.setenv(name, value)
-    loaded = _load(str(path))
+    loaded = prepare(str(path))
     config = loaded.config
     assert config.api.auth.tokens[0].name == "token-0"
     assert config.api.auth.tokens[0].token == "admin-token"
@@ -201,9 +201,10 @@ def test_config_yaml_starts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     assert config.plugins["echo"].schedules[0].jitter == 30.0
     assert [route.to for route in config.routes] == ["youtube_transcript", "fabric", "file_handler"]
     assert set(loaded.plugins) == set(CONFIG_YAML["plugins"])
+    # Ductile's log level is honoured: the daemon logs at it unless --log-level says otherwise.
+    assert config.service.log_level == "info"
     assert [w.split(":")[0] for w in config.warnings] == [
         "service.tick_interval",
-        "service.log_level",
         "service.log_format",
         "service.job_log_retention",
     ]
@@ -214,7 +215,7 @@ def test_config_test_yaml_starts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     stand_in_plugins(tmp_path / "plugins", *CONFIG_TEST_YAML["plugins"])
     for name, value in ENVIRON.items():
         monkeypatch.setenv(name, value)
-    config = _load(str(path)).config
+    config = prepare(str(path)).config
     readonly = config.api.auth.tokens[1]
     assert (readonly.name, readonly.scopes) == ("token-1", ("plugin:ro", "jobs:ro"))
     assert config.plugins["echo"].config == {"message": "Test environment echo - hello"}
@@ -396,7 +397,7 @@ def test_the_config_directory_starts_once_its_webhook_secret_is_set(
         {*CONFIG_DIR["plugins.yaml"]["plugins"], "youtube_transcript", "discord_notify"}
     )
     stand_in_plugins(directory / "plugins", *plugins)
-    loaded = _load(str(directory))
+    loaded = prepare(str(directory))
     config = loaded.config
     assert config.source == (directory / "config.yaml").absolute()
     assert config.api.listen == "127.0.0.1:8081"
@@ -828,13 +829,13 @@ def test_docker_fixture_sets(name: str, tmp_path: Path) -> None:
     stand_in_plugins(directory / "plugins", *DUCTILE_PLUGINS)
     stand_in_plugins(directory.parent / "plugins", "emit_event_with_role")
     if not expected:
-        loaded = _load(str(directory))
+        loaded = prepare(str(directory))
         assert loaded.config.api.auth.tokens[0].name == "token-0"
         configured = set(files["plugins.yaml"]["plugins"])
         assert configured <= set(loaded.plugins)
         return
     with pytest.raises(ConfigError) as info:
-        _load(str(directory))
+        prepare(str(directory))
     assert info.value.problems == tuple(expected)
 
 
@@ -848,7 +849,7 @@ def test_context_aware_trigger_if_numbers_its_steps_as_ductile_does(tmp_path: Pa
     stand_in_plugins(tmp_path / "plugins", *DUCTILE_PLUGINS)
     stand_in_plugins(directory / "plugins", *DUCTILE_PLUGINS)
     stand_in_plugins(directory.parent / "plugins", "emit_event_with_role")
-    loaded = _load(str(directory))
+    loaded = prepare(str(directory))
     gates = {p.name: p.if_ for p in loaded.config.pipelines}
     admin = gates["downstream_for_admin"]
     assert admin is not None and (admin.path, admin.op, admin.value) == (
@@ -871,7 +872,7 @@ def test_hook_sets_load_their_hooks_and_calls(tmp_path: Path) -> None:
     files, _ = DOCKER_SETS["hook-route-compilation"]
     directory = materialize(tmp_path / "test/fixtures/docker/hook-route-compilation/config", files)
     stand_in_plugins(directory / "plugins", *DUCTILE_PLUGINS)
-    loaded = _load(str(directory))
+    loaded = prepare(str(directory))
     entry = loaded.config.pipelines[0]
     assert (entry.on, entry.on_hook, entry.steps[0].call) == (
         None,
@@ -898,7 +899,7 @@ def test_aliases_bind_the_base_manifest_under_their_own_name(tmp_path: Path) -> 
     directory = materialize(tmp_path / "test/fixtures/docker/fanout/config", files)
     stand_in_plugins(tmp_path / "plugins", "echo", "emit_event")
     (directory.parent / "plugins").mkdir()
-    plugins = _load(str(directory)).plugins
+    plugins = prepare(str(directory)).plugins
     assert plugins["branch_a"].manifest.directory == plugins["echo"].manifest.directory
     assert plugins["branch_a"].name == "branch_a"
     assert plugins["branch_a"].settings.config == {"message": "branch a ran"}
@@ -1116,14 +1117,18 @@ def test_named_tokens_and_ductile_scopes() -> None:
                     "tokens": [
                         {"name": "ops", "token": "a", "scopes": ["jobs:rw"]},
                         {"token": "b", "scopes": ["job:rw", "system:rw"]},
+                        {"token": "c", "scopes": ["system:ro", "plugin:ro"]},
                     ]
                 }
             }
         }
     ).api.auth.tokens
+    # system:rw guards Ductile's POST /system/reload, which admin guards here;
+    # system:ro guards /config/view, which is not served: dropped.
     assert [(t.name, t.scopes) for t in tokens] == [
         ("ops", ("jobs:rw",)),
-        ("token-1", ("jobs:rw",)),
+        ("token-1", ("jobs:rw", "admin")),
+        ("token-2", ("plugin:ro",)),
     ]
 
 

@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 import pytest
 import trio
+import yaml
 from conftest import API_KEY, DaemonFactory, DaemonProcess, api_client, wait_for
 from mcp import ClientSession, StdioServerParameters
 from mcp.client.stdio import stdio_client
@@ -288,6 +289,30 @@ async def test_a_read_only_token_is_offered_only_what_it_may_call(d: DaemonProce
     assert 'chamberlain_mcp_tool_calls_total{outcome="refused",tool="echo__handle"} 1.0' in metrics
     assert 'chamberlain_mcp_tool_calls_total{outcome="refused",tool="?"} 1.0' in metrics
     assert 'chamberlain_http_requests_total{method="POST",route="/mcp",status="200"}' in metrics
+
+
+async def test_an_admin_reloads_through_a_tool_and_is_offered_the_new_plugin(
+    d: DaemonProcess,
+) -> None:
+    config = yaml.safe_load(d.config_path.read_text())
+    async with session(d, "rw-token") as s:
+        assert "reload_config" not in {tool.name for tool in (await s.list_tools()).tools}
+    async with session(d) as s:
+        tools = {tool.name for tool in (await s.list_tools()).tools}
+        assert "reload_config" in tools and "herald__poll" not in tools
+        config["plugins"]["herald"] = {"uses": "echo"}
+        d.config_path.write_text(yaml.safe_dump(config))
+        answer = await s.call_tool("reload_config", {})
+        assert answer.isError is False, text(answer)
+        assert {"path": "plugins.herald", "change": "added"} in structured(answer)["changes"]
+        assert "herald__poll" in {tool.name for tool in (await s.list_tools()).tools}
+
+        config["service"]["max_workers"] = 0
+        d.config_path.write_text(yaml.safe_dump(config))
+        refused = await s.call_tool("reload_config", {})
+        # A tool error the agent reads, with every problem at its YAML path.
+        assert refused.isError is True
+        assert "service.max_workers" in text(refused)
 
 
 async def test_mcp_refuses_bad_tokens_and_foreign_hosts_with_json(d: DaemonProcess) -> None:

@@ -332,7 +332,7 @@ async def test_answers_of_the_daemon_are_recorded_and_checked_against_its_docume
         ("GET", "/favicon.ico", 200),
         ("GET", "/nope", 404),
     }
-    document = recorder.documents[d.base_url]
+    document = recorder.documents[f"{d.base_url}@0"]
     assert document is not None
     assert json.loads(document)["openapi"] == "3.1.0"
     assert list(recorder.problems()) == []
@@ -344,6 +344,15 @@ async def test_answers_of_the_daemon_are_recorded_and_checked_against_its_docume
         exchanges=[(origin, attrs.evolve(trigger, status=201))], documents=recorder.documents
     )
     assert [line.split(":")[0] for line in drifted.problems()] == ["POST /trigger/echo/poll -> 201"]
+
+    # A reload may change the routes (webhook endpoints): what follows it is checked
+    # against the document the daemon serves from then on.
+    async with httpx.AsyncClient(base_url=d.base_url, headers=d.headers()) as c:
+        assert (await c.post("/system/reload")).status_code == 200
+        assert (await c.get("/healthz")).status_code == 200
+    origins = [origin for origin, e in recorder.exchanges if e.path == "/healthz"]
+    assert origins == [f"{d.base_url}@1"]
+    assert recorder.documents[f"{d.base_url}@1"] is not None
 
 
 def test_answers_of_an_app_are_recorded_and_its_document_asked_for_after_the_test() -> None:

@@ -844,3 +844,193 @@ def test_next_run_is_unknown_only_before_the_first_pass(first_pass: bool) -> Non
         run(engine, at("2024-05-01 10:02:30"))
     (status,) = engine.statuses()
     assert status.next_run == (at("2024-05-01 10:05") if first_pass else None)
+
+
+# -- a reload replaces the plans ------------------------------------------------------------
+
+
+def test_replace_leaves_an_unchanged_schedule_exactly_as_it_was() -> None:
+    engine = started(plan(every="5m", jitter="1m"), at=at("2024-05-01 10:02:30"))
+    (first,) = runs(run(engine, at("2024-05-01 10:06")))
+    before = engine.status(KEY)
+    assert before is not None
+    # A reload builds new plans; equal ones are the same schedule.
+    engine.replace((plan(every="5m", jitter="1m"),), now=at("2024-05-01 10:07"))
+    after = engine.status(KEY)
+    assert after is not None
+    assert (after.next_run, after.book) == (before.next_run, before.book)
+    assert after.book.last_job_id == first.job.id
+    assert engine.next_wakeup() == before.next_run
+    # Nothing to save: the books did not change.
+    assert engine.place(engine.advance(at("2024-05-01 10:07")), {}).commit is None
+    assert texts(engine)[-1] == "scheduler reloaded: 1 schedules (0 added, 0 changed, 0 removed)"
+
+
+def test_replace_with_a_changed_cron_runs_the_new_timing_from_now_without_catching_up() -> None:
+    engine = started(plan(cron="0 * * * *"), at=at("2024-05-01 09:59:30"))
+    (first,) = runs(run(engine, at("2024-05-01 10:00")))
+    assert engine.next_wakeup() == at("2024-05-01 11:00")
+    engine.take_notes()
+    every_quarter = plan(cron="*/15 * * * *")
+    engine.replace((every_quarter,), now=at("2024-05-01 10:20"))
+    # 10:15 of the new timing passed before the reload: it is not run.
+    assert engine.next_wakeup() == at("2024-05-01 10:30")
+    status = engine.status(KEY)
+    assert status is not None and status.next_run == at("2024-05-01 10:30")
+    assert (status.spec, status.book.spec) == ("*/15 * * * *", every_quarter.fingerprint)
+    assert status.book.tracked_since == at("2024-05-01 10:20")
+    assert status.book.last_job_id == first.job.id  # the history stays visible
+    assert runs(run(engine, at("2024-05-01 10:20"))) == ()
+    assert fired(run(engine, at("2024-05-01 10:30"))) == [("10:30", False)]
+    assert "schedule a/default: timing changed (cron=0 * * * * tz=UTC" in texts(engine)[0]
+
+
+def test_replace_with_a_changed_jitter_moves_only_the_next_run() -> None:
+    engine = started(plan(every="10m", jitter="2m"), at=at("2024-05-01 10:00:30"))
+    assert engine.next_wakeup() != at("2024-05-01 10:10")
+    engine.replace((plan(every="10m"),), now=at("2024-05-01 10:05"))
+    assert engine.next_wakeup() == at("2024-05-01 10:10")
+    assert book_after(engine).tracked_since == at("2024-05-01 10:00:30")  # same books
+    assert fired(run(engine, at("2024-05-01 10:10"))) == [("10:10", False)]
+    assert texts(engine)[-3] == "schedule a/default changed"
+
+
+def test_a_removed_schedule_never_fires_again_and_is_no_longer_reported() -> None:
+    keep, gone = plan(id="keep", every="5m"), plan(id="gone", every="5m")
+    engine = started(keep, gone, at=at("2024-05-01 10:02:30"))
+    assert {r.job.schedule_id for r in runs(run(engine, at("2024-05-01 10:05")))} == {
+        "keep",
+        "gone",
+    }
+    engine.replace((plan(id="keep", every="5m"),), now=at("2024-05-01 10:06"))
+    assert [s.id for s in engine.statuses()] == ["keep"]
+    assert engine.status(("a", "gone")) is None
+    assert engine.statistics().schedules == 1
+    assert not engine.reset_breaker(("a", "gone"), by="token:ops", now=at("2024-05-01 10:06"))
+    # Its books are dropped with the next commit, as at a start without it.
+    step = engine.place(engine.advance(at("2024-05-01 10:06")), {})
+    assert step.commit is not None and step.commit.forget == (("a", "gone"),)
+    engine.committed(step.commit)
+    ran = drive(engine, at("2024-05-01 10:06"), at("2024-05-01 11:00"))
+    assert {r.job.schedule_id for r in ran} == {"keep"}
+    assert len(ran) == 11
+    assert "schedule a/gone removed" in texts(engine)
+
+
+def test_an_added_schedule_fires_at_its_first_instant_after_the_reload() -> None:
+    engine = started(plan(id="one", every="1h"), at=at("2024-05-01 10:00:30"))
+    engine.take_notes()
+    engine.replace(
+        (
+            plan(id="one", every="1h"),
+            plan(id="two", every="5m"),
+            plan(id="boot", after="90s"),
+            plan(id="past", at="2024-05-01T09:00:00Z"),
+        ),
+        now=at("2024-05-01 10:02"),
+    )
+    assert engine.next_wakeup() == at("2024-05-01 10:03:30")
+    assert [s.id for s in engine.statuses()] == ["one", "two", "boot", "past"]
+    step = run(engine, at("2024-05-01 10:02"))
+    assert runs(step) == ()  # nothing from before the reload is caught up
+    assert step.commit is not None
+    assert {b.id: b.tracked_since for b in step.commit.books} == {
+        "two": at("2024-05-01 10:02"),
+        "boot": at("2024-05-01 10:02"),
+        "past": at("2024-05-01 10:02"),
+    }
+    ran = drive(engine, at("2024-05-01 10:02"), at("2024-05-01 10:10"))
+    # "after" counts from the reload; an "at" that already passed never runs.
+    assert [(r.job.schedule_id, hhmm(r.fire.nominal), r.fire.late) for r in ran] == [
+        ("boot", "10:03", False),
+        ("two", "10:05", False),
+        ("two", "10:10", False),
+    ]
+    assert ran[0].fire.nominal == at("2024-05-01 10:03:30")
+    assert texts(engine)[:4] == [
+        "schedule a/two added",
+        "schedule a/boot added",
+        "schedule a/past added",
+        "scheduler reloaded: 4 schedules (3 added, 0 changed, 0 removed)",
+    ]
+
+
+def test_an_added_after_still_counts_from_the_reload_when_the_owner_restarts() -> None:
+    engine = started(plan(id="one", every="1h"), at=at("2024-05-01 10:00:30"))
+    engine.replace(
+        (plan(id="one", every="1h"), plan(id="boot", after="5m")), now=at("2024-05-01 10:02")
+    )
+    books = {s.book.key: s.book for s in engine.statuses()}
+    engine.load(
+        StoredSchedules(books=books, breakers={}),
+        started_at=at("2024-05-01 10:00:30"),
+        now=at("2024-05-01 10:03"),
+    )
+    ran = drive(engine, at("2024-05-01 10:03"), at("2024-05-01 10:30"))
+    assert [(r.job.schedule_id, r.fire.nominal) for r in ran] == [("boot", at("2024-05-01 10:07"))]
+
+
+def test_the_breaker_of_a_kept_schedule_survives_a_replace() -> None:
+    engine = started(plan(every="1m"), at=at("2024-05-01 10:00:30"))
+    open_breaker(engine)
+    opened = breaker_of(engine)
+    assert opened.state is BreakerState.OPEN
+    # The payload changed: the same schedule, the same breaker, still open.
+    engine.replace((plan(every="1m", payload={"x": 1}),), now=at("2024-05-01 10:03:30"))
+    assert breaker_of(engine) == opened
+    assert runs(run(engine, at("2024-05-01 10:04"))) == ()
+    assert book_after(engine).last_skip_reason == "circuit breaker for a/poll is open"
+    (probe,) = runs(run(engine, at("2024-05-01 10:13")))
+    assert probe.job.payload == {"x": 1}  # the new plan builds the jobs
+
+
+def test_a_replace_applies_new_breaker_settings_to_the_kept_state() -> None:
+    engine = started(plan(every="1h"), at=at("2024-05-01 09:59:30"))
+    failed = drive(engine, at("2024-05-01 09:59:30"), at("2024-05-01 12:00"), JobStatus.FAILED)
+    assert len(failed) == 3
+    assert breaker_of(engine).state is BreakerState.OPEN
+    assert engine.next_wakeup() == at("2024-05-01 12:10")  # the probe, after 10 minutes
+    quicker = BreakerPolicy(threshold=3, reset_after=120.0)
+    engine.replace((plan(quicker, every="1h"),), now=at("2024-05-01 12:01"))
+    # Still open since 12:00, but a probe may go two minutes after it opened.
+    assert breaker_of(engine).state is BreakerState.OPEN
+    assert engine.next_wakeup() == at("2024-05-01 12:02")
+    status = engine.status(KEY)
+    assert status is not None and status.breaker.probe_at == at("2024-05-01 12:02")
+    run(engine, at("2024-05-01 12:02"))
+    assert breaker_of(engine).state is BreakerState.HALF_OPEN
+
+
+def test_a_replace_keeps_held_fires_and_jobs_being_cancelled() -> None:
+    engine = started(plan(every="1m", if_running="queue"), at=at("2024-05-01 10:00:30"))
+    (first,) = runs(run(engine, at("2024-05-01 10:01")))
+    run(engine, at("2024-05-01 10:02"), {KEY: (first.job.id,)})
+    assert book_after(engine).owed == (Fire(at("2024-05-01 10:02")),)
+    engine.replace(
+        (plan(every="1m", if_running="queue", payload={"x": 1}),), now=at("2024-05-01 10:02:10")
+    )
+    assert book_after(engine).owed == (Fire(at("2024-05-01 10:02")),)
+    now = at("2024-05-01 10:02:20")
+    engine.settled(finished(first.job, JobStatus.SUCCEEDED, at=now), now=now)
+    (held,) = runs(run(engine, now))
+    assert (hhmm(held.fire.nominal), held.job.payload) == ("10:02", {"x": 1})
+
+    cancelling = started(plan(every="10m", if_running="cancel"), at=at("2024-05-01 10:00:30"))
+    (running,) = runs(run(cancelling, at("2024-05-01 10:10")))
+    busy = {KEY: (running.job.id,)}
+    assert len(run(cancelling, at("2024-05-01 10:20"), busy).cancels) == 1
+    cancelling.replace(
+        (plan(every="10m", if_running="cancel", payload={"x": 1}),), now=at("2024-05-01 10:25")
+    )
+    # The job being cancelled is not cancelled a second time.
+    assert run(cancelling, at("2024-05-01 10:30"), busy).cancels == ()
+
+
+def test_a_replace_keeps_the_pause() -> None:
+    engine = started(plan(every="1m"), at=at("2024-05-01 10:00:30"))
+    engine.pause()
+    engine.replace((plan(every="1m"), plan(id="two", every="1m")), now=at("2024-05-01 10:00:40"))
+    assert engine.paused
+    assert engine.next_wakeup() is None
+    assert runs(run(engine, at("2024-05-01 10:05"))) == ()
+    assert all(s.paused for s in engine.statuses())

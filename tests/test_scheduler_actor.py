@@ -18,13 +18,16 @@ import attrs
 import trio
 from fakes import FakePlugins, fake_plugin
 
-from chamberlain.config import parse_config
+from chamberlain.actors.mail import ReplacePlans
+from chamberlain.actors.mailbox import call
+from chamberlain.config import Config, parse_config
 from chamberlain.daemon.tree import Daemon
-from chamberlain.plugins.binding import bind_plugins
+from chamberlain.plugins.binding import BoundPlugin, bind_plugins
 from chamberlain.plugins.registry import Discovery
 from chamberlain.records import Job, JobFilter, JobStatus, NewJob
 from chamberlain.schedule.books import ScheduleStatus
 from chamberlain.schedule.breaker import BreakerState
+from chamberlain.schedule.plan import SchedulePlan, build_plans
 from chamberlain.schedule.timing import jitter_offset
 from chamberlain.web.jobs import parse_rfc3339
 
@@ -72,6 +75,26 @@ class World:
         return self.epoch + trio.current_time() + self.slept
 
     def daemon(self, plugin: dict[str, Any] | None = None) -> Daemon:
+        cfg, plugins = self.configured(plugin)
+        return Daemon(
+            config=cfg,
+            plugins=plugins,
+            state_path=str(self.tmp_path / "state.db"),
+            serve_web=False,
+            handle_signals=False,
+            store_offload=False,
+            now=self.now,
+            execute=self.fake.execute,
+        )
+
+    def plans(self, *schedules: dict[str, Any]) -> tuple[SchedulePlan, ...]:
+        """The plans a reload to plugin ``a`` with these schedules gives the Scheduler."""
+        _, plugins = self.configured({**self.plugin, "schedules": list(schedules)})
+        return build_plans(plugins)
+
+    def configured(
+        self, plugin: dict[str, Any] | None = None
+    ) -> tuple[Config, dict[str, BoundPlugin]]:
         cfg = parse_config(
             {
                 "service": {"max_workers": self.max_workers, "shutdown_grace": self.shutdown_grace},
@@ -87,17 +110,7 @@ class World:
             base_dir=self.tmp_path,
         )
         manifest = fake_plugin(self.tmp_path, "a")
-        plugins = bind_plugins(cfg, Discovery(plugins={"a": manifest}, skipped=()))
-        return Daemon(
-            config=cfg,
-            plugins=plugins,
-            state_path=str(self.tmp_path / "state.db"),
-            serve_web=False,
-            handle_signals=False,
-            store_offload=False,
-            now=self.now,
-            execute=self.fake.execute,
-        )
+        return cfg, bind_plugins(cfg, Discovery(plugins={"a": manifest}, skipped=()))
 
 
 def world(
@@ -390,12 +403,16 @@ async def test_a_changed_timing_does_not_catch_up_the_old_one(
 
 
 async def _book(w: World) -> Any:
+    return (await _books(w))[("a", "default")]
+
+
+async def _books(w: World) -> dict[Any, Any]:
     from chamberlain.store import schedule_books
     from chamberlain.store.sqlite import SqliteStore
 
     store = SqliteStore(w.tmp_path / "state.db")
     try:
-        return schedule_books.load(store.conn).books[("a", "default")]
+        return dict(schedule_books.load(store.conn).books)
     finally:
         store.close()
 
@@ -665,3 +682,80 @@ async def test_list_schedules_reports_next_and_last_run(
     assert s.book.last_status == "running"  # read live: the job is still running
     assert s.next_run == instant(UTC, "2024-05-01 10:10")
     assert s.breaker.breaker.state is BreakerState.CLOSED
+
+
+# -- a reload replaces the plans -----------------------------------------------------------------
+
+
+async def replace(daemon: Daemon, plans: tuple[SchedulePlan, ...]) -> None:
+    """Hand the running Scheduler new plans, as a reload does; back once in effect."""
+    await call(daemon.scheduler.address, lambda r: ReplacePlans(plans=plans, reply=r), timeout=5)
+
+
+async def test_a_reload_adds_a_schedule_that_fires_at_its_time(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    first = {"id": "first", "every": "10m"}
+    w = world(tmp_path, "2024-05-01 10:00:30", first)
+    daemon = w.daemon()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(daemon.run)
+        await trio.sleep(11 * 60)  # 10:10 runs
+        before = await status_of(daemon, "first")
+        await replace(daemon, w.plans(first, {"id": "second", "cron": "17 * * * *"}))
+        added = await status_of(daemon, "second")
+        kept = await status_of(daemon, "first")
+        await trio.sleep(20 * 60)  # up to 10:31:30
+        jobs = await scheduled(daemon)
+        await daemon.shutdown()
+    assert added.next_run == instant(UTC, "2024-05-01 10:17")
+    # The schedule that stayed kept its books and its next run.
+    assert (kept.book, kept.next_run) == (before.book, before.next_run)
+    assert [(j.schedule_id, wall(UTC, nominal(j))[11:16]) for j in jobs] == [
+        ("first", "10:10"),
+        ("second", "10:17"),
+        ("first", "10:20"),
+        ("first", "10:30"),
+    ]
+    # Enqueued at its instant: the reload woke the Scheduler to sleep until then.
+    assert all(abs(j.created_at - nominal(j)) < 0.01 for j in jobs)
+
+
+async def test_a_schedule_a_reload_removed_never_fires_again(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    keep, gone = {"id": "keep", "every": "5m"}, {"id": "gone", "every": "5m"}
+    w = world(tmp_path, "2024-05-01 10:00:30", keep, gone)
+    daemon = w.daemon()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(daemon.run)
+        await trio.sleep(6 * 60)  # 10:05 runs, for both
+        await replace(daemon, w.plans(keep))
+        listed = [s.id for s in await daemon.gateway.list_schedules()]
+        await trio.sleep(3600)
+        jobs = await scheduled(daemon)
+        stats = daemon.scheduler.statistics()
+        await daemon.shutdown()
+    assert listed == ["keep"]
+    assert stats.schedules == 1
+    assert [wall(UTC, nominal(j))[11:16] for j in jobs if j.schedule_id == "gone"] == ["10:05"]
+    assert len([j for j in jobs if j.schedule_id == "keep"]) == 13  # 10:05 .. 11:05
+    # Its books went from the store with the commit that followed.
+    assert set(await _books(w)) == {("a", "keep")}
+
+
+async def test_a_scheduler_started_without_schedules_runs_one_a_reload_adds(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    w = world(tmp_path, "2024-05-01 10:00:30")
+    daemon = w.daemon()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(daemon.run)
+        await trio.sleep(3600)
+        assert await daemon.gateway.list_schedules() == ()
+        await replace(daemon, w.plans({"every": "5m"}))  # at 11:00:30
+        await trio.sleep(11 * 60)
+        jobs = await scheduled(daemon)
+        await daemon.shutdown()
+    assert [wall(UTC, nominal(j))[11:16] for j in jobs] == ["11:05", "11:10"]
+    assert all(abs(j.created_at - nominal(j)) < 0.01 for j in jobs)

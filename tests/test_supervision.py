@@ -728,3 +728,350 @@ async def test_a_crash_during_a_dependent_start_interrupts_it_instead_of_wedging
     assert lives == {"a": 2, "b": 2}
     assert counts == {"root/a": 1, "root/b": 0}  # b never became ready the first time
     assert states == ["running", "running"]
+
+
+# --- dynamic children --------------------------------------------------------------
+
+
+def ids(supervisor: Supervisor) -> list[str]:
+    return [child.id for child in supervisor.statistics().children]
+
+
+async def test_start_child_on_a_running_supervisor_returns_once_it_is_ready(
+    world: World, autojump_clock: trio.testing.MockClock
+) -> None:
+    a, b = world.actor("a"), world.actor("b", startup=3.0)
+    supervisor = Supervisor(name="root", children=[spec(a)])
+    async with supervising(supervisor):
+        before = trio.current_time()
+        await supervisor.start_child(spec(b))
+        assert trio.current_time() - before == pytest.approx(3.0)
+        assert (b.alive, len(b.ready_at)) == (1, 1)
+        assert ids(supervisor) == ["a", "b"]
+        assert [child.id for child in supervisor.children] == ["a", "b"]
+        assert supervisor.statistics().children[1].state == "running"
+
+        b.crash()
+        await world.until(lambda: b.incarnations == 2 and b.alive == 1)
+        assert (a.incarnations, a.alive) == (1, 1)
+        assert supervisor.statistics().restart_counts() == {"root/a": 0, "root/b": 1}
+    # Stopped like a static child, and before the children started earlier.
+    assert world.journal[-4:] == ["cancelled b", "end b", "cancelled a", "end a"]
+
+
+async def test_start_child_refuses_an_id_that_is_taken(
+    world: World, autojump_clock: trio.testing.MockClock
+) -> None:
+    a, b = world.actor("a", "return"), world.actor("b")
+    supervisor = Supervisor(name="root", children=[spec(a, restart=Restart.TRANSIENT)])
+    with pytest.raises(ValueError, match="already has a child 'a'"):
+        await supervisor.start_child(spec(world.actor("a")))
+    async with supervising(supervisor):
+        await supervisor.start_child(spec(b))
+        # Taken whatever the state: "a" has exited for good, "b" runs.
+        assert [child.state for child in supervisor.statistics().children] == [
+            "exited",
+            "running",
+        ]
+        for name in ("a", "b"):
+            with pytest.raises(ValueError, match=f"already has a child '{name}'"):
+                await supervisor.start_child(spec(world.actor(name)))
+        assert ids(supervisor) == ["a", "b"]
+        assert b.incarnations == 1
+
+
+async def test_start_child_before_run_is_started_after_the_static_children(
+    world: World, autojump_clock: trio.testing.MockClock
+) -> None:
+    a, b, c = world.actor("a"), world.actor("b"), world.actor("c")
+    supervisor = Supervisor(name="root", children=[spec(a), spec(b)])
+    await supervisor.start_child(spec(c))
+    assert c.incarnations == 0
+    assert supervisor.statistics().children[2].state == "stopped"
+    async with supervising(supervisor):
+        assert world.journal == ["start a", "ready a", "start b", "ready b", "start c", "ready c"]
+        assert ids(supervisor) == ["a", "b", "c"]
+
+
+async def test_a_started_child_failing_before_ready_is_restarted_with_backoff(
+    world: World, autojump_clock: trio.testing.MockClock
+) -> None:
+    a, b = world.actor("a"), world.actor("b", "fail-early", "fail-early")
+    supervisor = Supervisor(name="root", children=[spec(a)])
+    async with supervising(supervisor):
+        # Returns after the first failed start, without raising it.
+        await supervisor.start_child(spec(b))
+        assert (b.incarnations, b.ready_at) == (1, [])
+        assert supervisor.statistics().children[1].state == "restarting"
+
+        await world.until(lambda: b.alive == 1)
+        gaps = [later - earlier for earlier, later in itertools.pairwise(b.starts)]
+        assert gaps == pytest.approx([0.1, 0.2])
+        child = supervisor.statistics().children[1]
+        assert (child.state, child.restarts) == ("running", 2)
+        assert child.last_error == "ValueError: b cannot start"
+        assert a.incarnations == 1
+
+
+async def test_a_started_child_that_never_starts_makes_the_supervisor_give_up(
+    world: World, autojump_clock: trio.testing.MockClock
+) -> None:
+    a, b = world.actor("a"), world.actor("b", *["fail-early"] * 10)
+    supervisor = Supervisor(name="root", children=[spec(a)], intensity=2)
+    with trio.fail_after(TIMEOUT), pytest.RaisesGroup(SupervisorGaveUp) as caught:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(supervisor.run)
+            await supervisor.start_child(spec(b))
+            await trio.sleep_forever()
+    (error,) = caught.value.exceptions
+    assert isinstance(error, SupervisorGaveUp)
+    assert str(error) == "supervisor 'root' gave up: child 'b' crashed 3 times within 5s"
+    assert b.incarnations == 3
+    assert (a.alive, a.cancelled_at != []) == (0, True)
+    # It stays a child, for a parent that runs the supervisor again.
+    assert ids(supervisor) == ["a", "b"]
+
+
+async def test_delete_child_stops_a_running_child_and_frees_its_id(
+    world: World, autojump_clock: trio.testing.MockClock
+) -> None:
+    a, b, c = world.actor("a"), world.actor("b", cleanup=2.0), world.actor("c")
+    supervisor = Supervisor(name="root", children=[spec(a), spec(b), spec(c)])
+    async with supervising(supervisor):
+        before = trio.current_time()
+        await supervisor.delete_child("b")
+        # Returns once the child's cleanup is over, as stop() would wait for it.
+        assert trio.current_time() - before == pytest.approx(2.0)
+        assert world.journal[-2:] == ["cancelled b", "end b"]
+        assert b.alive == 0
+        assert ids(supervisor) == ["a", "c"]
+        assert [child.id for child in supervisor.children] == ["a", "c"]
+        with pytest.raises(KeyError, match="no child 'b'"):
+            await supervisor.delete_child("b")
+
+        again = world.actor("b")
+        await supervisor.start_child(spec(again))
+        assert (again.alive, b.incarnations) == (1, 1)
+        assert ids(supervisor) == ["a", "c", "b"]
+        # A new child: restarts counted afresh, not those of the deleted one.
+        assert supervisor.statistics().restart_counts()["root/b"] == 0
+    assert (a.incarnations, c.incarnations) == (1, 1)
+
+
+async def test_delete_child_forgets_a_transient_child_that_returned(
+    world: World, autojump_clock: trio.testing.MockClock
+) -> None:
+    a, retired = world.actor("a"), world.actor("retired", "return")
+    supervisor = Supervisor(name="root", children=[spec(a)])
+    async with supervising(supervisor):
+        await supervisor.start_child(spec(retired, restart=Restart.TRANSIENT))
+        await world.until(lambda: supervisor.statistics().children[1].state == "exited")
+        await supervisor.delete_child("retired")
+        assert ids(supervisor) == ["a"]
+        assert (a.alive, retired.incarnations) == (1, 1)
+        assert "cancelled retired" not in world.journal
+
+
+async def test_delete_child_of_an_unknown_id_raises_key_error(
+    world: World, autojump_clock: trio.testing.MockClock
+) -> None:
+    supervisor = Supervisor(name="root", children=[spec(world.actor("a"))])
+    with pytest.raises(KeyError, match="no child 'nope'"):
+        await supervisor.delete_child("nope")
+    async with supervising(supervisor):
+        with pytest.raises(KeyError, match="no child 'nope'"):
+            await supervisor.delete_child("nope")
+        assert ids(supervisor) == ["a"]
+
+
+async def test_delete_child_before_run_keeps_the_child_from_starting(
+    world: World, autojump_clock: trio.testing.MockClock
+) -> None:
+    a, b = world.actor("a"), world.actor("b")
+    supervisor = Supervisor(name="root", children=[spec(a), spec(b)])
+    await supervisor.delete_child("a")
+    async with supervising(supervisor):
+        assert world.journal == ["start b", "ready b"]
+        assert ids(supervisor) == ["b"]
+
+
+async def test_a_parent_restarting_the_supervisor_restarts_dynamic_children_not_deleted_ones(
+    world: World, autojump_clock: trio.testing.MockClock
+) -> None:
+    a, x = world.actor("a"), world.actor("x")
+    y, z = world.actor("y"), world.actor("z")
+    runners = Supervisor(name="runners", children=[spec(x)])
+    root = Supervisor(
+        name="root", strategy=Strategy.REST_FOR_ONE, children=[spec(a), nested(runners)]
+    )
+    async with supervising(root):
+        await runners.start_child(spec(y))
+        await runners.start_child(spec(z))
+        await runners.delete_child("z")
+        mark = len(world.journal)
+        a.crash()
+        await world.until(lambda: y.incarnations == 2 and y.alive == 1)
+        # A parent cancels its child supervisor as a whole, so x and y go down at once.
+        assert sorted(world.journal[mark : mark + 5]) == [
+            "cancelled x",
+            "cancelled y",
+            "end a",
+            "end x",
+            "end y",
+        ]
+        assert world.journal[mark + 5 :] == [
+            "start a",
+            "ready a",
+            "start x",
+            "ready x",
+            "start y",
+            "ready y",
+        ]
+        assert z.incarnations == 1
+        assert ids(runners) == ["x", "y"]
+        assert root.statistics().restart_counts() == {
+            "root/a": 1,
+            "root/runners": 1,
+            "root/runners/x": 0,
+            "root/runners/y": 0,
+        }
+
+
+async def test_rest_for_one_restarts_a_child_started_later_when_a_static_one_crashes(
+    world: World, autojump_clock: trio.testing.MockClock
+) -> None:
+    a, b, c = world.actor("a"), world.actor("b"), world.actor("c")
+    supervisor = Supervisor(
+        name="root", strategy=Strategy.REST_FOR_ONE, children=[spec(a), spec(b)]
+    )
+    async with supervising(supervisor):
+        await supervisor.start_child(spec(c))
+        mark = len(world.journal)
+        b.crash()
+        await world.until(lambda: c.incarnations == 2 and c.alive == 1)
+        assert world.journal[mark:] == [
+            "end b",
+            "cancelled c",
+            "end c",
+            "start b",
+            "ready b",
+            "start c",
+            "ready c",
+        ]
+        assert (a.incarnations, a.alive) == (1, 1)
+
+
+async def test_after_a_delete_the_strategy_sees_the_children_in_their_new_positions(
+    world: World, autojump_clock: trio.testing.MockClock
+) -> None:
+    a, b, c, d = (world.actor(name) for name in "abcd")
+    supervisor = Supervisor(
+        name="root",
+        strategy=Strategy.REST_FOR_ONE,
+        children=[spec(a), spec(b), spec(c), spec(d)],
+    )
+    async with supervising(supervisor):
+        await supervisor.delete_child("a")
+        b.crash()
+        await world.until(lambda: all(x.incarnations == 2 and x.alive for x in (b, c, d)))
+        assert supervisor.statistics().restart_counts() == {"root/b": 1, "root/c": 1, "root/d": 1}
+
+
+async def test_start_child_does_not_hang_when_the_supervisor_is_stopped_meanwhile(
+    world: World, autojump_clock: trio.testing.MockClock
+) -> None:
+    a, slow = world.actor("a"), world.actor("slow", startup=100.0)
+    supervisor = Supervisor(name="root", children=[spec(a)])
+
+    async def stop_once_starting() -> None:
+        await world.until(lambda: slow.incarnations == 1)
+        await supervisor.stop()
+
+    with trio.fail_after(TIMEOUT):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(supervisor.run)
+            nursery.start_soon(stop_once_starting)
+            await supervisor.start_child(spec(slow))
+    assert trio.current_time() < 100.0
+    assert slow.ready_at == []
+    # Kept, and started by the next run.
+    assert ids(supervisor) == ["a", "slow"]
+    slow.startup = 0.0
+    async with supervising(supervisor):
+        assert (slow.alive, a.incarnations) == (1, 2)
+
+
+async def test_start_child_does_not_hang_when_the_supervisor_gives_up_meanwhile(
+    world: World, autojump_clock: trio.testing.MockClock
+) -> None:
+    a, slow = world.actor("a", 5.0), world.actor("slow", startup=100.0)
+    supervisor = Supervisor(
+        name="root", strategy=Strategy.ONE_FOR_ALL, children=[spec(a)], intensity=0
+    )
+    gave_up: list[SupervisorGaveUp] = []
+    returned: list[float] = []
+
+    async def run(*, task_status: trio.TaskStatus[Supervisor]) -> None:
+        try:
+            await supervisor.run(task_status=task_status)
+        except SupervisorGaveUp as exc:
+            gave_up.append(exc)
+
+    with trio.fail_after(TIMEOUT):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(run)
+            # a crashes while "slow" starts; under one_for_all that interrupts the start.
+            await supervisor.start_child(spec(slow))
+            returned.append(trio.current_time())
+    assert returned == [pytest.approx(5.0)]
+    assert [error.child_id for error in gave_up] == ["a"]
+    assert ids(supervisor) == ["a", "slow"]
+
+
+async def test_delete_child_does_not_hang_when_the_supervisor_is_stopped_meanwhile(
+    world: World, autojump_clock: trio.testing.MockClock
+) -> None:
+    a, stubborn = world.actor("a"), world.actor("stubborn", cleanup=100.0)
+    supervisor = Supervisor(name="root", children=[spec(a), spec(stubborn, shutdown_timeout=200)])
+
+    async def stop_once_cancelled() -> None:
+        await world.until(lambda: "cancelled stubborn" in world.journal)
+        await supervisor.stop()
+
+    with trio.fail_after(TIMEOUT):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(supervisor.run)
+            nursery.start_soon(stop_once_cancelled)
+            await supervisor.delete_child("stubborn")
+            deleted_at = trio.current_time()
+    # stop() cut the wait short, and the child is gone all the same.
+    assert deleted_at < 100.0
+    assert ids(supervisor) == ["a"]
+    assert stubborn.alive == 0
+
+
+async def test_changes_asked_for_while_stopping_are_kept_for_the_next_run(
+    world: World, autojump_clock: trio.testing.MockClock
+) -> None:
+    a, b, late = world.actor("a", cleanup=10.0), world.actor("b"), world.actor("late")
+    supervisor = Supervisor(name="root", children=[spec(a), spec(b)])
+    asked: list[float] = []
+
+    async def change_while_stopping() -> None:
+        await world.until(lambda: "cancelled a" in world.journal)
+        await supervisor.start_child(spec(late))
+        await supervisor.delete_child("b")
+        asked.append(trio.current_time())
+
+    with trio.fail_after(TIMEOUT):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(supervisor.run)
+            nursery.start_soon(change_while_stopping)
+            await supervisor.stop()
+            stopped_at = trio.current_time()
+    # The first call waited for the run to end rather than starting anything.
+    assert asked == [pytest.approx(stopped_at)]
+    assert late.incarnations == 0
+    assert ids(supervisor) == ["a", "late"]
+    async with supervising(supervisor):
+        assert (a.alive, late.alive, b.incarnations) == (1, 1, 1)

@@ -12,6 +12,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -125,7 +126,7 @@ async def test_the_watchdog_pings_at_its_interval(
 
 
 @pytest.mark.e2e
-async def test_the_daemon_notifies_ready_watchdog_and_stopping(
+async def test_the_daemon_notifies_ready_watchdog_reloading_and_stopping(
     daemon: DaemonFactory,
     tmp_path: Path,
     listener: tuple[str, trio.socket.SocketType],
@@ -167,6 +168,16 @@ async def test_the_daemon_notifies_ready_watchdog_and_stopping(
         # Half of 0.4 s: a few pings arrive within a second.
         await wait_for(lambda: trio.to_thread.run_sync(lambda: seen("WATCHDOG") >= 3), timeout=5)
 
+        # systemctl reload (ExecReload sends SIGHUP): RELOADING=1 with the monotonic
+        # clock, then READY=1 again once the new configuration is in effect.
+        before = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
+        d.proc.send_signal(signal.SIGHUP)
+        await wait_for(lambda: trio.to_thread.run_sync(lambda: seen("READY") == 2))
+        reloading = next(m for m in received if "RELOADING" in m)
+        assert reloading["RELOADING"] == "1"
+        assert int(reloading["MONOTONIC_USEC"]) >= before
+        assert received.index(reloading) < max(i for i, m in enumerate(received) if "READY" in m)
+
         d.proc.send_signal(signal.SIGTERM)
         await wait_for(lambda: trio.to_thread.run_sync(lambda: seen("STOPPING") == 1))
         assert await d.wait() == 0
@@ -192,6 +203,14 @@ def unit_settings(unit: Path) -> dict[str, str]:
             key, value = line.split("=", 1)
             settings[key.strip()] = value.strip()
     return settings
+
+
+@pytest.mark.parametrize("kind", sorted(UNITS))
+def test_systemctl_reload_sends_the_daemon_sighup(kind: str) -> None:
+    settings = unit_settings(UNITS[kind][0])
+    assert settings["ExecReload"] == "/bin/kill -HUP $MAINPID"
+    # The main process notifies RELOADING=1 and READY=1 itself.
+    assert settings["NotifyAccess"] == "main"
 
 
 @pytest.mark.parametrize("kind", sorted(UNITS))

@@ -36,6 +36,7 @@ from chamberlain.web import (
     secret_registry,
     sessions,
     streams,
+    system,
     trigger,
     webhooks,
     workspaces,
@@ -68,6 +69,7 @@ FEATURES = (
     secret_registry,
     mcp_registry,
     discovery,
+    system,
 )
 
 
@@ -228,6 +230,7 @@ def test_the_table_is_every_feature_module_s_routes_in_order() -> None:
         "listSkills",
         "getPluginOpenapi",
         "aiPluginManifest",
+        "reloadConfig",
     ]
 
 

@@ -105,8 +105,9 @@ class CallbackSender:
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         """Deliver until cancelled, starting with whatever was pending at start-up."""
-        policy = policy_of(self.config)
-        allow = AllowList.from_entries(self.config.allowed_hosts)
+        configured = self.config
+        policy = policy_of(configured)
+        allow = AllowList.from_entries(configured.allowed_hosts)
         self._busy.clear()
         clients: list[httpx.AsyncClient] = []
 
@@ -132,6 +133,11 @@ class CallbackSender:
         async with contextlib.AsyncExitStack() as stack, trio.open_nursery() as nursery:
             task_status.started()
             while True:
+                if self.config is not configured:
+                    # A reload replaced the section: the next attempts follow it.
+                    configured = self.config
+                    policy = policy_of(configured)
+                    allow = AllowList.from_entries(configured.allowed_hosts)
                 next_due = await self._start_due(nursery, client, policy, allow)
                 deadline = math.inf
                 if next_due is not None:
@@ -248,7 +254,13 @@ class CallbackSender:
         import httpx  # loaded by now: ``client`` is one
 
         try:
-            response = await client.post(delivery.url, content=delivery.body, headers=headers)
+            response = await client.post(
+                delivery.url,
+                content=delivery.body,
+                headers=headers,
+                # The section's now: a reload may have changed it since the client was made.
+                timeout=self.config.timeout,
+            )
         except httpx.HTTPError as exc:
             reason = type(exc).__name__
             return Verdict.RETRY, None, f"{reason}: {exc}" if str(exc) else reason

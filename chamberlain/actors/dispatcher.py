@@ -28,6 +28,7 @@ from chamberlain.actors.mail import (
     DispatcherStatistics,
     Drain,
     JobStoreRequest,
+    Limit,
     Released,
     Run,
     RunnerRequest,
@@ -141,25 +142,27 @@ class Dispatcher:
                 return True
             case CancelJob(job_id=job_id, reply=reply):
                 plugin = books.inflight.get(job_id)
-                if plugin is None:
+                runner = None if plugin is None else self.runners.get(plugin)
+                if runner is None:
+                    # Not in flight; or its Runner, retired by a reload, is gone and
+                    # its Released is still on the way: the store knows how it ended.
                     self._cancels.append(message)
                     return False
                 if job_id not in self._terminating:
                     self._terminating.add(job_id)
                     # The Run for this job went into the same mailbox earlier, so the
                     # Runner knows the job by the time it reads this.
-                    self.runners[plugin].send_nowait(
-                        Terminate(reason=TerminationReason.CANCELLED, job_id=job_id)
-                    )
+                    runner.send_nowait(Terminate(reason=TerminationReason.CANCELLED, job_id=job_id))
                 reply.send(CancelResult(job=None, was_running=True, accepted=True))
                 return False
             case Converse(job_id=job_id, reply=reply):
                 plugin = books.inflight.get(job_id)
-                if plugin is None:
+                runner = None if plugin is None else self.runners.get(plugin)
+                if runner is None:
                     reply.send(SessionReply(job_id=job_id, refused=SessionRefusal.NOT_RUNNING))
                 else:
                     # Behind the job's Run in the Runner's mailbox, as a Terminate is.
-                    self.runners[plugin].send_nowait(message)
+                    runner.send_nowait(message)
                 return False
             case Drain(reply=reply):
                 if self._draining is None:
@@ -175,6 +178,12 @@ class Dispatcher:
             case Statistics(reply=reply):
                 reply.send(self.statistics())
                 return False
+            case Limit(max_workers=max_workers, parallelism=parallelism, reply=reply):
+                self.max_workers = books.max_workers = max_workers
+                self.parallelism = books.parallelism = dict(parallelism)
+                reply.send(None)
+                # More room, or a new plugin: its queued jobs may start now.
+                return True
         raise TypeError(f"unknown message {message!r}")
 
     async def _cancel_queued(self, request: CancelJob) -> None:
@@ -210,8 +219,8 @@ class Dispatcher:
         for claimed in result.jobs:
             job = claimed.job
             books.started(job.id, job.plugin)
-            # The runner's mailbox holds up to its parallelism, and we never have more
-            # than that in flight for it, so this cannot block.
+            # Runners' mailboxes are unbounded: this cannot block.  A Runner exists for
+            # every plugin in ``parallelism``, the only ones the store is asked for.
             self.runners[job.plugin].send_nowait(Run(claimed=claimed))
         return result.next_due
 

@@ -18,7 +18,7 @@ import functools
 import logging
 import shutil
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import attrs
@@ -97,6 +97,7 @@ from chamberlain.records import (
     JobFilter,
     JobMessage,
     JobStatus,
+    LoadedConfig,
     McpServer,
     NewJob,
     PluginFact,
@@ -104,6 +105,7 @@ from chamberlain.records import (
     PullRequestAsk,
     PullRequestRefusal,
     QueueView,
+    ReloadReport,
     RepositoryRefusal,
     RepositoryView,
     RoutePlan,
@@ -180,6 +182,12 @@ class Health:
     degraded: str | None = None
     #: How many plugins have a schedule whose circuit breaker is not closed.
     plugins_circuit_open: int = 0
+    #: The configuration running: when it was loaded, its file's hash.
+    config: LoadedConfig | None = None
+
+
+class ReloadUnavailable(Exception):
+    """There is no configuration file to reload from."""
 
 
 @attrs.define(eq=False)
@@ -226,6 +234,11 @@ class Gateway:
     vault: Vault = attrs.field(factory=Vault, repr=False)
     #: Seals the values the registry is given (the state's key; see sealing.py).
     sealer: Sealer = attrs.field(factory=Sealer.random)
+    #: Reloads the configuration (``POST /system/reload``); None where the daemon
+    #: has no file to reload from.  Raises :class:`ReloadRefused`.
+    reloader: Callable[[], Awaitable[ReloadReport]] | None = None
+    #: Which configuration runs now.
+    loaded_config: Callable[[], LoadedConfig | None] = lambda: None
     sync_limiter: trio.CapacityLimiter = attrs.field(init=False)
     #: The MCP servers registered, by name, kept in step with the store (see the MCP
     #: servers section below).
@@ -824,7 +837,19 @@ class Gateway:
             restarts_total=sup.restarts_total,
             degraded=self.storage_problem(),
             plugins_circuit_open=plugins_circuit_open(schedules),
+            config=self.loaded_config(),
         )
+
+    async def reload(self) -> ReloadReport:
+        """Reload the configuration from its file; see :mod:`chamberlain.reloading`.
+
+        Raises :class:`ReloadRefused` with every problem of a file that fails its
+        checks (the old configuration runs on), and :class:`ReloadUnavailable` for
+        a daemon started without a file.
+        """
+        if self.reloader is None:
+            raise ReloadUnavailable("this daemon was started without a config file")
+        return await self.reloader()
 
 
 def plugins_circuit_open(schedules: Iterable[ScheduleStatus]) -> int:

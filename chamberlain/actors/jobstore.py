@@ -50,6 +50,7 @@ from chamberlain.actors.mail import (
     ActOnRun,
     AddRepository,
     BranchHolder,
+    BuryQueued,
     CancelQueued,
     Claim,
     ClaimResult,
@@ -354,6 +355,12 @@ class JobStore:
             # Steady traffic must not starve the held writes of their retry.
             if trio.current_time() >= self._retry_at:
                 await self._retry()
+
+    def use_routing(self, routing: Routing) -> None:
+        """Apply ``routing``'s run control from the next batch on (a reload)."""
+        self.routing = routing
+        if self._store is not None:
+            self._store.gates = routing
 
     def statistics(self) -> JobStoreStatistics:
         """A snapshot of the counters."""
@@ -912,6 +919,8 @@ class JobStore:
                 return Tree(root_job_id=root, jobs=tuple(members), notes=tuple(notes))
             case CancelQueued(job_id=job_id, reason=reason):
                 return store.cancel_queued(job_id, now=now, reason=reason)
+            case BuryQueued(plugins=plugins, reason=reason):
+                return tuple(store.bury_queued(plugins, now=now, reason=reason))
             case RecoverOrphans(plugin=plugin):
                 return tuple(store.recover_orphans(now=now, plugin=plugin))
             case GetJob(job_id=job_id) | WaitJob(job_id=job_id):

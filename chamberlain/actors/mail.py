@@ -66,6 +66,7 @@ from chamberlain.schedule.books import (
     ScheduleStatus,
     StoredSchedules,
 )
+from chamberlain.schedule.plan import SchedulePlan
 from chamberlain.sealing import SecretInfo
 
 # -- to the JobStore --------------------------------------------------------------------------
@@ -250,6 +251,20 @@ class CancelQueued(StoreRequest[tuple[Job | None, bool]]):
         """The job finished if this request cancelled it."""
         job, cancelled = result
         return Effects.ending((job,) if cancelled and job is not None else ())
+
+
+@attrs.frozen(kw_only=True)
+class BuryQueued(StoreRequest[tuple[Job, ...]]):
+    """Make the queued jobs of ``plugins`` dead with ``reason``: a reload removed
+    those plugins, so nothing will run them.  Answered with the jobs it ended."""
+
+    plugins: frozenset[str]
+    reason: str
+    reply: ReplyTo[tuple[Job, ...]]
+
+    def effects(self, result: tuple[Job, ...]) -> Effects:
+        """Every job it buried ended."""
+        return Effects.ending(result)
 
 
 @attrs.frozen(kw_only=True)
@@ -868,6 +883,7 @@ JobStoreRequest = (
     | TreePending
     | GetTree
     | CancelQueued
+    | BuryQueued
     | Enqueue
     | EnqueueFollowUp
     | Claim
@@ -913,6 +929,18 @@ class Drain:
 
 
 @attrs.frozen(kw_only=True)
+class Limit:
+    """New limits from a reload: ``max_workers``, and ``parallelism`` for every
+    plugin jobs may start for (a plugin left out gets no new job started).
+
+    Jobs in flight are left alone: a lower limit only holds back new starts."""
+
+    max_workers: int
+    parallelism: Mapping[str, int]
+    reply: ReplyTo[None]
+
+
+@attrs.frozen(kw_only=True)
 class DispatcherStatistics:
     """What the Dispatcher is doing, for health endpoints."""
 
@@ -949,7 +977,7 @@ class Converse:
     reply: ReplyTo[SessionReply]
 
 
-DispatcherRequest = Wake | Released | Drain | Statistics | CancelJob | Converse
+DispatcherRequest = Wake | Released | Drain | Statistics | CancelJob | Converse | Limit
 
 
 @attrs.frozen(kw_only=True)
@@ -978,7 +1006,20 @@ class Terminate:
     job_id: str | None = None
 
 
-RunnerRequest = Run | Terminate | Converse
+@attrs.frozen(kw_only=True)
+class Retire:
+    """Return once the jobs in flight are settled: a reload removed the plugin.
+
+    Sent behind every ``Run`` the Dispatcher sent before it stopped starting the
+    plugin's jobs, so none of them is left unread.  ``generation`` is the Runner's
+    when the reload sent it; a later reload that gave the name back bumped it, and
+    a Retire of an older generation is ignored.
+    """
+
+    generation: int
+
+
+RunnerRequest = Run | Terminate | Converse | Retire
 
 
 # -- to the Router ---------------------------------------------------------------------
@@ -1046,6 +1087,20 @@ class PauseScheduling:
     reply: ReplyTo[None]
 
 
+@attrs.frozen(kw_only=True)
+class ReplacePlans:
+    """Run these schedules from now on (a configuration reload); those that stay keep
+    their books and breakers.  Answered once the new books are saved."""
+
+    plans: tuple[SchedulePlan, ...]
+    reply: ReplyTo[None]
+
+
 SchedulerRequest = (
-    ListSchedules | ResetBreaker | ScheduledJobSettled | CancelsSettled | PauseScheduling
+    ListSchedules
+    | ResetBreaker
+    | ScheduledJobSettled
+    | CancelsSettled
+    | PauseScheduling
+    | ReplacePlans
 )

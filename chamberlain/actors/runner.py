@@ -53,6 +53,7 @@ from chamberlain.actors.mail import (
     ListMcpServers,
     RecoverOrphans,
     Released,
+    Retire,
     Run,
     RunnerRequest,
     Settle,
@@ -132,6 +133,16 @@ class Runner:
     _sessions: dict[str, Session] = attrs.field(factory=dict, init=False)
     #: Attempts recovered as orphans whose Run message may still arrive.
     _stale: set[tuple[str, int]] = attrs.field(factory=set, init=False)
+    #: Jobs whose task has not ended yet (settled, released).
+    _executing: int = attrs.field(default=0, init=False)
+    #: Set by a :class:`Retire` of this generation: stop once no job is left.
+    _retiring: bool = attrs.field(default=False, init=False)
+    #: Bumped by :meth:`unretire`, so a Retire sent before it is ignored.
+    generation: int = attrs.field(default=0, init=False)
+    #: Encloses the mailbox loop, so that retiring can end it.
+    _listening: trio.CancelScope = attrs.field(factory=trio.CancelScope, init=False)
+    #: Set once a retired Runner has returned.
+    retired: trio.Event = attrs.field(factory=trio.Event, init=False)
 
     async def run(
         self,
@@ -154,36 +165,71 @@ class Runner:
             )
             await self.dispatcher.send(Released(job_id=job.id))
         async with trio.open_nursery() as nursery:
+            self._listening = trio.CancelScope()
             task_status.started()
-            async for message in mailbox:
-                match message:
-                    case Run(claimed=claimed):
-                        key = (claimed.job.id, claimed.job.attempt)
-                        if key in self._stale:
-                            self._stale.discard(key)
-                            continue
-                        # Registered before the task starts, so a Terminate read
-                        # right after this Run finds the job (and it never spawns).
-                        control = ProcessControl()
-                        self._controls[claimed.job.id] = control
-                        if self.plugin.interactive(claimed.job.command):
-                            self._sessions[claimed.job.id] = self._session(claimed.job)
-                        nursery.start_soon(self._execute, claimed.job, claimed.state, control)
-                    case Terminate(reason=reason, job_id=job_id):
-                        for jid, ctl in list(self._controls.items()):
-                            if job_id is None or jid == job_id:
-                                ctl.terminate(reason)
-                    case Converse(job_id=job_id, reply=reply):
-                        session = self._sessions.get(job_id)
-                        if session is not None:
-                            session.offer(message)
-                        else:
-                            refused = (
-                                SessionRefusal.NOT_INTERACTIVE
-                                if job_id in self._controls
-                                else SessionRefusal.NOT_RUNNING
-                            )
-                            reply.send(SessionReply(job_id=job_id, refused=refused))
+            self._retire_if_idle()
+            with self._listening:
+                await self._serve(mailbox, nursery)
+        if self._retiring:
+            self.retired.set()
+
+    def retirement(self) -> Retire:
+        """The message that makes this Runner return from :meth:`run` once its jobs
+        in flight are settled (a reload removed the plugin); until then their
+        Terminates and messages still arrive."""
+        return Retire(generation=self.generation)
+
+    def unretire(self, plugin: BoundPlugin) -> bool:
+        """Keep running, for ``plugin`` (a reload gave the name back before its old
+        jobs were done); False when this Runner has already returned."""
+        if self.retired.is_set() or self._listening.cancel_called:
+            return False
+        self.generation += 1
+        self._retiring = False
+        self.plugin = plugin
+        return True
+
+    def _retire_if_idle(self) -> None:
+        if self._retiring and not self._executing:
+            self._listening.cancel()
+
+    async def _serve(
+        self, mailbox: trio.MemoryReceiveChannel[RunnerRequest], nursery: trio.Nursery
+    ) -> None:
+        async for message in mailbox:
+            match message:
+                case Run(claimed=claimed):
+                    key = (claimed.job.id, claimed.job.attempt)
+                    if key in self._stale:
+                        self._stale.discard(key)
+                        continue
+                    # Registered before the task starts, so a Terminate read
+                    # right after this Run finds the job (and it never spawns).
+                    control = ProcessControl()
+                    self._controls[claimed.job.id] = control
+                    if self.plugin.interactive(claimed.job.command):
+                        self._sessions[claimed.job.id] = self._session(claimed.job)
+                    self._executing += 1
+                    nursery.start_soon(self._job, claimed.job, claimed.state, control)
+                case Terminate(reason=reason, job_id=job_id):
+                    for jid, ctl in list(self._controls.items()):
+                        if job_id is None or jid == job_id:
+                            ctl.terminate(reason)
+                case Converse(job_id=job_id, reply=reply):
+                    session = self._sessions.get(job_id)
+                    if session is not None:
+                        session.offer(message)
+                    else:
+                        refused = (
+                            SessionRefusal.NOT_INTERACTIVE
+                            if job_id in self._controls
+                            else SessionRefusal.NOT_RUNNING
+                        )
+                        reply.send(SessionReply(job_id=job_id, refused=refused))
+                case Retire(generation=generation):
+                    if generation == self.generation:
+                        self._retiring = True
+                        self._retire_if_idle()
 
     def running(self) -> int:
         """How many of this plugin's processes are alive now."""
@@ -205,6 +251,7 @@ class Runner:
         job: Job,
         outcome: Outcome,
         *,
+        plugin: BoundPlugin,
         changes: Changes | None = None,
         pull_request: PullRequest | str | None = None,
     ) -> tuple[Job | None, Outcome]:
@@ -225,8 +272,8 @@ class Runner:
                     job_id=job.id,
                     attempt=job.attempt,
                     outcome=recorded,
-                    policy=self.plugin.retry_policy,
-                    facts=self.plugin.manifest.fact_outputs,
+                    policy=plugin.retry_policy,
+                    facts=plugin.manifest.fact_outputs,
                     changes=changes,
                     pull_request=pull_request,
                     reply=r,
@@ -261,7 +308,16 @@ class Runner:
     def _extra(self, job_id: str) -> dict[str, str]:
         return {"component": "runner", "plugin": self.plugin.name, "job_id": job_id}
 
+    async def _job(self, job: Job, state: object, control: ProcessControl) -> None:
+        try:
+            await self._execute(job, state, control)
+        finally:
+            self._executing -= 1
+            self._retire_if_idle()
+
     async def _execute(self, job: Job, state: object, control: ProcessControl) -> None:
+        # The plugin as the job started: a reload that changes it reaches the jobs
+        # that start after it, never this one.
         plugin = self.plugin
         session = self._sessions.get(job.id)
         timeout = (
@@ -457,7 +513,9 @@ class Runner:
             self._controls.pop(job.id, None)
         # The vault's redactor now: it also hides every value a secret had before.
         outcome = redact_outcome(outcome, vault.redactor)
-        settled, outcome = await self._settle(job, outcome, changes=found, pull_request=opened)
+        settled, outcome = await self._settle(
+            job, outcome, plugin=plugin, changes=found, pull_request=opened
+        )
         if settled is None:
             log.warning("outcome of a superseded attempt ignored", extra=extra)
         else:

@@ -23,6 +23,12 @@ sent without blocking) for the breaker and for fires waiting on ``if_running``.
 The store stays the authority on what is outstanding: before placing fires it asks
 (:class:`OutstandingJobs`), so a lost notification delays a queued fire at worst
 until the schedule's next instant, and never loses it.
+
+A configuration reload hands it new plans (:class:`ReplacePlans`); the engine keeps
+the books of the schedules that stay, and the pass that follows saves the books of
+new and changed ones and sleeps for whatever is due first now.  With no schedules
+at all it still wakes every :data:`MAX_SLEEP` seconds and answers its mail, so a
+daemon started without any can be given some later.
 """
 
 from __future__ import annotations
@@ -45,6 +51,7 @@ from chamberlain.actors.mail import (
     LoadSchedules,
     OutstandingJobs,
     PauseScheduling,
+    ReplacePlans,
     ResetBreaker,
     ScheduledJobSettled,
     SchedulerRequest,
@@ -271,9 +278,20 @@ class Scheduler:
             case PauseScheduling(reply=reply):
                 engine.pause()
                 reply.send(None)
+            case ReplacePlans():
+                self._replace(message)
             case _:
                 raise TypeError(f"unknown message {message!r}")
         self._log_notes()
+
+    def _replace(self, request: ReplacePlans) -> None:
+        # The engine (kept across restarts of the actor) loads engine.plans again
+        # on a restart; self.plans follows too, so both say what now runs.
+        self.plans = request.plans
+        self.engine.replace(request.plans, now=self.now())
+        # The loop's next pass saves the new books and sleeps until the new next
+        # wake-up; answered after it, so the caller's reload is in effect and durable.
+        self._after_commit.append(lambda: request.reply.send(None))
 
     def _reset(self, request: ResetBreaker) -> None:
         key = (request.plugin, request.schedule_id)

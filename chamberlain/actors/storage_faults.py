@@ -18,6 +18,7 @@ from chamberlain.actors.mail import (
     ActOnRun,
     AddRepository,
     BranchHolder,
+    BuryQueued,
     CancelQueued,
     Claim,
     CommitSchedules,
@@ -135,7 +136,8 @@ DISPOSITIONS: Mapping[type, Disposition] = {
     # A cancel is a client's request too: refused, it gets its 507 at once instead
     # of stalling the Dispatcher (which waits for it) until space returns.
     **dict.fromkeys(
-        (Enqueue, EnqueuePlan, EnqueueWebhook, RecordOutput, CancelQueued), Disposition.REFUSE
+        (Enqueue, EnqueuePlan, EnqueueWebhook, RecordOutput, CancelQueued, BuryQueued),
+        Disposition.REFUSE,
     ),
     # A session's writes are a client's (a message, a complete) or their
     # bookkeeping: refused at once, so the client hears 507 and nothing waits.

@@ -40,6 +40,15 @@ def _said(response: httpx.Response) -> str:
     except ValueError:
         return response.text.strip()[:200] or response.reason_phrase
     if isinstance(body, Mapping) and isinstance(body.get("error"), str):
+        problems = body.get("problems")
+        if isinstance(problems, list):
+            # A refused reload: every problem, each at its YAML path.
+            lines = [
+                f"  {p.get('path') or '(file)'}: {p.get('message')}"
+                for p in problems
+                if isinstance(p, Mapping)
+            ]
+            return "\n".join([str(body["error"]), *lines])
         return str(body["error"])
     return response.reason_phrase
 

@@ -350,6 +350,22 @@ def cmd_health(args: argparse.Namespace, api: ApiClient, out: _Output) -> int:
     return ExitCode.SUCCEEDED if answer.get("status") == "ok" else ExitCode.FAILED
 
 
+def cmd_reload(args: argparse.Namespace, api: ApiClient, out: _Output) -> int:
+    answer = api.call("POST", "/system/reload")
+    if out.json:
+        out.data(answer)
+        return ExitCode.SUCCEEDED
+    changes = answer.get("changes", [])
+    if changes and not out.quiet:
+        out.table(changes, ("path", "change", "detail"))
+    waiting = sum(1 for c in changes if c.get("change") == "restart_required")
+    summary = f"reloaded {answer.get('config_hash')}: {len(changes) or 'no'} changes"
+    if waiting:
+        summary += f", {waiting} waiting for a restart"
+    out.err.print(summary, markup=False)
+    return ExitCode.SUCCEEDED
+
+
 def cmd_message(args: argparse.Namespace, api: ApiClient, out: _Output) -> int:
     answer = api.call("POST", f"/job/{args.job_id}/message", body={"message": args.text})
     out.answer(answer, ("job_id", "message_sent", "message_id"))

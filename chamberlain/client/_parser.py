@@ -21,6 +21,7 @@ from ._commands import (
     cmd_plugins,
     cmd_queue,
     cmd_reject,
+    cmd_reload,
     cmd_retry,
     cmd_run_action,
     cmd_run_events,
@@ -135,6 +136,10 @@ CLIENT_COMMANDS: dict[str, tuple[str, tuple[str, ...]]] = {
     "retry": ("run a finished job again", ("chamberlain retry 3f0c… --wait",)),
     "queue": ("show the running and queued jobs", ("chamberlain queue",)),
     "health": ("show the daemon's health; exit 1 unless ok", ("chamberlain health --json",)),
+    "reload": (
+        "reload the daemon's config file in place; exit 1, listing every problem, if refused",
+        ("chamberlain reload", "chamberlain reload --json"),
+    ),
     "plugins": (
         "list the plugins, or show one with its commands",
         ("chamberlain plugins", "chamberlain plugins echo --json"),
@@ -274,6 +279,9 @@ def add_client_commands(sub: Any, parents: list[argparse.ArgumentParser]) -> Non
 
     health = _add(sub, "health", options)
     bind(health, cmd_health)
+
+    reload = _add(sub, "reload", options)
+    bind(reload, cmd_reload)
 
     plugins = _add(sub, "plugins", options)
     _completes(

@@ -23,17 +23,24 @@ import attrs
 from chamberlain.config.problems import YamlPath
 
 #: Ductile's scope names that Chamberlain spells differently.
-SCOPE_ALIASES: Final[Mapping[str, str]] = {"job:ro": "jobs:ro", "job:rw": "jobs:rw"}
+SCOPE_ALIASES: Final[Mapping[str, str]] = {
+    "job:ro": "jobs:ro",
+    "job:rw": "jobs:rw",
+    # What Ductile's POST /system/reload asks for.
+    "system:rw": "admin",
+}
 
 #: Ductile scopes guarding endpoints Chamberlain does not have; dropped with a warning.
 DROPPED_SCOPES: Final[Mapping[str, str]] = {
     "system:ro": "Chamberlain has no /config/view endpoint",
-    "system:rw": "Chamberlain has no /system/reload endpoint yet",
     "state:ro": "Ductile checks no such scope either",
     "state:rw": "Ductile checks no such scope either",
 }
 
-_LOGGING = "logging is chosen on the command line (--log-level, --log-format)"
+_LOGGING = (
+    "the log format is chosen on the command line (--log-format);"
+    " the level by service.log_level or --log-level"
+)
 _TOKEN_FILE = (
     "a tokens: entry only gives a secret_ref (webhook endpoint, relay instance or peer)"
     " its key, as in Ductile; API tokens are api.auth.tokens"
@@ -45,7 +52,6 @@ IGNORED: Final[Mapping[str, str]] = {
     "tcc_paths": "macOS privacy prompts are Ductile's; Chamberlain stats no paths at start",
     "log_level": f"Ductile ignores a top-level log_level too; {_LOGGING}",
     "service.tick_interval": "each schedule is timed on its own; there is no scheduler tick",
-    "service.log_level": _LOGGING,
     "service.log_format": _LOGGING,
     "service.job_log_retention": _RETENTION,
     "service.job_queue_retention": _RETENTION,

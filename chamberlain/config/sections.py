@@ -85,6 +85,19 @@ def _parse_owner(value: object) -> int:
     raise Invalid(f"expected a uid or a user name, got {describe(value)}")
 
 
+#: The levels ``service.log_level`` and ``--log-level`` take.
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+def _parse_log_level(value: object) -> str:
+    # Ductile's configs write its Go logger's names: INFO, warn.
+    level = value.lower() if isinstance(value, str) else value
+    level = "warning" if level == "warn" else level
+    if level not in LOG_LEVELS:
+        raise Invalid(f"expected one of: {', '.join(LOG_LEVELS)}; got {describe(value)}")
+    return str(level)
+
+
 @attrs.frozen(kw_only=True)
 class ServiceConfig:
     """The ``service:`` section: daemon-wide limits and housekeeping.
@@ -104,6 +117,9 @@ class ServiceConfig:
     # At most how often /proc is searched for processes left over by finished runs
     # (setsid escapees); each search reads every process's environment.
     sweep_interval: PositiveDuration = 1.0
+    #: The least severe log records written; None leaves it to ``--log-level``.
+    #: A reload applies a changed one at once.
+    log_level: Annotated[str, Rule(_parse_log_level)] | None = None
 
 
 @attrs.frozen(kw_only=True)

@@ -33,6 +33,7 @@ VALID_SCOPES: Final[tuple[str, ...]] = (
     "mcp:rw",
     "repos:ro",
     "repos:rw",
+    "admin",
     "*",
     "read:*",
 )

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import time
 from collections.abc import MutableMapping
 
 import attrs
@@ -131,6 +132,15 @@ class Notifier:
     def ready(self, status: str) -> bool:
         """Start-up is complete: the daemon accepts work."""
         return self.notify(READY="1", STATUS=status)
+
+    def reloading(self, status: str) -> bool:
+        """A reload began (``Type=notify-reload``'s protocol); :meth:`ready` ends it.
+
+        ``MONOTONIC_USEC`` is CLOCK_MONOTONIC now, which lets systemd tell this
+        reload's READY from an earlier one's.
+        """
+        usec = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
+        return self.notify(RELOADING="1", MONOTONIC_USEC=str(usec), STATUS=status)
 
     def stopping(self, status: str) -> bool:
         """A stop began: systemd should wait for the exit, not send more signals."""

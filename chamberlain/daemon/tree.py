@@ -27,6 +27,7 @@ import contextlib
 import functools
 import gc
 import logging
+import math
 import signal
 import socket
 import time
@@ -43,11 +44,14 @@ from chamberlain.actors.hub import Hub
 from chamberlain.actors.jobstore import JobStore
 from chamberlain.actors.journal import Journal
 from chamberlain.actors.mail import (
+    BuryQueued,
     CallbacksDue,
     DispatcherRequest,
     Drain,
     JobStoreRequest,
+    Limit,
     PauseScheduling,
+    ReplacePlans,
     RouterRequest,
     RunnerRequest,
     SchedulerRequest,
@@ -59,12 +63,13 @@ from chamberlain.actors.mailbox import call
 from chamberlain.actors.pull_request_opener import PullRequestOpener
 from chamberlain.actors.relay_sender import RelaySender
 from chamberlain.actors.repository_book import RepositoryBook
-from chamberlain.actors.repository_sync import RepositorySync, sync_plugin
+from chamberlain.actors.repository_sync import RepositorySync
 from chamberlain.actors.router import Router
 from chamberlain.actors.runner import Runner
 from chamberlain.actors.scheduler import Scheduler, settled_notifier
-from chamberlain.config import Config
+from chamberlain.config import Config, ConfigError, check_secret_references
 from chamberlain.daemon import jsonlog
+from chamberlain.daemon.configuration import Prepared, prepare, routing_of, runnable_plugins
 from chamberlain.daemon.subreaper import tend_leftovers
 from chamberlain.daemon.systemd import Notifier
 from chamberlain.instruments import Metrics
@@ -72,17 +77,21 @@ from chamberlain.plugins.binding import SYNC_PLUGIN, BoundPlugin
 from chamberlain.plugins.process import Limits, run_plugin
 from chamberlain.plugins.protocol import ProcessResult, TerminationReason
 from chamberlain.plugins.workspace import Workspaces, workspace_root
+from chamberlain.records import ConfigProblem, LoadedConfig, ReloadRefused, ReloadReport
 from chamberlain.redaction import Redactor
-from chamberlain.relay_rules import RELAY_PLUGIN, with_relay_plugin
-from chamberlain.routing.planner import Routing, build_routing
+from chamberlain.relay_rules import RELAY_PLUGIN
+from chamberlain.reloading import ReloadPlan, plan_reload
+from chamberlain.routing.planner import Routing
 from chamberlain.schedule.plan import build_plans
 from chamberlain.sealing import Sealer
-from chamberlain.supervision import ChildSpec, Strategy, Supervisor
+from chamberlain.supervision import ChildSpec, Restart, Strategy, Supervisor
 from chamberlain.vault import Vault
 
 if TYPE_CHECKING:
     # The web layer is imported when the web actor starts: `chamberlain check` needs none of it.
+    from chamberlain.web.app import ApiApp
     from chamberlain.web.mcp_endpoint import McpEndpoint
+    from chamberlain.web.spec import Route
 
 log = logging.getLogger("chamberlain.root")
 
@@ -98,6 +107,8 @@ CALLBACKS_MAILBOX = 16
 #: After a second SIGINT/SIGTERM, how long running jobs get to be stopped and
 #: recorded as interrupted before the daemon exits regardless.
 INTERRUPT_LIMIT = 3.0
+#: What a queued job of a plugin a reload removed ends with.
+REMOVED_BY_RELOAD = "plugin removed by reload"
 
 
 @attrs.define(eq=False)
@@ -139,6 +150,17 @@ class Daemon:
     #: suits a store that dies with the process; ``chamberlain start`` passes the
     #: state's own key (see chamberlain.sealing).
     sealer: Sealer = attrs.field(factory=Sealer.random)
+    #: The file the configuration came from; None (the defaults) cannot be reloaded.
+    config_path: str | None = None
+    #: That file as last loaded, before the command line's overrides (``--listen``):
+    #: what a reload compares the new file with.  Defaults to ``config``.
+    file_config: Config | None = None
+    #: ``sha256:<hex>`` of that file (see :func:`~chamberlain.daemon.configuration.prepare`).
+    config_hash: str = ""
+    #: ``--log-level`` was given: it wins over ``service.log_level``, reloads too.
+    log_level_pinned: bool = False
+    #: Which configuration runs: when loaded, its hash, how many reloads.
+    loaded: LoadedConfig = attrs.field(init=False)
     #: Filled in once the web server is listening.
     urls: list[str] = attrs.field(factory=list, init=False)
     webhook_urls: list[str] = attrs.field(factory=list, init=False)
@@ -160,6 +182,18 @@ class Daemon:
         factory=dict, init=False
     )
     _cancel: trio.CancelScope | None = attrs.field(default=None, init=False)
+    #: The daemon's own tasks (signals, retiring Runners), for :meth:`reload`.
+    _nursery: trio.Nursery | None = attrs.field(default=None, init=False)
+    #: One reload at a time.
+    _reloading: trio.Lock = attrs.field(factory=trio.Lock, init=False)
+    _runner_supervisor: Supervisor = attrs.field(init=False)
+    _make_runner: Callable[[BoundPlugin], Runner] = attrs.field(init=False)
+    _jobstore: JobStore = attrs.field(init=False)
+    _router: Router = attrs.field(init=False)
+    #: The plugins Runners run: the configured ones and the built-in relay and sync.
+    _runnable: dict[str, BoundPlugin] = attrs.field(factory=dict, init=False)
+    #: The HTTP apps serving now, by child id ("web", "webhooks").
+    _apps: dict[str, ApiApp] = attrs.field(factory=dict, init=False)
     _stopping: bool = attrs.field(default=False, init=False)
     _interrupting: bool = attrs.field(default=False, init=False)
     #: The listening sockets, by child id ("web", "webhooks"); see :meth:`bind`.
@@ -167,6 +201,9 @@ class Daemon:
 
     def __attrs_post_init__(self) -> None:
         service = self.config.service
+        if self.file_config is None:
+            self.file_config = self.config
+        self.loaded = LoadedConfig(loaded_at=self.now(), config_hash=self.config_hash)
         # Before anything runs or logs.  The vault rebuilds its redactor whenever a
         # secret changes; the log formatter is handed each new one, the Runners, the
         # callback sender and the API read the vault's when they need it.
@@ -183,19 +220,9 @@ class Daemon:
         self._scheduler_tx = sched_tx
         hub = Hub(buffer=self.config.api.sse_buffer)
         journal = Journal(hub=hub, metrics=self.metrics, wake_callbacks=self._wake_callbacks)
-        # Relay steps' deliveries are jobs of a built-in plugin: run by a Runner of
-        # their own, invisible to the API's plugin list and triggers.
-        runnable = with_relay_plugin(self.config, self.plugins)
-        # So are the syncs of repositories' mirrors (POST /repositories/{name}/sync).
-        runnable[SYNC_PLUGIN] = sync_plugin(self.config)
+        runnable = runnable_plugins(self.config, self.plugins)
         if self.routing is None:
-            self.routing = build_routing(
-                self.config.routes,
-                self.config.pipelines,
-                runnable,
-                source=self.config.source,
-                service=service.name,
-            )
+            self.routing = routing_of(self.config, runnable)
         relay_sender = RelaySender(
             service=service.name, instances=self.config.instances, vault=self.vault, now=self.now
         )
@@ -236,28 +263,22 @@ class Daemon:
                 now=self.now,
             ),
         }
-        runner_specs: list[ChildSpec] = []
-        for name, plugin in sorted(runnable.items()):
-            # Room for one Run and one Terminate per job in flight, plus the
-            # shutdown Terminate: the Dispatcher's send_nowait can never block.
-            tx, rx = trio.open_memory_channel[RunnerRequest](2 * plugin.parallelism + 1)
-            self._runner_tx[name] = tx
-            runner = Runner(
-                plugin=plugin,
-                store=store_tx,
-                dispatcher=disp_tx,
-                limits=self.limits,
-                now=self.now,
-                execute=executors.get(name, self.execute),
-                vault=self.vault,
-                workspaces=workspaces,
-                repositories=repositories,
-                mirror_locks=mirror_locks,
-                pull_requests=pull_requests,
-            )
-            self.runners[name] = runner
-            runner_specs.append(ChildSpec(id=name, start=functools.partial(runner.run, rx)))
-        runners = Supervisor(
+        self._make_runner = lambda plugin: Runner(
+            plugin=plugin,
+            store=store_tx,
+            dispatcher=disp_tx,
+            limits=self.limits,
+            now=self.now,
+            execute=executors.get(plugin.name, self.execute),
+            vault=self.vault,
+            workspaces=workspaces,
+            repositories=repositories,
+            mirror_locks=mirror_locks,
+            pull_requests=pull_requests,
+        )
+        self._runnable = runnable
+        runner_specs = [self._runner_spec(plugin) for _, plugin in sorted(runnable.items())]
+        runners = self._runner_supervisor = Supervisor(
             name="runners",
             children=runner_specs,
             strategy=Strategy.ONE_FOR_ONE,
@@ -271,7 +292,8 @@ class Daemon:
             parallelism={n: p.parallelism for n, p in runnable.items()},
             now=self.now,
         )
-        router = Router(store=store_tx, routing=self.routing, now=self.now)
+        router = self._router = Router(store=store_tx, routing=self.routing, now=self.now)
+        self._jobstore = jobstore
         self.scheduler = scheduler = Scheduler(
             store=store_tx,
             dispatcher=disp_tx,
@@ -301,6 +323,8 @@ class Daemon:
             repositories=repositories,
             pull_requests=pull_requests,
             mirror_locks=mirror_locks,
+            reloader=None if self.config_path is None else self.reload,
+            loaded_config=lambda: self.loaded,
         )
         callbacks = self.callbacks = CallbackSender(
             store=store_tx,
@@ -333,6 +357,229 @@ class Daemon:
             period=60.0,
         )
 
+    def _runner_spec(self, plugin: BoundPlugin) -> ChildSpec:
+        """A Runner for ``plugin``, its mailbox, and how its supervisor starts it."""
+        # Unbounded: what a Runner is sent is bounded by the Dispatcher's books (a
+        # Run and a Terminate per job in flight, under a parallelism a reload may
+        # raise), so its send_nowait can never block, nor fail.
+        tx, rx = trio.open_memory_channel[RunnerRequest](math.inf)
+        self._runner_tx[plugin.name] = tx
+        runner = self.runners[plugin.name] = self._make_runner(plugin)
+        # Transient: a Runner returns only when retired (its plugin was removed).
+        return ChildSpec(
+            id=plugin.name, start=functools.partial(runner.run, rx), restart=Restart.TRANSIENT
+        )
+
+    async def reload(self) -> ReloadReport:
+        """Load the config file again and apply what changed, all or nothing.
+
+        Everything is checked first (the file, plugins and their manifests,
+        schedules, routes, pipelines, webhook endpoints, secret references); any
+        problem raises :class:`ReloadRefused` with every one of them, and the
+        running configuration is left exactly as it was.  What a reload applies at
+        once and what waits for a restart is decided by
+        :func:`~chamberlain.reloading.plan_reload`.  Jobs in flight finish with the
+        plugin they started with; queued jobs of a changed plugin run the new one;
+        those of a removed plugin end dead with :data:`REMOVED_BY_RELOAD`.
+        """
+        if self._nursery is None:
+            return await self._reload_once()
+        # A task of the daemon's, not the caller's: an HTTP client that hangs up
+        # cancels its handler, and must not leave a reload half applied.
+        finished = trio.Event()
+        answer: list[ReloadReport] = []
+        failure: list[Exception] = []
+
+        async def reload_to_the_end() -> None:
+            try:
+                answer.append(await self._reload_once())
+            except ReloadRefused as refused:
+                failure.append(refused)
+            except Exception as exc:
+                # A bug, not the file: logged here, where it happened, even when
+                # the caller is gone; the daemon outlives it.
+                log.exception("configuration reload failed", extra={"component": "root"})
+                failure.append(exc)
+            finally:
+                finished.set()
+
+        self._nursery.start_soon(reload_to_the_end)
+        await finished.wait()
+        if failure:
+            raise failure[0]
+        return answer[0]
+
+    async def _reload_once(self) -> ReloadReport:
+        async with self._reloading:
+            self.notifier.reloading("reloading the configuration")
+            try:
+                return await self._reload()
+            finally:
+                self.notifier.ready(f"ready: {len(self.plugins)} plugins")
+
+    async def _reload(self) -> ReloadReport:
+        source = self.config_path
+        try:
+            prepared: Prepared = await trio.to_thread.run_sync(prepare, self.config_path)
+            problems = check_secret_references(prepared.config, set(self.vault.names()))
+            if problems:
+                raise ConfigError(problems, source=prepared.config.source)
+            assert self.file_config is not None
+            plan = plan_reload(
+                running=self.config,
+                previous=self.file_config,
+                new=prepared.config,
+                plugins=self.plugins,
+                new_plugins=prepared.plugins,
+                webhooks_served="webhooks" in self._apps,
+            )
+            runnable = runnable_plugins(plan.config, plan.plugins)
+            # Again, on what will run: the relay instances are kept until a
+            # restart, and the new pipelines may only name those.
+            routing = routing_of(plan.config, runnable)
+        except ConfigError as exc:
+            self.metrics.config_reload("refused")
+            refused = ReloadRefused(
+                tuple(ConfigProblem.parse(line) for line in exc.problems), source=source
+            )
+            log.error(
+                "configuration reload refused: the running configuration stays: %s",
+                "; ".join(exc.problems),
+                extra={"component": "root", "problems": list(exc.problems)},
+            )
+            raise refused from None
+        await self._apply(plan, runnable, routing)
+        self.file_config = prepared.config
+        self.config_hash = prepared.config_hash
+        self.loaded = LoadedConfig(
+            loaded_at=self.now(),
+            config_hash=prepared.config_hash,
+            reloads=self.loaded.reloads + 1,
+        )
+        self.metrics.config_reload("applied")
+        changes = [c.to_json() for c in plan.changes]
+        log.info(
+            "configuration reloaded: %s",
+            ", ".join(f"{c.path} {c.change.value}" for c in plan.changes) or "no changes",
+            extra={
+                "component": "root",
+                "changes": changes,
+                "config_hash": prepared.config_hash,
+            },
+        )
+        for change in plan.restart_required:
+            log.warning(
+                "%s changed in the file; %s",
+                change.path,
+                change.detail,
+                extra={"component": "root", "path": change.path},
+            )
+        return ReloadReport(changes=plan.changes, loaded=self.loaded)
+
+    async def _apply(
+        self, plan: ReloadPlan, runnable: dict[str, BoundPlugin], routing: Routing
+    ) -> None:
+        """Put a checked plan into effect, in the order that loses no job."""
+        config = plan.config
+        self.vault.configure(config)
+        # New Runners first, so none is missing when the Dispatcher starts their jobs.
+        for name in plan.added:
+            await self._add_runner(runnable[name])
+        for name in plan.changed:
+            # Read as each job starts: the queued ones run the new plugin.
+            self.runners[name].plugin = runnable[name]
+        for name in runnable.keys() - plan.plugins.keys():
+            # The built-in ones (relay, sync): their settings follow the new file.
+            self.runners[name].plugin = runnable[name]
+        # Once answered, the Dispatcher starts no job of a removed plugin, and every
+        # Run it sent one is in that Runner's mailbox, ahead of the Retire below.
+        await call(
+            self._dispatcher_tx,
+            lambda r: Limit(
+                max_workers=config.service.max_workers,
+                parallelism={n: p.parallelism for n, p in runnable.items()},
+                reply=r,
+            ),
+        )
+        for name in plan.removed:
+            runner = self.runners[name]
+            self._runner_tx[name].send_nowait(runner.retirement())
+            assert self._nursery is not None
+            self._nursery.start_soon(self._forget_runner, name, runner)
+        # New work may name only the new plugins from here on: triggers, routed
+        # events, pipelines and schedules ...
+        self.routing = routing
+        self._router.routing = routing
+        self._jobstore.use_routing(routing)
+        self.gateway.routing = routing
+        self.gateway.plugins = plan.plugins
+        self.plugins = plan.plugins
+        self._runnable = runnable
+        self.callbacks.config = config.callbacks
+        self.config = config
+        await call(
+            self._scheduler_tx,
+            lambda r: ReplacePlans(
+                plans=build_plans(plan.plugins) if self.run_schedules else (), reply=r
+            ),
+        )
+        # ... so a job of a removed plugin enqueued before now is in the store's
+        # mailbox ahead of this, and ends dead with the queued ones.
+        if plan.removed:
+            buried: tuple[Any, ...] = await call(
+                self._store_tx,
+                lambda r: BuryQueued(
+                    plugins=frozenset(plan.removed), reason=REMOVED_BY_RELOAD, reply=r
+                ),
+            )
+            if buried:
+                log.info(
+                    "%d queued jobs of removed plugins ended dead",
+                    len(buried),
+                    extra={"component": "root", "plugins": list(plan.removed)},
+                )
+        web = self._apps.get("web")
+        if web is not None:
+            web.reconfigure(
+                auth=config.api.auth, callbacks=config.callbacks, routes=self._api_routes()
+            )
+            if self.mcp is not None:
+                # Its sessions authenticate with the app's tokens as they are now.
+                self.mcp.site = web.site
+                await self.mcp.tools_changed()
+        hooks = self._apps.get("webhooks")
+        if hooks is not None:
+            from chamberlain.web.webhooks import webhook_routes
+
+            hooks.reconfigure(
+                auth=config.api.auth, callbacks=None, routes=webhook_routes(config.webhooks)
+            )
+        if not self.log_level_pinned:
+            logging.getLogger().setLevel((config.service.log_level or "info").upper())
+
+    async def _add_runner(self, plugin: BoundPlugin) -> None:
+        """Run ``plugin``: the Runner still retiring under its name if it can stay,
+        else a new one."""
+        old = self.runners.get(plugin.name)
+        if old is not None and old.unretire(plugin):
+            return
+        if self._runner_supervisor.has_child(plugin.name):
+            # Returned (or about to): gone before its name is taken again.  Its own
+            # clean-up (_forget_runner) may delete it first.
+            with contextlib.suppress(KeyError):
+                await self._runner_supervisor.delete_child(plugin.name)
+        await self._runner_supervisor.start_child(self._runner_spec(plugin))
+
+    async def _forget_runner(self, name: str, runner: Runner) -> None:
+        """Once a retired Runner has returned, drop it from the tree."""
+        await runner.retired.wait()
+        if self.runners.get(name) is not runner:
+            return  # the name was given back, to a new Runner
+        del self.runners[name]
+        del self._runner_tx[name]
+        with contextlib.suppress(KeyError):
+            await self._runner_supervisor.delete_child(name)
+
     @property
     def redactor(self) -> Redactor:
         """What takes every secret out of job results, messages, log lines and errors now."""
@@ -356,21 +603,26 @@ class Daemon:
         except trio.WouldBlock:
             pass  # a full mailbox will wake the Dispatcher anyway
 
-    async def _serve_web(
-        self, *, task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED
-    ) -> None:
-        from chamberlain.web.app import create_app
-        from chamberlain.web.mcp_endpoint import McpEndpoint, McpMount
+    def _api_routes(self) -> tuple[Route, ...]:
+        """What the API listener serves for the configuration running now."""
         from chamberlain.web.relay_ingress import relay_routes
         from chamberlain.web.routes import ROUTES
-        from chamberlain.web.serve import serve_api
         from chamberlain.web.webhooks import webhook_routes
 
         hooks = self.config.webhooks
         routes = ROUTES if hooks.listen else (*ROUTES, *webhook_routes(hooks))
         # On the API listener, as in Ductile.
-        routes = (*routes, *relay_routes(self.config.remote_ingress))
-        app = create_app(
+        return (*routes, *relay_routes(self.config.remote_ingress))
+
+    async def _serve_web(
+        self, *, task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        from chamberlain.web.app import create_app
+        from chamberlain.web.mcp_endpoint import McpEndpoint, McpMount
+        from chamberlain.web.serve import serve_api
+
+        routes = self._api_routes()
+        app = self._apps["web"] = create_app(
             self.gateway,
             self.config.api,
             routes=routes,
@@ -413,7 +665,7 @@ class Daemon:
         hooks = self.config.webhooks
         assert hooks.listen is not None
         api = attrs.evolve(self.config.api, listen=hooks.listen)
-        app = create_app(
+        app = self._apps["webhooks"] = create_app(
             self.gateway,
             api,
             routes=webhook_routes(hooks),
@@ -465,8 +717,7 @@ class Daemon:
         The first SIGINT/SIGTERM drains (see :meth:`shutdown`); a second one stops
         the running jobs, records them as interrupted (within
         :data:`INTERRUPT_LIMIT`) and cancels everything; a third cancels at once.
-        SIGHUP is logged and otherwise ignored: reloading the configuration is not
-        supported yet, and it must not kill the daemon.
+        SIGHUP reloads the configuration (see :meth:`reload`).
         """
         self.bind()
         try:
@@ -477,6 +728,7 @@ class Daemon:
     async def _run(self, *, task_status: trio.TaskStatus[Daemon]) -> None:
         async with trio.open_nursery() as nursery:
             self._cancel = nursery.cancel_scope
+            self._nursery = nursery
             await nursery.start(self.notifier.keep_alive)
             if self.handle_signals:
                 await nursery.start(self._watch_signals)
@@ -523,12 +775,11 @@ class Daemon:
                 async for signum in signals:
                     name = signal.Signals(signum).name
                     if signum == signal.SIGHUP:
-                        # Its default action would end the daemon without a drain.
-                        log.warning(
-                            "SIGHUP received: reloading the configuration is not"
-                            " supported yet; carrying on unchanged",
+                        log.info(
+                            "SIGHUP received: reloading the configuration",
                             extra={"component": "root"},
                         )
+                        nursery.start_soon(self._reload_on_signal)
                     elif not self._stopping:
                         log.info("%s received: draining", name, extra={"component": "root"})
                         nursery.start_soon(self.shutdown)
@@ -550,6 +801,20 @@ class Daemon:
                         assert self._cancel is not None
                         self._cancel.cancel()
 
+    async def _reload_on_signal(self) -> None:
+        """A reload no one waits for: its outcome goes to the log only."""
+        if self.config_path is None:
+            log.warning(
+                "SIGHUP ignored: this daemon was started without a config file",
+                extra={"component": "root"},
+            )
+            return
+        if self._stopping:
+            return  # draining: the next start reads the file anyway
+        # Refused (with every problem) or failed (with its traceback): logged either way.
+        with contextlib.suppress(Exception):
+            await self.reload()
+
     async def _interrupt(self) -> None:
         """Stop every running job as the drain's grace expiry does, then exit.
 
@@ -565,7 +830,7 @@ class Daemon:
         with trio.move_on_after(INTERRUPT_LIMIT):
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(drained)
-                for tx in self._runner_tx.values():
+                for tx in list(self._runner_tx.values()):  # a retired Runner may go meanwhile
                     await tx.send(Terminate(reason=TerminationReason.SHUTDOWN))
         assert self._cancel is not None
         self._cancel.cancel()
@@ -599,7 +864,7 @@ class Daemon:
                 grace,
                 extra={"component": "root"},
             )
-            for tx in self._runner_tx.values():
+            for tx in list(self._runner_tx.values()):  # a retired Runner may go meanwhile
                 with trio.move_on_after(1.0):
                     await tx.send(Terminate(reason=TerminationReason.SHUTDOWN))
             with trio.move_on_after(self.limits.kill_grace + 5.0):

@@ -208,7 +208,9 @@ def load_manifest(path: Path, *, trusted_owners: Collection[int] = ()) -> Manife
         if untrusted is not None:
             raise ManifestError(path, f"{what} {untrusted}")
     try:
-        data = yaml.safe_load(text)
+        # libyaml's parser when the build has it: every start and reload reads each
+        # manifest, and the pure-Python one is most of that time.
+        data = yaml.load(text, Loader=_LOADER)
     except yaml.YAMLError as exc:
         raise ManifestError(path, f"invalid YAML: {_one_line(str(exc))}") from exc
     if not isinstance(data, Mapping):
@@ -218,6 +220,10 @@ def load_manifest(path: Path, *, trusted_owners: Collection[int] = ()) -> Manife
         return _build(path, data, trusted_owners)
     except _Invalid as exc:
         raise ManifestError(path, exc.reason) from None
+
+
+#: The same safe loader in C where PyYAML was built with libyaml.
+_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 class _Invalid(Exception):

@@ -20,8 +20,9 @@ only the store has (which jobs are still outstanding):
 3. :meth:`~ScheduleEngine.committed` once the store has saved the commit.
 
 Between passes it hears of settled jobs (:meth:`~ScheduleEngine.settled`), finished
-cancellations, breaker resets and the drain's pause.  What it would log it leaves
-as :class:`Note` records, collected with :meth:`~ScheduleEngine.take_notes`.
+cancellations, breaker resets, the drain's pause and new plans from a configuration
+reload (:meth:`~ScheduleEngine.replace`).  What it would log it leaves as
+:class:`Note` records, collected with :meth:`~ScheduleEngine.take_notes`.
 """
 
 from __future__ import annotations
@@ -176,7 +177,8 @@ class ScheduleEngine:
     """The state and decisions of the schedules in :attr:`plans`; see the module docstring.
 
     The counters and the pause outlive :meth:`load`, which a restarted owner calls
-    again; everything else starts over from the books it is given.
+    again; everything else starts over from the books it is given.  :meth:`replace`
+    swaps :attr:`plans` while it runs.
     """
 
     plans: tuple[SchedulePlan, ...]
@@ -197,6 +199,9 @@ class ScheduleEngine:
     _wanted: set[ScheduleKey] = attrs.field(factory=set, init=False)
     _paused: bool = attrs.field(default=False, init=False)
     _notes: list[Note] = attrs.field(factory=list, init=False)
+    #: What ``after`` counts from, for schedules added or retimed by :meth:`replace`
+    #: (the others count from the start); kept across :meth:`load` like the counters.
+    _origins: dict[ScheduleKey, float] = attrs.field(factory=dict, init=False)
 
     # -- loading ------------------------------------------------------------------------
 
@@ -231,7 +236,8 @@ class ScheduleEngine:
                     last_status=None if book is None else book.last_status,
                 )
                 self._dirty.add(plan.key)
-            self._slots[plan.key] = _Slot(plan=plan, timing=plan.timing(started_at), book=book)
+            origin = self._origins.get(plan.key, started_at)
+            self._slots[plan.key] = _Slot(plan=plan, timing=plan.timing(origin), book=book)
             key = plan.breaker_key
             stored_breaker = stored.breakers.get(key)
             if key not in self._breakers:
@@ -248,6 +254,132 @@ class ScheduleEngine:
             "scheduler started: %d schedules",
             (len(self.plans),),
             {"component": COMPONENT, "schedules": len(self.plans)},
+        )
+
+    def replace(self, plans: tuple[SchedulePlan, ...], *, now: float) -> None:
+        """Run ``plans`` from ``now`` on (a configuration reload), without losing
+        what the schedules that stay have done.
+
+        A schedule stays when its (plugin, id) does.  It keeps its books (what it
+        fired last, the fires it holds for ``if_running`` or ``catch_up``), the jobs it
+        is cancelling and its breaker, so a reload neither runs an instant twice nor
+        forgets one it owes.  An unchanged plan keeps everything, its next run
+        included.  A changed timing is handled as :meth:`load` handles it: its books
+        start afresh from ``now`` (nothing of the old timing is caught up); a changed
+        ``jitter`` only moves its next run.  Any other change (payload, policies,
+        breaker settings) applies from its next fire.
+
+        A new schedule starts as one without books does at :meth:`load`, from ``now``
+        (an ``after`` counts from ``now``).  A removed one never fires again and is
+        no longer reported; its books and unused breakers are dropped from the store
+        with the next commit, as :meth:`load` drops those of unconfigured schedules.
+        Its jobs still outstanding are left to finish.  The pause stays as it is.
+        """
+        if self._started_at is None:
+            # Not loaded yet: load() builds the slots from the new plans.
+            self.plans = plans
+            return
+        old = self._slots
+        slots: dict[ScheduleKey, _Slot] = {}
+        changes = {"added": 0, "changed": 0, "removed": 0}
+        for plan in plans:
+            slot = old.get(plan.key)
+            if slot is None:
+                slots[plan.key] = self._added(plan, now)
+                changes["added"] += 1
+                self._note(logging.INFO, "schedule %s/%s added", plan.key, _fields(plan))
+            elif _same(slot.plan, plan):
+                slot.plan = plan
+                slots[plan.key] = slot
+            else:
+                self._retime(slot, plan, now)
+                slots[plan.key] = slot
+                changes["changed"] += 1
+        removed = [key for key in old if key not in slots]
+        for key in removed:
+            self._origins.pop(key, None)
+            self._note(logging.INFO, "schedule %s/%s removed", key, _fields(old[key].plan))
+        changes["removed"] = len(removed)
+        self.plans = plans
+        self._slots = slots
+        self._dirty.intersection_update(slots)
+        self._wanted.intersection_update(slots)
+        # Disjoint from the books to write: the store writes before it forgets.
+        self._forget = (*(k for k in self._forget if k not in slots), *removed)
+        self._replace_breakers(plans)
+        self._note(
+            logging.INFO,
+            "scheduler reloaded: %d schedules (%d added, %d changed, %d removed)",
+            (len(plans), changes["added"], changes["changed"], changes["removed"]),
+            {"component": COMPONENT, "schedules": len(plans), **changes},
+        )
+
+    def _added(self, plan: SchedulePlan, now: float) -> _Slot:
+        """The slot of a schedule a reload added: no books yet, tracked from ``now``."""
+        self._origins[plan.key] = now
+        book = ScheduleBook(
+            plugin=plan.plugin, id=plan.id, spec=plan.fingerprint, tracked_since=now
+        )
+        self._dirty.add(plan.key)
+        slot = _Slot(plan=plan, timing=plan.timing(now), book=book)
+        slot.due_at = self._next_due(slot)
+        return slot
+
+    def _retime(self, slot: _Slot, plan: SchedulePlan, now: float) -> None:
+        """Give a staying schedule its new plan, keeping its books unless the timing
+        changed (then they start afresh, as :meth:`load` starts them)."""
+        before = slot.plan
+        slot.plan = plan
+        if before.fingerprint != plan.fingerprint:
+            self._note(
+                logging.INFO,
+                "schedule %s/%s: timing changed (%s -> %s); runs of the old timing"
+                " are not caught up",
+                (plan.plugin, plan.id, before.fingerprint, plan.fingerprint),
+                _fields(plan),
+            )
+            book = slot.book
+            slot.book = ScheduleBook(
+                plugin=plan.plugin,
+                id=plan.id,
+                spec=plan.fingerprint,
+                tracked_since=now,
+                last_run_at=book.last_run_at,
+                last_job_id=book.last_job_id,
+                last_status=book.last_status,
+            )
+            self._dirty.add(plan.key)
+            # A new ``after`` counts from the reload, not from a start long past.
+            self._origins[plan.key] = now
+            slot.timing = plan.timing(now)
+            slot.due_at = self._next_due(slot)
+            return
+        self._note(logging.INFO, "schedule %s/%s changed", plan.key, _fields(plan))
+        # Minus infinity: no pass has looked yet, and the first will, with the new jitter.
+        if before.config.jitter != plan.config.jitter and slot.due_at != -math.inf:
+            slot.due_at = self._next_due(slot)
+
+    def _replace_breakers(self, plans: Sequence[SchedulePlan]) -> None:
+        """The breakers of ``plans``: those already known keep their state and take
+        the new policy; the unused are dropped."""
+        breakers: dict[BreakerKey, Breaker] = {}
+        policies: dict[BreakerKey, BreakerPolicy] = {}
+        for plan in plans:
+            key = plan.breaker_key
+            if key in breakers:
+                continue
+            known = self._breakers.get(key)
+            if known is None:
+                known = Breaker()
+                self._dirty_breakers.add(key)
+            breakers[key] = known
+            policies[key] = plan.breaker
+        unused = [key for key in self._breakers if key not in breakers]
+        self._breakers, self._policies = breakers, policies
+        self._dirty_breakers.intersection_update(breakers)
+        self._forget_breakers = (
+            *(k for k in self._forget_breakers if k not in breakers),
+            *unused,
         )
 
     # -- a pass ---------------------------------------------------------------------------
@@ -291,7 +423,9 @@ class ScheduleEngine:
         runs: list[ScheduledRun] = []
         cancels: list[Cancellation] = []
         for key, fires in due.fires.items():
-            slot = self._slots[key]
+            slot = self._slots.get(key)
+            if slot is None:
+                continue  # removed by replace() since advance(): its fires go with it
             runs.extend(self._place(slot, fires, outstanding.get(key, ()), due.at, cancels))
         commit: Commit | None = None
         if runs or self._dirty or self._dirty_breakers or self._forget or self._forget_breakers:
@@ -487,9 +621,16 @@ class ScheduleEngine:
                 )
             slot.book = book
             self._dirty.add(plan.key)
-        following = waiting[0] if waiting else slot.timing.next_after(book.watermark)
-        slot.due_at = None if following is None else self._due_at(slot, following)
+        if waiting:
+            slot.due_at = self._due_at(slot, waiting[0])
+        else:
+            slot.due_at = self._next_due(slot)
         return runs
+
+    def _next_due(self, slot: _Slot) -> float | None:
+        """When the slot's first instant not handled yet starts (None: never)."""
+        following = slot.timing.next_after(slot.book.watermark)
+        return None if following is None else self._due_at(slot, following)
 
     def _place(
         self,
@@ -605,3 +746,15 @@ class ScheduleEngine:
 
 def _fields(plan: SchedulePlan) -> dict[str, str]:
     return schedule_fields(plan.plugin, plan.id)
+
+
+def _same(before: SchedulePlan, after: SchedulePlan) -> bool:
+    """True when a reload left the schedule exactly as it was (plans compare by
+    identity, and a reload builds new ones)."""
+    return (
+        before.plugin == after.plugin
+        and before.config == after.config
+        and before.zone_name == after.zone_name
+        and before.max_attempts == after.max_attempts
+        and before.breaker == after.breaker
+    )

@@ -620,6 +620,25 @@ class SqliteStore:
             return job, True
         return self.get_job(job_id), False
 
+    def bury_queued(self, plugins: Iterable[str], *, now: float, reason: str) -> list[Job]:
+        """Make every queued job of ``plugins`` dead with ``reason``; the jobs it ended.
+
+        For a plugin that is gone (a reload removed it): nothing will ever run
+        them, and a queued job nobody runs would hold its waiters forever.
+        """
+        names = sorted(set(plugins))
+        if not names:
+            return []
+        marks = ",".join("?" * len(names))
+        rows = self.conn.execute(
+            "UPDATE jobs SET status = 'dead', completed_at = ?, last_error = ?, held = NULL"
+            f" WHERE plugin IN ({marks}) AND status = 'queued' RETURNING {_JOB_COLUMNS}",
+            (now, reason, *names),
+        ).fetchall()
+        jobs = [_row_to_job(row) for row in rows]
+        self.touched_runs.update(job.run_id for job in jobs if job.run_id is not None)
+        return jobs
+
     def prune(self, *, older_than: float, batch: int = 5000) -> int:
         """Delete up to ``batch`` terminal jobs completed before ``older_than``."""
         statuses = tuple(s.value for s in TERMINAL_STATUSES)

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import enum
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from operator import attrgetter
 
@@ -58,6 +59,8 @@ class _Child:
     consecutive: int = 0
     last_error: str | None = None
     started_at: float | None = None
+    # Set once the first start after start_child() is over, which lets its caller return.
+    announce: trio.Event | None = None
 
     def statistics(self) -> ChildStatistics:
         nested = self.spec.statistics() if self.spec.statistics is not None else None
@@ -89,6 +92,29 @@ class _ReadinessRelay:
         self._task_status.started(value)
         self.ready = True
         self._on_ready()
+
+
+@attrs.define(eq=False, kw_only=True)
+class _Change:
+    """A change to the list of children, waiting for the supervising task.
+
+    Only the supervising task may change the list while it runs, because its restart
+    logic holds on to children and their indexes across awaits. ``done`` is set once
+    the caller may return, and ``error`` is what it then raises.
+    """
+
+    done: trio.Event = attrs.Factory(trio.Event)
+    error: Exception | None = None
+
+
+@attrs.define(eq=False, kw_only=True)
+class _StartChild(_Change):
+    spec: ChildSpec
+
+
+@attrs.define(eq=False, kw_only=True)
+class _DeleteChild(_Change):
+    child_id: str
 
 
 class _GiveUp(Exception):
@@ -135,7 +161,7 @@ async def _call_child(
 
 @attrs.define(eq=False, kw_only=True)
 class Supervisor:
-    """An OTP-style supervisor for a fixed list of trio tasks.
+    """An OTP-style supervisor for a list of trio tasks.
 
     ``run()`` starts the children in order, each through ``nursery.start()``, so a
     child can rely on every child before it being ready. Afterwards, when a child exits,
@@ -160,6 +186,22 @@ class Supervisor:
     statistics=sup.statistics)``); its parent restarts it by calling ``run()`` again.
     Each run starts with a fresh restart window and backoff, while the restart counts
     in :meth:`statistics` keep accumulating.
+
+    Children can be added and removed at any time, as with OTP's ``start_child`` and
+    ``delete_child`` (a configuration reload adds and retires Runners this way):
+
+    * :meth:`start_child` adds a child last in start order, so under ``REST_FOR_ONE``
+      it depends on every earlier child and a crash of any of them restarts it too.
+    * :meth:`delete_child` stops a child if it runs and forgets it entirely.
+
+    While the supervisor runs, both are applied by the supervising task, one at a time
+    and in the order they were asked for, between handling exits; the caller waits
+    until its change is done. Otherwise (before the first run, or between runs while
+    a parent restarts it) the list is changed at once and the next ``run()`` starts
+    what it then holds. Either way, every later run starts the current list and never
+    a deleted child, and ``children`` and :meth:`statistics` list the current
+    children. A child must not call :meth:`start_child` on its own supervisor before
+    it called ``task_status.started()``: the supervising task is waiting for that.
 
     Time is read with ``trio.current_time()`` only, so everything runs on a
     ``trio.testing.MockClock``.
@@ -191,6 +233,8 @@ class Supervisor:
         default=None, init=False, repr=False
     )
     _intensity: RestartIntensity = attrs.field(init=False, repr=False)
+    # start_child()/delete_child() calls made while running, oldest first.
+    _changes: deque[_Change] = attrs.field(factory=deque, init=False, repr=False)
 
     @_slots.default
     def _make_slots(self) -> list[_Child]:
@@ -232,6 +276,7 @@ class Supervisor:
                 await self._stop_all()
         finally:
             self._running = False
+            self._release_callers()
             self._finished.set()
         if gave_up is not None:
             raise gave_up.error from gave_up.cause
@@ -256,6 +301,43 @@ class Supervisor:
         self._work_scope.cancel()
         await finished.wait()
 
+    async def start_child(self, spec: ChildSpec) -> None:
+        """Add ``spec`` as the last child, and start it if the supervisor is running.
+
+        Raises ``ValueError`` if a child with the same id exists, in whatever state.
+        While running, returns once the child called ``task_status.started()`` or
+        its first start failed: a reload that adds a Runner can then route jobs to
+        it. A failure is not raised here but handled like any crash (restart type,
+        backoff, intensity), because the child is part of the tree from now on. If
+        the supervisor stops or gives up first, returns anyway with the child kept,
+        for the next run to start. Cancelling the caller does not undo the change.
+        """
+        if not self._running:
+            self._add_slot(spec)
+            await trio.lowlevel.checkpoint()
+            return
+        await self._submit(_StartChild(spec=spec))
+
+    async def delete_child(self, child_id: str) -> None:
+        """Stop the child ``child_id`` if it runs, then forget it.
+
+        The child is cancelled and waited for up to its ``shutdown_timeout``, as in
+        :meth:`stop`. Afterwards no run starts it, :meth:`statistics` does not list
+        it and its id is free for :meth:`start_child`. Deleting a child that exited
+        for good (a retired Runner that returned) only forgets it. Raises
+        ``KeyError`` for an unknown id. Like :meth:`start_child`, returns if the
+        supervisor stops or gives up first, with the child deleted all the same.
+        """
+        if not self._running:
+            self._remove_slot(self._slot(child_id))
+            await trio.lowlevel.checkpoint()
+            return
+        await self._submit(_DeleteChild(child_id=child_id))
+
+    def has_child(self, child_id: str) -> bool:
+        """Whether a child ``child_id`` is part of the tree, in whatever state."""
+        return any(child.spec.id == child_id for child in self._slots)
+
     def statistics(self) -> SupervisorStatistics:
         """A snapshot of this supervisor and of the supervisors nested below it."""
         children = tuple(child.statistics() for child in self._slots)
@@ -267,6 +349,84 @@ class Supervisor:
             intensity=self.intensity,
             period=self.period,
         )
+
+    async def _submit(self, change: _Change) -> None:
+        self._changes.append(change)
+        self._wakeup.set()
+        await change.done.wait()
+        if change.error is not None:
+            raise change.error
+
+    def _release_callers(self) -> None:
+        """Let every caller waiting on this run return, now that it is over.
+
+        Changes the supervising task did not get to are applied as if the supervisor
+        had not been running, which it no longer is: the next run sees them.
+        """
+        for child in self._slots:
+            self._announce(child)
+        while self._changes:
+            change = self._changes.popleft()
+            try:
+                if isinstance(change, _StartChild):
+                    self._add_slot(change.spec)
+                elif isinstance(change, _DeleteChild):
+                    self._remove_slot(self._slot(change.child_id))
+            except (KeyError, ValueError) as exc:
+                change.error = exc
+            change.done.set()
+
+    async def _apply(self, nursery: trio.Nursery, change: _Change) -> None:
+        """Apply one start_child()/delete_child() in the supervising task."""
+        if isinstance(change, _StartChild):
+            try:
+                child = self._add_slot(change.spec)
+            except ValueError as exc:
+                change.error = exc
+                change.done.set()
+                return
+            child.announce = change.done
+            await self._start_in_order(nursery, [child])
+        elif isinstance(change, _DeleteChild):
+            try:
+                child = self._slot(change.child_id)
+            except KeyError as exc:
+                change.error = exc
+                change.done.set()
+                return
+            try:
+                await self._stop_child(child)
+            finally:
+                # Also when stop() interrupts the wait: the child has been cancelled,
+                # and the caller was promised that it is gone.
+                self._remove_slot(child)
+                change.done.set()
+
+    def _announce(self, child: _Child) -> None:
+        if child.announce is not None:
+            child.announce.set()
+            child.announce = None
+
+    def _slot(self, child_id: str) -> _Child:
+        for child in self._slots:
+            if child.spec.id == child_id:
+                return child
+        raise KeyError(f"supervisor {self.name!r} has no child {child_id!r}")
+
+    def _add_slot(self, spec: ChildSpec) -> _Child:
+        if any(child.spec.id == spec.id for child in self._slots):
+            raise ValueError(f"supervisor {self.name!r} already has a child {spec.id!r}")
+        child = _Child(spec, len(self._slots))
+        self._slots.append(child)
+        self.children = (*self.children, spec)
+        return child
+
+    def _remove_slot(self, child: _Child) -> None:
+        self._slots.remove(child)
+        # The strategy works on positions in start order, so they must stay dense.
+        for index, slot in enumerate(self._slots):
+            slot.index = index
+        self.children = tuple(slot.spec for slot in self._slots)
 
     def _begin_run(self) -> None:
         self._running = True
@@ -290,13 +450,16 @@ class Supervisor:
         self._announced = True
         while True:
             exited = next((child for child in self._slots if child.exit is not None), None)
-            if exited is None:
-                # Replaced before waiting: a child exiting from now on sets the new one,
-                # and nothing can run between the scan above and the wait below.
+            if exited is not None:
+                await self._handle_exit(nursery, exited)
+            elif self._changes:
+                await self._apply(nursery, self._changes.popleft())
+            else:
+                # Replaced before waiting: a child exiting or a change asked for from
+                # now on sets the new one, and nothing can run between the scans above
+                # and the wait below.
                 wakeup = self._wakeup = trio.Event()
                 await wakeup.wait()
-                continue
-            await self._handle_exit(nursery, exited)
 
     async def _handle_exit(self, nursery: trio.Nursery, child: _Child) -> None:
         await self._start_in_order(nursery, await self._take_exit(child, []))
@@ -330,10 +493,12 @@ class Supervisor:
             try:
                 started = await self._start_child(nursery, child)
             except Exception as exc:
+                self._announce(child)
                 self._note_exit(child, exc, before_ready=True)
                 pending = await self._after_exit(child, exc, 0.0, rest)
                 continue
             if started:
+                self._announce(child)
                 pending = rest
 
     def _affects(self, exited: _Child, other: _Child) -> bool:

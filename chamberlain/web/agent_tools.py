@@ -132,6 +132,7 @@ ACTIONS: tuple[Action, ...] = (
     Action(name="list_runs", operation_id="listRuns", title="List pipeline runs"),
     Action(name="approve_step", operation_id="approveStep", title="Approve a run's step"),
     Action(name="reject_step", operation_id="rejectStep", title="Reject a run's step"),
+    Action(name="reload_config", operation_id="reloadConfig", title="Reload the configuration"),
 )
 
 

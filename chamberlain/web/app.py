@@ -30,6 +30,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
+import attrs
 import trio
 from quart import Response, g, has_app_context, has_request_context, request
 from quart_trio import QuartTrio
@@ -40,7 +41,7 @@ from chamberlain import jsoncodec
 from chamberlain.actors.gateway import Gateway, StorageFull
 from chamberlain.actors.mailbox import ActorUnavailable
 from chamberlain.callback_rules import AllowList, CallbackRules
-from chamberlain.config import ApiConfig, CallbacksConfig
+from chamberlain.config import ApiConfig, AuthConfig, CallbacksConfig
 from chamberlain.instruments import Metrics
 from chamberlain.redaction import Redactor
 from chamberlain.web.auth import ByCommand, Identity, Scoped, TokenTable, authenticate, authorize
@@ -78,6 +79,40 @@ class ApiApp(QuartTrio):
     :class:`Site` its routes are served with (the MCP server calls them too)."""
 
     site: Site
+
+    def reconfigure(
+        self,
+        *,
+        auth: AuthConfig,
+        callbacks: CallbacksConfig | None,
+        routes: Sequence[Route],
+    ) -> None:
+        """Serve the next requests with new tokens, callback rules and ``routes``.
+
+        A reload calls this.  Requests in flight finish with the site they began
+        with; a route no longer in ``routes`` answers 404 from now on (werkzeug
+        keeps a rule once added, so its view looks the route up each time).
+        """
+        for route in routes:
+            if route.operation_id not in self.site.routes:
+                self._add(route)
+        self.config["MAX_CONTENT_LENGTH"] = _body_ceiling(self.site.api, routes)
+        self.site = attrs.evolve(
+            self.site,
+            tokens=_tokens(auth),
+            callbacks=_callback_rules(callbacks),
+            routes={route.operation_id: route for route in routes},
+            openapi=build_openapi(routes),
+        )
+
+    def _add(self, route: Route) -> None:
+        self.add_url_rule(
+            route.rule,
+            endpoint=route.operation_id,
+            view_func=_view(route, self),
+            methods=[route.method],
+            provide_automatic_options=False,
+        )
 
     def log_exception(self, exception_info: Any) -> None:
         """Log an exception that escaped every handler, with its traceback."""
@@ -209,16 +244,22 @@ def open_call(
     return call
 
 
-def _view(route: Route, site: Site) -> ViewFunction:
-    limit = route.body_limit or site.api.max_body_size
+def _view(route: Route, app: ApiApp) -> ViewFunction:
+    operation_id = route.operation_id
 
     async def view(**path: str) -> Response:
+        # The site as it is now: a reload may have changed the tokens or this route.
+        site = app.site
+        served = site.routes.get(operation_id)
+        if served is None:
+            raise NotFound()
+        limit = served.body_limit or site.api.max_body_size
         identity = None
-        if not route.public:
+        if not served.public:
             identity = authenticate(request.headers.get("Authorization"), site.tokens)
             g.caller = identity.submitted_by
         call = open_call(
-            route,
+            served,
             site,
             identity,
             path=path,
@@ -228,7 +269,7 @@ def _view(route: Route, site: Site) -> ViewFunction:
             headers=dict(request.headers),
             header=request.headers.get,
         )
-        reply = await route.handler(call)
+        reply = await served.handler(call)
         if isinstance(reply, StreamReply):
             return stream_response(reply)
         if reply.media_type != JSON:
@@ -245,13 +286,15 @@ def _view(route: Route, site: Site) -> ViewFunction:
     return view
 
 
-def _install_edges(app: QuartTrio, limit: int, drain: float) -> None:
+def _install_edges(app: QuartTrio, drain: float) -> None:
     @app.before_request
     async def begin() -> None:
         g.started = time.perf_counter()
         g.request_id = request_id_for(request.headers.get("X-Request-Id"))
         g.caller = None
         length = request.content_length
+        # As a reload left it (a webhook endpoint may take larger bodies).
+        limit: int = app.config["MAX_CONTENT_LENGTH"]
         if length is not None and length > limit:
             # Refused before authentication or routing, so an oversized body is
             # never read.
@@ -289,7 +332,7 @@ def _install_edges(app: QuartTrio, limit: int, drain: float) -> None:
         return response
 
 
-def _install_error_handlers(app: QuartTrio, limit: int) -> None:
+def _install_error_handlers(app: QuartTrio) -> None:
     @app.errorhandler(ApiError)
     async def on_api_error(error: ApiError) -> Response:
         return json_response(error.body(), error.status, error.headers)
@@ -310,7 +353,7 @@ def _install_error_handlers(app: QuartTrio, limit: int) -> None:
         elif isinstance(error, NotFound):
             message = f"no route for {request.method} {request.path}"
         elif isinstance(error, RequestEntityTooLarge):
-            message = too_large(limit).message
+            message = too_large(app.config["MAX_CONTENT_LENGTH"]).message
         elif status >= 500:
             message = "internal error"
         else:
@@ -367,17 +410,41 @@ def _install_redaction(app: QuartTrio, redactor: Callable[[], Redactor]) -> None
         return response
 
 
-def _install_metrics(app: QuartTrio, metrics: Metrics, routes: Sequence[Route]) -> None:
-    templates = {route.operation_id: route.path for route in routes}
-
+def _install_metrics(app: ApiApp, metrics: Metrics) -> None:
     @app.after_request
     async def count(response: Response) -> Response:
         # The route's template, not the path: one series per route, however many
         # job ids pass through it.  Paths that match no route share one series.
         rule = request.url_rule
-        route = templates.get(rule.endpoint, "unmatched") if rule is not None else "unmatched"
+        served = app.site.routes.get(rule.endpoint) if rule is not None else None
+        route = served.path if served is not None else "unmatched"
         metrics.http_request(route, request.method, response.status_code)
         return response
+
+
+def _tokens(auth: AuthConfig) -> TokenTable:
+    tokens = TokenTable.from_config(auth)
+    if not len(tokens):
+        log.warning(
+            "api.auth configures no api_key and no tokens: every protected route answers 401",
+            extra={"component": "web"},
+        )
+    return tokens
+
+
+def _callback_rules(callbacks: CallbacksConfig | None) -> CallbackRules:
+    if callbacks is None:
+        return CallbackRules()
+    return CallbackRules(
+        allow=AllowList.from_entries(callbacks.allowed_hosts),
+        enabled=callbacks.secret is not None,
+    )
+
+
+def _body_ceiling(api: ApiConfig, routes: Sequence[Route]) -> int:
+    """The first check, before routing, lets through the largest any route accepts;
+    each route then holds its body to its own limit."""
+    return max(api.max_body_size, *(route.body_limit or 0 for route in routes))
 
 
 def create_app(
@@ -399,29 +466,17 @@ def create_app(
     clock; handlers stamp what they create by it.  ``redactor`` gives the daemon's
     redactor as it is now (the vault's); error bodies are redacted with it.
     """
-    tokens = TokenTable.from_config(api.auth)
-    if not len(tokens):
-        log.warning(
-            "api.auth configures no api_key and no tokens: every protected route answers 401",
-            extra={"component": "web"},
-        )
     site = Site(
         gateway=gateway,
         api=api,
-        tokens=tokens,
+        tokens=_tokens(api.auth),
         openapi=build_openapi(routes),
         metrics=metrics if metrics is not None else Metrics(),
-        callbacks=CallbackRules()
-        if callbacks is None
-        else CallbackRules(
-            allow=AllowList.from_entries(callbacks.allowed_hosts),
-            enabled=callbacks.secret is not None,
-        ),
+        callbacks=_callback_rules(callbacks),
         now=now,
+        routes={route.operation_id: route for route in routes},
     )
-    # The first check, before routing, lets through the largest any route accepts;
-    # each route then holds its body to its own limit.
-    limit = max(api.max_body_size, *(route.body_limit or 0 for route in routes))
+    limit = _body_ceiling(api, routes)
 
     app = ApiApp(__name__, static_folder=None, template_folder=None)
     app.site = site
@@ -446,15 +501,9 @@ def create_app(
     app.url_map.converters.update(CONVERTERS)
 
     for route in routes:
-        app.add_url_rule(
-            route.rule,
-            endpoint=route.operation_id,
-            view_func=_view(route, site),
-            methods=[route.method],
-            provide_automatic_options=False,
-        )
-    _install_edges(app, limit, min(DRAIN_TIMEOUT, api.read_timeout))
-    _install_metrics(app, site.metrics, routes)
+        app._add(route)
+    _install_edges(app, min(DRAIN_TIMEOUT, api.read_timeout))
+    _install_metrics(app, site.metrics)
     _install_redaction(app, redactor)
-    _install_error_handlers(app, limit)
+    _install_error_handlers(app)
     return app

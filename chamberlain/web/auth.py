@@ -11,7 +11,8 @@ Scopes: ``plugin:ro`` (trigger read commands), ``plugin:rw`` (any command),
 ``jobs:ro``, ``jobs:rw``, ``events:ro``, ``events:rw``, ``secrets:ro`` (the
 registry's names and hints, never a value), ``secrets:rw`` (register, rotate and
 delete secrets), ``mcp:ro`` and ``mcp:rw`` (read, and change, the MCP server
-registry); ``x:rw`` implies ``x:ro``,
+registry), ``repos:ro`` and ``repos:rw``, ``admin`` (reload the configuration);
+``x:rw`` implies ``x:ro``,
 ``read:*`` grants every ``:ro`` scope and ``*`` grants everything.  The legacy
 ``api.auth.api_key`` holds ``*``.
 
@@ -33,6 +34,7 @@ from chamberlain.plugins.manifest import CommandType
 from chamberlain.web.errors import ApiError
 
 __all__ = [
+    "ADMIN",
     "ALL",
     "EVENTS_RO",
     "EVENTS_RW",
@@ -78,6 +80,8 @@ MCP_RW = "mcp:rw"
 #: and syncing them (``rw``).
 REPOS_RO = "repos:ro"
 REPOS_RW = "repos:rw"
+#: Changing the daemon itself (``POST /system/reload``): only ``*`` implies it.
+ADMIN = "admin"
 
 #: The name the legacy all-scopes key is known by, in logs and ``submitted_by``.
 LEGACY_NAME = "api_key"

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
@@ -23,7 +23,11 @@ from chamberlain.plugins.manifest import CommandType
 from chamberlain.web.auth import Access, ByCommand, Identity, TokenTable, authorize
 from chamberlain.web.errors import ApiError, bad_request
 
+if TYPE_CHECKING:
+    from chamberlain.web.spec import Route
+
 _EMPTY: Mapping[str, str] = MappingProxyType({})
+_NO_ROUTES: Mapping[str, Route] = MappingProxyType({})
 
 
 @attrs.frozen(kw_only=True)
@@ -42,6 +46,9 @@ class Site:
     #: handler stamps (events, plans) is stamped by it, so a daemon run on a fake
     #: clock stamps fake times everywhere.
     now: Callable[[], float] = time.time
+    #: The routes served now, by operation id: a reload may add webhook endpoints
+    #: and take some away (a rule once added stays, and answers 404 without its route).
+    routes: Mapping[str, Route] = _NO_ROUTES
 
 
 @attrs.frozen(kw_only=True)

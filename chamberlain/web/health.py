@@ -7,8 +7,9 @@ degraded).  Degraded means the disk refuses writes: the daemon is alive and serv
 reads, so ``/healthz`` stays 200 with ``"status": "degraded"`` (a supervisor must not
 restart it for this), while ``/ready`` turns balancers away until writes commit
 again.  ``/healthz`` also carries the two fields Ductile's clients read there:
-``version`` and ``plugins_circuit_open``.  The module owns both routes and their
-schemas.
+``version`` and ``plugins_circuit_open``, and says which configuration runs
+(``config_loaded_at``, ``config_hash``: a reload that succeeded changes both).  The
+module owns both routes and their schemas.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from importlib import metadata
 from typing import Any
 
 from chamberlain.actors.gateway import Health, Lifecycle, Phase
+from chamberlain.records import rfc3339
 from chamberlain.web.auth import PUBLIC
 from chamberlain.web.errors import error_body
 from chamberlain.web.handler import Call, Reply
@@ -54,6 +56,9 @@ def health_body(health: Health) -> dict[str, Any]:
         "restarts": dict(health.restarts),
         "restarts_total": health.restarts_total,
     }
+    if health.config is not None:
+        body["config_loaded_at"] = rfc3339(health.config.loaded_at)
+        body["config_hash"] = health.config.config_hash
     if health.degraded is not None:
         body["degraded"] = health.degraded
     return body
@@ -150,6 +155,17 @@ SCHEMAS: Mapping[str, Mapping[str, Any]] = {
             "degraded": {
                 "type": "string",
                 "description": "Why the disk refuses writes; present only while it does.",
+            },
+            "config_loaded_at": {
+                "type": "string",
+                "format": "date-time",
+                "description": "When the running configuration was loaded: the start, or"
+                " the last reload that succeeded.",
+            },
+            "config_hash": {
+                "type": "string",
+                "description": "`sha256:<hex>` of the config file as loaded; compare with"
+                " `sha256sum` to know whether the file changed since.",
             },
         },
         required=(

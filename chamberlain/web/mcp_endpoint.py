@@ -583,7 +583,9 @@ class McpEndpoint:
             reply = await self._invoke(call, identity)
             if not isinstance(tool.target, CommandTarget):
                 # Every action's route answers a JSON object: the structured content.
-                return ToolAnswer(structured=reply.body)
+                # A refusal answered rather than raised (a reload's 422 with its
+                # problems) is a tool error all the same.
+                return ToolAnswer(structured=reply.body, is_error=reply.status >= 400)
             job_id = str(reply.body["job_id"])
             job: Job | None = None
             with trio.move_on_at(started + limit):

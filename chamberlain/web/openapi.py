@@ -41,6 +41,7 @@ from chamberlain.web import (
     sessions,
     streams,
     synchronous,
+    system,
     trigger,
     webhooks,
     workspaces,
@@ -111,6 +112,7 @@ SCHEMAS: Mapping[str, Mapping[str, Any]] = merge_schemas(
     secret_registry.SCHEMAS,
     mcp_registry.SCHEMAS,
     discovery.SCHEMAS,
+    system.SCHEMAS,
 )
 
 _AUTH_RESPONSES = {

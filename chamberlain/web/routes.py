@@ -34,6 +34,7 @@ from chamberlain.web import (
     secret_registry,
     sessions,
     streams,
+    system,
     trigger,
     workspaces,
 )
@@ -63,4 +64,5 @@ ROUTES: tuple[Route, ...] = (
     *secret_registry.ROUTES,
     *mcp_registry.ROUTES,
     *discovery.ROUTES,
+    *system.ROUTES,
 )

@@ -21,7 +21,9 @@ The routes depend on the configuration, so :func:`webhook_routes` builds them;
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import re
 import uuid
 from collections.abc import Mapping
 from typing import Any, Final
@@ -219,12 +221,19 @@ async def _ci_report(
     )
 
 
+def operation_id(path: str) -> str:
+    """The endpoint's route id: from its path alone, so it names the same endpoint
+    across reloads whatever the others do; the digest keeps ``/a-b`` and ``/a/b`` apart."""
+    words = re.sub(r"[^A-Za-z0-9]+", "_", path).strip("_")
+    return f"webhook_{words}_{hashlib.sha256(path.encode()).hexdigest()[:6]}"
+
+
 def webhook_routes(webhooks: WebhooksConfig) -> tuple[Route, ...]:
     """The routes of the configured endpoints."""
     routes = []
-    for index, endpoint in enumerate(webhooks.endpoints):
+    for endpoint in webhooks.endpoints:
         if endpoint.ci:
-            routes.append(_ci_route(index, endpoint))
+            routes.append(_ci_route(endpoint))
             continue
         target = (
             f"pipeline {endpoint.pipeline}"
@@ -233,7 +242,7 @@ def webhook_routes(webhooks: WebhooksConfig) -> tuple[Route, ...]:
         )
         routes.append(
             Route(
-                operation_id=f"webhook{index}",
+                operation_id=operation_id(endpoint.path),
                 method="POST",
                 path=endpoint.path,
                 handler=_handler(endpoint),
@@ -252,9 +261,9 @@ def webhook_routes(webhooks: WebhooksConfig) -> tuple[Route, ...]:
     return tuple(routes)
 
 
-def _ci_route(index: int, endpoint: WebhookEndpointConfig) -> Route:
+def _ci_route(endpoint: WebhookEndpointConfig) -> Route:
     return Route(
-        operation_id=f"webhook{index}",
+        operation_id=operation_id(endpoint.path),
         method="POST",
         path=endpoint.path,
         handler=_handler(endpoint),
