@@ -24,6 +24,7 @@ from quart_trio import QuartTrio
 from test_web_api import FakeGateway, api_config
 
 from chamberlain.actors.gateway import Gateway
+from chamberlain.web import dashboard
 from chamberlain.web.app import create_app
 from chamberlain.web.auth import PUBLIC
 from chamberlain.web.docs import ASSETS, DOCS_REDIRECT
@@ -47,7 +48,8 @@ async def test_the_document_lists_no_explorer_file_but_every_one_is_served(app: 
     client = app.test_client()
     doc = await (await client.get("/openapi.json")).get_json()
     hidden = [route for route in ROUTES if not route.in_spec]
-    assert {route.path for route in hidden} == {*(a.path for a in ASSETS), "/docs/"}
+    ui_assets = {a.path for a in dashboard.ASSETS}
+    assert {route.path for route in hidden} == {*(a.path for a in ASSETS), "/docs/", *ui_assets}
     assert sorted(p for p in doc["paths"] if p.startswith("/docs") or "favicon" in p) == ["/docs"]
     operation_ids = {op["operationId"] for ops in doc["paths"].values() for op in ops.values()}
     assert not operation_ids & {route.operation_id for route in hidden}

@@ -32,7 +32,9 @@ from chamberlain.records import Enqueued, Job, JobFilter, JobStatus, NewJob
 from chamberlain.routing.planner import Routing
 from chamberlain.store.run_rows import run_of
 from chamberlain.vault import Vault
+from chamberlain.web import dashboard
 from chamberlain.web.app import create_app
+from chamberlain.web.auth import Authenticated
 from chamberlain.web.docs import ASSETS
 from chamberlain.web.errors import ApiError
 from chamberlain.web.health import package_version
@@ -542,7 +544,8 @@ async def test_head_is_authenticated_like_get(app: QuartTrio) -> None:
 
 
 def explorer_routes() -> list[Any]:
-    return [r for r in ROUTES if r.path == "/docs" or not r.in_spec]
+    """The routes answering HTML, scripts and styles: the explorer's and the dashboard's."""
+    return [r for r in ROUTES if r.path in {"/docs", "/ui"} or not r.in_spec]
 
 
 def test_every_route_declares_an_access_rule_and_the_table_has_no_duplicates() -> None:
@@ -552,7 +555,8 @@ def test_every_route_declares_an_access_rule_and_the_table_has_no_duplicates() -
     public = {r.path for r in ROUTES if r.public}
     explorer = {"/docs", "/docs/", *(asset.path for asset in ASSETS)}
     discovery = {"/", "/.well-known/ai-plugin.json"}
-    assert public == {"/healthz", "/ready", "/openapi.json", *explorer, *discovery}
+    ui = {"/ui", *(asset.path for asset in dashboard.ASSETS)}
+    assert public == {"/healthz", "/ready", "/openapi.json", *explorer, *discovery, *ui}
 
 
 @pytest.mark.parametrize(
@@ -1021,6 +1025,12 @@ async def test_openapi_lists_exactly_the_route_table(app: QuartTrio) -> None:
         if route.public:
             assert op["security"] == []
             assert "x-required-scope" not in op
+        elif isinstance(route.access, Authenticated):
+            # Any valid token will do: a 401 but no scope, so no 403.
+            assert op["security"] == [{"bearerAuth": []}]
+            assert "x-required-scope" not in op
+            assert "401" in op["responses"]
+            assert "403" not in op["responses"]
         else:
             assert op["security"] == [{"bearerAuth": []}]
             assert op["x-required-scope"]

@@ -17,6 +17,7 @@ from chamberlain.web import (
     batch,
     catalogue,
     control,
+    dashboard,
     discovery,
     docs,
     ductile_views,
@@ -70,6 +71,7 @@ FEATURES = (
     mcp_registry,
     discovery,
     system,
+    dashboard,
 )
 
 
@@ -231,6 +233,13 @@ def test_the_table_is_every_feature_module_s_routes_in_order() -> None:
         "getPluginOpenapi",
         "aiPluginManifest",
         "reloadConfig",
+        "whoami",
+        "dashboard",
+        "uiAppJs",
+        "uiApiJs",
+        "uiViewsJs",
+        "uiDomJs",
+        "uiStyleCss",
     ]
 
 

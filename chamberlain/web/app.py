@@ -224,6 +224,7 @@ def open_call(
     server's tool calls come through here too, so a tool is refused exactly as the
     route it stands for would be.
     """
+    # Authenticated routes need no scope: the token checked already is enough.
     if identity is not None and isinstance(route.access, Scoped):
         authorize(identity, route.access.scope, action=f"call {route.method} {route.path}")
     problem = route.query_problem(query)

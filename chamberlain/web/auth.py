@@ -16,6 +16,10 @@ registry), ``repos:ro`` and ``repos:rw``, ``admin`` (reload the configuration);
 ``read:*`` grants every ``:ro`` scope and ``*`` grants everything.  The legacy
 ``api.auth.api_key`` holds ``*``.
 
+A route declares its access (:data:`Access`): :class:`Public` (no token),
+:class:`Authenticated` (any valid token), :class:`Scoped` (a token holding one
+scope) or :class:`ByCommand` (the triggered command's type decides the scope).
+
 Check order for a protected route: authentication first (401), then the resource
 (404; only the trigger route has a resource that decides its scope), then the scope
 (403).  An anonymous caller therefore learns nothing about which plugins exist.
@@ -36,6 +40,7 @@ from chamberlain.web.errors import ApiError
 __all__ = [
     "ADMIN",
     "ALL",
+    "AUTHENTICATED",
     "EVENTS_RO",
     "EVENTS_RW",
     "JOBS_RO",
@@ -49,6 +54,7 @@ __all__ = [
     "SECRETS_RO",
     "SECRETS_RW",
     "Access",
+    "Authenticated",
     "ByCommand",
     "Identity",
     "Public",
@@ -115,7 +121,17 @@ def command_scope(kind: CommandType) -> str:
 
 @attrs.frozen
 class Public:
-    """The route needs no token (health, readiness, the API description)."""
+    """The route needs no token (health, readiness, the API description, the explorer
+    and the dashboard's files)."""
+
+
+@attrs.frozen
+class Authenticated:
+    """The route needs a valid token, whatever its scopes (``GET /whoami``).
+
+    For what every caller may ask about itself: refusing a token here for lacking a
+    scope would leave a client no way to learn which scopes it holds.
+    """
 
 
 @attrs.frozen
@@ -141,8 +157,9 @@ class ByCommand:
         return self.read if kind is CommandType.READ else self.write
 
 
-Access = Public | Scoped | ByCommand
+Access = Public | Authenticated | Scoped | ByCommand
 PUBLIC = Public()
+AUTHENTICATED = Authenticated()
 
 
 # -- identities and tokens -----------------------------------------------------------

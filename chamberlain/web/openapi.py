@@ -22,6 +22,7 @@ from chamberlain.web import (
     batch,
     catalogue,
     control,
+    dashboard,
     discovery,
     docs,
     ductile_views,
@@ -46,7 +47,7 @@ from chamberlain.web import (
     webhooks,
     workspaces,
 )
-from chamberlain.web.auth import PUBLIC, ByCommand, Public, Scoped
+from chamberlain.web.auth import PUBLIC, Authenticated, ByCommand, Public, Scoped
 from chamberlain.web.handler import Call, Reply
 from chamberlain.web.intake import NO_QUERY
 from chamberlain.web.spec import STRING, Param, ResponseSpec, Route, check_table, ref
@@ -113,6 +114,7 @@ SCHEMAS: Mapping[str, Mapping[str, Any]] = merge_schemas(
     mcp_registry.SCHEMAS,
     discovery.SCHEMAS,
     system.SCHEMAS,
+    dashboard.SCHEMAS,
 )
 
 _AUTH_RESPONSES = {
@@ -211,6 +213,10 @@ def _operation(route: Route) -> dict[str, Any]:
     responses = {str(spec.status): _response(spec) for spec in route.responses}
     if isinstance(route.access, Public):
         op["security"] = []
+    elif isinstance(route.access, Authenticated):
+        # Any valid token: no scope to name, so no 403 either.
+        op["security"] = [{SECURITY_SCHEME: []}]
+        responses.setdefault("401", _AUTH_RESPONSES["401"])
     else:
         op["security"] = [{SECURITY_SCHEME: []}]
         op["x-required-scope"] = _required_scope(route)

@@ -16,6 +16,7 @@ from chamberlain.web import (
     batch,
     catalogue,
     control,
+    dashboard,
     discovery,
     docs,
     ductile_views,
@@ -65,4 +66,5 @@ ROUTES: tuple[Route, ...] = (
     *mcp_registry.ROUTES,
     *discovery.ROUTES,
     *system.ROUTES,
+    *dashboard.ROUTES,
 )
