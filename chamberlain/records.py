@@ -301,6 +301,9 @@ class JobFilter:
     submitted_by: str | None = None
     since: float | None = None
     until: float | None = None
+    #: Only jobs whose id starts with this text, or whose plugin, command, submitter
+    #: or last error holds it (ASCII letters in any case).
+    text: str | None = None
     limit: int = 50
     offset: int = 0
     #: Only jobs whose ``seq`` is below this one: the page after the page that ended

@@ -103,3 +103,18 @@ def test_every_file_the_page_names_ships_in_the_package() -> None:
             text = (shipped / asset.resource.split("/", 1)[1]).read_text(encoding="utf-8")
             for imported in re.findall(r'from "\./([\w.]+)"', text):
                 assert f"ui/{imported}" in {a.resource for a in dashboard.ASSETS}, imported
+
+
+@pytest.mark.parametrize("path", ["/ui?x=1", "/ui/nope.js"])
+async def test_refusals_under_ui_carry_the_security_headers_too(app: QuartTrio, path: str) -> None:
+    response = await (app.test_client()).get(path)
+    assert response.status_code in (400, 404), path
+    assert (await response.get_json())["error"]
+    for name, value in dashboard.SECURITY_HEADERS.items():
+        assert response.headers[name] == value, (path, name)
+
+
+async def test_other_paths_do_not_get_the_dashboard_s_policy(app: QuartTrio) -> None:
+    response = await (app.test_client()).get("/uix")
+    assert response.status_code == 404
+    assert "Content-Security-Policy" not in response.headers

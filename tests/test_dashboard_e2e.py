@@ -26,6 +26,8 @@ import httpx
 import pytest
 import yaml
 from conftest import API_KEY, REPO, base_config, deep_merge
+from fake_forge import FakeForge, running_fake_forge
+from git_remotes import bare_remote
 
 playwright_sync = pytest.importorskip("playwright.sync_api")
 expect = playwright_sync.expect
@@ -44,6 +46,7 @@ LAUNCH_ARGS = [
     "--disable-sync",
 ]
 SHOTS = REPO / "docs" / "ui"
+FORGE_TOKEN = "tok-dashboard-never-shown"
 #: How long a user would wait for something to show before calling it broken (ms).
 PATIENCE_MS = 15_000
 # A loaded CI machine is slower than Playwright's 5 s default for expect().
@@ -104,7 +107,14 @@ class Daemon:
 
 
 @pytest.fixture(scope="module")
-def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
+def forge() -> Iterator[FakeForge]:
+    """A fake GitHub for the worktree job's pull request."""
+    with running_fake_forge(token=FORGE_TOKEN) as fake:
+        yield fake
+
+
+@pytest.fixture(scope="module")
+def daemon(tmp_path_factory: pytest.TempPathFactory, forge: FakeForge) -> Iterator[Daemon]:
     """One real daemon for the module, with the bundled plugins and ``counter``."""
     tmp = tmp_path_factory.mktemp("dashboard")
     plugins = tmp / "plugins" / "counter"
@@ -117,6 +127,9 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
     shutil.copytree(REPO / "tests" / "e2e_plugins" / "asker", tmp / "plugins" / "asker")
     # The loop test plugin: says DONE on iteration payload.complete_at.
     shutil.copytree(REPO / "tests" / "e2e_plugins" / "looper", tmp / "plugins" / "looper")
+    # Appends a line to notes.txt in its worktree: a change a pull request proposes.
+    shutil.copytree(REPO / "tests" / "e2e_plugins" / "scribe", tmp / "plugins" / "scribe")
+    bare = bare_remote(tmp)
     # One scheduled run that fails for good opens its breaker (threshold 1) and
     # keeps it open for the hour: the schedules page has one to reset.
     failing = {
@@ -130,6 +143,16 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
         base_config(tmp),
         {
             "plugins": {"echo": {"schedules": [failing], "circuit_breaker": breaker}},
+            "repositories": {
+                "app": {
+                    "url": str(bare),
+                    "token": "${REPO_TOKEN}",
+                    "forge": "github",
+                    "forge_repo": "owner/app",
+                    "api_url": forge.url,
+                    "author": {"name": "Gateway Bot", "email": "bot@example.invalid"},
+                }
+            },
             # A run that waits for a person before its second step.
             "pipelines": [
                 {
@@ -151,7 +174,7 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
-        env=dict(os.environ),
+        env={**os.environ, "REPO_TOKEN": FORGE_TOKEN},
     )
     assert proc.stderr is not None
     lines: list[str] = []
@@ -302,6 +325,50 @@ def test_messages_stream_in_while_the_job_runs(page: Any, daemon: Daemon) -> Non
     expect(page.locator("#job-status")).to_have_text("succeeded")
 
 
+def sse_events(text: str) -> list[dict[str, str]]:
+    """The events of a Server-Sent Events body, each as its fields."""
+    events = []
+    for block in text.replace("\r\n", "\n").split("\n\n"):
+        fields = dict(line.split(": ", 1) for line in block.splitlines() if ": " in line)
+        if fields:
+            events.append(fields)
+    return events
+
+
+def test_a_dropped_stream_resumes_where_it_stopped(page: Any, daemon: Daemon) -> None:
+    job_id = daemon.trigger("echo", "handle", {"mode": "stderr"})
+    daemon.finished(job_id)
+    with daemon.http.stream("GET", f"/job/{job_id}/stream") as answer:
+        whole = answer.read().decode()
+    events = sse_events(whole)
+    shown = [e for e in events if e.get("event") in ("message", "status")]
+    # The first connection drops after the second stderr line: the server's own
+    # answer, cut short there, as a proxy or a flaky network would.
+    second = next(i for i, e in enumerate(events) if "second line" in e.get("data", ""))
+    cut = "".join(
+        f"id: {e['id']}\nevent: {e['event']}\ndata: {e['data']}\n\n" for e in events[: second + 1]
+    )
+    asked: list[str | None] = []
+
+    def drop_once(route: Any) -> None:
+        asked.append(route.request.headers.get("last-event-id"))
+        if len(asked) == 1:
+            route.fulfill(status=200, headers={"Content-Type": "text/event-stream"}, body=cut)
+        else:
+            route.continue_()
+
+    page.route(f"**/job/{job_id}/stream", drop_once)
+    log_in(page)
+    page.goto(f"/ui#/job/{job_id}")
+    messages = page.locator("#messages li")
+    expect(messages.last).to_contain_text("finished: succeeded")
+    # Asked again from the last event it had, so each message shows once.
+    assert asked == [None, events[second]["id"]]
+    expect(messages).to_have_count(len(shown))
+    texts = messages.locator(".msg-text").all_text_contents()
+    assert len(set(texts)) == len(texts), texts
+
+
 def test_a_running_job_is_cancelled_then_retried(page: Any, daemon: Daemon) -> None:
     job_id = daemon.trigger("echo", "handle", {"mode": "slow", "seconds": 30})
     log_in(page)
@@ -339,6 +406,10 @@ def test_the_jobs_table_filters_and_pages(page: Any, daemon: Daemon) -> None:
     assert rows.count() >= 3
     for command in rows.locator("td:nth-child(3)").all_text_contents():
         assert command == "health"
+    # Searched by the server, so the count is of every match, not of one page.
+    search = {"status": "succeeded", "plugin": "echo", "q": "health"}
+    total = daemon.http.get("/jobs", params=search).json()["total"]
+    expect(page.locator("#jobs-total")).to_have_text(f"{total} jobs match “health”")
     shot(page, "jobs")
     # Cursor paging: a page of one job at a time follows `next`.
     page.goto("/ui#/jobs?status=succeeded&limit=1")
@@ -441,6 +512,44 @@ def test_a_step_awaiting_approval_is_decided_on_its_run_s_page(
     # The page follows the run to its end by itself.
     expect(page.locator("#run-status")).to_have_text(final)
     expect(step.locator(".decision")).to_contain_text(f"{word} from the browser")
+    # The events log follows too: the run's creation first, the decision, its end.
+    log = page.locator("#run-events")
+    expect(log.locator("li").first).to_have_attribute("data-kind", "run.created")
+    expect(log.locator('li[data-kind="approval"]')).to_contain_text(f"{word} from the browser")
+    expect(log.locator('li[data-kind="run.status"]').last).to_contain_text(final)
+
+
+def test_a_worktree_job_s_pull_request_is_opened_from_its_page(
+    page: Any, daemon: Daemon, forge: FakeForge
+) -> None:
+    answer = daemon.http.post(
+        "/trigger/scribe/write",
+        json={"payload": {"line": "work"}, "workspace": {"repository": "app", "branch": "ui-pr"}},
+    )
+    assert answer.status_code == 202, answer.text
+    job_id = answer.json()["job_id"]
+    assert daemon.finished(job_id)["status"] == "succeeded"
+    log_in(page)
+    page.goto(f"/ui#/job/{job_id}")
+    section = page.locator("#pull-request")
+    expect(section).to_contain_text("1 file changed, +1 -0")
+    section.get_by_role("button", name="Open pull request").click()
+    # Checked in the browser first: nothing is sent without a title.
+    expect(section.get_by_role("alert")).to_have_text("title is required")
+    assert forge.requests == []
+    section.get_by_label("Title").fill("Notes from the dashboard")
+    section.get_by_label("Draft").check()
+    section.get_by_role("button", name="Open pull request").click()
+    link = section.get_by_role("link", name="https://github.com/owner/app/pull/1")
+    expect(link).to_be_visible()
+    expect(section.locator("#pr-link")).to_contain_text("ui-pr → main")
+    posted = [r.json for r in forge.requests if r.method == "POST"]
+    assert posted and posted[0]["title"] == "Notes from the dashboard" and posted[0]["draft"]
+    shot(page, "pull-request")
+    # Opened once: the page shows the link again, with no form.
+    page.reload()
+    expect(section.get_by_role("link", name="https://github.com/owner/app/pull/1")).to_be_visible()
+    expect(section.get_by_role("button", name="Open pull request")).to_have_count(0)
 
 
 def test_a_conversation_with_an_interactive_job(page: Any, daemon: Daemon) -> None:
@@ -490,6 +599,31 @@ def test_a_loop_job_shows_its_iterations(page: Any, daemon: Daemon) -> None:
     expect(page.locator("#loop-summary")).to_contain_text("Iteration 2 of 4")
     expect(page.get_by_role("button", name="Stop loop")).to_be_hidden()
     shot(page, "loop")
+
+
+def test_a_loop_is_stopped_from_its_page(page: Any, daemon: Daemon, tmp_path: Path) -> None:
+    gate = tmp_path / "gate"
+    answer = daemon.http.post(
+        "/trigger/looper/work",
+        json={
+            # Iteration 2 waits for the gate file: the loop is mid-iteration when stopped.
+            "payload": {"complete_at": 9, "gate": str(gate), "gate_at": 2},
+            "loop": {"max_iterations": 9, "completion_token": "DONE"},
+        },
+    )
+    assert answer.status_code == 202, answer.text
+    job_id = answer.json()["job_id"]
+    log_in(page)
+    page.goto(f"/ui#/job/{job_id}")
+    expect(page.locator("#loop-summary")).to_contain_text("Iteration 2 of 9")
+    page.get_by_role("button", name="Stop loop").click()
+    expect(page.get_by_role("status")).to_have_text("The loop stops after this iteration")
+    (tmp_path / "gate.2").touch()
+    # The iteration under way finishes; no other starts.
+    expect(page.locator("#job-status")).to_have_text("succeeded")
+    expect(page.locator("#iterations tbody tr")).to_have_count(2)
+    expect(page.get_by_role("button", name="Stop loop")).to_be_hidden()
+    assert daemon.finished(job_id)["completion_reason"] == "manual_stop"
 
 
 def test_the_dashboard_fits_a_phone_and_dark_mode(browser: Any, daemon: Daemon) -> None:

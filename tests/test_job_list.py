@@ -341,3 +341,47 @@ def test_a_listing_without_bodies_leaves_them_unread(store: SqliteStore) -> None
     assert light == attrs.evolve(full, payload={}, event=None, result=None)
     # Other callers of the store read whole jobs unless they say otherwise.
     assert store.list_jobs(JobFilter())[0] == [full]
+
+
+def test_text_finds_an_id_by_its_start_and_the_other_fields_anywhere(store: SqliteStore) -> None:
+    backup = add(store, "backup", submitted_by="token:cron")
+    report = add(store, "reports", submitted_by="api_key")
+    store.begin()
+    store.claim({"reports": 1}, limit=1, now=NOW)
+    store.settle(
+        report,
+        1,
+        Settlement(status=JobStatus.FAILED, last_error="disk 100% FULL on /srv_a", completed=True),
+        now=NOW + 1,
+    )
+    store.commit()
+
+    def found(text: str, **more: Any) -> list[str]:
+        jobs, total = store.list_jobs(JobFilter(text=text, **more))
+        assert total == len(jobs)
+        return [job.id for job in jobs]
+
+    assert found(backup[:8]) == [backup]
+    # An id is found by its start only (its last group of hex digits is in no
+    # other field here).
+    assert found(backup[-8:]) == []
+    assert found("ACKU") == [backup]  # the plugin, any case
+    assert found("cron") == [backup]  # the submitter
+    assert found("full on") == [report]  # the last error
+    # % and _ are the text itself, not LIKE's wildcards.
+    assert found("100%") == [report]
+    assert found("srv_a") == [report]
+    assert found("0_F") == []
+    assert found("%") == [report]
+    assert found("poll") == [report, backup]  # the command, newest first
+    # With the other filters, the total counts only what both keep.
+    assert found("poll", plugin="backup") == [backup]
+    assert found("nothing like it") == []
+
+
+def test_text_is_one_parameter_of_reasonable_length() -> None:
+    assert parse_job_filter({"q": ["disk full"]}).text == "disk full"
+    assert parse_job_filter({}).text is None
+    assert "'q' is empty" in refused({"q": [""]})
+    assert "more than once" in refused({"q": ["a", "b"]})
+    assert "longer than 200" in refused({"q": ["x" * 201]})

@@ -110,6 +110,11 @@ def _statements(script: str) -> list[str]:
     return statements
 
 
+def _like_escaped(text: str) -> str:
+    """``text`` as literal characters of a LIKE pattern (``ESCAPE '\\'``)."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
 def _dumps(value: Any) -> str:
     return jsoncodec.dumps(value)
 
@@ -439,6 +444,17 @@ class SqliteStore:
         if flt.until is not None:
             where.append("created_at < ?")
             args.append(flt.until)
+        if flt.text is not None:
+            # A scan of the rows the other filters leave: the search box of a person
+            # looking for a job, not a query for scripts (they filter by field).
+            literal = _like_escaped(flt.text)
+            searched = ("plugin", "command", "submitted_by", "last_error")
+            where.append(
+                "("
+                + " OR ".join(f"{column} LIKE ? ESCAPE '\\'" for column in ("id", *searched))
+                + ")"
+            )
+            args.extend([f"{literal}%", *(f"%{literal}%" for _ in searched)])
         clause = f" WHERE {' AND '.join(where)}" if where else ""
         # The cursor bounds the page, not the total: it is kept out of ``clause``.
         page = [*where, "seq < ?"] if flt.after is not None else where
@@ -449,7 +465,7 @@ class SqliteStore:
             f"SELECT {columns} FROM jobs{page_clause} ORDER BY seq DESC LIMIT ? OFFSET ?",
             (*page_args, flt.limit, flt.offset),
         ).fetchall()
-        narrowed = (flt.command, flt.submitted_by, flt.since, flt.until)
+        narrowed = (flt.command, flt.submitted_by, flt.since, flt.until, flt.text)
         if all(value is None for value in narrowed):
             total = self.count_jobs(flt.statuses, flt.plugin)
         else:

@@ -45,6 +45,7 @@ from chamberlain.config import ApiConfig, AuthConfig, CallbacksConfig
 from chamberlain.instruments import Metrics
 from chamberlain.redaction import Redactor
 from chamberlain.web.auth import ByCommand, Identity, Scoped, TokenTable, authenticate, authorize
+from chamberlain.web.dashboard import DASHBOARD, SECURITY_HEADERS
 from chamberlain.web.discovery import TriggeredCommand
 from chamberlain.web.errors import ApiError, bad_request, disk_full, error_body, too_large
 from chamberlain.web.handler import JSON, Call, Site, StreamReply
@@ -310,6 +311,10 @@ def _install_edges(app: QuartTrio, drain: float) -> None:
         response.headers["X-Request-Id"] = request_id
         response.headers.setdefault("Cache-Control", "no-store")
         response.headers["X-Content-Type-Options"] = "nosniff"
+        if request.path == DASHBOARD or request.path.startswith(f"{DASHBOARD}/"):
+            # Also on what the dashboard's routes refuse (a 400, a 404 under /ui).
+            for name, value in SECURITY_HEADERS.items():
+                response.headers.setdefault(name, value)
         started = g.get("started")
         duration_ms = (
             round((time.perf_counter() - started) * 1000, 1) if started is not None else None

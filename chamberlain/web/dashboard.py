@@ -33,7 +33,10 @@ CONTENT_SECURITY_POLICY = (
     " connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 )
 
-#: Sent with the page and every asset.
+#: Where the dashboard is served.
+DASHBOARD = "/ui"
+
+#: Sent with the page, every asset and every refusal under :data:`DASHBOARD`.
 SECURITY_HEADERS: Mapping[str, str] = {
     "Content-Security-Policy": CONTENT_SECURITY_POLICY,
     "X-Frame-Options": "DENY",

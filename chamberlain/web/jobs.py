@@ -47,6 +47,8 @@ from chamberlain.web.spec import (
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
+#: The longest text ``?q=`` searches for: a person types a few words, not a page.
+MAX_TEXT = 200
 
 _STATUS_VALUES = tuple(s.value for s in JobStatus)
 _ONE_STATUS = f"({'|'.join(_STATUS_VALUES)})"
@@ -205,6 +207,17 @@ LIST_PARAMS: tuple[Param, ...] = (
         location="query",
         description="Only jobs submitted by this origin (``token:<name>``, ``api_key`` ...).",
         schema=_NON_EMPTY,
+    ),
+    Param(
+        name="q",
+        location="query",
+        description=(
+            "Text search, for a person looking for a job: only jobs whose id starts with"
+            " it, or whose plugin, command, submitter or last error contains it (ASCII"
+            " letters in any case). It reads every job the other filters leave, so"
+            " narrow by them too on a large store."
+        ),
+        schema={"type": "string", "minLength": 1, "maxLength": MAX_TEXT},
     ),
     Param(
         name="since",
@@ -476,6 +489,9 @@ def parse_job_filter(query: Mapping[str, Sequence[str]]) -> JobFilter:
             " the cursor already says where the page starts"
         )
     fields = parse_list_fields(query)
+    text = single_param(query, "q")
+    if text is not None and len(text) > MAX_TEXT:
+        raise bad_request(f"query parameter 'q' is longer than {MAX_TEXT} characters")
     return JobFilter(
         statuses=parse_statuses(query.get("status", ())),
         plugin=single_param(query, "plugin"),
@@ -483,6 +499,7 @@ def parse_job_filter(query: Mapping[str, Sequence[str]]) -> JobFilter:
         submitted_by=single_param(query, "submitted_by"),
         since=since,
         until=until,
+        text=text,
         limit=int_param(query, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT),
         offset=int_param(query, "offset", 0, 0, 2**63 - 1),
         after=None if after is None else decode_cursor(after),

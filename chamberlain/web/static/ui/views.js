@@ -142,6 +142,47 @@ function jobTable(jobs, id) {
     h("tbody", {}, jobs.map(jobRow))));
 }
 
+// A worktree job's changes, and the pull request that proposes them: its link once
+// opened, else (for a succeeded job and a token that may) a form that opens one.
+function pullRequestSection(id, record, canWrite) {
+  const c = record.changes;
+  const section = h("section", {id: "pull-request", "aria-labelledby": "pr-h"},
+    h("h2", {id: "pr-h"}, "Pull request"),
+    h("p", {}, `${c.files_changed} file${c.files_changed === 1 ? "" : "s"} changed,`
+      + ` +${c.insertions} -${c.deletions}`));
+  const opened = (pr) => h("p", {id: "pr-link"}, "Opened: ",
+    h("a", {href: pr.pr_url, rel: "noreferrer", target: "_blank"}, pr.pr_url),
+    ` (${pr.branch} → ${pr.target_branch})`);
+  if (record.pull_request?.pr_url) {
+    section.append(opened(record.pull_request));
+    return section;
+  }
+  if (record.pull_request?.error) section.append(notice(`Not opened: ${record.pull_request.error}`));
+  if (!canWrite || record.status !== "succeeded") return section;
+  const title = h("input", {id: "pr-title", name: "title", type: "text", "aria-required": "true"});
+  const body = h("textarea", {id: "pr-body", name: "body", rows: 3});
+  const draft = h("input", {id: "pr-draft", name: "draft", type: "checkbox"});
+  const feedback = h("div", {"aria-live": "polite"});
+  const form = h("form", {class: "command", onsubmit: async (event) => {
+    event.preventDefault();
+    if (!title.value.trim()) { feedback.replaceChildren(notice("title is required")); return; }
+    const ask = {title: title.value.trim(), draft: draft.checked};
+    if (body.value.trim()) ask.body = body.value;
+    submit.disabled = true;
+    try {
+      const pr = await api(`job/${encodeURIComponent(id)}/pull-request`, {method: "POST", body: ask});
+      form.replaceWith(opened(pr));
+    } catch (error) { feedback.replaceChildren(notice(error.message)); submit.disabled = false; }
+  }},
+    h("div", {class: "field"}, h("label", {for: "pr-title"}, "Title"), title),
+    h("div", {class: "field"}, h("label", {for: "pr-body"}, "Description"), body),
+    h("div", {class: "field"}, h("label", {for: "pr-draft"}, draft, " Draft")));
+  const submit = h("button", {type: "submit"}, "Open pull request");
+  form.append(h("div", {class: "actions"}, submit), feedback);
+  section.append(form);
+  return section;
+}
+
 // -- jobs ---------------------------------------------------------------------------
 
 export async function jobs(ctx, root, query) {
@@ -179,19 +220,20 @@ export async function jobs(ctx, root, query) {
   const request = new URLSearchParams({limit: params.get("limit") ?? "50"});
   if (status) request.set("status", status);
   if (plugin) request.set("plugin", plugin);
+  if (text) request.set("q", text);
   if (after) request.set("after", after);
   let page;
   try { page = await api(`jobs?${request}`); } catch (error) { fail(root, error); return; }
 
-  // The API has no text search: the text filters the page shown, here.
+  // The server searched; a job that turns up live is held to the same rule here
+  // (the id's start, or the plugin, command or submitter containing the text).
   const needle = text.toLowerCase();
-  const matches = (job) => !needle || [job.job_id, job.plugin, job.command, job.status,
-    job.last_error ?? "", job.submitted_by ?? ""].some((v) => String(v).toLowerCase().includes(needle));
-  const shown = page.jobs.filter(matches);
-  const tableEl = jobTable(shown, "jobs-table");
+  const matches = (job) => !needle || job.job_id.toLowerCase().startsWith(needle) ||
+    [job.plugin, job.command, job.submitted_by ?? ""].some((v) => String(v).toLowerCase().includes(needle));
+  const tableEl = jobTable(page.jobs, "jobs-table");
   const tbody = tableEl.querySelector("tbody");
   root.append(h("p", {class: "muted", id: "jobs-total"},
-    `${page.total} job${page.total === 1 ? "" : "s"} match${needle ? `; ${shown.length} shown contain “${text}”` : ""}`),
+    `${page.total} job${page.total === 1 ? "" : "s"} match${needle ? ` “${text}”` : ""}`),
   tableEl);
   const pager = h("nav", {class: "pager", "aria-label": "Pages of jobs"});
   if (after) pager.append(h("a", {href: `#/jobs?${withAfter(params, null)}`}, "First page"));
@@ -288,6 +330,7 @@ export async function job(ctx, root, id) {
     h("h2", {}, "Result"), resultBox,
     h("h2", {}, "Messages"), messages, conversation);
   if (record.loop) root.append(loopSection(ctx, id, canWrite, feedback));
+  if (record.workspace_id && record.changes) root.append(pullRequestSection(id, record, canWrite));
 
   stream(`job/${encodeURIComponent(id)}/stream`, (name, data) => {
     if (name === "message" || name === "status") {
@@ -584,9 +627,26 @@ export async function run(ctx, root, id) {
   }
   const heading = h("h1", {});
   const steps = h("div", {id: "run-steps"});
-  root.append(heading, steps);
+  const events = h("ol", {id: "run-events", class: "messages"});
+  root.append(heading, steps, h("section", {"aria-labelledby": "run-events-h"},
+    h("h2", {id: "run-events-h"}, "Events"), events));
   const canDecide = grants(ctx.scopes, "jobs:rw");
   let shown = "";
+  let lastEvent = null;
+
+  // What happened to the run, oldest first; each look asks only for what is new.
+  async function follow() {
+    const query = new URLSearchParams({limit: "500"});
+    if (lastEvent !== null) query.set("after", lastEvent);
+    const answer = await api(`${path}/events?${query}`);
+    for (const event of answer.events) {
+      lastEvent = String(event.id);
+      events.append(h("li", {"data-kind": event.kind},
+        h("span", {class: "muted"}, event.kind), " ", when(event.at), " ",
+        event.step_id ? h("span", {class: "mono"}, `${event.step_id} `) : null,
+        event.text ?? "", event.actor ? h("span", {class: "muted"}, ` (${event.actor})`) : null));
+    }
+  }
 
   function render(view) {
     // Redrawn only when it changed, so a comment being typed is not lost.
@@ -639,9 +699,10 @@ export async function run(ctx, root, id) {
   }
 
   render(current);
+  await follow().catch((error) => events.append(h("li", {}, notice(error.message))));
   // A run moves on by itself: look again every 2 s while the page is open.
   const timer = setInterval(async () => {
-    try { render(await api(path)); } catch { /* the next tick tries again */ }
+    try { render(await api(path)); await follow(); } catch { /* the next tick tries again */ }
   }, 2000);
   ctx.signal.addEventListener("abort", () => clearInterval(timer));
 }
