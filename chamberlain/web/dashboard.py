@@ -19,10 +19,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import attrs
-
+from chamberlain.web.assets import Asset, asset_routes, static_file
 from chamberlain.web.auth import AUTHENTICATED, PUBLIC
-from chamberlain.web.docs import static_file
 from chamberlain.web.handler import Call, Reply
 from chamberlain.web.intake import NO_QUERY
 from chamberlain.web.spec import STRING, ResponseSpec, Route, object_schema
@@ -49,16 +47,6 @@ _PAGE_CACHE = "no-cache"
 _ASSET_CACHE = "public, max-age=3600"
 
 _JS = "text/javascript; charset=utf-8"
-
-
-@attrs.frozen(kw_only=True)
-class Asset:
-    """One file of the dashboard: where it is served, where it ships, its type."""
-
-    path: str
-    resource: str
-    media_type: str
-    operation_id: str
 
 
 ASSETS: tuple[Asset, ...] = (
@@ -106,18 +94,6 @@ async def page(call: Call) -> Reply:
         media_type="text/html; charset=utf-8",
         headers=_headers(_PAGE_CACHE),
     )
-
-
-def _serve(asset: Asset) -> Any:
-    async def serve(call: Call) -> Reply:
-        return Reply(
-            static_file(asset.resource),
-            media_type=asset.media_type,
-            headers=_headers(_ASSET_CACHE),
-        )
-
-    serve.__doc__ = f"``GET {asset.path}``: a file of the dashboard."
-    return serve
 
 
 async def whoami(call: Call) -> Reply:
@@ -187,27 +163,10 @@ ROUTES: tuple[Route, ...] = (
             NO_QUERY,
         ),
     ),
-    *(
-        Route(
-            operation_id=asset.operation_id,
-            method="GET",
-            path=asset.path,
-            handler=_serve(asset),
-            access=PUBLIC,
-            summary=f"Dashboard asset {asset.path.rsplit('/', 1)[1]}",
-            tag="daemon",
-            responses=(
-                ResponseSpec(
-                    status=200,
-                    description="The file.",
-                    schema=None,
-                    media_type=asset.media_type.split(";")[0],
-                    headers=_PAGE_HEADERS,
-                ),
-                NO_QUERY,
-            ),
-            in_spec=False,
-        )
-        for asset in ASSETS
+    *asset_routes(
+        ASSETS,
+        headers=_headers(_ASSET_CACHE),
+        summary="Dashboard asset",
+        documented=_PAGE_HEADERS,
     ),
 )

@@ -14,13 +14,10 @@ client of the API calls.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Mapping
-from importlib import resources
 from typing import Any
 
-import attrs
-
+from chamberlain.web.assets import Asset, asset_routes, static_file
 from chamberlain.web.auth import PUBLIC
 from chamberlain.web.handler import Call, Reply
 from chamberlain.web.intake import NO_QUERY
@@ -35,16 +32,6 @@ CONTENT_SECURITY_POLICY = (
 
 #: Assets change only with the package: let browsers keep them for a day.
 _ASSET_CACHE = "public, max-age=86400"
-
-
-@attrs.frozen(kw_only=True)
-class Asset:
-    """One file the explorer loads: where it is served, where it ships, its type."""
-
-    path: str
-    resource: str
-    media_type: str
-    operation_id: str
 
 
 ASSETS: tuple[Asset, ...] = (
@@ -87,12 +74,6 @@ ASSETS: tuple[Asset, ...] = (
 DOCS_REDIRECT = "../docs"
 
 
-@functools.cache
-def static_file(resource: str) -> bytes:
-    """A file shipped in ``chamberlain/web/static`` (read once, then kept)."""
-    return (resources.files("chamberlain.web") / "static" / resource).read_bytes()
-
-
 async def page(call: Call) -> Reply:
     """``GET /docs``: the explorer's page."""
     return Reply(
@@ -110,18 +91,6 @@ async def to_page(call: Call) -> Reply:
     """
     call.check_query()
     return Reply({"location": DOCS_REDIRECT}, 308, {"Location": DOCS_REDIRECT})
-
-
-def _serve(asset: Asset) -> Any:
-    async def serve(call: Call) -> Reply:
-        return Reply(
-            static_file(asset.resource),
-            media_type=asset.media_type,
-            headers={"Cache-Control": _ASSET_CACHE},
-        )
-
-    serve.__doc__ = f"``GET {asset.path}``: a file of the API explorer."
-    return serve
 
 
 SCHEMAS: Mapping[str, Mapping[str, Any]] = {
@@ -150,28 +119,7 @@ ROUTES: tuple[Route, ...] = (
             _QUERY_REFUSED,
         ),
     ),
-    *(
-        Route(
-            operation_id=asset.operation_id,
-            method="GET",
-            path=asset.path,
-            handler=_serve(asset),
-            access=PUBLIC,
-            summary=f"Explorer asset {asset.path.rsplit('/', 1)[1]}",
-            tag="daemon",
-            responses=(
-                ResponseSpec(
-                    status=200,
-                    description="The file.",
-                    schema=None,
-                    media_type=asset.media_type.split(";")[0],
-                ),
-                _QUERY_REFUSED,
-            ),
-            in_spec=False,
-        )
-        for asset in ASSETS
-    ),
+    *asset_routes(ASSETS, headers={"Cache-Control": _ASSET_CACHE}, summary="Explorer asset"),
     Route(
         operation_id="docsTrailingSlash",
         method="GET",
