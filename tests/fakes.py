@@ -21,7 +21,7 @@ from chamberlain.daemon.tree import Daemon
 from chamberlain.plugins.binding import bind_plugins
 from chamberlain.plugins.manifest import CommandSpec, CommandType, Manifest
 from chamberlain.plugins.process import Limits, ProcessControl
-from chamberlain.plugins.protocol import ProcessResult, TerminationReason
+from chamberlain.plugins.protocol import Outcome, OutcomeKind, ProcessResult, TerminationReason
 from chamberlain.plugins.registry import Discovery
 from chamberlain.records import Job, JobStatus, NewJob
 
@@ -227,3 +227,17 @@ def stored_job(**changes: object) -> Job:
         source_event_id=None,
     )
     return attrs.evolve(job, **changes)  # type: ignore[arg-type]
+
+
+def succeeded_outcome() -> Outcome:
+    """What a plugin that answered ok with nothing else leaves a Runner to settle."""
+    return Outcome(
+        kind=OutcomeKind.SUCCEEDED,
+        retryable=False,
+        error=None,
+        response=None,
+        raw_output=None,
+        exit_code=0,
+        signal=None,
+        stderr_tail="",
+    )

@@ -23,14 +23,15 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import playwright.sync_api as playwright_sync
 import pytest
 import yaml
 from conftest import API_KEY, REPO, base_config, deep_merge
 from fake_forge import FakeForge, running_fake_forge
 from git_remotes import bare_remote
-
-playwright_sync = pytest.importorskip("playwright.sync_api")
-expect = playwright_sync.expect
+from playwright.sync_api import expect
+from test_pull_requests_e2e import TOKEN
+from test_pull_requests_e2e import config as worktree_config
 
 pytestmark = pytest.mark.e2e
 
@@ -46,7 +47,6 @@ LAUNCH_ARGS = [
     "--disable-sync",
 ]
 SHOTS = REPO / "docs" / "ui"
-FORGE_TOKEN = "tok-dashboard-never-shown"
 #: How long a user would wait for something to show before calling it broken (ms).
 PATIENCE_MS = 15_000
 # A loaded CI machine is slower than Playwright's 5 s default for expect().
@@ -109,7 +109,7 @@ class Daemon:
 @pytest.fixture(scope="module")
 def forge() -> Iterator[FakeForge]:
     """A fake GitHub for the worktree job's pull request."""
-    with running_fake_forge(token=FORGE_TOKEN) as fake:
+    with running_fake_forge(token=TOKEN) as fake:
         yield fake
 
 
@@ -143,16 +143,8 @@ def daemon(tmp_path_factory: pytest.TempPathFactory, forge: FakeForge) -> Iterat
         base_config(tmp),
         {
             "plugins": {"echo": {"schedules": [failing], "circuit_breaker": breaker}},
-            "repositories": {
-                "app": {
-                    "url": str(bare),
-                    "token": "${REPO_TOKEN}",
-                    "forge": "github",
-                    "forge_repo": "owner/app",
-                    "api_url": forge.url,
-                    "author": {"name": "Gateway Bot", "email": "bot@example.invalid"},
-                }
-            },
+            # The pull request tests' repository, on this module's remote and forge.
+            "repositories": worktree_config(bare, forge)["repositories"],
             # A run that waits for a person before its second step.
             "pipelines": [
                 {
@@ -174,7 +166,7 @@ def daemon(tmp_path_factory: pytest.TempPathFactory, forge: FakeForge) -> Iterat
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
-        env={**os.environ, "REPO_TOKEN": FORGE_TOKEN},
+        env={**os.environ, "REPO_TOKEN": TOKEN},
     )
     assert proc.stderr is not None
     lines: list[str] = []
@@ -214,8 +206,9 @@ def daemon(tmp_path_factory: pytest.TempPathFactory, forge: FakeForge) -> Iterat
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     """Debian's chromium, headless, launched once for the module."""
-    if not CHROMIUM.exists():
-        pytest.skip("chromium is not installed (apt-get install chromium)")
+    # Installed by .ci/run; a machine without it fails here, saying how to get it,
+    # rather than passing with the dashboard untested.
+    assert CHROMIUM.exists(), f"{CHROMIUM} is missing: apt-get install chromium"
     with playwright_sync.sync_playwright() as p:
         launched = p.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
         yield launched

@@ -16,7 +16,7 @@ from typing import Any
 import attrs
 import trio
 import trio.testing
-from fakes import clock_now
+from fakes import clock_now, succeeded_outcome
 
 from chamberlain.actors.dispatcher import Dispatcher
 from chamberlain.actors.jobstore import JobStore
@@ -35,24 +35,10 @@ from chamberlain.actors.mail import (
     Wake,
 )
 from chamberlain.actors.mailbox import call
-from chamberlain.plugins.protocol import Outcome, OutcomeKind
 from chamberlain.records import Enqueued, Job, JobStatus, NewJob
 from chamberlain.retry import RetryPolicy
 
 PLUGINS = ("a", "b")
-
-
-def succeeded() -> Outcome:
-    return Outcome(
-        kind=OutcomeKind.SUCCEEDED,
-        retryable=False,
-        error=None,
-        response=None,
-        raw_output=None,
-        exit_code=0,
-        signal=None,
-        stderr_tail="",
-    )
 
 
 @attrs.define
@@ -86,7 +72,11 @@ class Harness:
         for job_id in job_ids:
             settled: Job | None = await self._ask(
                 lambda r, job_id=job_id: Settle(
-                    job_id=job_id, attempt=1, outcome=succeeded(), policy=RetryPolicy(), reply=r
+                    job_id=job_id,
+                    attempt=1,
+                    outcome=succeeded_outcome(),
+                    policy=RetryPolicy(),
+                    reply=r,
                 )
             )
             assert settled is not None and settled.status is JobStatus.SUCCEEDED

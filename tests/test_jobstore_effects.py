@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 import trio
-from fakes import stored_job
+from fakes import stored_job, succeeded_outcome
 
 from chamberlain.actors.mail import (
     NO_EFFECTS,
@@ -42,7 +42,6 @@ from chamberlain.actors.mail import (
 )
 from chamberlain.actors.mailbox import ReplyTo
 from chamberlain.callback_rules import CallbackState
-from chamberlain.plugins.protocol import Outcome, OutcomeKind
 from chamberlain.records import Enqueued, JobFilter, JobStatus, MessageKind, NewJob, RoutePlan
 from chamberlain.retry import RetryPolicy
 
@@ -58,21 +57,10 @@ def reply() -> ReplyTo[Any]:
     return ReplyTo(send)
 
 
-def outcome() -> Outcome:
-    return Outcome(
-        kind=OutcomeKind.SUCCEEDED,
-        retryable=False,
-        error=None,
-        response=None,
-        raw_output=None,
-        exit_code=0,
-        signal=None,
-        stderr_tail="",
-    )
-
-
 def settle() -> Settle:
-    return Settle(job_id="j1", attempt=1, outcome=outcome(), policy=RetryPolicy(), reply=reply())
+    return Settle(
+        job_id="j1", attempt=1, outcome=succeeded_outcome(), policy=RetryPolicy(), reply=reply()
+    )
 
 
 def enqueued() -> tuple[Enqueued, ...]:
